@@ -1,0 +1,110 @@
+"""Shared pieces of the command line: error handling, common options, range parsing."""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from landscape.errors import LandscapeError
+
+
+class LandscapeGroup(click.Group):
+    """A click group that turns user errors into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LandscapeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            raise click.ClickException(f"{exc.strerror}: {exc.filename}") from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: work saved so far is kept; rerun to resume", err=True)
+            sys.exit(130)
+
+
+def dataset_options(func: Callable) -> Callable:
+    """--dataset, --data-root, --train-subset, --test-subset, --data-seed."""
+    options = [
+        click.option("--dataset", default=None, show_default="mnist1d, or the checkpoint's",
+                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function"),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                     help="Folder holding torchvision datasets (never downloaded)."),
+        click.option("--train-subset", type=click.IntRange(min=1), default=None,
+                     help="Use this many training examples (fixed by --data-seed)."),
+        click.option("--test-subset", type=click.IntRange(min=1), default=None,
+                     help="Use this many test examples (fixed by --data-seed)."),
+        click.option("--data-seed", type=int, default=None,
+                     help="Seed of dataset generation and subsets.  [default: 0]"),
+    ]
+    for opt in reversed(options):
+        func = opt(func)
+    return func
+
+
+def device_option(func: Callable) -> Callable:
+    """--device."""
+    return click.option("--device", default=None,
+                        help="cuda | mps | cpu (default: best available).")(func)
+
+
+def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | None,
+                test_subset: int | None, data_seed: int | None, like: dict | None = None):
+    """Load the dataset named by the options, defaulting to the spec stored in a checkpoint."""
+    from landscape.data import load_dataset
+
+    spec = dict(like or {"name": "mnist1d"})
+    if dataset is not None and dataset != spec.get("name"):
+        spec = {"name": dataset}
+    for key, value in (("root", data_root), ("train_subset", train_subset),
+                       ("test_subset", test_subset), ("seed", data_seed)):
+        if value is not None:
+            spec[key] = value
+    return load_dataset(**spec)
+
+
+def parse_range(text: str, what: str = "range") -> "Any":
+    """``min:max:num`` -> numpy array of ``num`` evenly spaced points (both ends included)."""
+    import numpy as np
+
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise click.BadParameter(f"{text!r} is not min:max:num (e.g. -1:1:51)", param_hint=what)
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+        num = int(parts[2])
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: min and max must be numbers and num an integer",
+                                 param_hint=what) from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise click.BadParameter(f"{text!r}: min and max must be finite", param_hint=what)
+    if lo >= hi:
+        raise click.BadParameter(f"{text!r}: min must be smaller than max", param_hint=what)
+    if num < 2:
+        raise click.BadParameter(f"{text!r}: num must be at least 2", param_hint=what)
+    return np.linspace(lo, hi, num)
+
+
+def echo_table(rows: list[tuple], header: tuple) -> None:
+    """Print an aligned plain-text table."""
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for k, row in enumerate(cells):
+        click.echo("  ".join(c.rjust(w) if k else c.ljust(w) for c, w in zip(row, widths)))
+        if k == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
+def wraps_threads(func: Callable) -> Callable:
+    """--threads: torch intra-op threads for this command."""
+    @click.option("--threads", type=click.IntRange(min=1), default=None,
+                  help="CPU threads for torch (default: torch's choice).")
+    @functools.wraps(func)
+    def wrapper(*args, threads=None, **kwargs):
+        if threads:
+            import torch
+            torch.set_num_threads(threads)
+        return func(*args, **kwargs)
+    return wrapper

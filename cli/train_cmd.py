@@ -1,0 +1,97 @@
+"""``landscape train``: train one model and save checkpoints, history and the command."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .common import bundle_from, dataset_options, device_option, wraps_threads
+
+
+def _batch(value: str) -> int | str:
+    if value == "full":
+        return "full"
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'") from None
+    if n < 1:
+        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'")
+    return n
+
+
+@click.command("train")
+@dataset_options
+@click.option("--model", "model_name", default="cnn1d", show_default=True,
+              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
+@click.option("--width", type=click.IntRange(min=1), default=None, help="Width (mlp, vgg9, resnets).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp).")
+@click.option("--activation", type=click.Choice(["relu", "tanh", "gelu"]), default=None,
+              help="Activation (mlp, cnn1d, lenet).")
+@click.option("--batchnorm/--no-batchnorm", default=None,
+              help="BatchNorm layers (default: the model's own).")
+@click.option("--skip/--no-skip", default=None, help="Shortcut connections (resnets).")
+@click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
+              default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--nesterov", is_flag=True, help="Nesterov momentum (sgd).")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--batch-size", default="32", show_default=True,
+              help="Examples per step, or 'full' for full-batch training.")
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Total optimizer steps (overrides --epochs).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]),
+              default="constant", show_default=True)
+@click.option("--lr-scaling", is_flag=True,
+              help="Scale lr linearly with batch size (relative to batch 32).")
+@click.option("--drop-last", is_flag=True, help="Drop the last incomplete batch of each epoch.")
+@click.option("--loss", type=click.Choice(["cross_entropy", "mse"]), default="cross_entropy",
+              show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=None,
+              help="Save a checkpoint every N epochs (0: none; default: about 50 per run).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of initialization and shuffling.")
+@device_option
+@click.option("--out", type=click.Path(file_okay=False), default="runs/train", show_default=True,
+              help="Run folder for checkpoints, history and the command.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@wraps_threads
+def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
+                  depth, activation, batchnorm, skip, optimizer, lr, momentum, nesterov,
+                  weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
+                  checkpoint_every, seed, device, out, quiet):
+    """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}."""
+    from landscape import TrainConfig, build_model, count_parameters, train
+    from landscape._util import provenance, write_json
+
+    bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed)
+    options = {k: v for k, v in dict(width=width, depth=depth, activation=activation,
+                                     batchnorm=batchnorm, skip=skip).items() if v is not None}
+    model = build_model(model_name, bundle, seed=seed, **options)
+    config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay, batch_size=_batch(batch_size), epochs=epochs,
+                         steps=steps, schedule=schedule, lr_scaling=lr_scaling, seed=seed,
+                         device=device, drop_last=drop_last, loss=loss,
+                         checkpoint_every=checkpoint_every, progress=not quiet)
+    config.validate()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "command.json", provenance(model_parameters=count_parameters(model)))
+    click.echo(f"training {model_name} ({count_parameters(model):,} parameters) on "
+               f"{bundle.name}: batch {batch_size}, {optimizer} lr {lr} -> {out_dir}", err=True)
+    result = train(model, bundle, config, out_dir=out_dir)
+    if result.diverged:
+        click.echo(f"error: {result.message}; checkpoints so far kept in {out_dir}", err=True)
+        sys.exit(3)
+    f = result.final
+    click.echo(f"train loss {f['train_loss']:.4f}  train acc {f['train_acc']:.4f}  "
+               f"test loss {f['test_loss']:.4f}  test acc {f['test_acc']:.4f}  "
+               f"({result.seconds:.1f} s)")
+
+
+def register(group: click.Group) -> None:
+    """Add ``train`` to the main group."""
+    group.add_command(train_command)

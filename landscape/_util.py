@@ -1,0 +1,120 @@
+"""Small shared helpers: devices, atomic file writes, hashing, provenance, progress."""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """Return the requested device, or the best available: cuda, then mps, then cpu."""
+    if device is not None and str(device) != "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            from .errors import LandscapeError
+            raise LandscapeError(f"device {device!r} requested but CUDA is not available")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the same folder; on success it replaces ``path`` atomically.
+
+    On any exception the temporary file is removed and ``path`` is left as it was, so a reader
+    never sees a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (Path, torch.device, torch.dtype)):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Content hash of a file (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash of named tensors (names, dtypes, shapes and bytes), order-independent."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages results depend on."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "numpy", "scipy", "h5py", "landscape-minima"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """How an artifact was made: command line, time, versions, host, plus ``extra`` fields."""
+    info: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else "",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "host": platform.node(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    info.update(extra)
+    return info
+
+
+def progress(total: int | None, desc: str, enabled: bool = True, unit: str = "it"):
+    """A tqdm progress bar on stderr (count, rate, time left); silent when ``enabled`` is False."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit=unit, leave=False,
+                dynamic_ncols=True, file=sys.stderr)

@@ -1,0 +1,312 @@
+"""Training with the data resident on the device: ``train(model, bundle, config)``."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ._util import atomic_path, pick_device, progress, write_json
+from .checkpoint import save_checkpoint
+from .data import DataBundle
+from .errors import LandscapeError
+
+OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+LOSSES = ("cross_entropy", "mse")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        optimizer: one of ``sgd``, ``rmsprop``, ``rprop``, ``adam``, ``adamw``.
+        lr: learning rate (before linear scaling).
+        momentum: SGD/RMSprop momentum.
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: L2 penalty (decoupled for adamw).
+        batch_size: examples per step, or ``"full"`` for the whole training set.
+        epochs: passes over the training set (ignored when ``steps`` is set).
+        steps: total optimizer steps instead of epochs.
+        schedule: ``constant``, ``cosine`` (to zero) or ``step`` (x ``gamma`` every
+            ``step_epochs``).
+        lr_scaling: multiply ``lr`` by ``batch_size / base_batch`` (linear scaling rule).
+        seed: seed for shuffling (model init is fixed by ``build_model(seed=...)``).
+        device: ``cuda``, ``mps``, ``cpu`` or None for the best available.
+        drop_last: drop the last incomplete batch of an epoch.
+        loss: ``cross_entropy`` or ``mse`` (on one-hot targets).
+        checkpoint_every: save every N epochs; None picks about 50 per run; 0 saves none.
+        eval_every: evaluate train/test metrics every N epochs (and always at the end).
+        progress: show a progress bar on stderr.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch_size: int | str = 32
+    epochs: int = 60
+    steps: int | None = None
+    schedule: str = "constant"
+    step_epochs: int = 30
+    gamma: float = 0.1
+    lr_scaling: bool = False
+    base_batch: int = 32
+    seed: int = 0
+    device: str | None = None
+    drop_last: bool = False
+    loss: str = "cross_entropy"
+    checkpoint_every: int | None = None
+    eval_every: int = 1
+    progress: bool = True
+
+    def resolved_batch(self, n_train: int) -> int:
+        """The batch size in examples for a training set of ``n_train``."""
+        if self.batch_size == "full":
+            return n_train
+        return min(int(self.batch_size), n_train)
+
+    def validate(self) -> None:
+        """Raise LandscapeError for values that cannot work."""
+        if self.optimizer not in OPTIMIZERS:
+            raise LandscapeError(f"unknown optimizer {self.optimizer!r}: use one of "
+                                 f"{', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise LandscapeError(f"unknown schedule {self.schedule!r}: use one of "
+                                 f"{', '.join(SCHEDULES)}")
+        if self.loss not in LOSSES:
+            raise LandscapeError(f"unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}")
+        if self.batch_size != "full" and (not isinstance(self.batch_size, int)
+                                          or self.batch_size < 1):
+            raise LandscapeError(f"batch size must be a positive integer or 'full', "
+                                 f"got {self.batch_size!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise LandscapeError(f"learning rate must be positive, got {self.lr}")
+        if self.steps is None and self.epochs < 1:
+            raise LandscapeError("epochs must be at least 1")
+        if self.steps is not None and self.steps < 1:
+            raise LandscapeError("steps must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Outcome of ``train``.
+
+    Attributes:
+        history: one dict per evaluated epoch (epoch, step, lr, train/test loss and accuracy,
+            seconds, samples_per_s).
+        final: the last history entry.
+        seconds: wall time of the whole run.
+        diverged: True if a NaN/inf loss stopped training.
+        message: why training stopped early, or "".
+        out_dir: run folder, if one was written.
+        checkpoints: checkpoint files written, in order.
+    """
+
+    history: list[dict[str, Any]]
+    final: dict[str, Any]
+    seconds: float
+    diverged: bool = False
+    message: str = ""
+    out_dir: Path | None = None
+    checkpoints: list[Path] = dataclasses.field(default_factory=list)
+
+
+def loss_function(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor],
+                                                             torch.Tensor]:
+    """Mean loss of logits against integer targets: ``cross_entropy`` or ``mse`` (one-hot)."""
+    if name == "cross_entropy":
+        return nn.functional.cross_entropy
+    if name == "mse":
+        def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            onehot = nn.functional.one_hot(y, num_classes).to(logits.dtype)
+            return nn.functional.mse_loss(logits, onehot)
+        return mse
+    raise LandscapeError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}")
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn,
+                   chunk: int = 8192) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode (exact for any chunking)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(y), chunk):
+        logits = model(x[i:i + chunk])
+        total_loss += float(loss_fn(logits, y[i:i + chunk])) * len(y[i:i + chunk])
+        correct += int((logits.argmax(1) == y[i:i + chunk]).sum())
+    model.train(was_training)
+    return total_loss / len(y), correct / len(y)
+
+
+def make_optimizer(params, config: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """The optimizer named in ``config``."""
+    opt, wd = config.optimizer, config.weight_decay
+    if opt == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0, weight_decay=wd)
+    if opt == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    if opt == "rprop":
+        if wd:
+            raise LandscapeError("rprop takes no weight decay")
+        return torch.optim.Rprop(params, lr=lr)
+    if opt == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+
+def _lr_at(config: TrainConfig, base_lr: float, step: int, total_steps: int,
+           steps_per_epoch: int) -> float:
+    if config.schedule == "cosine":
+        return 0.5 * base_lr * (1 + math.cos(math.pi * step / total_steps))
+    if config.schedule == "step":
+        return base_lr * config.gamma ** ((step // steps_per_epoch) // config.step_epochs)
+    return base_lr
+
+
+def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfig(),
+          out_dir: str | Path | None = None,
+          callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train ``model`` on ``bundle.train`` with the data resident on the device.
+
+    Args:
+        model: the network (modified in place; left on the CPU in eval mode at the end).
+        bundle: data; inputs and targets are moved to the device once.
+        config: optimizer, batch size, schedule, seed, ...
+        out_dir: if given, writes ``checkpoints/epoch_XXXX.pt``, ``model.pt``,
+            ``history.json``/``.csv`` and ``config.json`` there.
+        callback: called with each history entry.
+
+    Returns:
+        TrainResult with the per-epoch history; ``diverged`` is set if a NaN/inf loss
+        stopped training (checkpoints already written are kept).
+    """
+    config.validate()
+    device = pick_device(config.device)
+    xtr, ytr = (t.to(device) for t in bundle.train)
+    xte, yte = (t.to(device) for t in bundle.test)
+    n = len(ytr)
+    batch = config.resolved_batch(n)
+    if batch < bundle.num_classes:
+        warnings.warn(f"batch size {batch} is smaller than the number of classes "
+                      f"({bundle.num_classes}): without BatchNorm training may not converge",
+                      stacklevel=2)
+    per_epoch = n // batch if config.drop_last else math.ceil(n / batch)
+    total_steps = config.steps or per_epoch * config.epochs
+    epochs = math.ceil(total_steps / per_epoch)
+    lr = config.lr * (batch / config.base_batch if config.lr_scaling else 1.0)
+    loss_fn = loss_function(config.loss, bundle.num_classes)
+    model.to(device).train()
+    optimizer = make_optimizer(model.parameters(), config, lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    every = config.checkpoint_every
+    if every is None:
+        every = max(1, epochs // 50)
+    out = Path(out_dir) if out_dir is not None else None
+    checkpoints: list[Path] = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", {**dataclasses.asdict(config), "resolved_batch": batch,
+                                         "resolved_lr": lr, "steps_total": total_steps})
+        if every:
+            checkpoints.append(_save(model, out / "checkpoints" / "epoch_0000.pt", 0, {}))
+    history: list[dict[str, Any]] = []
+    step, diverged, message = 0, False, ""
+    start = time.perf_counter()
+    bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=gen).to(device) if batch < n else None
+        seen, running = 0, 0.0
+        for b in range(per_epoch):
+            if step >= total_steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(config, lr, step, total_steps, per_epoch)
+            idx = order[b * batch:(b + 1) * batch] if order is not None else None
+            xb, yb = (xtr, ytr) if idx is None else (xtr[idx], ytr[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            value = loss.item()
+            if not math.isfinite(value):
+                diverged = True
+                message = (f"training diverged at epoch {epoch}, step {step}: loss is "
+                           f"{value} (try a smaller learning rate)")
+                break
+            loss.backward()
+            optimizer.step()
+            running += value * len(yb)
+            seen += len(yb)
+            step += 1
+        if diverged:
+            break
+        seconds = time.perf_counter() - t0
+        last = epoch == epochs or step >= total_steps
+        if epoch % config.eval_every == 0 or last:
+            entry = _evaluate(model, xtr, ytr, xte, yte, loss_fn)
+            entry.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
+                         batch_loss=running / max(seen, 1), epoch_seconds=seconds,
+                         samples_per_s=seen / seconds if seconds > 0 else float("nan"),
+                         elapsed=time.perf_counter() - start)
+            history.append(entry)
+            if callback is not None:
+                callback(entry)
+            bar.set_postfix(loss=f"{entry['train_loss']:.4f}", test_acc=f"{entry['test_acc']:.3f}")
+        if out is not None and every and (epoch % every == 0 or last):
+            checkpoints.append(_save(model, out / "checkpoints" / f"epoch_{epoch:04d}.pt", epoch,
+                                     history[-1] if history else {}))
+        bar.update(1)
+        if last:
+            break
+    bar.close()
+    model.to("cpu").eval()
+    elapsed = time.perf_counter() - start
+    final = history[-1] if history else {}
+    if out is not None:
+        if not diverged:
+            save_checkpoint(out / "model.pt", model, extra={"final": final,
+                                                            "config": dataclasses.asdict(config)})
+        _write_history(out, history, {"diverged": diverged, "message": message,
+                                      "seconds": elapsed})
+    return TrainResult(history=history, final=final, seconds=elapsed, diverged=diverged,
+                       message=message, out_dir=out, checkpoints=checkpoints)
+
+
+def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:
+    train_loss, train_acc = evaluate_split(model, xtr, ytr, loss_fn)
+    test_loss, test_acc = evaluate_split(model, xte, yte, loss_fn)
+    return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
+            "test_acc": test_acc, "gap": train_acc - test_acc}
+
+
+def _save(model: nn.Module, path: Path, epoch: int, metrics: dict[str, Any]) -> Path:
+    return save_checkpoint(path, model, extra={"epoch": epoch, "metrics": metrics})
+
+
+def _write_history(out: Path, history: list[dict[str, Any]], status: dict[str, Any]) -> None:
+    write_json(out / "history.json", {"status": status, "epochs": history})
+    if not history:
+        return
+    with atomic_path(out / "history.csv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def load_history(run_dir: str | Path) -> dict[str, Any]:
+    """The ``history.json`` of a run folder."""
+    path = Path(run_dir) / "history.json"
+    if not path.is_file():
+        raise LandscapeError(f"{str(run_dir)!r} is not a training run folder (no history.json)")
+    return json.loads(path.read_text())
