@@ -1,8 +1,192 @@
-"""Commands of this module are registered on the main group by ``register``."""
+"""``landscape study``, ``landscape demo`` and ``landscape sweep``."""
 from __future__ import annotations
 
 import click
 
+from .common import device_option, wraps_threads
+
+
+def _batch(value: str) -> int | str:
+    if value == "full":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'") from None
+    if n < 1:
+        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'")
+    return n
+
+
+def _print_result(result) -> None:
+    from landscape.report import table_rows
+
+    from .common import echo_table
+
+    echo_table([r for r in table_rows(result.summary)],
+               ("quantity", "small batch", "large batch", "large / small"))
+    click.echo("")
+    for name in ("report_html", "report_md", "summary"):
+        click.echo(f"{name.replace('_', ' '):12s} {result.files[name]}")
+    click.echo(f"done in {result.seconds:.0f} s"
+               + (f" (reused: {', '.join(result.reused)})" if result.reused else ""))
+
+
+def _study_options(func):
+    options = [
+        click.option("--out", type=click.Path(file_okay=False), default="study",
+                     show_default=True, help="Folder for every output."),
+        click.option("--quick", is_flag=True,
+                     help="Coarse grids and fewer Hessian products (same two models)."),
+        click.option("--force", is_flag=True, help="Recompute steps already done."),
+        click.option("--no-3d", "no_3d", is_flag=True, help="Skip the 3-D (pyvista) figure."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for opt in reversed(options):
+        func = opt(func)
+    return device_option(func)
+
+
+def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, quiet: bool):
+    from landscape.study import StudyConfig, run_study
+
+    if no_3d:
+        config_kwargs["render_3d"] = False
+    config = StudyConfig.quick(**config_kwargs) if quick else StudyConfig(**config_kwargs)
+    log = None if quiet else (lambda msg: click.echo(msg, err=True))
+    result = run_study(config, out, force=force, progress=not quiet, log=log)
+    _print_result(result)
+
+
+@click.command("demo")
+@_study_options
+@wraps_threads
+def demo_command(out, quick, force, no_3d, quiet, device):
+    """The built-in study: MNIST-1D CNN, batch 32 vs full batch; writes OUT/report.html.
+
+    No download: MNIST-1D is generated on the fly. About 2-4 minutes on 2 CPU cores
+    (--quick: under a minute of analysis on top of the same training).
+    """
+    _run({"device": device}, out, quick, force, no_3d, quiet)
+
+
+@click.command("study")
+@click.option("--dataset", default="mnist1d", show_default=True,
+              help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder holding torchvision datasets.")
+@click.option("--train-subset", type=click.IntRange(min=1), default=None)
+@click.option("--test-subset", type=click.IntRange(min=1), default=None)
+@click.option("--model", "model_name", default="cnn1d", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--small-batch", default="32", show_default=True)
+@click.option("--small-lr", type=float, default=0.01, show_default=True)
+@click.option("--small-epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--large-batch", default="full", show_default=True)
+@click.option("--large-lr", type=float, default=0.1, show_default=True)
+@click.option("--large-epochs", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
+              default="sgd", show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--plane-points", type=click.IntRange(min=3), default=None,
+              help="Points per side of the 2-D grids (default 41; --quick 13).")
+@click.option("--line-points", type=click.IntRange(min=3), default=None,
+              help="Points of the 1-D surfaces (default 51; --quick 21).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Hessian eigenvalues per model (default 5; --quick 3).")
+@_study_options
+@wraps_threads
+def study_command(dataset, data_root, train_subset, test_subset, model_name, seed, small_batch,
+                  small_lr, small_epochs, large_batch, large_lr, large_epochs, optimizer,
+                  momentum, plane_points, line_points, top_k, out, quick, force, no_3d, quiet,
+                  device):
+    """Train a small- and a large-batch model and compare their minima (report in OUT)."""
+    from landscape.study import RunSpec
+
+    kwargs = dict(dataset=dataset, data_root=data_root, train_subset=train_subset,
+                  test_subset=test_subset, model=model_name, seed=seed, device=device,
+                  small=RunSpec(_batch(small_batch), small_lr, small_epochs, optimizer, momentum),
+                  large=RunSpec(_batch(large_batch), large_lr, large_epochs, optimizer, momentum))
+    for key, value in (("plane_points", plane_points), ("line_points", line_points),
+                       ("top_k", top_k)):
+        if value is not None:
+            kwargs[key] = value
+    _run(kwargs, out, quick, force, no_3d, quiet)
+
+
+def _sizes(text: str) -> tuple[int | str, ...]:
+    try:
+        sizes = tuple(_batch(part.strip()) for part in text.split(",") if part.strip())
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"--batch-sizes: {exc.message}") from None
+    if not sizes:
+        raise click.BadParameter("--batch-sizes: give at least one size")
+    return sizes
+
+
+@click.command("sweep")
+@click.option("--dataset", default="mnist1d", show_default=True)
+@click.option("--train-subset", type=click.IntRange(min=1), default=None)
+@click.option("--test-subset", type=click.IntRange(min=1), default=None)
+@click.option("--model", "model_name", default="cnn1d", show_default=True)
+@click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
+              help="BatchNorm in the model (off: batches below the class count may fail).")
+@click.option("--batch-sizes", default="4,8,16,32,64,128,512,full", show_default=True,
+              help="Comma-separated sizes; 'full' is the whole training set.")
+@click.option("--base-lr", type=float, default=0.01, show_default=True,
+              help="SGD lr at --base-batch; scaled linearly with batch size.")
+@click.option("--base-batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--max-lr", type=float, default=0.1, show_default=True, help="Cap of the scaled lr.")
+@click.option("--target-steps", type=click.IntRange(min=1), default=6000, show_default=True,
+              help="Optimizer steps per run (epochs clamped to --min/--max-epochs).")
+@click.option("--min-epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--max-epochs", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--target-loss", type=float, default=0.05, show_default=True,
+              help="Training loss that counts as converged.")
+@click.option("--optimizer-batch", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Mini-batch of the Rprop/RMSprop comparison (0: skip it).")
+@click.option("--optimizer-epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True)
+@click.option("--force", is_flag=True, help="Retrain runs already done.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@device_option
+@wraps_threads
+def sweep_command(dataset, train_subset, test_subset, model_name, batchnorm, batch_sizes,
+                  base_lr, base_batch, max_lr, target_steps, min_epochs, max_epochs,
+                  target_loss, optimizer_batch, optimizer_epochs, seed, out, force, quiet,
+                  device):
+    """Batch-size sweep: accuracy, gap, sharpness, convergence speed and throughput vs batch
+    size, plus Rprop full-batch vs Rprop and RMSprop mini-batch (report in OUT)."""
+    from landscape.sweep import SweepConfig, run_sweep
+
+    from .common import echo_table
+
+    if min_epochs > max_epochs:
+        raise click.BadParameter("--min-epochs must not exceed --max-epochs")
+    config = SweepConfig(dataset=dataset, train_subset=train_subset, test_subset=test_subset,
+                         model=model_name, model_options={"batchnorm": True} if batchnorm else {},
+                         seed=seed, batch_sizes=_sizes(batch_sizes), base_lr=base_lr,
+                         base_batch=base_batch, max_lr=max_lr, target_steps=target_steps,
+                         min_epochs=min_epochs, max_epochs=max_epochs, target_loss=target_loss,
+                         optimizer_batch=optimizer_batch, optimizer_epochs=optimizer_epochs,
+                         device=device)
+    log = None if quiet else (lambda msg: click.echo(msg, err=True))
+    result = run_sweep(config, out, force=force, progress=not quiet, log=log)
+    fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    echo_table([(r["label"], r["batch_size"], fmt(r["train_loss"]), fmt(r["test_accuracy"]),
+                 fmt(r.get("top_eigenvalue")), fmt(r.get("sharpness")),
+                 fmt(r["epochs_to_target"])) for r in result["rows"]],
+               ("run", "batch", "train loss", "test acc", "top eig", "sharpness",
+                "epochs to target"))
+    click.echo("")
+    for line in result["observations"]:
+        click.echo(f"- {line}")
+    click.echo(f"report: {result['files']['sweep_report_html']}")
+
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
+    """Add ``demo``, ``study`` and ``sweep`` to the main group."""
+    group.add_command(demo_command)
+    group.add_command(study_command)
+    group.add_command(sweep_command)
