@@ -1,8 +1,201 @@
-"""Commands of this module are registered on the main group by ``register``."""
+"""``landscape shape`` (V or W basin of a surface file) and ``landscape sharpness`` (sharpness
+measures of a checkpoint). Commands of this module are registered by ``register``."""
 from __future__ import annotations
+
+import math
 
 import click
 
+from .common import bundle_from, dataset_options, device_option, echo_table, wraps_threads
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+@click.command("shape")
+@click.argument("surface", type=click.Path(dir_okay=False))
+@click.option("--metric", default="train_loss", show_default=True,
+              help="Which metric of the surface (train_loss, test_loss, ...).")
+@click.option("--rise", type=float, default=0.1, show_default=True,
+              help="The central basin ends where the metric first rises this much above the "
+                   "centre.")
+@click.option("--threshold", type=float, default=None,
+              help="Depth a minimum needs to count as a basin (default: 5% of the metric's "
+                   "range).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the numbers to this JSON file.")
+def shape_command(surface, metric, rise, threshold, json_out):
+    """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE."""
+    from landscape._util import provenance, sha256_file, write_json
+    from landscape.errors import LandscapeError
+    from landscape.sharpness import surface_shape
+    from landscape.store import load_surface
+
+    if not (rise > 0 and math.isfinite(rise)):
+        raise click.BadParameter(f"{rise}: must be a positive number", param_hint="--rise")
+    if threshold is not None and not (threshold >= 0 and math.isfinite(threshold)):
+        raise click.BadParameter(f"{threshold}: must be >= 0", param_hint="--threshold")
+    surf = load_surface(surface)
+    try:
+        shape = surface_shape(surf, metric, rise=rise, threshold=threshold)
+    except LandscapeError as exc:
+        raise LandscapeError(f"{surface}: {exc}") from None
+    _echo_shape(surface, metric, shape)
+    if json_out:
+        write_json(json_out, {"surface": str(surface), "surface_sha256": sha256_file(surface),
+                              "metric": metric, "shape": shape.to_dict(),
+                              "provenance": provenance()})
+        click.echo(f"wrote {json_out}", err=True)
+
+
+def _echo_shape(path: str, metric: str, shape) -> None:
+    axes = "xy"[:shape.ndim]
+    click.echo(f"{path}: {metric} on a {shape.ndim}-D grid")
+    click.echo(f"label          {shape.label}  ({shape.n_basins} basin"
+               f"{'' if shape.n_basins == 1 else 's'} deeper than {shape.threshold:.4g})")
+    center = ", ".join(f"{c:.4g}" for c in shape.center)
+    click.echo(f"centre         ({center})  value {shape.center_value:.6g}")
+    click.echo(f"width          {_fmt(shape.width)}  (loss +{shape.rise:g}; mean over "
+               f"directions; '-' = wider than the grid)")
+    for name, w, c in zip(axes, shape.axis_widths, shape.curvature):
+        click.echo(f"along {name}        width {_fmt(w)}  curvature {c:.4g}")
+    if shape.minima:
+        rows = [(k + 1, ", ".join(f"{v:.4g}" for v in at), f"{value:.6g}", f"{depth:.4g}")
+                for k, (at, value, depth) in enumerate(shape.minima)]
+        echo_table(rows, ("basin", "at", "value", "depth"))
+
+
+def _eps_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give numbers separated by commas, e.g. 1e-3,5e-4",
+                                 param_hint="--eps") from None
+    if not values or not all(v > 0 and math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{text!r}: every eps must be a positive number",
+                                 param_hint="--eps")
+    return values
+
+
+def _nonnegative(value: float, name: str) -> float:
+    if not (value >= 0 and math.isfinite(value)):
+        raise click.BadParameter(f"{value}: must be >= 0 (0 skips it)", param_hint=name)
+    return value
+
+
+@click.command("sharpness")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@dataset_options
+@click.option("--split", type=click.Choice(["train", "test"]), default="train",
+              show_default=True, help="The loss is the mean over this whole split.")
+@click.option("--loss", type=click.Choice(["cross_entropy", "mse"]), default=None,
+              help="Loss (default: the one the checkpoint was trained with, else cross_entropy).")
+@click.option("--eps", "eps_text", default="1e-3,5e-4", show_default=True,
+              help="Keskar box sizes, comma-separated.")
+@click.option("--subspace-dim", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also measure Keskar sharpness in a random subspace of this dimension.")
+@click.option("--maxiter", type=click.IntRange(min=1), default=10, show_default=True,
+              help="L-BFGS-B iterations per Keskar measure.")
+@click.option("--adaptive-rho", type=float, default=0.05, show_default=True,
+              help="Radius of the adaptive l2 ball (0 skips it).")
+@click.option("--adaptive-rho-inf", type=float, default=1e-3, show_default=True,
+              help="Radius of the adaptive l-inf ball (0 skips it).")
+@click.option("--average-rho", type=float, default=0.05, show_default=True,
+              help="Relative noise of average-case adaptive sharpness: each weight gets "
+                   "Gaussian noise of std average-rho * (|w| + eta) (0 skips it).")
+@click.option("--eta", type=float, default=0.01, show_default=True,
+              help="Adaptive scale is |w| + eta.")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Projected-ascent steps for adaptive sharpness.")
+@click.option("--samples", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Random draws for average-case adaptive sharpness (0 skips it; else >= 2).")
+@click.option("--reparam-alpha", type=float, default=None,
+              help="Also run the reparametrization check: rescale the first pair of layers "
+                   "joined by a ReLU by this factor and its inverse, and show which measures "
+                   "change.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the subspace, random starts and draws.")
+@device_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write every number, with provenance, to this JSON file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@wraps_threads
+def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed,
+                      out, quiet, device, **options):
+    """Keskar epsilon-sharpness and adaptive sharpness of CHECKPOINT (on its own dataset
+    unless --dataset says otherwise)."""
+    from landscape import load_checkpoint
+    from landscape._util import pick_device
+    from landscape.sharpness import measure_sharpness, reparametrization_report
+
+    opts = _checked(options)
+    model, info = load_checkpoint(checkpoint)
+    bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
+                         like=info["dataset"])
+    opts["loss"] = (opts["loss"] or (info.get("extra") or {}).get("config", {}).get("loss")
+                    or "cross_entropy")
+    dev = pick_device(device)
+    model.to(dev)
+    split = opts["split"]
+    click.echo(f"sharpness of {checkpoint} on {bundle.name} {split} "
+               f"({len(bundle.split(split)[1])} examples, full batch, eval mode, "
+               f"{opts['loss']}) on {dev}", err=True)
+    summary = measure_sharpness(
+        model, bundle, eps=opts["eps"], subspace_dim=opts["subspace_dim"],
+        rho=opts["adaptive_rho"], rho_inf=opts["adaptive_rho_inf"], rho_avg=opts["average_rho"],
+        eta=opts["eta"], samples=opts["samples"], seed=opts["seed"], split=split,
+        loss=opts["loss"], maxiter=opts["maxiter"], steps=opts["steps"], progress=not quiet)
+    click.echo(f"{split} loss {summary.base_loss:.6g}")
+    echo_table(summary.rows(), ("measure", "setting", "value", "max loss", "seconds"))
+    report = None
+    if opts["reparam_alpha"] is not None:
+        report = reparametrization_report(
+            model, bundle, opts["reparam_alpha"], eps=opts["eps"][0],
+            rho=opts["adaptive_rho"] or 0.05, eta=opts["eta"], steps=opts["steps"], split=split,
+            loss=opts["loss"], seed=opts["seed"], maxiter=opts["maxiter"])
+        _echo_reparam(report)
+    if out:
+        _write_sharpness(out, checkpoint, bundle, opts, summary, report, dev)
+
+
+def _checked(options: dict) -> dict:
+    """Validate the sharpness options that click's types cannot."""
+    opts = dict(options)
+    opts["eps"] = _eps_list(opts.pop("eps_text"))
+    for key in ("adaptive_rho", "adaptive_rho_inf", "average_rho", "eta"):
+        _nonnegative(opts[key], "--" + key.replace("_", "-"))
+    if opts["samples"] == 1:
+        raise click.BadParameter("1: use 0 (skip) or at least 2", param_hint="--samples")
+    alpha = opts["reparam_alpha"]
+    if alpha is not None and not (alpha > 0 and math.isfinite(alpha)):
+        raise click.BadParameter(f"{alpha}: must be a positive number",
+                                 param_hint="--reparam-alpha")
+    return opts
+
+
+def _write_sharpness(out, checkpoint, bundle, opts, summary, report, dev) -> None:
+    from landscape._util import provenance, sha256_file, write_json
+
+    write_json(out, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+                     "dataset": bundle.spec, "options": {**opts, "eps": list(opts["eps"])},
+                     "sharpness": summary.to_dict(),
+                     "reparametrization": report.to_dict() if report else None,
+                     "provenance": provenance(device=str(dev))})
+    click.echo(f"wrote {out}", err=True)
+
+
+def _echo_reparam(report) -> None:
+    click.echo(f"\nreparametrization: layer {report.layer_a} x {report.alpha:g}, layer "
+               f"{report.layer_b} x 1/{report.alpha:g} (outputs change by at most "
+               f"{report.output_max_abs_diff:.2g})")
+    rows = [(m.name, _fmt(m.before, 6), _fmt(m.after, 6), _fmt(m.relative_change, 3),
+             "should not change" if m.invariant else "may change")
+            for m in report.measures]
+    echo_table(rows, ("measure", "before", "after", "relative change", "expected"))
+
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
+    """Add ``shape`` and ``sharpness`` to the main group."""
+    group.add_command(shape_command)
+    group.add_command(sharpness_command)

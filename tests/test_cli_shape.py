@@ -1,0 +1,155 @@
+"""``landscape shape`` and ``landscape sharpness`` through click's test runner."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from landscape.checkpoint import load_checkpoint, save_checkpoint
+from landscape.models import build_model
+from landscape.sharpness import epsilon_sharpness, surface_shape
+from landscape.store import save_surface
+from landscape.surface import Surface
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def surface_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("surfaces")
+    x = np.linspace(-2, 2, 41)
+    y = np.linspace(-1, 1, 21)
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    plane = Surface(x=x, y=y, metrics={"train_loss": (xx ** 2 - 1) ** 2 + yy ** 2,
+                                       "test_loss": xx ** 2 + yy ** 2},
+                    done=np.ones(xx.shape, dtype=bool))
+    line = Surface(x=x, y=None, metrics={"train_loss": np.abs(x)},
+                   done=np.ones(x.shape, dtype=bool))
+    partial = Surface(x=x, y=None, metrics={"train_loss": np.abs(x)},
+                      done=np.arange(len(x)) < 10)
+    paths = {}
+    for name, surf in (("plane", plane), ("line", line), ("partial", partial)):
+        paths[name] = save_surface(root / f"{name}.h5", surf)
+    paths["text"] = root / "not_a_surface.h5"
+    paths["text"].write_text("hello\n")
+    return paths
+
+
+def test_shape_of_a_double_well_surface(surface_files, tmp_path):
+    out = tmp_path / "shape.json"
+    result = run("shape", surface_files["plane"], "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "label          W  (2 basins" in result.output
+    saved = json.loads(out.read_text())
+    from landscape.store import load_surface
+    expected = surface_shape(load_surface(surface_files["plane"])).to_dict()
+    assert saved["shape"] == json.loads(json.dumps(expected))
+    assert saved["metric"] == "train_loss" and len(saved["surface_sha256"]) == 64
+    assert "provenance" in saved
+
+
+def test_shape_options_and_1d(surface_files):
+    result = run("shape", surface_files["plane"], "--metric", "test_loss", "--rise", "0.5")
+    assert result.exit_code == 0, result.output
+    assert "label          V  (1 basin " in result.output
+    line = run("shape", surface_files["line"], "--rise", "0.5")
+    assert line.exit_code == 0, line.output
+    assert "width          1  " in line.output  # |x| reaches 0.5 at +-0.5
+
+
+@pytest.mark.parametrize("args,message", [
+    (["missing.h5"], "does not exist"),
+    (["@text"], "not a readable HDF5"),
+    (["@plane", "--metric", "train_acc"], "no metric 'train_acc'"),
+    (["@partial"], "incomplete"),
+])
+def test_shape_errors(surface_files, tmp_path, args, message):
+    args = [str(surface_files[a[1:]]) if a.startswith("@") else a for a in args]
+    out = tmp_path / "shape.json"
+    result = run("shape", *args, "--json", out)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.strip().startswith("Error:") and result.output.count("\n") == 1
+    assert not out.exists()
+
+
+def test_shape_bad_rise(surface_files):
+    result = run("shape", surface_files["plane"], "--rise", "-1")
+    assert result.exit_code == 2 and "--rise" in result.output
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from landscape.data import load_dataset
+
+    bundle = load_dataset("mnist1d", train_subset=96, test_subset=32)
+    model = build_model("mlp", bundle, seed=0, width=8)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", model)
+
+
+SMALL = ["--maxiter", "3", "--steps", "2", "--samples", "2", "--quiet"]
+
+
+def test_sharpness_command(checkpoint, tmp_path):
+    out = tmp_path / "sharp.json"
+    result = run("sharpness", checkpoint, "--eps", "1e-3,5e-4", "--subspace-dim", "2",
+                 "--out", out, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "epsilon (Keskar)" in result.output and "adaptive worst-case l2" in result.output
+    saved = json.loads(out.read_text())
+    model, info = load_checkpoint(checkpoint)
+    assert saved["dataset"] == info["dataset"]  # the checkpoint's own 96-example subset
+    eps = saved["sharpness"]["epsilon"]
+    assert [(e["eps"], e["subspace_dim"]) for e in eps] == [(1e-3, 0), (1e-3, 2), (5e-4, 0),
+                                                            (5e-4, 2)]
+    from landscape.data import load_dataset
+    direct = epsilon_sharpness(model, load_dataset(**info["dataset"]), 1e-3, maxiter=3)
+    assert eps[0]["value"] == direct.value and eps[0]["base_loss"] == direct.base_loss
+    assert saved["options"]["samples"] == 2 and len(saved["checkpoint_sha256"]) == 64
+    assert saved["provenance"]["versions"]["torch"]
+    assert saved["reparametrization"] is None
+    again = tmp_path / "again.json"
+    assert run("sharpness", checkpoint, "--eps", "1e-3,5e-4", "--subspace-dim", "2",
+               "--out", again, *SMALL).exit_code == 0
+    strip = lambda d: [{k: v for k, v in e.items() if k != "seconds"}  # noqa: E731
+                       for e in d["sharpness"]["epsilon"] + d["sharpness"]["adaptive"]]
+    assert strip(json.loads(again.read_text())) == strip(saved)
+
+
+def test_sharpness_reparam_and_other_split(checkpoint, tmp_path):
+    out = tmp_path / "sharp.json"
+    result = run("sharpness", checkpoint, "--eps", "1e-3", "--split", "test",
+                 "--reparam-alpha", "5", "--adaptive-rho-inf", "0", "--out", out, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "reparametrization: layer 1 x 5" in result.output
+    saved = json.loads(out.read_text())
+    names = [m["name"] for m in saved["reparametrization"]["measures"]]
+    assert "top_hessian_eigenvalue" in names and "adaptive_sharpness_eta0" in names
+    assert [a["p"] for a in saved["sharpness"]["adaptive"]] == ["2"]
+    assert saved["sharpness"]["split"] == "test"
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--eps", "abc"], 2, "--eps"),
+    (["--eps", "1e-3,-1"], 2, "positive"),
+    (["--samples", "1"], 2, "--samples"),
+    (["--adaptive-rho", "-0.1"], 2, "--adaptive-rho"),
+    (["--average-rho", "nan"], 2, "--average-rho"),
+    (["--reparam-alpha", "0"], 2, "--reparam-alpha"),
+])
+def test_sharpness_bad_options(checkpoint, tmp_path, args, code, message):
+    out = tmp_path / "sharp.json"
+    result = run("sharpness", checkpoint, *args, "--out", out, "--quiet")
+    assert result.exit_code == code and message in result.output
+    assert not out.exists()
+
+
+def test_sharpness_missing_checkpoint(tmp_path):
+    result = run("sharpness", tmp_path / "nope.pt", "--quiet")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error:") and "does not exist" in result.output
