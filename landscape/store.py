@@ -1,0 +1,278 @@
+"""HDF5 surface files: atomic checkpoints, provenance, identity checks, loading.
+
+Layout of a surface file (``format="landscape-surface"``, ``format_version=1``)::
+
+    /                  attrs: format, format_version, created, updated, provenance (JSON),
+                       identity (JSON: what must match to resume), model_sha256,
+                       directions_sha256, data_sha256, grid ("51x51"), ndim, metrics (JSON),
+                       points, points_done, nonfinite (points with a NaN/inf value), and,
+                       when the provenance has them, norm, ignore, kind, seed, checkpoint and
+                       checkpoint_sha256
+    /axes/x, /axes/y   1-D float64 coordinates (/axes/y only for 2-D surfaces)
+    /metrics/<name>    float64 values, shape (len(x),) or (len(x), len(y)); NaN = not yet
+                       computed, or a NaN loss where /done is True
+    /done              bool per grid point
+    /directions        attrs: path and sha256 of the directions file (written once)
+    /trajectory        optional (``landscape trajectory``): coords (n, 2) projected path,
+                       explained_variance_ratio (2,), labels (n,) checkpoint names,
+                       epochs (n,) (-1 where unknown)
+    /anchors           optional (``interpolate``, ``plane``): coords (m, ndim) of the models
+                       that define the directions, labels (m,)
+
+Every write goes to a temporary file in the same folder, is flushed to disk, and replaces
+the target with ``os.replace``: a reader (or a process killed at any moment, SIGKILL
+included) sees the old complete file or the new complete file, never a mix.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._util import atomic_path
+from .directions import chmod_like_new_file
+from .errors import StoreError
+from .surface import Surface
+
+FORMAT = "landscape-surface"
+FORMAT_VERSION = 1
+
+# identity keys and how a difference is named in messages
+_IDENTITY_NAMES = {
+    "model_sha256": "model weights",
+    "directions_sha256": "directions",
+    "data_sha256": "data",
+    "metrics": "metrics",
+    "loss": "loss",
+    "precision": "precision",
+    "bn_recalibrate": "BatchNorm recalibration",
+    "hessian": "Hessian metrics",
+    "seed": "seed",
+}
+_COPIED_ATTRS = ("norm", "ignore", "kind", "seed", "checkpoint", "checkpoint_sha256")
+
+
+def save_surface(path: str | os.PathLike, surface: Surface) -> Path:
+    """Write ``surface`` to ``path`` atomically (temp file in the same folder, fsync, replace).
+
+    Returns:
+        The path written.
+    """
+    import h5py
+
+    path = Path(path)
+    prov = dict(surface.provenance)
+    identity = prov.get("identity", {})
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as fh:
+            fh.attrs["format"] = FORMAT
+            fh.attrs["format_version"] = FORMAT_VERSION
+            fh.attrs["created"] = str(prov.get("created", now))
+            fh.attrs["updated"] = now
+            fh.attrs["provenance"] = json.dumps(prov, default=_json_default)
+            fh.attrs["identity"] = json.dumps(identity, default=_json_default)
+            for key in ("model_sha256", "directions_sha256", "data_sha256"):
+                fh.attrs[key] = str(identity.get(key, ""))
+            fh.attrs["grid"] = "x".join(str(n) for n in surface.shape)
+            fh.attrs["ndim"] = surface.ndim
+            fh.attrs["metrics"] = json.dumps(list(surface.metrics))
+            fh.attrs["points"] = int(np.prod(surface.shape))
+            fh.attrs["points_done"] = int(np.sum(surface.done))
+            fh.attrs["nonfinite"] = nonfinite_count(surface)
+            for key in _COPIED_ATTRS:
+                if prov.get(key) is not None:
+                    fh.attrs[key] = prov[key] if isinstance(prov[key], (int, float)) \
+                        else str(prov[key])
+            fh.create_dataset("axes/x", data=np.asarray(surface.x, dtype=np.float64))
+            if surface.y is not None:
+                fh.create_dataset("axes/y", data=np.asarray(surface.y, dtype=np.float64))
+            for name, values in surface.metrics.items():
+                fh.create_dataset(f"metrics/{name}", data=np.asarray(values, dtype=np.float64))
+            fh.create_dataset("done", data=np.asarray(surface.done, dtype=bool))
+            group = fh.create_group("directions")
+            info = prov.get("directions", {}) or {}
+            group.attrs["path"] = str(info.get("path") or "")
+            group.attrs["sha256"] = str(info.get("sha256") or identity.get("directions_sha256",
+                                                                            ""))
+            _write_table(fh, "trajectory", surface.trajectory)
+            _write_table(fh, "anchors", surface.anchors)
+        _fsync(tmp)
+        chmod_like_new_file(tmp)
+    return path
+
+
+def _write_table(fh, name: str, table: dict[str, Any] | None) -> None:
+    if not table:
+        return
+    group = fh.create_group(name)
+    for key, value in table.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in ("U", "O"):
+            import h5py
+            group.create_dataset(key, data=[str(v) for v in arr.ravel()],
+                                 dtype=h5py.string_dtype())
+        else:
+            group.create_dataset(key, data=arr)
+
+
+def _read_table(fh, name: str) -> dict[str, np.ndarray] | None:
+    if name not in fh:
+        return None
+    out = {}
+    for key, ds in fh[name].items():
+        value = ds[()]
+        if ds.dtype.kind == "O" or (ds.dtype.kind == "S"):
+            value = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in value])
+        out[key] = np.asarray(value)
+    return out
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def load_surface(path: str | os.PathLike) -> Surface:
+    """Read a surface file.
+
+    Returns:
+        The Surface (``provenance`` includes ``identity``; ``path`` is set).
+
+    Raises:
+        StoreError: the file is missing, not HDF5, not a surface file, or damaged.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"surface file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise StoreError(f"{str(path)!r} is not a file")
+    try:
+        fh = h5py.File(path, "r")
+    except Exception:
+        raise StoreError(f"{str(path)!r} is not a readable HDF5 file (corrupt, truncated or "
+                         "another format)") from None
+    with fh:
+        if fh.attrs.get("format") != FORMAT:
+            raise StoreError(f"{str(path)!r} is not a landscape surface file")
+        version = int(fh.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise StoreError(f"{str(path)!r} has surface format version {version}; this "
+                             f"version of landscape reads up to {FORMAT_VERSION}")
+        try:
+            return _read_surface(fh, path)
+        except StoreError:
+            raise
+        except Exception as exc:  # missing datasets, bad JSON, wrong shapes
+            raise StoreError(f"{str(path)!r} is a damaged surface file ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:120]})") from None
+
+
+def _read_surface(fh, path: Path) -> Surface:
+    x = np.asarray(fh["axes/x"][()], dtype=np.float64)
+    y = np.asarray(fh["axes/y"][()], dtype=np.float64) if "axes/y" in fh else None
+    shape = (len(x),) if y is None else (len(x), len(y))
+    metrics = {name: np.asarray(ds[()], dtype=np.float64) for name, ds in fh["metrics"].items()}
+    order = json.loads(fh.attrs.get("metrics", "[]"))
+    metrics = {m: metrics[m] for m in order if m in metrics} | metrics
+    done = np.asarray(fh["done"][()], dtype=bool)
+    for name, arr in list(metrics.items()) + [("done", done)]:
+        if arr.shape != shape:
+            raise StoreError(f"{str(path)!r} is a damaged surface file: {name} has shape "
+                             f"{arr.shape}, the grid is {shape}")
+    prov = json.loads(fh.attrs.get("provenance", "{}"))
+    prov.setdefault("identity", json.loads(fh.attrs.get("identity", "{}")))
+    return Surface(x=x, y=y, metrics=metrics, done=done, provenance=prov, path=str(path),
+                   trajectory=_read_table(fh, "trajectory"), anchors=_read_table(fh, "anchors"))
+
+
+def nonfinite_count(surface: Surface) -> int:
+    """Number of computed points where any metric is NaN or infinite."""
+    bad = np.zeros(surface.shape, dtype=bool)
+    for values in surface.metrics.values():
+        bad |= ~np.isfinite(values)
+    return int(np.sum(bad & surface.done))
+
+
+def describe_axis(axis: np.ndarray | None) -> str:
+    """``min:max:num`` for evenly spaced axes, else the point count."""
+    if axis is None:
+        return "none"
+    axis = np.asarray(axis)
+    if len(axis) >= 2 and np.allclose(np.diff(axis), (axis[-1] - axis[0]) / (len(axis) - 1)):
+        return f"{axis[0]:g}:{axis[-1]:g}:{len(axis)}"
+    return f"{len(axis)} points"
+
+
+def differences(existing: Surface, identity: dict[str, Any], x: np.ndarray,
+                y: np.ndarray | None) -> list[str]:
+    """What differs between a stored surface and a new request (empty when resumable)."""
+    out = []
+    for axis, old, new in (("x", existing.x, x), ("y", existing.y, y)):
+        same = (old is None and new is None) or (
+            old is not None and new is not None and old.shape == np.shape(new)
+            and np.array_equal(old, np.asarray(new, dtype=np.float64)))
+        if not same:
+            out.append(f"grid {axis} ({describe_axis(old)} in the file, {describe_axis(new)} "
+                       "now)")
+    old_id = existing.provenance.get("identity", {})
+    for key, label in _IDENTITY_NAMES.items():
+        a, b = old_id.get(key), identity.get(key)
+        if a != b:
+            if key.endswith("sha256"):
+                out.append(f"{label} (sha256 {str(a)[:12]} in the file, {str(b)[:12]} now)")
+            else:
+                out.append(f"{label} ({a!r} in the file, {b!r} now)")
+    return out
+
+
+def resumable(path: str | os.PathLike, identity: dict[str, Any], x: np.ndarray,
+              y: np.ndarray | None) -> Surface:
+    """Load a surface to resume, refusing one made from other inputs.
+
+    Raises:
+        StoreError: naming every difference (grid, model, directions, data, metrics, ...).
+    """
+    existing = load_surface(path)
+    diffs = differences(existing, identity, x, y)
+    if diffs:
+        raise StoreError(f"cannot resume {str(path)!r}: it was made with other "
+                         f"{'; '.join(diffs)}. Use force (--force) to overwrite it or write "
+                         "to another file")
+    return existing
+
+
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Delete temporary files a killed writer of ``path`` left in its folder.
+
+    Only one process writes a given surface file, so at the start of a run any
+    ``.<name>.*.tmp`` beside it is debris of an earlier, killed run.
+
+    Returns:
+        The number of files removed.
+    """
+    path = Path(path)
+    removed = 0
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
