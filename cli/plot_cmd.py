@@ -1,8 +1,270 @@
-"""Commands of this module are registered on the main group by ``register``."""
+"""``landscape plot`` (2-D figures) and ``landscape render`` (3-D scenes, animations, VTK)."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import click
 
+PLOT_KINDS = ("line", "contour", "filled", "heatmap", "eig-ratio", "density", "trajectory")
+
+
+def _split_labels(text: str | None, count: int) -> list[str] | None:
+    if text is None:
+        return None
+    labels = [part.strip() for part in text.split(",")]
+    if len(labels) != count:
+        raise click.BadParameter(f"{len(labels)} labels for {count} inputs (give one each, "
+                                 "separated by commas)", param_hint="--labels")
+    return labels
+
+
+def _size(text: str | None, what: str, cast=float) -> tuple | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        w, h = (cast(p) for p in parts)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not WIDTHxHEIGHT (e.g. {what})",
+                                 param_hint="--size") from None
+    if w <= 0 or h <= 0:
+        raise click.BadParameter(f"{text!r}: width and height must be positive",
+                                 param_hint="--size")
+    return w, h
+
+
+def load_surfaces(paths: tuple[str, ...]) -> list:
+    """Surfaces from HDF5 files; anything unreadable becomes one clear LandscapeError."""
+    from landscape.errors import LandscapeError
+    from landscape.store import load_surface
+
+    surfaces = []
+    for path in paths:
+        try:
+            surfaces.append(load_surface(path))
+        except LandscapeError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LandscapeError(f"{path}: not a landscape surface file ({exc})") from None
+    return surfaces
+
+
+def load_density(path: str) -> tuple[Any, Any]:
+    """``(grid, density)`` from a JSON file written by ``landscape hessian --density``."""
+    from landscape.errors import LandscapeError
+    from landscape.plot2d import density_arrays
+
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LandscapeError(f"{path}: not a JSON file (a spectral density is read from the "
+                             "JSON that `landscape hessian --density --out spec.json` writes)") \
+            from None
+    try:
+        return density_arrays(obj)
+    except LandscapeError as exc:
+        raise LandscapeError(f"{path}: {exc}") from None
+
+
+def _default_kind(inputs: tuple[str, ...], surfaces: list | None) -> str:
+    if all(p.lower().endswith(".json") for p in inputs):
+        return "density"
+    return "line" if surfaces and surfaces[0].ndim == 1 else "contour"
+
+
+@click.command("plot")
+@click.argument("inputs", metavar="SURFACE...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--kind", type=click.Choice(PLOT_KINDS), default=None,
+              help="What to draw (default: line for 1-D surfaces, contour for 2-D ones, "
+                   "density for .json spectra).")
+@click.option("--metric", default=None,
+              help="Metric to draw (default: train_loss; for line, every loss and accuracy).")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Output figure: .png, .pdf or .svg.")
+@click.option("--vmin", type=float, default=None, help="Bottom of the colour scale.")
+@click.option("--vmax", type=float, default=None,
+              help="Clip: top of the colour scale / loss axis (eig-ratio: default 0.5).")
+@click.option("--log", is_flag=True, help="Logarithmic levels, colours or loss axis.")
+@click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Number of contour levels (about; round numbers are chosen).")
+@click.option("--labels", default=None,
+              help="Comma-separated names, one per input (legend or panel titles).")
+@click.option("--axis-names", default=None, help="Comma-separated names of the directions.")
+@click.option("--title", default=None, help="Figure title.")
+@click.option("--dpi", type=click.IntRange(min=10), default=200, show_default=True,
+              help="Resolution of PNG output.")
+@click.option("--size", default=None, help="Figure size in inches, WIDTHxHEIGHT (e.g. 10x4).")
+@click.option("--cmap", default=None, help="Matplotlib colour map (default viridis / magma).")
+def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axis_names, title,
+                 dpi, size, cmap):
+    """Draw SURFACE files (or .json spectra) as a figure; several go side by side on one
+    colour scale (or overlaid, for curves and spectra)."""
+    from landscape import plot2d
+
+    plot2d.figure_format(out)  # an unknown suffix fails before any work
+    names = _split_labels(labels, len(inputs))
+    axes = [a.strip() for a in axis_names.split(",")] if axis_names else None
+    figsize = _size(size, "10x4")
+    if kind == "density" or (kind is None and _default_kind(inputs, None) == "density"):
+        spectra = [load_density(p) for p in inputs]
+        plot2d.plot_density(spectra, labels=names or [Path(p).stem for p in inputs], log=log,
+                            title=title, size=figsize or (6.0, 4.0), out=out, dpi=dpi)
+        click.echo(f"wrote {out}", err=True)
+        return
+    surfaces = load_surfaces(inputs)
+    kind = kind or _default_kind(inputs, surfaces)
+    _check_dims(kind, surfaces)
+    _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
+          figsize, cmap)
+    click.echo(f"wrote {out}", err=True)
+
+
+def _check_dims(kind: str, surfaces: list) -> None:
+    from landscape.errors import LandscapeError
+
+    want = 1 if kind == "line" else 2
+    for s in surfaces:
+        if s.ndim == want:
+            continue
+        if kind == "render":
+            raise LandscapeError(f"{s.path}: is a 1-D surface; render draws 2-D surfaces "
+                                 "(use `landscape plot --kind line` for curves)")
+        hint = "use --kind contour, filled or heatmap" if s.ndim == 2 else "use --kind line"
+        raise LandscapeError(f"{s.path}: is a {s.ndim}-D surface; --kind {kind} needs "
+                             f"{want}-D surfaces ({hint})")
+    if kind == "trajectory" and len(surfaces) != 1:
+        raise LandscapeError("--kind trajectory draws one surface at a time")
+
+
+def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
+          figsize, cmap) -> None:
+    from landscape import plot2d
+
+    common = dict(title=title, out=out, dpi=dpi)
+    if figsize:
+        common["size"] = figsize
+    if kind == "line":
+        plot2d.plot_lines(surfaces, [metric] if metric else None, accuracy=metric is None,
+                          labels=names, log=log, vmax=vmax,
+                          xlabel=axes[0] if axes else None, **common)
+    elif kind == "eig-ratio":
+        plot2d.plot_eig_ratio(surfaces, vmax=0.5 if vmax is None else vmax, labels=names,
+                              axis_names=axes, cmap=cmap or "magma", **common)
+    elif kind == "trajectory":
+        if axes:
+            raise click.BadParameter("--kind trajectory labels its axes with the explained "
+                                     "variance", param_hint="--axis-names")
+        plot2d.plot_trajectory(surfaces[0], metric=metric or "train_loss", levels=levels,
+                               log=log, vmax=vmax, **common)
+    else:
+        plot2d.plot_contours(surfaces, metric or "train_loss", kind, levels=levels, log=log,
+                             vmin=vmin, vmax=vmax, labels=names, axis_names=axes,
+                             cmap=cmap or "viridis", **common)
+
+
+@click.command("render")
+@click.argument("inputs", metavar="SURFACE...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Screenshot: .png or .jpg.")
+@click.option("--gif", type=click.Path(dir_okay=False), default=None,
+              help="Orbit animation as GIF.")
+@click.option("--mp4", type=click.Path(dir_okay=False), default=None,
+              help="Orbit animation as MP4 (needs imageio-ffmpeg or av).")
+@click.option("--vtk", "vtk_out", type=click.Path(dir_okay=False), default=None,
+              help="Surface as VTK (.vts) for ParaView; several inputs get _1, _2, ... .")
+@click.option("--vtp", "vtp_out", type=click.Path(dir_okay=False), default=None,
+              help="The training path of a trajectory surface as VTK polydata (.vtp).")
+@click.option("--metric", default="train_loss", show_default=True, help="Height and colour.")
+@click.option("--log", is_flag=True, help="Height log(loss + 0.1) and a log colour scale.")
+@click.option("--zmax", type=float, default=None, help="Clip heights above this loss.")
+@click.option("--overlay", is_flag=True, help="All surfaces in one view instead of side by side.")
+@click.option("--labels", default=None, help="Comma-separated names, one per surface.")
+@click.option("--axis-names", default=None, help="Comma-separated names of the directions.")
+@click.option("--title", default=None, help="Text at the top.")
+@click.option("--levels", type=click.IntRange(min=2), default=12, show_default=True,
+              help="Contour lines on the surface (about).")
+@click.option("--no-contours", is_flag=True, help="No contour lines.")
+@click.option("--size", default="900x700", show_default=True,
+              help="Pixels per panel, WIDTHxHEIGHT.")
+@click.option("--azimuth", type=float, default=-60.0, show_default=True,
+              help="Camera azimuth in degrees.")
+@click.option("--elevation", type=float, default=32.0, show_default=True,
+              help="Camera elevation in degrees.")
+@click.option("--frames", type=click.IntRange(min=2), default=36, show_default=True,
+              help="Frames of the orbit animation.")
+@click.option("--fps", type=click.FloatRange(min=0.1), default=12.0, show_default=True,
+              help="Frames per second of the animation.")
+@click.option("--show", is_flag=True, help="Also open an interactive window (needs a display).")
+def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, metric, log, zmax, overlay, labels,
+                   axis_names, title, levels, no_contours, size, azimuth, elevation, frames, fps,
+                   show):
+    """Render SURFACE files in 3-D: screenshot, orbit animation, VTK export."""
+    from landscape import plot3d
+    from landscape.errors import LandscapeError
+
+    if not any((out, gif, mp4, vtk_out, vtp_out, show)):
+        raise click.UsageError("nothing to do: give --out, --gif, --mp4, --vtk, --vtp or --show")
+    # every output is checked before any work, so a bad one leaves no other file behind
+    for path, allowed, what in ((out, plot3d.IMAGE_SUFFIXES, "image"),
+                                (gif, (".gif",), "GIF"), (mp4, (".mp4",), "MP4"),
+                                (vtk_out, (".vts", ".vtk"), "VTK surface"),
+                                (vtp_out, (".vtp", ".vtk"), "VTK trajectory")):
+        if path is not None:
+            plot3d.check_output(path, allowed, what)
+    if show and not plot3d.has_display():
+        raise LandscapeError("--show needs a display (DISPLAY is not set); use --out instead")
+    pixels = _size(size, "900x700", int)
+    surfaces = load_surfaces(inputs)
+    _check_dims("render", surfaces)
+    if vtp_out and len(surfaces) != 1:
+        raise LandscapeError("--vtp exports the path of one trajectory surface")
+    if vtp_out and plot3d.trajectory_of(surfaces[0])[0] is None:
+        raise LandscapeError(f"{surfaces[0].path}: carries no training path for --vtp (make "
+                             "one with `landscape trajectory`)")
+    scene = dict(labels=_split_labels(labels, len(inputs)), log=log, zmax=zmax, overlay=overlay,
+                 contours=None if no_contours else levels, title=title, azimuth=azimuth,
+                 elevation=elevation,
+                 axis_names=[a.strip() for a in axis_names.split(",")] if axis_names else None)
+    for s in surfaces:  # fail on a missing metric before writing anything
+        plot3d.metric_values(s, metric, 2, "render")
+    written = _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out,
+                              frames, fps, log, zmax)
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+    if show:
+        plot3d.render_surface(surfaces, None, metric, size=pixels, show=True, **scene)
+
+
+def _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out, frames,
+                    fps, log, zmax) -> list[str]:
+    from landscape import plot3d
+
+    written = []
+    if vtk_out:
+        for k, s in enumerate(surfaces):
+            target = Path(vtk_out)
+            if len(surfaces) > 1:
+                target = target.with_name(f"{target.stem}_{k + 1}{target.suffix}")
+            written.append(str(plot3d.export_vtk(s, target, metric, log=log, zmax=zmax)))
+    if vtp_out:
+        written.append(str(plot3d.export_trajectory_vtk(surfaces[0], vtp_out, metric=metric,
+                                                        log=log, zmax=zmax)))
+    if out:
+        plot3d.render_surface(surfaces, out, metric, size=pixels, **scene)
+        written.append(out)
+    for movie in (gif, mp4):
+        if movie:
+            plot3d.orbit_animation(surfaces, movie, metric, frames=frames, fps=fps, size=pixels,
+                                   **scene)
+            written.append(movie)
+    return written
+
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
+    """Add ``plot`` and ``render`` to ``group``."""
+    group.add_command(plot_command)
+    group.add_command(render_command)

@@ -1,13 +1,45 @@
-"""landscape: loss landscapes, Hessian spectra and sharpness of neural-network minima."""
+"""landscape: loss landscapes, Hessian spectra and sharpness of neural-network minima.
+
+Importing the package touches no disk, screen or network; heavy optional parts (h5py,
+matplotlib, pyvista) are imported only by the functions that need them.
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DataBundle, load_dataset
+from .directions import (TrajectoryPCA, direction_cosine, interpolation_direction,
+                         load_directions, plane_directions, random_directions, save_directions,
+                         trajectory_pca)
 from .errors import LandscapeError
+from .evaluate import Evaluator
+from .hessian import (dense_hessian, extreme_eigenvalues, hessian_density, hessian_eigenvalues,
+                      hessian_trace)
 from .models import build_model, count_parameters
+from .sharpness import (BasinShape, adaptive_sharpness, average_sharpness, basin_shape,
+                        epsilon_sharpness, measure_sharpness, reparametrization_report,
+                        rescale_relu_layers, surface_shape)
+from .store import load_surface, save_surface
+from .surface import Surface, compute_surface
 from .train import TrainConfig, TrainResult, train
+
+_LAZY = {
+    "plot_lines": "plot2d", "plot_contours": "plot2d", "plot_trajectory": "plot2d",
+    "plot_eig_ratio": "plot2d", "plot_density": "plot2d", "plot_history": "plot2d",
+    "plot_sweep": "plot2d", "render_surface": "plot3d", "orbit_animation": "plot3d",
+    "export_vtk": "plot3d",
+}
+
+
+def __getattr__(name: str):
+    """Figures are imported on first use, so ``import landscape`` stays free of matplotlib."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'landscape' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -15,6 +47,21 @@ __all__ = [
     "DataBundle", "load_dataset", "build_model", "count_parameters",
     # training and checkpoints
     "TrainConfig", "TrainResult", "train", "save_checkpoint", "load_checkpoint",
+    # directions
+    "random_directions", "direction_cosine", "interpolation_direction", "plane_directions",
+    "trajectory_pca", "TrajectoryPCA", "save_directions", "load_directions",
+    # surfaces
+    "Surface", "compute_surface", "Evaluator", "load_surface", "save_surface",
+    # curvature
+    "hessian_eigenvalues", "extreme_eigenvalues", "hessian_trace", "hessian_density",
+    "dense_hessian",
+    # sharpness and basin shape
+    "epsilon_sharpness", "adaptive_sharpness", "average_sharpness", "measure_sharpness",
+    "reparametrization_report", "rescale_relu_layers", "basin_shape", "surface_shape",
+    "BasinShape",
+    # figures (matplotlib and pyvista load on first use)
+    "plot_lines", "plot_contours", "plot_trajectory", "plot_eig_ratio", "plot_density",
+    "plot_history", "plot_sweep", "render_surface", "orbit_animation", "export_vtk",
     # errors
     "LandscapeError",
 ]

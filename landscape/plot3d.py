@@ -1,0 +1,630 @@
+"""3-D loss surfaces with PyVista: shaded meshes with contour lines, side-by-side or overlaid
+comparisons on one shared scale, training paths on the surface, orbit animations (GIF, MP4)
+and VTK export for ParaView.
+
+Rendering is offscreen by default (a machine without a display renders through EGL or OSMesa);
+an interactive window opens only when asked for and a display exists. PyVista is imported on
+first use, so importing this module stays cheap. Nothing here computes a loss.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from .errors import LandscapeError
+from .plot2d import (RUN_COLORS, atomic_suffixed, axis_labels, check_cmap, metric_values,
+                     pretty, shared_scale, trajectory_of)
+from .surface import Surface
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyvista as pv
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MOVIE_SUFFIXES = (".gif", ".mp4")
+LOG_OFFSET = 0.1  # log height is log(loss + 0.1): finite at zero loss, near log(loss) above 1
+
+
+# ----------------------------------------------------------------------------- environment
+
+def has_display() -> bool:
+    """True when an interactive window can be opened (always assumed off Linux)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _pv():
+    """Import PyVista; without a display, ask VTK for an EGL window first (no X11 warning)."""
+    if "vtkmodules" not in sys.modules and not has_display():
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    import pyvista as pv
+
+    return pv
+
+
+def mp4_writer() -> str | None:
+    """The imageio plugin that can write MP4 here ("pyav" or "FFMPEG"), or None."""
+    from importlib.util import find_spec
+
+    if find_spec("av") is not None:
+        return "pyav"
+    if find_spec("imageio_ffmpeg") is not None:
+        return "FFMPEG"
+    return None
+
+
+def check_output(path: str | os.PathLike, allowed: Sequence[str], what: str) -> Path:
+    """``path`` as a Path if its suffix is one of ``allowed``; else a clear LandscapeError.
+
+    MP4 is refused here, before any work, when no MP4 writer is installed.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        raise LandscapeError(f"{path}: unknown {what} format {path.suffix or '(none)'!r}; "
+                             f"use one of {', '.join(allowed)}")
+    if suffix == ".mp4" and mp4_writer() is None:
+        raise LandscapeError(f"{path}: MP4 needs the imageio-ffmpeg or av package, and neither "
+                             "is installed (pip install imageio-ffmpeg); GIF works without them")
+    return path
+
+
+# ----------------------------------------------------------------------------- meshes
+
+def heights(values: np.ndarray, log: bool = False, zmax: float | None = None) -> np.ndarray:
+    """Heights drawn for metric values: clipped at ``zmax``, then ``log(v + 0.1)`` if ``log``.
+
+    NaN stays NaN (and so does a value at or below -0.1 on a log scale).
+    """
+    z = np.array(values, dtype=float)
+    if zmax is not None:
+        z = np.minimum(z, zmax)
+    if log:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.log(z + LOG_OFFSET)
+        z[~np.isfinite(z)] = np.nan
+    return z
+
+
+def _ravel(a: np.ndarray) -> np.ndarray:
+    # a StructuredGrid built from meshgrid(indexing="ij") numbers its points with x fastest
+    return np.asarray(a).ravel(order="F")
+
+
+def surface_mesh(surface: Surface, metric: str = "train_loss", *, log: bool = False,
+                 zmax: float | None = None) -> "pv.StructuredGrid":
+    """The grid as a PyVista StructuredGrid with height = the (clipped, logged) metric.
+
+    Point data: every metric of the grid's shape (raw values, NaN where not computed), "height"
+    (what z shows, NaN where there is nothing to show) and "done" (1 where computed). Points
+    without a finite height sit at the top height, so the geometry stays finite; threshold on
+    "done" to hide them. Field data "provenance" holds the surface's provenance as JSON.
+
+    Args:
+        surface: a 2-D surface.
+        metric: metric giving the height.
+        log: height log(value + 0.1).
+        zmax: clip heights above this value (before the log).
+
+    Returns:
+        The mesh (unscaled coordinates: x, y directions and z the height).
+    """
+    pv = _pv()
+    values = metric_values(surface, metric, 2, "a 3-D surface")
+    z = heights(values, log, zmax)
+    if not np.isfinite(z).any():
+        raise LandscapeError(f"{surface.path or 'surface'}: no computed points of {metric!r} "
+                             "to draw")
+    X, Y = np.meshgrid(np.asarray(surface.x, float), np.asarray(surface.y, float), indexing="ij")
+    grid = pv.StructuredGrid(X, Y, np.where(np.isfinite(z), z, np.nanmax(z)))
+    for name in surface.metrics:
+        if np.shape(surface.metrics[name]) == tuple(surface.shape):
+            grid.point_data[name] = _ravel(metric_values(surface, name))
+    grid.point_data["height"] = _ravel(z)
+    done = np.broadcast_to(np.asarray(surface.done, dtype=bool), z.shape)
+    grid.point_data["done"] = _ravel(done).astype(np.uint8)
+    grid.field_data["provenance"] = [json.dumps(surface.provenance, default=str)]
+    return grid
+
+
+def trajectory_polydata(surface: Surface, path: np.ndarray | None = None, *,
+                        metric: str = "train_loss", log: bool = False,
+                        zmax: float | None = None) -> "pv.PolyData":
+    """A training path as a polyline lying on the surface.
+
+    Heights are interpolated bilinearly from the grid (points outside the grid take the height
+    at the nearest edge). Point data: "step" (0, 1, ...) and ``metric`` (interpolated).
+
+    Args:
+        surface: the 2-D surface the path was projected onto.
+        path: (T, 2) coordinates; default the path the surface carries.
+        metric, log, zmax: as in ``surface_mesh``.
+
+    Returns:
+        PolyData with one polyline.
+    """
+    from scipy.interpolate import RegularGridInterpolator
+
+    pv = _pv()
+    coords = _path_coords(surface, path)
+    values = metric_values(surface, metric, 2, "a 3-D surface")
+    z = heights(values, log, zmax)
+    x, y = np.asarray(surface.x, float), np.asarray(surface.y, float)
+    fill = np.nanmax(z) if np.isfinite(z).any() else 0.0
+    xy = np.column_stack([np.clip(coords[:, 0], x.min(), x.max()),
+                          np.clip(coords[:, 1], y.min(), y.max())])
+    zi = RegularGridInterpolator((x, y), np.where(np.isfinite(z), z, fill))(xy)
+    vi = RegularGridInterpolator((x, y), np.where(np.isfinite(values), values, np.nan))(xy)
+    n = len(coords)  # one polyline (not n - 1 segments): one cell for ParaView to colour
+    line = pv.PolyData(np.column_stack([coords, zi]), lines=np.r_[n, np.arange(n)])
+    line.point_data["step"] = np.arange(len(coords))
+    line.point_data[metric] = vi
+    return line
+
+
+def _path_coords(surface: Surface, path: np.ndarray | None) -> np.ndarray:
+    if path is not None:
+        coords = np.asarray(path, dtype=float)
+        if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) < 2:
+            raise LandscapeError(f"a trajectory is a (T, 2) array with T >= 2; got shape "
+                                 f"{coords.shape}")
+        return coords
+    coords = trajectory_of(surface)[0]
+    if coords is None or len(coords) < 2:
+        raise LandscapeError(f"{surface.path or 'surface'}: carries no training path "
+                             "(pass one as a (T, 2) array)")
+    return coords
+
+
+# ----------------------------------------------------------------------------- VTK export
+
+def export_vtk(surface: Surface, path: str | os.PathLike, metric: str = "train_loss", *,
+               log: bool = False, zmax: float | None = None) -> Path:
+    """Write the surface as a VTK structured grid (.vts, or legacy .vtk) that ParaView opens.
+
+    Args:
+        surface: a 2-D surface.
+        path: output .vts or .vtk file (written atomically).
+        metric, log, zmax: the height, as in ``surface_mesh``; every metric is point data.
+
+    Returns:
+        The path written.
+    """
+    path = check_output(path, (".vts", ".vtk"), "VTK surface")
+    grid = surface_mesh(surface, metric, log=log, zmax=zmax)
+    with atomic_suffixed(path) as tmp:
+        grid.save(tmp)
+    return path
+
+
+def export_trajectory_vtk(surface: Surface, out: str | os.PathLike,
+                          path: np.ndarray | None = None, *, metric: str = "train_loss",
+                          log: bool = False, zmax: float | None = None) -> Path:
+    """Write a training path lying on the surface as VTK polydata (.vtp, or legacy .vtk).
+
+    Args:
+        surface: the 2-D surface the path was projected onto.
+        out: output .vtp or .vtk file (written atomically).
+        path: (T, 2) coordinates; default the path the surface carries.
+        metric, log, zmax: as in ``surface_mesh`` (use the same values as the surface export so
+            the path lies on it).
+
+    Returns:
+        The path written.
+    """
+    out = check_output(out, (".vtp", ".vtk"), "VTK trajectory")
+    line = trajectory_polydata(surface, path, metric=metric, log=log, zmax=zmax)
+    with atomic_suffixed(out) as tmp:
+        line.save(tmp)
+    return out
+
+
+# ----------------------------------------------------------------------------- scenes
+
+class _Scale:
+    """One height-to-scene mapping and one colour range shared by every surface in a scene."""
+
+    def __init__(self, meshes: list, colors: list[np.ndarray], log: bool, z_aspect: float,
+                 levels: int | Sequence[float], zmax: float | None):
+        h = np.concatenate([m.point_data["height"] for m in meshes])
+        self.hmin, self.hmax = float(np.nanmin(h)), float(np.nanmax(h))
+        spans = [max(np.ptp(m.points[:, 0]), np.ptp(m.points[:, 1])) for m in meshes]
+        rise = self.hmax - self.hmin or 1.0
+        self.factor = z_aspect * max(spans) / rise
+        self.norm, self.levels = shared_scale(colors, levels, log, None, zmax)
+        self.clim = (float(self.norm.vmin), float(self.norm.vmax))
+        self.log = log
+
+    def z(self, height: np.ndarray) -> np.ndarray:
+        return (np.asarray(height, float) - self.hmin) * self.factor
+
+
+def _shown_mesh(mesh, scale: _Scale, metric: str, zmax: float | None):
+    """The part of ``mesh`` that was computed, scaled for display, with a "color" array."""
+    shown = mesh.copy()
+    shown.points[:, 2] = scale.z(shown.point_data["height"])
+    color = np.asarray(shown.point_data[metric], float)
+    shown.point_data["color"] = np.minimum(color, zmax) if zmax is not None else color
+    valid = np.isfinite(shown.point_data["height"])
+    if not valid.all():  # keep only cells whose corners all have a value
+        shown = shown.extract_points(np.flatnonzero(valid), adjacent_cells=False)
+    return shown
+
+
+def _contour_lines(shown, scale: _Scale, lift: float):
+    """Iso-lines of the metric on the surface, at the shared levels, lifted against z-fighting."""
+    lines = shown.contour(isosurfaces=list(scale.levels[1:-1]), scalars="color")
+    if lines.n_points:
+        lines.points[:, 2] += lift
+    return lines
+
+
+def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss", *,
+                labels: Sequence[str] | None = None, log: bool = False,
+                zmax: float | None = None, overlay: bool = False,
+                contours: int | Sequence[float] | None = 12, floor: bool = True,
+                trajectories: Sequence[np.ndarray | None] | np.ndarray | None = None,
+                axis_names: Sequence[str] | None = None, title: str | None = None,
+                cmap: str = "viridis", z_aspect: float = 0.55,
+                size: tuple[int, int] = (900, 700), off_screen: bool = True,
+                azimuth: float = -60.0, elevation: float = 32.0,
+                zoom: float = 1.0, fill: float = 0.94) -> "pv.Plotter":
+    """A PyVista scene of one or several surfaces on one shared height and colour scale.
+
+    Several surfaces go side by side (linked cameras, one colour bar) or, with ``overlay``, into
+    one view (one colour each, with a legend). The caller owns the plotter: ``show()`` it,
+    ``screenshot()`` it, and ``close()`` it.
+
+    Args:
+        surfaces: one 2-D surface or several (e.g. small batch, large batch).
+        metric: metric giving height and colour.
+        labels: one label per surface (default: file names).
+        log: height log(loss + 0.1) and a log colour scale.
+        zmax: clip heights and colours above this value.
+        overlay: draw all surfaces in one view instead of side by side.
+        contours: number of iso-lines (or their values) drawn on the surface; None for none.
+        floor: also draw the iso-lines on a plane below the surface (as a contour map).
+        trajectories: a (T, 2) path for the first surface, or one per surface (None to skip);
+            default the paths the surfaces carry, if any.
+        axis_names: names of the two directions.
+        title: text at the top of the picture.
+        cmap: colour map.
+        z_aspect: height of the tallest surface relative to its width.
+        size: window (and screenshot) size in pixels, per panel when side by side.
+        off_screen: render without a window.
+        azimuth, elevation: camera direction in degrees, as in matplotlib's 3-D axes
+            (azimuth from +x towards +y around the vertical, elevation above the plane).
+        zoom: camera zoom factor (on top of the automatic framing).
+        fill: offscreen, the camera is framed so the picture (labels included) spans this
+            fraction of each panel.
+
+    Returns:
+        The plotter.
+    """
+    pv = _pv()
+    items = [surfaces] if isinstance(surfaces, Surface) else list(surfaces)
+    if not items:
+        raise LandscapeError("no surfaces to render")
+    names = _labels(labels, items)
+    check_cmap(cmap)
+    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
+    colors = [metric_values(s, metric, 2) for s in items]
+    n_levels = contours if contours is not None else 12
+    scale = _Scale(meshes, colors, log, z_aspect, n_levels, zmax)
+    paths = _scene_paths(items, trajectories)
+    panels = 1 if overlay or len(items) == 1 else len(items)
+    bar = not overlay  # the shared colour bar gets a narrow column of its own
+    bar_px = max(size[0] // 5, 110)
+    fs = _font_scale(size)
+    plotter = pv.Plotter(off_screen=off_screen, shape=(1, panels + bar), border=False,
+                         theme=pv.themes.DocumentTheme(),
+                         col_weights=[size[0]] * panels + [bar_px] * bar,
+                         window_size=(size[0] * panels + bar_px * bar, size[1]))
+    xl, yl = axis_labels(items[0], axis_names)
+    for k, (surface, mesh) in enumerate(zip(items, meshes)):
+        plotter.subplot(0, 0 if overlay else k)
+        _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
+        if paths[k] is not None:
+            _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
+        if not overlay or k == len(items) - 1:
+            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl, metric,
+                      log, fs)
+    _place_cameras(plotter, panels, azimuth, elevation)
+    headed = title or len(items) > 1
+    if off_screen:  # fit what was drawn (labels included) to the panel, below any heading
+        _frame(plotter, panels, size, fill, 2.6 * fs(18) if headed else 0.0)
+    if zoom != 1.0:
+        plotter.renderers[0].camera.zoom(zoom)
+    _add_headings(plotter, names, title, overlay, fs)
+    if bar:
+        plotter.subplot(0, panels)
+        _add_colorbar(plotter, metric, log, scale, cmap, fs)
+    plotter.subplot(0, 0)
+    if off_screen:
+        plotter.render()  # a later screenshot shows this state, not the framing pass
+    return plotter
+
+
+def _add_headings(plotter, names: list[str], title: str | None, overlay: bool, fs) -> None:
+    if overlay and len(names) > 1:
+        plotter.subplot(0, 0)
+        plotter.add_legend([[n, RUN_COLORS[k % len(RUN_COLORS)]] for k, n in enumerate(names)],
+                           bcolor="white", face="rectangle", size=(0.3, 0.09), loc="upper left")
+    elif len(names) > 1:
+        for k, name in enumerate(names):
+            plotter.subplot(0, k)
+            plotter.add_text(name, position="upper_edge", font_size=fs(18), color="black")
+    if title:
+        plotter.subplot(0, 0)
+        plotter.add_text(title, position="upper_left" if len(names) > 1 else "upper_edge",
+                         font_size=fs(16), color="black")
+
+
+def _frame(plotter, panels: int, size: tuple[int, int], fill: float, top_px: float) -> None:
+    """Zoom and shift the shared camera so the drawn picture fills ``fill`` of each panel.
+
+    An offscreen render shows where the surface, its floor contours and its axis labels
+    landed (a 3-D scene's bounding sphere alone leaves wide margins or clips long labels).
+    The first look is zoomed out so that nothing is cut off; a second one follows if a
+    label still touched the edge.
+    """
+    camera = plotter.renderers[0].camera
+    camera.zoom(0.7)
+    for _ in range(2):
+        box = _ink_box(np.asarray(plotter.screenshot(return_img=True)), panels, size)
+        if box is None:
+            return
+        (x0, x1, y0, y1), touches = box
+        top = fill - 2 * top_px / size[1]
+        factor = min(2 * fill / (x1 - x0), (top + fill) / (y1 - y0))
+        # the window centre shifts the projection after the zoom: map the centre of what
+        # was drawn to the centre of the target area
+        cx, cy = camera.GetWindowCenter()
+        camera.zoom(factor)
+        camera.SetWindowCenter(factor * ((x0 + x1) / 2 + cx),
+                               factor * ((y0 + y1) / 2 + cy) - (top - fill) / 2)
+        if not touches:
+            return
+        plotter.render()
+
+
+def _ink_box(img: np.ndarray, panels: int, size: tuple[int, int]):
+    """Bounding box (x0, x1, y0, y1 in [-1, 1], y up) of non-white pixels over all panels, and
+    whether it touches a panel edge; None for blank panels."""
+    w, h = size
+    boxes = []
+    for k in range(panels):
+        ink = (img[:, k * w:(k + 1) * w] < 245).any(axis=2)
+        if ink.any():
+            rows, cols = np.nonzero(ink)
+            boxes.append((cols.min(), cols.max() + 1, rows.min(), rows.max() + 1))
+    if not boxes:
+        return None
+    b = np.array(boxes, dtype=float)
+    c0, c1, r0, r1 = b[:, 0].min(), b[:, 1].max(), b[:, 2].min(), b[:, 3].max()
+    touches = c0 <= 1 or c1 >= w - 1 or r0 <= 1 or r1 >= h - 1
+    return (2 * c0 / w - 1, 2 * c1 / w - 1, 1 - 2 * r1 / h, 1 - 2 * r0 / h), touches
+
+
+def _font_scale(size: tuple[int, int]):
+    """Font sizes that keep their proportion to the picture (tuned at 700 pixels high)."""
+    factor = min(size[0] / 900, size[1] / 700)
+    return lambda points: max(8, round(points * factor ** 0.5))
+
+
+def _labels(labels: Sequence[str] | None, items: list[Surface]) -> list[str]:
+    from .plot2d import _panel_labels
+
+    return _panel_labels(labels, items)
+
+
+def _scene_paths(items: list[Surface], trajectories: Any) -> list[np.ndarray | None]:
+    if trajectories is None:
+        return [trajectory_of(s)[0] for s in items]
+    if isinstance(trajectories, np.ndarray) and trajectories.ndim == 2:
+        trajectories = [trajectories]
+    paths = list(trajectories) + [None] * len(items)
+    return paths[:len(items)]
+
+
+def _add_surface(plotter, mesh, scale: _Scale, metric, zmax, cmap, overlay, k, contours,
+                 floor) -> None:
+    shown = _shown_mesh(mesh, scale, metric, zmax)
+    rise = (scale.hmax - scale.hmin) * scale.factor or 1.0
+    lighting = dict(smooth_shading=True, ambient=0.18, diffuse=0.85, specular=0.35,
+                    specular_power=20)
+    if overlay:
+        plotter.add_mesh(shown, color=RUN_COLORS[k % len(RUN_COLORS)],
+                         opacity=0.9 if k == 0 else 0.6, **lighting)
+    else:
+        plotter.add_mesh(shown, scalars="color", cmap=cmap, clim=scale.clim, log_scale=scale.log,
+                         show_scalar_bar=False, **lighting)
+    if contours is None:
+        return
+    lines = _contour_lines(shown, scale, 0.004 * rise)
+    if lines.n_points:
+        plotter.add_mesh(lines, color="black", line_width=1.4, opacity=0.55)
+        if floor and (k == 0 or not overlay):  # one floor map per view
+            base = lines.copy()
+            base.points[:, 2] = -0.18 * rise
+            plotter.add_mesh(base, scalars="color", cmap=cmap, clim=scale.clim,
+                             log_scale=scale.log, line_width=1.6, show_scalar_bar=False)
+
+
+def _add_path(plotter, surface, path, scale: _Scale, metric, log, zmax) -> None:
+    pv = _pv()
+    line = trajectory_polydata(surface, path, metric=metric, log=log, zmax=zmax)
+    rise = (scale.hmax - scale.hmin) * scale.factor or 1.0
+    line.points[:, 2] = scale.z(line.points[:, 2]) + 0.015 * rise
+    span = max(np.ptp(line.points[:, 0]), np.ptp(line.points[:, 1]), 1e-9)
+    width = 0.006 * max(span, np.ptp(np.asarray(surface.x, float)))
+    plotter.add_mesh(line.tube(radius=width), color="#D62728", smooth_shading=True)
+    plotter.add_mesh(pv.Sphere(radius=2.6 * width, center=line.points[0]), color="white")
+    plotter.add_mesh(pv.Sphere(radius=2.6 * width, center=line.points[-1]), color="#D62728")
+
+
+def _add_axes(plotter, scale: _Scale, shown: list[Surface], xlabel, ylabel, metric, log,
+              fs) -> None:
+    """Axes with the real coordinates and heights, the same height extent in every panel."""
+    x = np.concatenate([np.asarray(s.x, float) for s in shown])
+    y = np.concatenate([np.asarray(s.y, float) for s in shown])
+    top = scale.z(scale.hmax)
+    bounds = [x.min(), x.max(), y.min(), y.max(), 0.0, top]
+    ztitle = f"log({pretty(metric)} + 0.1)" if log else pretty(metric)
+    plotter.show_bounds(bounds=bounds, axes_ranges=bounds[:4] + [scale.hmin, scale.hmax],
+                        xtitle=xlabel, ytitle=ylabel, ztitle=ztitle, font_size=max(11, fs(16)),
+                        color="black", location="outer", ticks="outside", bold=False,
+                        n_xlabels=3, n_ylabels=3, n_zlabels=3, fmt="%.2g", grid=False)
+
+
+def _place_cameras(plotter, panels: int, azimuth: float, elevation: float) -> None:
+    """One camera for every panel, framing the union of their contents (so panels compare)."""
+    bounds = np.array([plotter.renderers[k].bounds for k in range(panels)], dtype=float)
+    union = [bounds[:, 0].min(), bounds[:, 1].max(), bounds[:, 2].min(), bounds[:, 3].max(),
+             bounds[:, 4].min(), bounds[:, 5].max()]
+    center = np.array([(union[0] + union[1]) / 2, (union[2] + union[3]) / 2,
+                       (union[4] + union[5]) / 2])
+    az, el = np.radians(azimuth), np.radians(elevation)
+    direction = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    plotter.subplot(0, 0)
+    camera = plotter.renderer.camera
+    camera.focal_point = center
+    camera.position = center + direction
+    camera.up = (0.0, 0.0, 1.0)
+    plotter.renderer.reset_camera(bounds=union)
+    for k in range(1, panels):
+        plotter.renderers[k].camera = camera
+
+
+def _add_colorbar(plotter, metric: str, log: bool, scale: _Scale, cmap: str, fs) -> None:
+    from .plot2d import _colorbar_ticks
+
+    pv = _pv()
+    # a hidden actor carries the shared lookup table, so the bar shows exactly the shared range
+    dummy = pv.PolyData(np.zeros((1, 3)))
+    dummy.point_data["color"] = [scale.clim[0]]
+    actor = plotter.add_mesh(dummy, scalars="color", cmap=cmap, clim=scale.clim,
+                             log_scale=log, show_scalar_bar=False, opacity=0.0)
+    title = pretty(metric)
+    bar = plotter.add_scalar_bar(title=title, mapper=actor.mapper, vertical=True, color="black",
+                                 title_font_size=fs(18), label_font_size=fs(16), n_labels=5,
+                                 unconstrained_font_size=True, fmt="%.3g",
+                                 position_x=0.08, position_y=0.2, width=0.42, height=0.6)
+    ticks = _colorbar_ticks(scale.norm)
+    if len(ticks) >= 2:  # round numbers instead of evenly spaced odd ones
+        import vtk
+
+        arr = vtk.vtkDoubleArray()
+        for t in ticks:
+            arr.InsertNextValue(float(t))
+        bar.SetCustomLabels(arr)
+        bar.SetUseCustomLabels(True)
+        bar.SetLabelFormat("%g")
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def _write_image(img: np.ndarray, path: Path) -> None:
+    import imageio.v3 as iio
+
+    with atomic_suffixed(path) as tmp:
+        iio.imwrite(tmp, img, extension=path.suffix.lower())
+
+
+def render_surface(surfaces: Surface | Sequence[Surface], out: str | os.PathLike | None = None,
+                   metric: str = "train_loss", *, size: tuple[int, int] = (900, 700),
+                   show: bool = False, **scene: Any) -> np.ndarray:
+    """Render surfaces offscreen to an image (and a PNG/JPEG file); optionally show a window.
+
+    Args:
+        surfaces: one 2-D surface or several (see ``build_scene``).
+        out: save the screenshot here (.png, .jpg), atomically.
+        metric: metric giving height and colour.
+        size: pixels per panel (width, height).
+        show: also open an interactive window (needs a display; LandscapeError otherwise).
+        **scene: options of ``build_scene`` (labels, log, zmax, overlay, contours, ...).
+
+    Returns:
+        The image as an (H, W, 3) uint8 array.
+    """
+    if out is not None:
+        out = check_output(out, IMAGE_SUFFIXES, "image")
+    if show and not has_display():
+        raise LandscapeError("no display to open a window on (DISPLAY is not set); "
+                             "save a screenshot with out=... instead")
+    plotter = build_scene(surfaces, metric, size=size, off_screen=True, **scene)
+    try:
+        img = np.asarray(plotter.screenshot(return_img=True))
+    finally:
+        plotter.close()
+    if out is not None:
+        _write_image(img, out)
+    if show:
+        window = build_scene(surfaces, metric, size=size, off_screen=False, **scene)
+        window.show()
+    return img
+
+
+def orbit_animation(surfaces: Surface | Sequence[Surface], out: str | os.PathLike,
+                    metric: str = "train_loss", *, frames: int = 36, fps: float = 12.0,
+                    degrees: float = 360.0, size: tuple[int, int] = (640, 500),
+                    **scene: Any) -> Path:
+    """A camera orbit around the surfaces, written as GIF (or MP4 when a writer is installed).
+
+    Args:
+        surfaces: one 2-D surface or several (see ``build_scene``).
+        out: .gif or .mp4 file (written atomically).
+        metric: metric giving height and colour.
+        frames: number of frames.
+        fps: frames per second.
+        degrees: total rotation.
+        size: pixels per panel.
+        **scene: options of ``build_scene``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        LandscapeError: unknown suffix, or MP4 without imageio-ffmpeg / av installed.
+    """
+    out = check_output(out, MOVIE_SUFFIXES, "animation")
+    scene.setdefault("fill", 0.8)  # room for the corners as the surface turns
+    if frames < 2:
+        raise LandscapeError(f"an animation needs at least 2 frames, got {frames}")
+    plotter = build_scene(surfaces, metric, size=size, off_screen=True, **scene)
+    images = []
+    try:
+        for _ in range(frames):
+            images.append(np.asarray(plotter.screenshot(return_img=True)))
+            plotter.camera.Azimuth(degrees / frames)
+            plotter.render()  # a screenshot alone shows the last rendered frame
+    finally:
+        plotter.close()
+    _write_movie(images, out, fps)
+    return out
+
+
+def _write_movie(images: list[np.ndarray], out: Path, fps: float) -> None:
+    import imageio.v3 as iio
+
+    with atomic_suffixed(out) as tmp:
+        if out.suffix.lower() == ".gif":
+            iio.imwrite(tmp, np.stack(images), extension=".gif", duration=1000.0 / fps, loop=0)
+            return
+        stack = np.stack([_even(im) for im in images])  # H.264 wants even sizes
+        if mp4_writer() == "pyav":
+            iio.imwrite(tmp, stack, plugin="pyav", codec="libx264", fps=fps)
+        else:
+            import imageio.v2 as iio2
+            iio2.mimwrite(tmp, list(stack), format="FFMPEG", fps=fps, codec="libx264",
+                          macro_block_size=2, quality=8)
+
+
+def _even(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    return np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
