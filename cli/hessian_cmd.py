@@ -1,8 +1,139 @@
-"""Commands of this module are registered on the main group by ``register``."""
+"""``landscape hessian``: extreme eigenvalues, trace and spectral density of a checkpoint."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import click
 
+from .common import bundle_from, dataset_options, device_option, echo_table, wraps_threads
+
+FORMAT = "landscape-spectrum"
+FORMAT_VERSION = 1
+
+
+@click.command("hessian")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@dataset_options
+@click.option("--top-k", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Largest eigenvalues to compute.")
+@click.option("--bottom-k", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Smallest (most negative) eigenvalues to compute.")
+@click.option("--trace", "want_trace", is_flag=True, help="Estimate the trace (Hutch++).")
+@click.option("--trace-products", type=click.IntRange(min=3), default=60, show_default=True,
+              help="Hessian-vector products for the trace.")
+@click.option("--density", "want_density", is_flag=True,
+              help="Spectral density by stochastic Lanczos quadrature.")
+@click.option("--density-probes", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--density-steps", type=click.IntRange(min=1), default=90, show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="train",
+              show_default=True, help="Data split whose mean loss is differentiated.")
+@click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
+              help="Layer mode: eval uses BatchNorm running statistics and no dropout.")
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="Lanczos tolerance (relative residual).")
+@click.option("--method", type=click.Choice(["lanczos", "power"]), default="lanczos",
+              show_default=True, help="Eigenvalue solver (power iteration is a baseline).")
+@click.option("--hvp", type=click.Choice(["double", "forward"]), default="double",
+              show_default=True, help="Hessian-vector products by double backward or by "
+              "torch.func forward-over-reverse.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="Examples per forward pass (bounds memory; default 1024).")
+@click.option("--loss", type=click.Choice(["cross_entropy", "mse"]), default=None,
+              help="Loss (default: the one the checkpoint was trained with, else "
+              "cross_entropy).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random probes.")
+@device_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the spectrum as JSON here (written atomically).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@wraps_threads
+def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, top_k,
+                    bottom_k, want_trace, trace_products, want_density, density_probes,
+                    density_steps, split, mode, tol, method, hvp, chunk_size, loss, seed,
+                    device, out, quiet):
+    """Hessian eigenvalues (with residuals), trace and density of CHECKPOINT's loss."""
+    from landscape import hessian as hs
+    from landscape._util import pick_device, provenance, sha256_file, write_json
+    from landscape.checkpoint import load_checkpoint
+    from landscape.errors import LandscapeError
+
+    if top_k + bottom_k == 0 and not (want_trace or want_density):
+        raise LandscapeError("nothing to compute: give --top-k/--bottom-k, --trace or --density")
+    model, info = load_checkpoint(checkpoint)
+    bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
+                         like=info["dataset"])
+    dev = pick_device(device)
+    data = bundle.split(split)
+    loss = loss or info["extra"].get("config", {}).get("loss") or "cross_entropy"
+    common = dict(loss=loss, chunk_size=chunk_size or hs.DEFAULT_CHUNK, mode=mode, device=dev,
+                  hvp=hvp, progress=not quiet)
+    click.echo(f"{info['model']['name']} ({sum(p.numel() for p in model.parameters()):,} "
+               f"parameters) on {bundle.name} {split} ({len(data[1])} examples), {mode} mode, "
+               f"{dev}", err=True)
+    report: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                              "checkpoint": str(checkpoint), "dataset": bundle.spec,
+                              "split": split, "mode": mode, "loss": loss}
+    if top_k + bottom_k:
+        report["eigenvalues"] = _eigenvalues(model, data, top_k, bottom_k, tol, method, seed,
+                                             common)
+    if want_trace:
+        report["trace"] = _trace(model, data, trace_products, seed, common)
+    if want_density:
+        report["density"] = _density(model, data, density_probes, density_steps, seed, common)
+    if out:
+        report["provenance"] = provenance(checkpoint=str(checkpoint),
+                                          checkpoint_sha256=sha256_file(checkpoint),
+                                          device=str(dev), seed=seed)
+        write_json(Path(out), report)
+        click.echo(f"wrote {out}", err=True)
+
+
+def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, method: str, seed: int,
+                 common: dict) -> dict:
+    from landscape import hessian as hs
+
+    which = "both" if top_k and bottom_k else ("largest" if top_k else "smallest")
+    res = hs.hessian_eigenvalues(model, data, k=top_k or bottom_k, which=which, tol=tol,
+                                 seed=seed, method=method, k_smallest=bottom_k or None,
+                                 **common)
+    n_bottom = bottom_k if which != "largest" else 0
+    rows = [("bottom" if i < n_bottom else "top", f"{v:.8g}", f"{r:.2e}")
+            for i, (v, r) in enumerate(zip(res.values, res.residuals))]
+    echo_table(rows, ("end", "eigenvalue", "residual"))
+    click.echo(f"{res.n_products} Hessian-vector products, {res.seconds:.2f} s, {res.mode} mode, "
+               f"{res.method}, products by {res.hvp}"
+               + ("" if res.converged else "  (NOT converged: raise --tol)"))
+    return {"values": res.values, "residuals": res.residuals,
+            "bottom": res.values[:n_bottom], "top": res.values[n_bottom:],
+            "which": res.which, "n_products": res.n_products, "seconds": res.seconds,
+            "mode": res.mode, "method": res.method, "hvp": res.hvp, "tol": tol,
+            "converged": res.converged, "n_params": res.n_params}
+
+
+def _trace(model, data, n_products: int, seed: int, common: dict) -> dict:
+    from landscape import hessian as hs
+
+    res = hs.hessian_trace(model, data, n_products=n_products, seed=seed, **common)
+    click.echo(f"trace {res.estimate:.6g} +- {res.stderr:.2g} (standard error; {res.method}, "
+               f"{res.n_products} products, {res.seconds:.2f} s)")
+    return {"estimate": res.estimate, "stderr": res.stderr, "method": res.method,
+            "n_products": res.n_products, "seconds": res.seconds, "mode": res.mode}
+
+
+def _density(model, data, probes: int, steps: int, seed: int, common: dict) -> dict:
+    from landscape import hessian as hs
+
+    res = hs.hessian_density(model, data, n_probes=probes, n_steps=steps, seed=seed, **common)
+    click.echo(f"density: {res.n_probes} probes x {res.n_steps} Lanczos steps, Ritz values "
+               f"{res.nodes.min():.6g} .. {res.nodes.max():.6g}, sigma {res.sigma:.3g} "
+               f"({res.n_products} products, {res.seconds:.2f} s)")
+    return {"grid": res.grid, "density": res.density, "nodes": res.nodes,
+            "weights": res.weights, "sigma": res.sigma, "n_probes": res.n_probes,
+            "n_steps": res.n_steps, "n_products": res.n_products, "seconds": res.seconds,
+            "mode": res.mode}
+
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to ``group``."""
+    """Add ``hessian`` to the main group."""
+    group.add_command(hessian_command)

@@ -1,0 +1,995 @@
+"""Curvature of the mean loss: Hessian-vector products, extreme eigenvalues, trace, density.
+
+Everything here is matrix-free: the Hessian ``H`` of the mean loss over a data split is only
+ever applied to vectors (``HessianOperator``), so the cost of a result is counted in
+Hessian-vector products ("products"). Parameters are the model's trainable weights
+(``params.named_tensors(model, "weights")``) in their insertion order; vectors are flat.
+
+The model is never modified: products run through ``torch.func.functional_call`` on a shallow
+structural copy of the model (sharing its tensors) whose train/eval flags are set there, and in
+train mode BatchNorm running statistics are updated on throw-away copies. Eval mode is the
+default, so BatchNorm uses its running statistics and the Hessian does not depend on how the
+data are chunked.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from scipy.linalg import eigh_tridiagonal
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+from torch import nn
+
+from .data import DataBundle
+from .errors import LandscapeError
+from .params import named_tensors
+
+DEFAULT_CHUNK = 1024
+"""Examples per forward pass in a product (bounds memory; the result does not depend on it)."""
+
+RECORD_BYTES = 1 << 29
+"""Most bytes of recorded products (for free residuals); past it residuals cost a product each."""
+
+GRAPH_CACHE_BYTES = 1 << 30
+"""Keep the gradient's autograd graph between double-backward products while it needs at most
+this many bytes (estimated from the tensors it saves); each product is then one backward pass."""
+
+HVP_METHODS = ("double", "forward")
+MODES = ("eval", "train")
+
+LossArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- results
+
+@dataclasses.dataclass(frozen=True)
+class EigenResult:
+    """Extreme Hessian eigenvalues.
+
+    Attributes:
+        values: eigenvalues, ascending (for ``which="both"``: the bottom ones, then the top).
+        vectors: unit eigenvectors as columns, ``(n_params, len(values))``, or None.
+        residuals: ``||H v - lambda v||`` for each value (v of unit norm).
+        n_products: Hessian-vector products used (solver and residuals together).
+        seconds: wall time.
+        mode: ``eval`` or ``train``: the mode the model's layers ran in.
+        which: ``largest``, ``smallest`` or ``both``.
+        method: ``lanczos`` (scipy eigsh) or ``power``.
+        hvp: how products were computed: ``forward`` (torch.func jvp of grad) or ``double``.
+        converged: False when the solver stopped at its iteration limit.
+        n_params: dimension of the Hessian.
+    """
+
+    values: np.ndarray
+    vectors: np.ndarray | None
+    residuals: np.ndarray
+    n_products: int
+    seconds: float
+    mode: str
+    which: str
+    method: str
+    hvp: str
+    converged: bool
+    n_params: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceResult:
+    """Stochastic trace estimate.
+
+    Attributes:
+        estimate: the trace estimate.
+        stderr: its standard error (of the stochastic part; Hutch++'s low-rank part is exact).
+        n_products: Hessian-vector products used.
+        method: ``hutch++`` or ``hutchinson``.
+        seconds: wall time.
+        mode: ``eval`` or ``train``.
+        n_params: dimension of the Hessian.
+    """
+
+    estimate: float
+    stderr: float
+    n_products: int
+    method: str
+    seconds: float
+    mode: str
+    n_params: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DensityResult:
+    """Smoothed spectral density from stochastic Lanczos quadrature.
+
+    Attributes:
+        grid: evaluation points (ascending).
+        density: density on ``grid``; its trapezoid integral is 1.
+        nodes: Ritz values of all probes, concatenated.
+        weights: their quadrature weights (each probe's sum to 1 / n_probes; all sum to 1).
+        sigma: standard deviation of the Gaussian kernel.
+        n_products: Hessian-vector products used.
+        n_probes: number of random probes.
+        n_steps: Lanczos steps per probe (fewer if the Krylov space closed early).
+        seconds: wall time.
+        mode: ``eval`` or ``train``.
+        n_params: dimension of the Hessian.
+    """
+
+    grid: np.ndarray
+    density: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    sigma: float
+    n_products: int
+    n_probes: int
+    n_steps: int
+    seconds: float
+    mode: str
+    n_params: int
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def _split_of(data: Any, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, targets)`` from a pair or a DataBundle split, checked."""
+    if isinstance(data, DataBundle):
+        data = data.split(split)
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise LandscapeError("data must be an (inputs, targets) pair or a DataBundle")
+    x, y = data
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise LandscapeError("data must hold tensors: (inputs, targets)")
+    if len(x) != len(y) or len(y) == 0:
+        raise LandscapeError(f"data has {len(x)} inputs and {len(y)} targets: need the same "
+                             "non-zero number")
+    return x, y
+
+
+def _loss_callable(loss: LossArg) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A mean-reduced ``loss(outputs, targets)``; ``mse`` takes its classes from the outputs."""
+    if callable(loss):
+        return loss
+    from .train import loss_function
+
+    if loss == "mse":
+        # the same value as train.loss_function("mse"), written out because torch.func's
+        # forward-over-reverse fails inside the fused mse_loss backward
+        def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            onehot = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
+            return ((out - onehot) ** 2).mean()
+        return mse
+    return loss_function(loss, 2)
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise LandscapeError(f"unknown {what} {value!r}: use one of {', '.join(allowed)}")
+
+
+def _shell(model: nn.Module, training: bool) -> nn.Module:
+    """A structural copy of ``model`` sharing its tensors, with its own train/eval flags."""
+    memo = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    shell = copy.deepcopy(model, memo)
+    return shell.train(training)
+
+
+def _batch_statistics(model: nn.Module) -> bool:
+    """True if a BatchNorm layer normalizes with batch statistics (train mode or untracked)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+               and (m.training or m.running_mean is None) for m in model.modules())
+
+
+def stochastic_layers(model: nn.Module, mode: str = "eval") -> list[str]:
+    """Names of layers that make the loss random or chunk-dependent in ``mode``.
+
+    In train mode: dropout with p > 0 (random) and BatchNorm (batch statistics depend on the
+    chunking). Nothing is stochastic in eval mode for the built-in layers.
+    """
+    if mode != "train":
+        return []
+    found = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.modules.dropout._DropoutNd, nn.AlphaDropout)) and mod.p > 0:
+            found.append(f"{name or type(mod).__name__} (dropout p={mod.p})")
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            found.append(f"{name or type(mod).__name__} (BatchNorm batch statistics)")
+    return found
+
+
+# ----------------------------------------------------------------------------- products
+
+class HessianOperator(LinearOperator):
+    """The Hessian of the mean loss over a data split, as a scipy LinearOperator.
+
+    The scipy side is float64; products run on ``device`` in ``dtype`` (the model's dtype
+    unless given). ``n_products`` counts every product, through scipy or ``hvp``.
+
+    Args:
+        model: the network (never modified).
+        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        loss: ``cross_entropy``, ``mse`` or a mean-reduced ``loss(outputs, targets)``.
+        chunk_size: examples per forward pass; each chunk is weighted by its size, so the
+            product is exact for any chunking (in eval mode).
+        mode: ``eval`` (default: BatchNorm running statistics, no dropout) or ``train``.
+        device: where products run; default the model's device.
+        hvp: ``double`` (double backward, the default: measured faster on the CPU for the
+            MNIST-1D MLP and CNN) or ``forward`` (torch.func jvp of grad, forward-over-reverse;
+            falls back to double backward, with a warning, where torch.func fails).
+        dtype: floating dtype of the products (e.g. torch.float64 for a float32 model).
+        split: which split of a DataBundle.
+        record: keep every product (x, Hx) so residuals of Ritz vectors in their span cost no
+            further products (16 bytes per parameter per product, up to RECORD_BYTES).
+        graph_cache: byte budget for keeping the gradient graph of every chunk between
+            double-backward products (0: recompute it for each product). The graph is kept only
+            if the first chunk's saved tensors, times the number of chunks, fit the budget.
+        progress: a progress bar counting products.
+    """
+
+    def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
+                 chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                 device: str | torch.device | None = None, hvp: str = "double",
+                 dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
+                 progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES):
+        _check_choice(mode, MODES, "mode")
+        _check_choice(hvp, HVP_METHODS, "hvp method")
+        weights = named_tensors(model, "weights")
+        if not weights:
+            raise LandscapeError("the model has no trainable parameters")
+        first = next(iter(weights.values()))
+        self.device = torch.device(device) if device is not None else first.device
+        self.torch_dtype = dtype or first.dtype
+        if not self.torch_dtype.is_floating_point:
+            raise LandscapeError(f"products need a floating dtype, got {self.torch_dtype}")
+        self.mode = mode
+        self.hvp_method = hvp
+        self._loss_fn = _loss_callable(loss)
+        self._shell = _shell(model, mode == "train")
+        if hvp == "forward" and _batch_statistics(self._shell):
+            # torch.func's second derivatives through batch-statistics BatchNorm disagree with
+            # finite differences (0.6% on a tiny CNN, torch 2.14); double backward agrees.
+            warnings.warn("BatchNorm uses batch statistics here: forward-over-reverse "
+                          "products are not reliable through it; using double backward",
+                          stacklevel=2)
+            self.hvp_method = "double"
+        self.params = {n: self._to(t) for n, t in weights.items()}
+        self._fixed = {n: self._to(t) for n, t in model.named_parameters() if n not in weights}
+        self._fixed.update({n: self._to(t) for n, t in model.named_buffers()})
+        self._chunks = self._make_chunks(*_split_of(data, split), chunk_size)
+        self.n_params = sum(t.numel() for t in self.params.values())
+        self.n_products = 0
+        self._record = record
+        self._graph_budget = graph_cache
+        self._graphs: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None
+        self.history: list[tuple[np.ndarray, np.ndarray]] = []
+        self._bar = None
+        if progress:
+            from ._util import progress as _progress
+            self._bar = _progress(None, "Hessian-vector products", True, unit="Hv")
+        super().__init__(dtype=np.float64, shape=(self.n_params, self.n_params))
+
+    # --- setup
+
+    def _to(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.detach()
+        if t.is_floating_point():
+            return t.to(self.device, self.torch_dtype)
+        return t.to(self.device)
+
+    def _make_chunks(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int | None):
+        if chunk_size is not None and chunk_size < 1:
+            raise LandscapeError(f"chunk_size must be at least 1, got {chunk_size}")
+        x = self._to(x)
+        y = y.to(self.device)
+        n = len(y)
+        step = n if chunk_size is None else chunk_size
+        return [(x[i:i + step], y[i:i + step], len(y[i:i + step]) / n)
+                for i in range(0, n, step)]
+
+    # --- the loss as a function of the parameters
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        # Train-mode BatchNorm updates its running statistics in place: give it copies.
+        if self.mode == "train":
+            return {n: t.clone() for n, t in self._fixed.items()}
+        return self._fixed
+
+    def _chunk_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                    weight: float) -> torch.Tensor:
+        out = torch.func.functional_call(self._shell, {**params, **self._buffers()}, (x,))
+        return self._loss_fn(out, y) * weight
+
+    def loss_and_grad(self) -> tuple[float, torch.Tensor]:
+        """Mean loss and its flat gradient (no product counted)."""
+        total, grad = 0.0, torch.zeros(self.n_params, device=self.device, dtype=self.torch_dtype)
+        with torch.enable_grad():
+            for x, y, w in self._chunks:
+                p = {n: t.detach().requires_grad_(True) for n, t in self.params.items()}
+                value = self._chunk_loss(p, x, y, w)
+                g = torch.autograd.grad(value, list(p.values()))
+                total += float(value.detach())
+                grad += torch.cat([t.reshape(-1) for t in g])
+        return total, grad
+
+    # --- products
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for a flat torch vector (moved to the device and dtype of the products)."""
+        v = v.to(self.device, self.torch_dtype).reshape(-1)
+        if v.numel() != self.n_params:
+            raise LandscapeError(f"vector has {v.numel()} entries, the Hessian has "
+                                 f"{self.n_params}")
+        if self.hvp_method == "forward":
+            try:
+                out = self._hvp_forward(v)
+            except Exception as exc:  # torch.func does not cover every layer
+                warnings.warn(f"forward-over-reverse products failed on this model "
+                              f"({type(exc).__name__}: {exc}); using double backward",
+                              stacklevel=2)
+                self.hvp_method = "double"
+                out = self._hvp_double(v)
+        else:
+            out = self._hvp_double(v)
+        self.n_products += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        return out
+
+    def _split_vector(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, start = {}, 0
+        for name, t in self.params.items():
+            out[name] = v[start:start + t.numel()].view_as(t)
+            start += t.numel()
+        return out
+
+    def _hvp_forward(self, v: torch.Tensor) -> torch.Tensor:
+        tangent = self._split_vector(v)
+        total = torch.zeros_like(v)
+        for x, y, w in self._chunks:
+            grad = torch.func.grad(lambda p: self._chunk_loss(p, x, y, w))
+            _, hv = torch.func.jvp(grad, (self.params,), (tangent,))
+            total += torch.cat([t.reshape(-1) for t in hv.values()])
+        return total
+
+    @property
+    def hvp_description(self) -> str:
+        """How products are computed: ``forward``, ``double`` or ``double (graph kept)``."""
+        return "double (graph kept)" if self._graphs else self.hvp_method
+
+    def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor, w: float
+                        ) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+        """Parameters, gradient with its graph, and the bytes the graph saved."""
+        saved = [0]
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[0] += t.numel() * t.element_size()
+            return t
+
+        p = [t.detach().requires_grad_(True) for t in self.params.values()]
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            value = self._chunk_loss(dict(zip(self.params, p)), x, y, w)
+            g = torch.autograd.grad(value, p, create_graph=True)
+        return p, list(g), saved[0]
+
+    def _keep_graphs(self) -> None:
+        """Build and keep every chunk's gradient graph if they fit the byte budget."""
+        self._graphs = []
+        if self._graph_budget <= 0:
+            return
+        first = self._gradient_graph(*self._chunks[0])
+        if first[2] * len(self._chunks) > self._graph_budget:
+            return
+        self._graphs = [first[:2]] + [self._gradient_graph(*c)[:2] for c in self._chunks[1:]]
+
+    def _hvp_double(self, v: torch.Tensor) -> torch.Tensor:
+        if self._graphs is None:
+            self._keep_graphs()
+        tangent = list(self._split_vector(v).values())
+        total = torch.zeros_like(v)
+        for i, chunk in enumerate(self._chunks):
+            if self._graphs:
+                p, g = self._graphs[i]
+            else:
+                p, g, _ = self._gradient_graph(*chunk)
+            # d(g . t)/dp = H t: the backward of the gradient with the tangent as its seed
+            hv = _grad(g, p, tangent, keep=bool(self._graphs))
+            total += torch.cat([t.reshape(-1) for t in hv])
+        return total
+
+    # --- scipy interface (float64)
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        out = self.hvp(torch.from_numpy(x)).to("cpu", torch.float64).numpy()
+        if self._record and (len(self.history) + 1) * 16 * self.n_params > RECORD_BYTES:
+            self._record = False
+            self.history.clear()
+        if self._record:
+            self.history.append((x.copy(), out))
+        return out
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matvec(x)
+
+    def _adjoint(self) -> "HessianOperator":
+        return self
+
+    def close(self) -> None:
+        """Close the progress bar, if any."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def check_determinism(self) -> bool:
+        """Compute loss and gradient twice; warn and return False if they differ."""
+        loss1, grad1 = self.loss_and_grad()
+        loss2, grad2 = self.loss_and_grad()
+        tol = math.sqrt(torch.finfo(self.torch_dtype).eps)
+        scale = float(grad1.norm()) + 1e-30
+        same_loss = abs(loss1 - loss2) <= tol * max(abs(loss1), 1e-30)
+        same_grad = float((grad1 - grad2).norm()) <= tol * scale
+        if not (same_loss and same_grad):
+            warnings.warn(f"the loss is not deterministic in {self.mode} mode: two passes gave "
+                          f"loss {loss1:.10g} and {loss2:.10g}, gradient difference "
+                          f"{float((grad1 - grad2).norm()):.3g} (norm {scale:.3g}); Hessian "
+                          "results will not be reproducible (dropout on? random layers?)",
+                          stacklevel=3)
+            return False
+        return True
+
+
+def _grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
+          seeds: list[torch.Tensor], keep: bool) -> list[torch.Tensor]:
+    """Vector-Jacobian product that treats outputs without a graph (constant) as zero."""
+    live = [(o, s) for o, s in zip(outputs, seeds) if o.requires_grad]
+    if not live:
+        return [torch.zeros_like(t) for t in inputs]
+    with torch.enable_grad():
+        return list(torch.autograd.grad([o for o, _ in live], inputs,
+                                        grad_outputs=[s for _, s in live], retain_graph=keep,
+                                        materialize_grads=True))
+
+
+def hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
+                           loss: LossArg = "cross_entropy",
+                           chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                           device: str | torch.device | None = None, hvp: str = "double"
+                           ) -> torch.Tensor:
+    """One product ``H v`` of the mean-loss Hessian with a flat vector.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        vector: flat tensor with one entry per trainable parameter.
+        loss, chunk_size, mode, device, hvp: as for ``HessianOperator``.
+
+    Returns:
+        ``H v`` as a flat tensor on the product device.
+    """
+    op = HessianOperator(model, data, loss, chunk_size, mode, device, hvp)
+    return op.hvp(vector)
+
+
+def _warn_stochastic(model: nn.Module, mode: str) -> None:
+    layers = stochastic_layers(model, mode)
+    if layers:
+        warnings.warn(f"in {mode} mode the loss depends on randomness or on the chunking: "
+                      f"{', '.join(layers[:4])}{' ...' if len(layers) > 4 else ''}; "
+                      "use mode='eval' for a reproducible Hessian", stacklevel=3)
+
+
+def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
+                      mode: str = "eval", chunk_size: int | None = DEFAULT_CHUNK,
+                      device: str | torch.device | None = None) -> bool:
+    """Two passes must give the same loss and gradient; warn (warnings.warn) if not.
+
+    Also warns when ``mode`` turns on stochastic or chunk-dependent layers (dropout,
+    BatchNorm batch statistics).
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        loss, mode, chunk_size, device: as for ``HessianOperator``.
+
+    Returns:
+        True if both passes agreed (to the square root of the dtype's epsilon).
+    """
+    _warn_stochastic(model, mode)
+    op = HessianOperator(model, data, loss, chunk_size, mode, device)
+    return op.check_determinism()
+
+
+def _operator(model, data, loss, chunk_size, mode, device, hvp, split, record, progress,
+              check, dtype=None) -> HessianOperator:
+    _warn_stochastic(model, mode)
+    op = HessianOperator(model, data, loss, chunk_size, mode, device, hvp, dtype=dtype,
+                         split=split, record=record, progress=progress)
+    if check:
+        op.check_determinism()
+    return op
+
+
+def _rng_vector(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.standard_normal(n)
+
+
+# ----------------------------------------------------------------------------- eigenvalues
+
+def hessian_eigenvalues(model: nn.Module, data: Any, k: int = 5, which: str = "largest",
+                        tol: float = 1e-6, return_vectors: bool = False, seed: int = 0,
+                        loss: LossArg = "cross_entropy",
+                        chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                        device: str | torch.device | None = None, method: str = "lanczos",
+                        *, k_smallest: int | None = None, hvp: str = "double",
+                        split: str = "train", ncv: int | None = None,
+                        maxiter: int | None = None, check: bool = True,
+                        dtype: torch.dtype | None = None, progress: bool = False
+                        ) -> EigenResult:
+    """Extreme eigenvalues of the Hessian of the mean loss over a data split.
+
+    ``largest`` are the algebraically largest, ``smallest`` the most negative. With
+    ``method="lanczos"`` (default) scipy's implicitly restarted Lanczos (eigsh) runs from a
+    start vector drawn from ``seed``. The smallest end is found on ``H - s I`` with ``s`` the
+    largest eigenvalue. A shift leaves the Krylov spaces unchanged (on the MNIST-1D MLP it
+    saved no products at equal accuracy), but it makes eigsh's relative stopping rule relative
+    to the spectrum's width instead of the smallest eigenvalue itself, which near zero would
+    never be met. Residuals come from the recorded products (Ritz vectors lie in their span),
+    so they cost no extra product. ``method="power"`` is power iteration with deflation, kept
+    as a baseline.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        k: how many eigenvalues (for ``both``: how many at the top).
+        which: ``largest``, ``smallest`` or ``both``.
+        tol: eigsh stops when each Ritz residual is below ``tol`` times its (shifted) value;
+            for ``power``, the relative change of the eigenvalue between iterations.
+        return_vectors: also return unit eigenvectors.
+        seed: seed of the start vectors.
+        loss, chunk_size, mode, device, hvp, split: as for ``HessianOperator``.
+        method: ``lanczos`` or ``power``.
+        k_smallest: for ``both``, how many at the bottom (default ``k``).
+        ncv: Lanczos basis size (default: eigsh's ``max(2k + 1, 20)`` for the top and
+            ``max(2k + 1, 40)`` for the bottom, whose clustered spectrum needs a wider basis:
+            on the MNIST-1D MLP 101 products instead of 131 at tol 1e-6).
+        maxiter: restarts (eigsh) or iterations per eigenvalue (power, default 100).
+        check: run the two-pass determinism check first (two gradient passes).
+        dtype: dtype of the products (default the model's), e.g. torch.float64.
+        progress: show a progress bar of products.
+
+    Returns:
+        EigenResult with values ascending, residuals, products, seconds and the mode used.
+    """
+    _check_choice(which, ("largest", "smallest", "both"), "which")
+    _check_choice(method, ("lanczos", "power"), "method")
+    k_small = (k_smallest if k_smallest is not None else k) if which == "both" else k
+    k_large = k if which != "smallest" else 0
+    k_small = k_small if which != "largest" else 0
+    if min(k_large, k_small) < 0 or k_large + k_small < 1:
+        raise LandscapeError("k must be at least 1")
+    start = time.perf_counter()
+    op = _operator(model, data, loss, chunk_size, mode, device, hvp, split,
+                   record=method == "lanczos", progress=progress, check=check, dtype=dtype)
+    try:
+        if k_large + k_small > op.n_params:
+            raise LandscapeError(f"asked for {k_large + k_small} eigenvalues of a "
+                                 f"{op.n_params}-parameter Hessian")
+        rng = np.random.default_rng(seed)
+        if method == "power":
+            vals, vecs, res, converged = _power_ends(op, k_large, k_small, tol, maxiter, rng)
+        else:
+            vals, vecs, res, converged = _lanczos_ends(op, k_large, k_small, tol, ncv,
+                                                       maxiter, rng)
+    finally:
+        op.close()
+    order = np.argsort(vals, kind="stable")
+    return EigenResult(values=vals[order], vectors=vecs[:, order] if return_vectors else None,
+                       residuals=res[order], n_products=op.n_products,
+                       seconds=time.perf_counter() - start, mode=mode, which=which,
+                       method=method, hvp=op.hvp_description, converged=converged,
+                       n_params=op.n_params)
+
+
+def _eigsh(op: LinearOperator, k: int, which: str, tol: float, ncv: int | None,
+           maxiter: int | None, v0: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """scipy eigsh that keeps what converged if it runs out of iterations."""
+    try:
+        vals, vecs = eigsh(op, k=k, which=which, tol=tol, ncv=ncv, maxiter=maxiter, v0=v0)
+        return vals, vecs, True
+    except ArpackNoConvergence as exc:
+        if len(exc.eigenvalues) == 0:
+            raise LandscapeError(f"Lanczos found no converged eigenvalue within its iteration "
+                                 f"limit (tol {tol}); raise maxiter or tol") from exc
+        warnings.warn(f"Lanczos converged for only {len(exc.eigenvalues)} of {k} eigenvalues",
+                      stacklevel=4)
+        return exc.eigenvalues, exc.eigenvectors, False
+
+
+class _Shifted(LinearOperator):
+    """``H - s I`` over a HessianOperator (products still counted there)."""
+
+    def __init__(self, op: HessianOperator, shift: float):
+        self.op, self.shift = op, shift
+        super().__init__(dtype=np.float64, shape=op.shape)
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        return self.op.matvec(x) - self.shift * x
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matvec(x)
+
+
+def _dense_small(op: HessianOperator) -> np.ndarray:
+    """The whole Hessian by n products (for Hessians too small for eigsh)."""
+    h = np.stack([op.matvec(e) for e in np.eye(op.n_params)], axis=1)
+    return 0.5 * (h + h.T)
+
+
+def _lanczos_ends(op: HessianOperator, k_large: int, k_small: int, tol: float,
+                  ncv: int | None, maxiter: int | None, rng: np.random.Generator):
+    n = op.n_params
+    if max(k_large, k_small) >= n - 1 or n <= 2 * (k_large + k_small) + 2:
+        vals, vecs = np.linalg.eigh(_dense_small(op))
+        pick = np.r_[np.arange(k_small), np.arange(n - k_large, n)].astype(int)
+        pick = np.unique(pick)
+        return vals[pick], vecs[:, pick], _residuals(op, vals[pick], vecs[:, pick]), True
+    parts, converged, top = [], True, None
+    if k_large:
+        vals, vecs, ok = _eigsh(op, k_large, "LA", tol, ncv, maxiter, _rng_vector(rng, n))
+        parts.append((vals, vecs))
+        converged &= ok
+        top = float(np.max(vals))
+    if k_small:
+        if top is None:  # a rough top eigenvalue is enough for the shift
+            vals, _, _ = _eigsh(op, 1, "LA", 1e-2, None, maxiter, _rng_vector(rng, n))
+            top = float(vals[0])
+        shift = max(top, 0.0)
+        wide = ncv or min(n, max(2 * k_small + 1, 40))
+        vals, vecs, ok = _eigsh(_Shifted(op, shift), k_small, "SA", tol, wide, maxiter,
+                                _rng_vector(rng, n))
+        parts.append((vals + shift, vecs))
+        converged &= ok
+    vals = np.concatenate([p[0] for p in parts])
+    vecs = np.concatenate([p[1] for p in parts], axis=1)
+    return vals, vecs, _residuals(op, vals, vecs), converged
+
+
+def _residuals(op: HessianOperator, vals: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+    """``||H v - lambda v||``: from the recorded products when v lies in their span (Ritz
+    vectors of a Krylov method do), else by one product each."""
+    hv = _from_history(op, vecs)
+    if hv is None:
+        hv = np.stack([op.matvec(vecs[:, i]) for i in range(vecs.shape[1])], axis=1)
+    return np.linalg.norm(hv - vecs * vals, axis=0)
+
+
+def _from_history(op: HessianOperator, vecs: np.ndarray) -> np.ndarray | None:
+    if not op.history:
+        return None
+    xs = np.stack([h[0] for h in op.history], axis=1)
+    hs = np.stack([h[1] for h in op.history], axis=1)
+    coef, *_ = np.linalg.lstsq(xs, vecs, rcond=None)
+    miss = np.linalg.norm(xs @ coef - vecs, axis=0)
+    # H is linear, so H (X c) = (H X) c; only trust it when v is (numerically) in span(X).
+    if np.max(miss) > 1e-10 or not np.all(np.isfinite(coef)):
+        return None
+    return hs @ coef
+
+
+def _power_ends(op: HessianOperator, k_large: int, k_small: int, tol: float,
+                maxiter: int | None, rng: np.random.Generator):
+    """Power iteration with deflation; the bottom end on ``H - top I``."""
+    maxiter = maxiter or 100
+    vals, vecs, res, converged = [], [], [], True
+    top = None
+    if k_large or k_small:
+        v, u, r, ok = _power(op.matvec, max(k_large, 1), tol, maxiter, rng, op.n_params)
+        top = v[0]
+        if k_large:
+            vals += v
+            vecs += u
+            res += r
+            converged &= ok
+    if k_small:
+        shift = max(top, 0.0)
+        v, u, r, ok = _power(lambda x: op.matvec(x) - shift * x, k_small, tol, maxiter, rng,
+                             op.n_params)
+        vals += [x + shift for x in v]
+        vecs += u
+        res += r
+        converged &= ok
+    return np.array(vals), np.stack(vecs, axis=1), np.array(res), converged
+
+
+def _power(apply: Callable[[np.ndarray], np.ndarray], k: int, tol: float, maxiter: int,
+           rng: np.random.Generator, n: int):
+    """Dominant eigenpairs one at a time, each deflated against the ones found before."""
+    vals, vecs, res, converged = [], [], [], True
+    for _ in range(k):
+        w = _rng_vector(rng, n)
+        value, ok = None, False
+        for _ in range(maxiter):
+            for u in vecs:
+                w -= (u @ w) * u
+            v = w / np.linalg.norm(w)
+            hv = apply(v)
+            new = float(v @ hv)
+            converged_now = value is not None and abs(new - value) <= tol * (abs(value) + 1e-12)
+            value = new
+            if converged_now:
+                ok = True
+                break
+            w = hv.copy()
+        vals.append(value)
+        vecs.append(v)  # the last vector multiplied: unit norm, deflated
+        res.append(float(np.linalg.norm(hv - value * v)))
+        converged &= ok
+    return vals, vecs, res, converged
+
+
+def extreme_eigenvalues(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
+                        seed: int = 0, tol: float = 1e-3) -> tuple[float, float]:
+    """Algebraically largest and smallest Hessian eigenvalue, cheaply (one Krylov space).
+
+    Meant for every point of a surface grid: no determinism check, no vectors, no residual
+    products. Runs on the model's device in its dtype, in eval mode; the model is not touched.
+
+    Args:
+        model: the network.
+        data: ``(inputs, targets)`` (or a DataBundle: its train split).
+        loss: ``cross_entropy``, ``mse`` or a mean-reduced callable.
+        seed: seed of the start vector.
+        tol: both ends stop when their Ritz residual is below ``tol`` times the spectrum's
+            width (largest minus smallest Ritz value).
+
+    Returns:
+        ``(lambda_max, lambda_min)`` as floats.
+    """
+    op = HessianOperator(model, data, loss)
+    nodes, _, _ = _extreme_lanczos(op, np.random.default_rng(seed), tol)
+    return float(nodes[-1]), float(nodes[0])
+
+
+def _extreme_lanczos(op: HessianOperator, rng: np.random.Generator, tol: float,
+                     max_steps: int = 300):
+    """Lanczos with full reorthogonalization until both extreme Ritz pairs have converged.
+
+    One Krylov space serves both ends: on the MNIST-1D MLP this took 50 products at tol 1e-3
+    where eigsh needed about 100 (``BE`` with k=2, or ``LA`` then ``SA``).
+    """
+    v0 = _rng_vector(rng, op.n_params)
+    max_steps = min(max_steps, op.n_params, max(20, _BASIS_BUDGET // op.n_params))
+
+    def done(theta: np.ndarray, s: np.ndarray, beta: float) -> bool:
+        width = max(theta[-1] - theta[0], 1e-300)
+        return beta * max(abs(s[-1, 0]), abs(s[-1, -1])) <= tol * width
+
+    return _lanczos(op.matvec, v0, min(max_steps, op.n_params), stop=done, check_every=5)
+
+
+_BASIS_BUDGET = 2 ** 27
+"""Most float64 entries (1 GiB) a Lanczos basis may hold when the step count is automatic."""
+
+
+def _lanczos(apply: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, steps: int,
+             stop: Callable[[np.ndarray, np.ndarray, float], bool] | None = None,
+             check_every: int = 1):
+    """Lanczos with full reorthogonalization (twice, classical Gram-Schmidt) in float64.
+
+    Returns:
+        ``(theta, s, m)``: Ritz values ascending, eigenvectors of the tridiagonal matrix
+        (columns) and the number of steps taken.
+    """
+    basis = np.empty((steps, v0.size))
+    alpha, beta = [], []
+    v = v0 / np.linalg.norm(v0)
+    scale = 0.0
+    for j in range(steps):
+        basis[j] = v
+        w = apply(v)
+        alpha.append(float(v @ w))
+        for _ in range(2):
+            w -= basis[:j + 1].T @ (basis[:j + 1] @ w)
+        b = float(np.linalg.norm(w))
+        scale = max(scale, abs(alpha[-1]), b)
+        closed = b <= 1e-12 * max(scale, 1e-300)  # an invariant subspace: T is exact
+        last = j + 1 == steps or closed
+        if last or (stop is not None and (j + 1) % check_every == 0):
+            theta, s = eigh_tridiagonal(np.array(alpha), np.array(beta))
+            if last or stop(theta, s, b):
+                return theta, s, j + 1
+        beta.append(b)
+        v = w / b
+    raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------------------- trace
+
+def hessian_trace(model: nn.Module, data: Any, method: str = "hutch++", n_products: int = 60,
+                  seed: int = 0, loss: LossArg = "cross_entropy",
+                  chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                  device: str | torch.device | None = None, *, hvp: str = "double",
+                  split: str = "train", check: bool = True, progress: bool = False
+                  ) -> TraceResult:
+    """Trace of the Hessian from Rademacher probes.
+
+    ``hutchinson``: mean of ``z^T H z``. ``hutch++``: a third of the products sketch the top
+    of the spectrum (``Q`` from ``H S``), whose trace ``tr(Q^T H Q)`` is taken exactly; the rest
+    is Hutchinson on the deflated ``(I - QQ^T) H (I - QQ^T)``.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        method: ``hutch++`` or ``hutchinson``.
+        n_products: budget of Hessian-vector products (hutch++: a multiple of 3 is used).
+        seed: seed of the probes.
+        loss, chunk_size, mode, device, hvp, split: as for ``HessianOperator``.
+        check: run the determinism check first.
+        progress: show a progress bar of products.
+
+    Returns:
+        TraceResult (estimate, standard error, products used, mode).
+    """
+    _check_choice(method, ("hutch++", "hutchinson"), "trace method")
+    if n_products < (3 if method == "hutch++" else 2):
+        raise LandscapeError(f"{method} needs at least {3 if method == 'hutch++' else 2} "
+                             "products")
+    start = time.perf_counter()
+    op = _operator(model, data, loss, chunk_size, mode, device, hvp, split, False, progress,
+                   check)
+    rng = np.random.default_rng(seed)
+    try:
+        if method == "hutchinson":
+            est, se = _hutchinson(op, n_products, rng, None)
+        else:
+            est, se = _hutchpp(op, n_products, rng)
+    finally:
+        op.close()
+    return TraceResult(estimate=float(est), stderr=float(se), n_products=op.n_products,
+                       method=method, seconds=time.perf_counter() - start, mode=mode,
+                       n_params=op.n_params)
+
+
+def _rademacher(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    return rng.choice(np.array([-1.0, 1.0]), size=(n, m))
+
+
+def _hutchinson(op: HessianOperator, m: int, rng: np.random.Generator,
+                q: np.ndarray | None) -> tuple[float, float]:
+    """Mean and standard error of ``g^T P H P g`` with ``P = I - Q Q^T`` (or ``I``)."""
+    g = _rademacher(rng, op.n_params, m)
+    if q is not None:
+        g -= q @ (q.T @ g)
+    samples = np.array([g[:, i] @ op.matvec(g[:, i]) for i in range(m)])
+    se = samples.std(ddof=1) / math.sqrt(m) if m > 1 else float("inf")
+    return float(samples.mean()), float(se)
+
+
+def _hutchpp(op: HessianOperator, n_products: int, rng: np.random.Generator
+             ) -> tuple[float, float]:
+    m = n_products // 3
+    s = _rademacher(rng, op.n_params, m)
+    hs = np.stack([op.matvec(s[:, i]) for i in range(m)], axis=1)
+    q, _ = np.linalg.qr(hs)
+    hq = np.stack([op.matvec(q[:, i]) for i in range(q.shape[1])], axis=1)
+    exact = float(np.sum(q * hq))
+    rest, se = _hutchinson(op, n_products - 2 * m, rng, q)
+    return exact + rest, se
+
+
+# ----------------------------------------------------------------------------- density
+
+def hessian_density(model: nn.Module, data: Any, n_probes: int = 4, n_steps: int = 90,
+                    seed: int = 0, sigma: float | None = None, grid_points: int = 1000,
+                    loss: LossArg = "cross_entropy", chunk_size: int | None = DEFAULT_CHUNK,
+                    mode: str = "eval", device: str | torch.device | None = None, *,
+                    hvp: str = "double", split: str = "train", check: bool = True,
+                    progress: bool = False) -> DensityResult:
+    """Spectral density of the Hessian by stochastic Lanczos quadrature.
+
+    Each probe (a Rademacher vector from ``seed``) runs ``n_steps`` Lanczos steps with full
+    reorthogonalization; the tridiagonal matrix's eigenvalues (nodes) and squared first
+    eigenvector components (weights) give a quadrature of the spectral measure; the average
+    over probes is smoothed with a Gaussian of width ``sigma``.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        n_probes: random probes (each costs ``n_steps`` products).
+        n_steps: Lanczos steps per probe (80-100 is usual).
+        seed: seed of the probes.
+        sigma: kernel width; default 0.4% of the span of the nodes.
+        grid_points: points of the evaluation grid (the nodes' span plus 6 sigma each side).
+        loss, chunk_size, mode, device, hvp, split: as for ``HessianOperator``.
+        check: run the determinism check first.
+        progress: show a progress bar of products.
+
+    Returns:
+        DensityResult (grid, density integrating to 1, nodes, weights, products).
+    """
+    if n_probes < 1 or n_steps < 1:
+        raise LandscapeError("n_probes and n_steps must be at least 1")
+    if grid_points < 3:
+        raise LandscapeError("grid_points must be at least 3")
+    if sigma is not None and not sigma > 0:
+        raise LandscapeError(f"sigma must be positive, got {sigma}")
+    start = time.perf_counter()
+    op = _operator(model, data, loss, chunk_size, mode, device, hvp, split, False, progress,
+                   check)
+    rng = np.random.default_rng(seed)
+    nodes, weights = [], []
+    try:
+        for _ in range(n_probes):
+            probe = _rademacher(rng, op.n_params, 1)[:, 0]
+            theta, s, _ = _lanczos(op.matvec, probe, min(n_steps, op.n_params))
+            nodes.append(theta)
+            weights.append(s[0] ** 2 / n_probes)
+    finally:
+        op.close()
+    nodes_all, weights_all = np.concatenate(nodes), np.concatenate(weights)
+    grid, density, sigma = _smooth(nodes_all, weights_all, sigma, grid_points)
+    return DensityResult(grid=grid, density=density, nodes=nodes_all, weights=weights_all,
+                         sigma=sigma, n_products=op.n_products, n_probes=n_probes,
+                         n_steps=max(len(t) for t in nodes), seconds=time.perf_counter() - start,
+                         mode=mode, n_params=op.n_params)
+
+
+def _smooth(nodes: np.ndarray, weights: np.ndarray, sigma: float | None, points: int
+            ) -> tuple[np.ndarray, np.ndarray, float]:
+    span = float(nodes.max() - nodes.min())
+    if sigma is None:
+        sigma = 0.004 * span if span > 0 else 1e-3 * max(abs(float(nodes.max())), 1.0)
+    grid = np.linspace(nodes.min() - 6 * sigma, nodes.max() + 6 * sigma, points)
+    z = (grid[:, None] - nodes[None, :]) / sigma
+    density = (np.exp(-0.5 * z ** 2) * weights).sum(axis=1) / (sigma * math.sqrt(2 * math.pi))
+    density /= np.trapezoid(density, grid)  # the tails past 6 sigma are < 1e-8 of the mass
+    return grid, density, float(sigma)
+
+
+# ----------------------------------------------------------------------------- dense reference
+
+def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
+                  chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                  device: str | torch.device | None = None, split: str = "train",
+                  columns: int | None = None) -> torch.Tensor:
+    """The full Hessian (n_params x n_params) by torch.func, for tiny models and references.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        loss, chunk_size, mode, device, split: as for ``HessianOperator``.
+        columns: Hessian columns per vectorized pass (bounds memory; default all at once).
+
+    Returns:
+        The symmetric Hessian as a tensor in the products' dtype on the products' device
+        (by double backward, column by column, where BatchNorm uses batch statistics).
+    """
+    op = HessianOperator(model, data, loss, chunk_size, mode, device, split=split)
+    if _batch_statistics(op._shell):  # torch.func is unreliable there: n double backwards
+        eye = torch.eye(op.n_params, device=op.device, dtype=op.torch_dtype)
+        total = torch.stack([op.hvp(e) for e in eye], dim=1)
+        return 0.5 * (total + total.T)
+    names = list(op.params)
+    shapes = [op.params[n].shape for n in names]
+    sizes = [op.params[n].numel() for n in names]
+    flat0 = torch.cat([op.params[n].reshape(-1) for n in names])
+
+    def unflat(flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.view(s) for n, t, s in zip(names, flat.split(sizes), shapes)}
+
+    eye = torch.eye(op.n_params, device=op.device, dtype=op.torch_dtype)
+    total = torch.zeros_like(eye)
+    for x, y, w in op._chunks:
+        grad = torch.func.grad(lambda flat: op._chunk_loss(unflat(flat), x, y, w))
+        # jacfwd(jacrev(f)) as in torch.func.hessian, with the columns vectorized in chunks
+        column = lambda t: torch.func.jvp(grad, (flat0,), (t,))[1]  # noqa: E731
+        try:
+            total += torch.func.vmap(column, chunk_size=columns)(eye)
+        except RuntimeError:  # a layer or loss without forward-mode support: reverse twice
+            total += torch.func.jacrev(grad, chunk_size=columns)(flat0)
+    return 0.5 * (total + total.T)

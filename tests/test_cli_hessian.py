@@ -1,0 +1,88 @@
+"""`landscape hessian` through click's CliRunner on a tiny MNIST-1D checkpoint."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from landscape import hessian as hs
+from landscape._util import sha256_file
+from landscape.checkpoint import load_checkpoint, save_checkpoint
+from landscape.data import load_dataset
+from landscape.models import build_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    bundle = load_dataset("mnist1d", train_subset=128, test_subset=64)
+    model = build_model("mlp", bundle, width=8)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model)
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["hessian", *map(str, args)])
+
+
+def test_table_and_json(checkpoint, tmp_path):
+    out = tmp_path / "spec.json"
+    result = run(checkpoint, "--top-k", 3, "--bottom-k", 1, "--trace", "--trace-products", 12,
+                 "--density", "--density-probes", 1, "--density-steps", 20, "--out", out,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["end", "eigenvalue", "residual"]
+    assert [line.split()[0] for line in lines[2:6]] == ["bottom", "top", "top", "top"]
+    assert "Hessian-vector products" in result.stdout and "eval mode" in result.stdout
+    assert "trace" in result.stdout and "density" in result.stdout
+
+    spec = json.loads(out.read_text())
+    assert spec["format"] == "landscape-spectrum" and spec["mode"] == "eval"
+    eig = spec["eigenvalues"]
+    assert len(eig["values"]) == 4 and eig["values"] == sorted(eig["values"])
+    assert eig["bottom"] == eig["values"][:1] and eig["top"] == eig["values"][1:]
+    assert len(eig["residuals"]) == 4 and eig["n_products"] > 0 and eig["mode"] == "eval"
+    # the CLI is a thin shell: the library on the same data gives the same numbers
+    model, info = load_checkpoint(checkpoint)
+    data = load_dataset(**info["dataset"]).train
+    lib = hs.hessian_eigenvalues(model, data, k=3, which="both", k_smallest=1)
+    np.testing.assert_allclose(eig["values"], lib.values, rtol=1e-12)
+    printed = [float(line.split()[1]) for line in lines[2:6]]
+    np.testing.assert_allclose(printed, lib.values, rtol=1e-7)
+
+    assert spec["trace"]["n_products"] == 12 and spec["trace"]["stderr"] > 0
+    grid, density = np.array(spec["density"]["grid"]), np.array(spec["density"]["density"])
+    assert grid.shape == density.shape and np.trapezoid(density, grid) == pytest.approx(1.0)
+    assert spec["provenance"]["checkpoint_sha256"] == sha256_file(checkpoint)
+    assert "versions" in spec["provenance"] and spec["dataset"]["train_subset"] == 128
+
+
+def test_train_mode_and_test_split_are_reported(checkpoint):
+    result = run(checkpoint, "--top-k", 1, "--mode", "train", "--split", "test", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "train mode" in result.stdout
+    assert "test (64 examples), train mode" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["missing.pt", "garbage.pt"])
+def test_bad_checkpoint_is_one_line_error_and_no_json(tmp_path, bad):
+    path = tmp_path / bad
+    if bad == "garbage.pt":
+        path.write_bytes(b"not a checkpoint at all")
+    out = tmp_path / "spec.json"
+    result = run(path, "--out", out)
+    assert result.exit_code != 0
+    assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([bad] if path.exists() else [])
+
+
+def test_nothing_to_compute_is_an_error(checkpoint, tmp_path):
+    result = run(checkpoint, "--top-k", 0, "--out", tmp_path / "spec.json")
+    assert result.exit_code == 1 and "nothing to compute" in result.stderr
+    assert not (tmp_path / "spec.json").exists()
