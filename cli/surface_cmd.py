@@ -3,6 +3,11 @@
 Each command builds directions (saved once beside the output as ``OUT.directions.h5``),
 then fills the surface file point by point (``landscape.compute_surface``), checkpointing it
 atomically so that ``--resume`` continues an interrupted run.
+
+Under torchrun (``torchrun --nproc-per-node N -m landscape surface ...``) the grid points are
+shared by the ranks (``landscape.distributed``): every rank builds the same directions, rank 0
+alone writes the directions and surface files and prints; ``--resume`` works with any number
+of ranks.
 """
 from __future__ import annotations
 
@@ -62,6 +67,10 @@ def surface_options(func):
                      help="Grid points per batched forward (default: 1 on CPU, 16 on GPU "
                           "for small models)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=1800.0, show_default=True,
+                     help="Under torchrun: seconds a rank waits for the others before the run "
+                          "stops and names the ranks that did not answer."),
     ]
     for opt in reversed(options):
         func = opt(func)
@@ -150,36 +159,70 @@ def _save_or_reuse_directions(path: Path, dirs, prov: dict[str, Any], force: boo
 
 def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, Any],
          prov: dict[str, Any], trajectory=None, anchors=None):
-    """Save directions, compute the surface into ``opts['out']``, print the summary."""
-    from landscape.surface import compute_surface, summary_line
+    """Save directions, compute the surface into ``opts['out']``, print the summary.
 
-    from landscape.store import load_surface
+    Under torchrun the ranks share the points; only rank 0 writes files and prints.
+    """
+    from landscape.distributed import PeerError, init_distributed, shutdown
+    from landscape.surface import summary_line
 
-    out = Path(opts["out"])
-    dpath = directions_file_for(out)
-    if opts["resume"] and out.exists():
-        load_surface(out)  # a damaged file is reported before anything is written
-    before = _stat(out)
-    wrote = _save_or_reuse_directions(dpath, dirs, dir_prov, opts["force"])
+    context = init_distributed(opts["device"], opts["dist_timeout"])
     try:
-        surface = compute_surface(
-            model, bundle, dirs, x, y, metrics=opts["metrics"], store=out,
-            resume=opts["resume"], force=opts["force"], loss=opts["loss"],
-            bn_recalibrate=opts["bn_recalibrate"], precision=opts["precision"],
-            checkpoint_seconds=opts["checkpoint_seconds"], progress=not opts["quiet"],
-            seed=prov.get("seed", 0), provenance=prov, hessian=opts["hessian"],
-            device=opts["device"], batch_points=opts["batch_points"],
-            directions_path=str(dpath), trajectory=trajectory, anchors=anchors)
-    except BaseException:
-        if wrote and _stat(out) == before:  # the surface file was never written: no debris
-            dpath.unlink(missing_ok=True)
-        raise
+        surface = _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory,
+                           anchors, context)
+    except PeerError:
+        click.get_current_context().exit(1)  # rank 0 prints the error
+    finally:
+        shutdown(context)
+    if surface is None:  # a rank other than 0
+        return None
     err = surface.provenance.get("precision_error")
     if err:
         click.echo("bf16 error vs fp32 (max over origin and corners): " + ", ".join(
             f"{k} {v:.3g}" for k, v in err.items()), err=True)
-    click.echo(f"{out}: {summary_line(surface)}")
+    click.echo(f"{opts['out']}: {summary_line(surface)}")
     return surface
+
+
+def _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory, anchors, context):
+    from landscape.distributed import compute_surface_distributed, run_on_main
+    from landscape.store import load_surface
+    from landscape.surface import compute_surface
+
+    out = Path(opts["out"])
+    dpath = directions_file_for(out)
+
+    def prepare() -> tuple[tuple | None, bool]:
+        if opts["resume"] and out.exists():
+            load_surface(out)  # a damaged file is reported before anything is written
+        before = _stat(out)
+        return before, _save_or_reuse_directions(dpath, dirs, dir_prov, opts["force"])
+
+    before, wrote = run_on_main(context, prepare, "writing of the directions") or (None, False)
+    settings = dict(metrics=opts["metrics"], store=out, resume=opts["resume"],
+                    force=opts["force"], loss=opts["loss"],
+                    bn_recalibrate=opts["bn_recalibrate"], precision=opts["precision"],
+                    checkpoint_seconds=opts["checkpoint_seconds"], progress=not opts["quiet"],
+                    seed=prov.get("seed", 0), provenance=prov, hessian=opts["hessian"],
+                    batch_points=opts["batch_points"], directions_path=str(dpath),
+                    trajectory=trajectory, anchors=anchors)
+    try:
+        if context is None:
+            return compute_surface(model, bundle, dirs, x, y, device=opts["device"], **settings)
+        return compute_surface_distributed(model, bundle, dirs, x, y, context=context,
+                                           **settings)
+    except BaseException:
+        if wrote and _stat(out) == before:  # the surface file was never written: no debris
+            dpath.unlink(missing_ok=True)
+        raise
+
+
+def _note(message: str) -> None:
+    """A line on stderr, from rank 0 only under torchrun."""
+    from landscape.distributed import is_main_process
+
+    if is_main_process():
+        click.echo(message, err=True)
 
 
 def _stat(path: Path) -> tuple | None:
@@ -217,7 +260,7 @@ def _opts(**kwargs) -> dict[str, Any]:
 def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, x,
                     y, norm, ignore, kind, seed, orthogonalize, metrics, loss, out, resume,
                     force, bn_recalibrate, precision, hessian, checkpoint_seconds,
-                    batch_points, quiet, device):
+                    batch_points, quiet, dist_timeout, device):
     """Loss surface around CHECKPOINT along random filter-normalized directions."""
     from landscape.directions import direction_cosine, random_directions
 
@@ -232,12 +275,13 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
               "orthogonalize": orthogonalize, "checkpoint": str(checkpoint),
               "checkpoint_sha256": digest, "cosine": cosine}
     if cosine is not None:
-        click.echo(f"cosine between the directions: {cosine:.3g}", err=True)
+        _note(f"cosine between the directions: {cosine:.3g}")
     prov = dict(recipe, dataset=bundle.spec, model=info["model"])
     opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
                  force=force, bn_recalibrate=bn_recalibrate, precision=precision,
                  hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device)
+                 batch_points=batch_points, quiet=quiet, device=device,
+                 dist_timeout=dist_timeout)
     _run(model, bundle, dirs, x, y, opts, recipe, prov)
 
 
@@ -253,7 +297,7 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_subset,
                         test_subset, data_seed, alpha, kind, metrics, loss, out, resume, force,
                         bn_recalibrate, precision, hessian, checkpoint_seconds, batch_points,
-                        quiet, device):
+                        quiet, dist_timeout, device):
     """Metrics along (1 - alpha) A + alpha B (A's dataset unless given)."""
     from landscape.directions import interpolation_direction
 
@@ -271,7 +315,8 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
     opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
                  force=force, bn_recalibrate=bn_recalibrate, precision=precision,
                  hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device)
+                 batch_points=batch_points, quiet=quiet, device=device,
+                 dist_timeout=dist_timeout)
     _run(model_a, bundle, dirs, alpha, None, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
 
@@ -292,7 +337,7 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
 def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, train_subset,
                   test_subset, data_seed, x, y, orthogonal, kind, metrics, loss, out, resume,
                   force, bn_recalibrate, precision, hessian, checkpoint_seconds, batch_points,
-                  quiet, device):
+                  quiet, dist_timeout, device):
     """Surface on the plane through A, B and C (origin A, axes B - A and C - A)."""
     from landscape.directions import plane_directions
 
@@ -313,7 +358,8 @@ def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, 
     opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
                  force=force, bn_recalibrate=bn_recalibrate, precision=precision,
                  hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device)
+                 batch_points=batch_points, quiet=quiet, device=device,
+                 dist_timeout=dist_timeout)
     _run(model_a, bundle, dirs, x, y, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
 
@@ -346,7 +392,8 @@ def _run_checkpoints(run_dir: str) -> tuple[list[Path], Path]:
 @wraps_threads
 def trajectory_command(run_dir, dataset, data_root, train_subset, test_subset, data_seed, x,
                        y, kind, metrics, loss, out, resume, force, bn_recalibrate, precision,
-                       hessian, checkpoint_seconds, batch_points, quiet, device):
+                       hessian, checkpoint_seconds, batch_points, quiet, dist_timeout,
+                       device):
     """Surface on the top-2 PCA plane of a training run, with its path (stored in
     /trajectory: coords, explained_variance_ratio, labels, epochs)."""
     from landscape.directions import trajectory_pca
@@ -360,7 +407,7 @@ def trajectory_command(run_dir, dataset, data_root, train_subset, test_subset, d
     x = _auto_axis(pca.coords[:, 0]) if x is None else x
     y = _auto_axis(pca.coords[:, 1]) if y is None else y
     ratio = pca.explained_variance_ratio
-    click.echo(f"explained variance: {ratio[0]:.3f}, {ratio[1]:.3f}", err=True)
+    _note(f"explained variance: {ratio[0]:.3f}, {ratio[1]:.3f}")
     epochs = [int(m.group(1)) if (m := re.search(r"(\d+)", p.stem)) else -1 for p in paths]
     trajectory = {"coords": pca.coords, "explained_variance_ratio": ratio,
                   "labels": [p.name for p in paths], "epochs": epochs}
@@ -370,7 +417,8 @@ def trajectory_command(run_dir, dataset, data_root, train_subset, test_subset, d
     opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
                  force=force, bn_recalibrate=bn_recalibrate, precision=precision,
                  hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device)
+                 batch_points=batch_points, quiet=quiet, device=device,
+                 dist_timeout=dist_timeout)
     _run(model, bundle, pca.directions, x, y, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), trajectory=trajectory)
 

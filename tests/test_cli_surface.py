@@ -223,3 +223,17 @@ def test_interpolating_other_architectures_is_refused(run_dir, tmp_path):
                                    "--out", out / "i.h5", *QUIET))
     assert "shape" in error
     assert _files(out) == []
+
+
+def test_dist_timeout_option_on_every_surface_command(run_dir, tmp_path):
+    for command in ("surface", "interpolate", "plane", "trajectory"):
+        assert "--dist-timeout" in invoke(command, "--help").output
+    error = _one_line_error(invoke("surface", run_dir / "model.pt", "--dist-timeout", "0",
+                                   "--out", tmp_path / "s.h5", *QUIET), code=2)
+    assert "--dist-timeout" in error
+    assert _files(tmp_path) == []
+    # without torchrun's environment the option changes nothing: one process, one file
+    result = invoke("surface", run_dir / "model.pt", "--x=-1:1:3", "--dist-timeout", "5",
+                    "--out", tmp_path / "s.h5", *QUIET)
+    assert result.exit_code == 0 and "3/3 points" in result.stdout
+    assert "distributed" not in load_surface(tmp_path / "s.h5").provenance

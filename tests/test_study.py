@@ -1,0 +1,89 @@
+"""The quick demo end to end: the claims it exists to show, and a consistent report."""
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from landscape.study import StudyConfig, run_study
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory, mnist1d_full):
+    out = tmp_path_factory.mktemp("study")
+    lines = []
+    result = run_study(StudyConfig.quick(), out, progress=False, log=lines.append)
+    return result, out, lines
+
+
+def test_large_batch_is_sharper_and_generalizes_worse(quick_study):
+    summary = quick_study[0].summary
+    sb, lb = summary["small_batch"], summary["large_batch"]
+    assert sb["train_accuracy"] > 0.99 and lb["train_accuracy"] > 0.99
+    assert sb["test_accuracy"] > lb["test_accuracy"]
+    assert lb["top_eigenvalue"] > sb["top_eigenvalue"]
+    assert lb["sharpness"] > sb["sharpness"]
+    assert lb["trace"] > sb["trace"]
+    assert summary["checks"]["large_batch_sharper_top_eigenvalue"]
+    assert summary["checks"]["large_batch_higher_sharpness"]
+    assert sb["batch_size"] == 32 and lb["batch_size"] == 4000 and lb["full_batch"]
+
+
+def test_summary_report_and_figures_agree(quick_study):
+    result, out, lines = quick_study
+    summary = json.loads((out / "summary.json").read_text())
+    for run in ("small_batch", "large_batch"):
+        for key in ("batch_size", "test_accuracy", "train_loss", "top_eigenvalue", "trace",
+                    "sharpness"):
+            assert summary[run][key] is not None, (run, key)
+    # residuals of the eigenpairs are reported and small relative to the values
+    assert max(summary["large_batch"]["eigen_residuals"]) < 1e-2 * summary["large_batch"][
+        "top_eigenvalue"]
+    for rel in summary["figures"].values():
+        path = out / rel
+        assert path.exists() and path.stat().st_size > 5000
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for rel in summary["figures"].values():
+        assert f"]({rel})" in md
+    assert html.count("data:image/png;base64,") == len(summary["figures"])
+    # the numbers in the report's table are the summary's
+    top = summary["large_batch"]["top_eigenvalue"]
+    assert re.search(r"\| top Hessian eigenvalue \| [^|]+ \| " + re.escape(f"{top:.4g}"), md)
+    acc = f"{100 * summary['small_batch']['test_accuracy']:.1f}%"
+    assert f"| test accuracy | {acc} |" in md and acc in html
+    assert any("[7/7]" in line for line in lines)
+
+
+def test_rerun_reuses_every_step(quick_study):
+    result, out, _ = quick_study
+    before = json.loads((out / "summary.json").read_text())
+    again = run_study(StudyConfig.quick(), out, progress=False, log=None)
+    assert {"train_small_batch", "train_large_batch", "interpolation",
+            "curvature_large_batch", "sharpness_small_batch"} <= set(again.reused)
+    assert again.summary["large_batch"]["top_eigenvalue"] == before["large_batch"][
+        "top_eigenvalue"]
+    assert again.seconds < result.seconds / 2
+
+
+def test_changed_setting_recomputes_only_what_depends_on_it(quick_study):
+    _, out, _ = quick_study
+    again = run_study(StudyConfig.quick(top_k=2, render_3d=False), out, progress=False,
+                      log=None)
+    assert "train_small_batch" in again.reused and "surfaces_small_batch" in again.reused
+    assert "curvature_small_batch" not in again.reused
+    assert len(again.summary["small_batch"]["top_eigenvalues"]) == 2
+
+
+def test_demo_cli_prints_the_table(quick_study):
+    _, out, _ = quick_study
+    res = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(out), "--quiet", "--no-3d"])
+    assert res.exit_code == 0, res.output
+    assert "top Hessian eigenvalue" in res.output and "report.html" in res.output
+
+
+def test_study_cli_bad_batch_is_one_line(tmp_path):
+    res = CliRunner().invoke(cli, ["study", "--small-batch", "0", "--out", str(tmp_path / "s")])
+    assert res.exit_code != 0 and "positive integer or 'full'" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "s").exists()
