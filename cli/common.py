@@ -13,7 +13,17 @@ from landscape.errors import LandscapeError
 class LandscapeGroup(click.Group):
     """A click group that turns user errors into one line on stderr and a non-zero exit."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["landscape.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
+        import shlex
+
+        from landscape._util import COMMAND_LINE
+
+        argv = ctx.meta.get("landscape.argv", [])
+        token = COMMAND_LINE.set(" ".join(["landscape", *map(shlex.quote, argv)]))
         try:
             return super().invoke(ctx)
         except LandscapeError as exc:
@@ -23,6 +33,8 @@ class LandscapeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: work saved so far is kept; rerun to resume", err=True)
             sys.exit(130)
+        finally:
+            COMMAND_LINE.reset(token)
 
 
 def dataset_options(func: Callable) -> Callable:

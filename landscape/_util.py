@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import hashlib
 import json
@@ -107,10 +108,22 @@ def versions() -> dict[str, str]:
     return out
 
 
+# The command line being run, set by the command-line interface for the duration of one command
+# (so a command run in-process, e.g. from a test, is recorded as itself, not as its host).
+COMMAND_LINE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "landscape_command_line", default=None)
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """How an artifact was made: command line, time, versions, host, plus ``extra`` fields."""
+    program = Path(sys.argv[0]).name if sys.argv else ""
+    if program == "__main__.py":  # python -m landscape / torchrun -m landscape
+        program = "python -m landscape"
+    command = COMMAND_LINE.get()
+    if command is None:
+        command = " ".join([program] + sys.argv[1:]) if sys.argv else ""
     info: dict[str, Any] = {
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else "",
+        "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "host": platform.node(),

@@ -281,7 +281,9 @@ def _figures_and_report(summary: dict[str, Any], out: Path) -> dict[str, str]:
               ("convergence", ["epochs_to_target", "seconds_to_target"],
                "to reach the loss target", True, "Convergence vs batch size"),
               ("throughput", ["samples_per_s"], "samples / s", True, "Training throughput")]
-    for name, keys, ylabel, log, title in panels if batch else []:
+    for name, keys, ylabel, log, title in panels:
+        if not any(r.get(k) is not None for r in batch for k in keys):
+            continue  # e.g. no run reached the loss target: nothing to draw
         files[name] = figs / f"{name}_vs_batch.png"
         plot_sweep(batch, "batch_size", keys, ylabel=ylabel, log=log, title=title,
                    out=files[name])
@@ -292,7 +294,7 @@ def _figures_and_report(summary: dict[str, Any], out: Path) -> dict[str, str]:
                 for r in opt]
         files["optimizers"] = figs / "optimizers.png"
         plot_history(hist, labels=[f"{r['optimizer']} batch {r['batch_size']}" for r in opt],
-                     metrics=("train_loss",), title="Rprop vs RMSprop",
+                     metrics=("loss",), title="Rprop vs RMSprop",
                      out=files["optimizers"])
     header = ("run", "batch", "lr", "epochs", "train loss", "test acc", "gap", "top eig",
               "sharpness", "epochs to target", "samples/s")

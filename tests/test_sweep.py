@@ -14,7 +14,7 @@ def small_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     config = SweepConfig(train_subset=256, test_subset=128, model="mlp",
                          batch_sizes=(4, 64, "full"), target_steps=200, min_epochs=2,
-                         max_epochs=40, target_loss=0.5, optimizer_batch=32,
+                         max_epochs=40, target_loss=1.5, optimizer_batch=32,
                          optimizer_epochs=4)
     return run_sweep(config, out, progress=False, log=None), out, config
 
@@ -35,15 +35,20 @@ def test_rows_cover_every_run(small_sweep):
             assert r["top_eigenvalue"] is not None and r["sharpness"] is not None
             assert r["samples_per_s"] > 0
         if r["converged"]:
-            assert r["train_loss_curve"][r["curve_epochs"].index(r["epochs_to_target"])] <= 0.5
+            assert r["train_loss_curve"][r["curve_epochs"].index(r["epochs_to_target"])] <= 1.5
 
 
 def test_outputs_written_and_reused(small_sweep):
     result, out, config = small_sweep
     saved = json.loads((out / "sweep.json").read_text())
     assert saved["rows"] == result["rows"]
-    for name in ("accuracy", "sharpness", "convergence", "throughput", "optimizers",
-                 "sweep_report_html", "sweep_report_md"):
+    expected = ["accuracy", "sharpness", "throughput", "optimizers", "sweep_report_html",
+                "sweep_report_md"]
+    if any(r["converged"] for r in result["rows"] if r["group"] == "batch"):
+        expected.append("convergence")
+    else:
+        assert "convergence" not in result["files"]
+    for name in expected:
         assert Path(result["files"][name]).exists(), name
     again = run_sweep(config, out, progress=False, log=None)
     assert set(again["reused_steps"]) == {r["label"] for r in result["rows"]}

@@ -84,15 +84,5 @@ def test_bad_config(bad):
         TrainConfig(**bad).validate()
 
 
-@pytest.mark.slow
-def test_small_batch_generalizes_better_than_full_batch(mnist1d_full):
-    """The default pair at its full budgets: both fit the training set,
-    the small batch tests better (measured 0.922 vs 0.891 with the full budgets)."""
-    results = {}
-    for batch, lr, epochs in ((32, 0.01, 60), ("full", 0.1, 600)):
-        model = build_model("cnn1d", mnist1d_full, seed=0)
-        res = train(model, mnist1d_full, TrainConfig(batch_size=batch, lr=lr, epochs=epochs,
-                                                     eval_every=epochs, progress=False))
-        results[batch] = res.final
-    assert results[32]["train_acc"] > 0.99 and results["full"]["train_acc"] > 0.99
-    assert results[32]["test_acc"] > results["full"]["test_acc"]
+# The default pair's generalization gap (small batch tests better, both fit the data) is
+# checked on the real budgets by tests/test_study.py, which trains exactly that pair.
