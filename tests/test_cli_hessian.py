@@ -61,6 +61,23 @@ def test_table_and_json(checkpoint, tmp_path):
     assert "versions" in spec["provenance"] and spec["dataset"]["train_subset"] == 128
 
 
+def test_bottom_tolerance_reaches_the_library(checkpoint, tmp_path):
+    out = tmp_path / "bottom.json"
+    result = run(checkpoint, "--top-k", 0, "--bottom-k", 2, "--bottom-tol", 1e-9, "--out", out,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    eig = json.loads(out.read_text())["eigenvalues"]
+    assert eig["bottom_tol"] == 1e-9 and eig["which"] == "smallest"
+    model, info = load_checkpoint(checkpoint)
+    data = load_dataset(**info["dataset"]).train
+    tight = hs.hessian_eigenvalues(model, data, k=2, which="smallest", bottom_tol=1e-9)
+    loose = hs.hessian_eigenvalues(model, data, k=2, which="smallest")
+    np.testing.assert_allclose(eig["values"], tight.values, rtol=1e-12)
+    assert eig["n_products"] == tight.n_products > loose.n_products
+    text = CliRunner().invoke(cli, ["hessian", "--help"]).output
+    assert "--bottom-tol" in text and "bracketed" in text and "--dist-timeout" in text
+
+
 def test_train_mode_and_test_split_are_reported(checkpoint):
     result = run(checkpoint, "--top-k", 1, "--mode", "train", "--split", "test", "--quiet")
     assert result.exit_code == 0, result.output

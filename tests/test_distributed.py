@@ -1,6 +1,6 @@
 """Distributed surfaces and Hessian products on 2 CPU processes with Gloo.
 
-Two launches, each a few seconds:
+Launches, each a few seconds:
 
 * ``gloo_run``: this file run as a script by two processes (RANK/WORLD_SIZE/MASTER_* set by
   hand, as torchrun would): a sharded Hessian-vector product, an eigensolver driven by rank 0
@@ -9,6 +9,7 @@ Two launches, each a few seconds:
   the test process then finishes that file with one process (world size 2 -> 1).
 * ``torchrun --nproc-per-node 2 -m landscape surface --resume`` on a file a single process
   left half done (world size 1 -> 2), compared with the single-process file.
+* ``torchrun --nproc-per-node 2 -m landscape hessian`` compared with a single-process run.
 """
 from __future__ import annotations
 
@@ -305,6 +306,36 @@ def test_torchrun_resumes_a_single_process_file_bit_identically(trained, tmp_pat
     assert got.provenance["distributed"]["world_size"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "d.directions.h5", "d.h5", "ref.directions.h5", "ref.h5"]
+
+
+def test_torchrun_hessian_equals_single_process(trained, tmp_path):
+    """``landscape hessian`` under torchrun: rank 0 drives the solvers over both ranks' shards
+    and alone prints and writes the JSON; the numbers are the single process's."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    args = ["hessian", str(trained), "--top-k", "2", "--trace", "--trace-products", "12",
+            "--quiet"]
+    with _one_thread():
+        result = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ref.json")])
+    assert result.exit_code == 0, result.output
+    ref = json.loads((tmp_path / "ref.json").read_text())
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    run = subprocess.run([*torchrun, "--nproc-per-node", "2", "--master-port",
+                          str(_free_port()), "-m", "landscape", *args, "--out", "x.json"],
+                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("eigenvalue") == 1 and run.stdout.count("trace ") == 1
+    assert run.stderr.count("wrote x.json") == 1 and "2 ranks" in run.stderr
+    got = json.loads((tmp_path / "x.json").read_text())
+    assert got["provenance"]["distributed"] == {"world_size": 2, "backend": "gloo"}
+    # float32 products: the shards' sum differs from the one-process sum by rounding only
+    np.testing.assert_allclose(got["eigenvalues"]["values"], ref["eigenvalues"]["values"],
+                               rtol=1e-6)
+    assert got["trace"]["estimate"] == pytest.approx(ref["trace"]["estimate"], rel=1e-6)
+    assert got["trace"]["n_products"] == 12 and got["eigenvalues"]["n_products"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.json", "x.json"]
 
 
 def test_torchrun_environment_parsing():

@@ -216,7 +216,7 @@ def test_top5_and_bottom1_match_eigh(case, data):
     model, h, exact = case
     before = snapshot(model)
     res = hs.hessian_eigenvalues(model, data, k=5, which="both", k_smallest=1, tol=1e-10,
-                                 return_vectors=True)
+                                 bottom_tol=1e-10, return_vectors=True)
     assert_unchanged(model, before)
     assert rel(res.values[1:], exact[-5:]) <= 1e-6
     assert rel(res.values[:1], exact[:1]) <= 1e-6
@@ -249,7 +249,8 @@ def test_largest_smallest_and_bundle_input(tanh_case, data):
     top = hs.hessian_eigenvalues(model, bundle, k=3, tol=1e-10)
     assert top.which == "largest" and len(top.values) == 3
     assert rel(top.values, exact[-3:]) <= 1e-6
-    low = hs.hessian_eigenvalues(model, data, k=2, which="smallest", tol=1e-10)
+    low = hs.hessian_eigenvalues(model, data, k=2, which="smallest", tol=1e-10,
+                                 bottom_tol=1e-10)
     assert rel(low.values, exact[:2]) <= 1e-6
     test_split = hs.hessian_eigenvalues(model, bundle, k=1, split="test", tol=1e-10)
     assert not np.isclose(test_split.values[0], exact[-1])  # another split, another Hessian
@@ -281,9 +282,45 @@ def test_smallest_near_zero_converges_thanks_to_the_shift():
 
     loss = lambda out, _: 0.5 * torch.einsum("bi,ij,bj->b", out, a, out).mean()  # noqa: E731
     res = hs.hessian_eigenvalues(Point(), (torch.zeros(1, 1), torch.zeros(1)), k=1,
-                                 which="smallest", loss=loss, tol=1e-8)
+                                 which="smallest", loss=loss, tol=1e-8, bottom_tol=1e-8)
     assert res.converged and abs(res.values[0]) <= 1e-9
     assert res.n_products <= 400
+
+
+def test_default_bottom_tolerance_brackets_the_smallest_eigenvalue(case, data):
+    """The looser default of the bottom end keeps its promise: the smallest eigenvalue lies in
+    [value - BOTTOM_TOL * width, value]; a tight bottom_tol costs more products."""
+    model, _, exact = case
+    assert hs.BOTTOM_TOL > 1e-6
+    width = exact[-1] - exact[0]
+    for which in ("smallest", "both"):
+        res = hs.hessian_eigenvalues(model, data, k=1, which=which)
+        low, r = res.values[0], res.residuals[0]
+        assert res.converged and exact[0] < 0
+        assert -1e-12 * width <= low - exact[0] <= hs.BOTTOM_TOL * width
+        assert r <= hs.BOTTOM_TOL * width * (1 + 1e-9)  # the stopping rule, checked densely
+        if which == "both":
+            assert rel(res.values[1:], exact[-1:]) <= 1e-6  # the top keeps tol 1e-6
+    tight = hs.hessian_eigenvalues(model, data, k=1, which="smallest", bottom_tol=1e-10)
+    assert rel(tight.values, exact[:1]) <= 1e-9
+    loose = hs.hessian_eigenvalues(model, data, k=1, which="smallest")
+    assert loose.n_products < tight.n_products
+    # bottom_tol=None follows tol, as before the bottom end had its own tolerance
+    same = hs.hessian_eigenvalues(model, data, k=1, which="smallest", tol=1e-10,
+                                  bottom_tol=None)
+    np.testing.assert_array_equal(same.values, tight.values)
+
+
+def test_bottom_end_falls_back_to_eigsh_past_its_step_limit(tanh_case, data):
+    model, h, exact = tanh_case
+    res = hs.hessian_eigenvalues(model, data, k=2, which="smallest", bottom_tol=1e-10,
+                                 maxiter=10, return_vectors=True)
+    assert res.converged and rel(res.values, exact[:2]) <= 1e-6
+    assert res.n_products > 10  # the 10 Lanczos steps were not enough on their own
+    direct = np.linalg.norm(h.numpy() @ res.vectors - res.vectors * res.values, axis=0)
+    np.testing.assert_allclose(res.residuals, direct, rtol=0, atol=1e-10 * exact[-1])
+    with pytest.raises(LandscapeError, match="tolerances"):
+        hs.hessian_eigenvalues(model, data, which="smallest", bottom_tol=-1.0)
 
 
 def test_extreme_eigenvalues_match_eigh(case, data):
