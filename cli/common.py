@@ -77,6 +77,19 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
     return load_dataset(**spec)
 
 
+def parse_batch(value: str) -> int | str:
+    """A batch size option: a positive integer or ``full``."""
+    if value == "full":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'") from None
+    if n < 1:
+        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'")
+    return n
+
+
 def parse_range(text: str, what: str = "range") -> "Any":
     """``min:max:num`` -> numpy array of ``num`` evenly spaced points (both ends included)."""
     import numpy as np

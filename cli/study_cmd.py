@@ -3,19 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import device_option, wraps_threads
-
-
-def _batch(value: str) -> int | str:
-    if value == "full":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'") from None
-    if n < 1:
-        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'")
-    return n
+from .common import device_option, parse_batch, wraps_threads
 
 
 def _print_result(result) -> None:
@@ -105,8 +93,10 @@ def study_command(dataset, data_root, train_subset, test_subset, model_name, see
 
     kwargs = dict(dataset=dataset, data_root=data_root, train_subset=train_subset,
                   test_subset=test_subset, model=model_name, seed=seed, device=device,
-                  small=RunSpec(_batch(small_batch), small_lr, small_epochs, optimizer, momentum),
-                  large=RunSpec(_batch(large_batch), large_lr, large_epochs, optimizer, momentum))
+                  small=RunSpec(parse_batch(small_batch), small_lr, small_epochs, optimizer,
+                                momentum),
+                  large=RunSpec(parse_batch(large_batch), large_lr, large_epochs, optimizer,
+                                momentum))
     for key, value in (("plane_points", plane_points), ("line_points", line_points),
                        ("top_k", top_k)):
         if value is not None:
@@ -116,7 +106,7 @@ def study_command(dataset, data_root, train_subset, test_subset, model_name, see
 
 def _sizes(text: str) -> tuple[int | str, ...]:
     try:
-        sizes = tuple(_batch(part.strip()) for part in text.split(",") if part.strip())
+        sizes = tuple(parse_batch(part.strip()) for part in text.split(",") if part.strip())
     except click.BadParameter as exc:
         raise click.BadParameter(f"--batch-sizes: {exc.message}") from None
     if not sizes:

@@ -6,19 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import bundle_from, dataset_options, device_option, wraps_threads
-
-
-def _batch(value: str) -> int | str:
-    if value == "full":
-        return "full"
-    try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'") from None
-    if n < 1:
-        raise click.BadParameter(f"{value!r}: use a positive integer or 'full'")
-    return n
+from .common import bundle_from, dataset_options, device_option, parse_batch, wraps_threads
 
 
 @click.command("train")
@@ -72,7 +60,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                                      batchnorm=batchnorm, skip=skip).items() if v is not None}
     model = build_model(model_name, bundle, seed=seed, **options)
     config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
-                         weight_decay=weight_decay, batch_size=_batch(batch_size), epochs=epochs,
+                         weight_decay=weight_decay, batch_size=parse_batch(batch_size),
+                         epochs=epochs,
                          steps=steps, schedule=schedule, lr_scaling=lr_scaling, seed=seed,
                          device=device, drop_last=drop_last, loss=loss,
                          checkpoint_every=checkpoint_every, progress=not quiet)
