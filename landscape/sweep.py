@@ -253,8 +253,15 @@ def observations(rows: list[dict[str, Any]], num_classes: int, target: float) ->
     tiny = [r for r in batch if r["smaller_than_classes"]]
     for r in tiny:
         verdict = "converged" if r["converged"] else "did not reach the target"
-        out.append(f"Batch {r['batch_size']} (< {num_classes} classes, no BatchNorm) {verdict}: "
+        out.append(f"Batch {r['batch_size']} (< {num_classes} classes) {verdict}: "
                    f"final train loss {r['train_loss']:.3g}.")
+    stalled = [r["batch_size"] for r in batch
+               if not r["smaller_than_classes"] and not r["converged"]]
+    if tiny and stalled:
+        out.append(f"Batches of at least {num_classes} also missed the target ("
+                   + ", ".join(str(b) for b in stalled) + ") within the same step budget, so "
+                   "the budget, not the batch size alone, may be what stopped the small ones; "
+                   "raise --min-epochs to tell them apart.")
     opt = {r["label"]: r for r in rows if r["group"] == "optimizer"}
     if opt:
         parts = [f"{r['optimizer']} batch {r['batch_size']}: train loss "
