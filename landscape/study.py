@@ -311,14 +311,7 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
     from .hessian import hessian_density, hessian_eigenvalues, hessian_trace
 
-    result = {}
-    for label, model in models.items():
-        path = out / "curvature" / f"{label}.json"
-        key = _key(train_keys[label], config.top_k, config.trace_products,
-                   config.density_probes, config.density_steps, config.seed)
-        if steps.current(f"curvature_{label}", key, [path]):
-            result[label] = json.loads(path.read_text())
-            continue
+    def measure(model) -> dict[str, Any]:
         common = dict(seed=config.seed, device=config.device, progress=progress)
         # The bottom end's default tolerance (1e-5 of the spectrum's width) brackets the
         # smallest eigenvalue tightly enough to tell a negative one from zero.
@@ -328,7 +321,7 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
         density = hessian_density(model, bundle.train, n_probes=config.density_probes,
                                   n_steps=config.density_steps, **common)
         values = np.asarray(eig.values)
-        record = {
+        return {
             "mode": eig.mode, "n_params": eig.n_params,
             "top": sorted(values[1:].tolist(), reverse=True), "bottom": float(values[0]),
             "residuals": np.asarray(eig.residuals).tolist(), "eig_products": eig.n_products,
@@ -338,31 +331,40 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
             "density": {"grid": density.grid.tolist(), "density": density.density.tolist(),
                         "sigma": density.sigma, "n_products": density.n_products},
         }
-        write_json(path, record)
-        steps.mark(f"curvature_{label}", key)
-        result[label] = record
-    return result
+
+    settings = (config.top_k, config.trace_products, config.density_probes,
+                config.density_steps, config.seed)
+    return _per_model_json("curvature", models, out, steps, train_keys, settings, measure)
 
 
 def _sharpness(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
     from .sharpness import measure_sharpness
 
+    def measure(model) -> dict[str, Any]:
+        return measure_sharpness(model, bundle, eps=config.eps, rho=config.rho,
+                                 samples=config.sharpness_samples, seed=config.seed,
+                                 progress=progress).to_dict()
+
+    settings = (config.eps, config.rho, config.sharpness_samples, config.seed)
+    return _per_model_json("sharpness", models, out, steps, train_keys, settings, measure)
+
+
+def _per_model_json(step: str, models, out: Path, steps: _Steps, train_keys: dict[str, str],
+                    settings: tuple, measure: Callable[[Any], dict[str, Any]]
+                    ) -> dict[str, dict[str, Any]]:
+    """Run ``measure(model)`` for each model, or reuse ``out/<step>/<label>.json`` when the
+    model and ``settings`` are unchanged."""
     result = {}
     for label, model in models.items():
-        path = out / "sharpness" / f"{label}.json"
-        key = _key(train_keys[label], config.eps, config.rho, config.sharpness_samples,
-                   config.seed)
-        if steps.current(f"sharpness_{label}", key, [path]):
+        path = out / step / f"{label}.json"
+        key = _key(train_keys[label], *settings)
+        if steps.current(f"{step}_{label}", key, [path]):
             result[label] = json.loads(path.read_text())
             continue
-        summary = measure_sharpness(model, bundle, eps=config.eps, rho=config.rho,
-                                    samples=config.sharpness_samples, seed=config.seed,
-                                    progress=progress)
-        record = summary.to_dict()
-        write_json(path, record)
-        steps.mark(f"sharpness_{label}", key)
-        result[label] = record
+        result[label] = measure(model)
+        write_json(path, result[label])
+        steps.mark(f"{step}_{label}", key)
     return result
 
 
