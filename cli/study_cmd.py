@@ -20,9 +20,16 @@ def _print_result(result) -> None:
                + (f" (reused: {', '.join(result.reused)})" if result.reused else ""))
 
 
-def _study_options(func):
+def _study_options(default_out: str):
+    """--out (default ``default_out``), --quick, --force, --no-3d, --quiet, --device."""
+    def decorate(func):
+        return _with_study_options(func, default_out)
+    return decorate
+
+
+def _with_study_options(func, default_out: str):
     options = [
-        click.option("--out", type=click.Path(file_okay=False), default="study",
+        click.option("--out", type=click.Path(file_okay=False), default=default_out,
                      show_default=True, help="Folder for every output."),
         click.option("--quick", is_flag=True,
                      help="Coarse grids and fewer Hessian products (same two models)."),
@@ -47,7 +54,7 @@ def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, q
 
 
 @click.command("demo")
-@_study_options
+@_study_options("demo")
 @wraps_threads
 def demo_command(out, quick, force, no_3d, quiet, device):
     """The built-in study: MNIST-1D CNN, batch 32 vs full batch; writes OUT/report.html.
@@ -82,7 +89,7 @@ def demo_command(out, quick, force, no_3d, quiet, device):
               help="Points of the 1-D surfaces (default 51; --quick 21).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Hessian eigenvalues per model (default 5; --quick 3).")
-@_study_options
+@_study_options("study")
 @wraps_threads
 def study_command(dataset, data_root, train_subset, test_subset, model_name, seed, small_batch,
                   small_lr, small_epochs, large_batch, large_lr, large_epochs, optimizer,
