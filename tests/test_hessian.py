@@ -165,27 +165,39 @@ def test_linear_operator_view_counts_products(tanh_case, data):
     assert op.n_products == 5
 
 
+class Point(nn.Module):
+    """Outputs its parameter vector for every example, so the loss sees theta directly."""
+
+    def __init__(self, theta: torch.Tensor):
+        super().__init__()
+        self.theta = nn.Parameter(theta)
+
+    def forward(self, x):
+        return self.theta.expand(len(x), len(self.theta))
+
+
+def rotated(eig, seed):
+    """A = Q diag(eig) Q^T for a random rotation Q, the loss 1/2 out^T A out, and the generator
+    (left just after drawing Q)."""
+    n = len(eig)
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = torch.tensor(q @ np.diag(eig) @ q.T)
+    return a, (lambda out, _: 0.5 * torch.einsum("bi,ij,bj->b", out, a, out).mean()), rng
+
+
 def test_quadratic_loss_hessian_is_its_matrix():
     """loss(theta) = 1/2 theta^T A theta - b^T theta has Hessian A, exactly."""
     n = 9
-    rng = np.random.default_rng(0)
-    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     eig = np.array([-2.0, -0.5, 0.0, 0.25, 1.0, 1.5, 3.0, 4.0, 10.0])
-    a = torch.tensor(q @ np.diag(eig) @ q.T)
+    a, _, rng = rotated(eig, 0)
     b = torch.tensor(rng.standard_normal(n))
-
-    class Point(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.theta = nn.Parameter(torch.tensor(rng.standard_normal(n)))
-
-        def forward(self, x):
-            return self.theta.expand(len(x), n)
 
     def quadratic(out, _):
         return (0.5 * torch.einsum("bi,ij,bj->b", out, a, out) - out @ b).mean()
 
-    model, data = Point(), (torch.zeros(5, 1, dtype=torch.float64), torch.zeros(5))
+    model = Point(torch.tensor(rng.standard_normal(n)))
+    data = (torch.zeros(5, 1, dtype=torch.float64), torch.zeros(5))
     op = hs.HessianOperator(model, data, loss=quadratic, chunk_size=2)
     dense = op @ np.eye(n)
     np.testing.assert_allclose(dense, a.numpy(), rtol=0, atol=1e-14)
@@ -267,21 +279,8 @@ def test_power_iteration_baseline(tanh_case, data):
 def test_smallest_near_zero_converges_thanks_to_the_shift():
     """Smallest eigenvalue exactly 0: a relative stopping rule on H itself could never be met."""
     n = 60
-    rng = np.random.default_rng(1)
-    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    eig = np.linspace(0.0, 5.0, n)
-    a = torch.tensor(q @ np.diag(eig) @ q.T)
-
-    class Point(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.theta = nn.Parameter(torch.zeros(n, dtype=torch.float64))
-
-        def forward(self, x):
-            return self.theta.expand(len(x), n)
-
-    loss = lambda out, _: 0.5 * torch.einsum("bi,ij,bj->b", out, a, out).mean()  # noqa: E731
-    res = hs.hessian_eigenvalues(Point(), (torch.zeros(1, 1), torch.zeros(1)), k=1,
+    _, loss, _ = rotated(np.linspace(0.0, 5.0, n), 1)
+    res = hs.hessian_eigenvalues(Point(torch.zeros(n, dtype=torch.float64)), (torch.zeros(1, 1), torch.zeros(1)), k=1,
                                  which="smallest", loss=loss, tol=1e-8, bottom_tol=1e-8)
     assert res.converged and abs(res.values[0]) <= 1e-9
     assert res.n_products <= 400
@@ -396,21 +395,9 @@ def test_density_integrates_to_one_and_covers_the_spectrum(tanh_case, data):
 def test_density_with_a_full_krylov_space_is_exact():
     """With as many steps as dimensions, each probe's Ritz values are the eigenvalues."""
     n = 8
-    rng = np.random.default_rng(2)
-    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     eig = np.array([-1.0, 0.5, 1.0, 2.0, 2.5, 4.0, 7.0, 9.0])
-    a = torch.tensor(q @ np.diag(eig) @ q.T)
-
-    class Point(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.theta = nn.Parameter(torch.zeros(n, dtype=torch.float64))
-
-        def forward(self, x):
-            return self.theta.expand(len(x), n)
-
-    loss = lambda out, _: 0.5 * torch.einsum("bi,ij,bj->b", out, a, out).mean()  # noqa: E731
-    res = hs.hessian_density(Point(), (torch.zeros(1, 1), torch.zeros(1)), n_probes=3,
+    _, loss, _ = rotated(eig, 2)
+    res = hs.hessian_density(Point(torch.zeros(n, dtype=torch.float64)), (torch.zeros(1, 1), torch.zeros(1)), n_probes=3,
                              n_steps=n, loss=loss, seed=0)
     np.testing.assert_allclose(np.sort(res.nodes), np.repeat(eig, 3), atol=1e-10)
     assert res.weights.sum() == pytest.approx(1.0, abs=1e-14) and res.n_products == 3 * n
