@@ -1,6 +1,6 @@
 """Throughput on one device: surfaces, Hessian-vector products and training.
 
-    python benchmarks/gpu.py [--smoke] [--device cuda] [--compile] [--out gpu.json]
+    python benchmarks/gpu.py [--smoke] [--device cuda] [--compile] [--images N] [--out F]
 
 For the MNIST-1D ``cnn1d`` (the real training set, generated locally) and a CIFAR-shaped
 ResNet-20 on random data (10,000 images of 3x32x32, 10 classes) it measures, in one run:
@@ -24,7 +24,6 @@ Prints a table and writes JSON with the device name. Not a test: nothing here as
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import gc
 import json
@@ -149,7 +148,8 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
 # ----------------------------------------------------------------------------- problems
 
 
-def problems(smoke: bool, device: torch.device) -> list[dict[str, Any]]:
+def problems(smoke: bool, device: torch.device, images: int | None = None
+             ) -> list[dict[str, Any]]:
     """The two benchmark problems: (name, model, DataBundle on the device, description)."""
     from landscape import build_model, load_dataset
     from landscape.data import DataBundle
@@ -159,7 +159,7 @@ def problems(smoke: bool, device: torch.device) -> list[dict[str, Any]]:
                          test_subset=64 if smoke else None)
     out.append({"name": "cnn1d", "model": build_model("cnn1d", mnist, seed=0),
                 "data": mnist.to(device), "what": f"MNIST-1D {len(mnist.train[1])} x 40"})
-    n = 16 if smoke else 10_000
+    n = images or (16 if smoke else 10_000)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, 32, 32, generator=gen)
     y = torch.randint(0, 10, (n,), generator=gen)
@@ -204,13 +204,12 @@ def surface_rows(prob: dict[str, Any], device, grid: int, batch: int) -> list[di
     if x.ndim == 4:
         variants.append(("channels-last", 1, {"channels_last": True}))
     if device.type == "cuda":
-        variants.append(("TF32 matmul/conv", 1, {"tf32": True}))
+        variants.append(("TF32 matmul/conv", 1, {"precision": "tf32"}))
     rows, ref = [], None
     for label, per_forward, kw in variants:
         try:
-            with _settings(model, data, kw) as (m, d):
-                seconds, values, peak = _point_loop(m, d, dirs, coords, per_forward, device,
-                                                    **kw)
+            seconds, values, peak = _point_loop(model, data, dirs, coords, per_forward, device,
+                                                **kw)
         except Exception as exc:  # one variant failing must not stop the benchmark
             rows.append({"model": prob["name"], "variant": label,
                          "error": f"{type(exc).__name__}: {exc}"[:200]})
@@ -237,12 +236,13 @@ def surface_rows(prob: dict[str, Any], device, grid: int, batch: int) -> list[di
     return rows
 
 
-def _point_loop(model, data, dirs, coords, per_forward: int, device, precision: str = "fp32"):
-    """Seconds for all points (after one warm-up point), their values, and peak memory."""
+def _point_loop(model, data, dirs, coords, per_forward: int, device, **options):
+    """Seconds for all points (after one warm-up point), their values, and peak memory.
+    ``options`` go to the Evaluator (``precision``, ``channels_last``)."""
     from landscape.evaluate import Evaluator
 
-    with Evaluator(model, data, dirs, metrics=("train_loss", "train_acc"), precision=precision,
-                   device=device) as ev:
+    with Evaluator(model, data, dirs, metrics=("train_loss", "train_acc"), device=device,
+                   **options) as ev:
         ev.evaluate_batch(coords[:per_forward])  # warm-up (kernels, cuDNN plans, allocator)
 
         def loop() -> list[dict[str, float]]:
@@ -255,28 +255,6 @@ def _point_loop(model, data, dirs, coords, per_forward: int, device, precision: 
             seconds, results = timed(loop, device)
     values = {m: np.array([r[m] for r in results]) for m in results[0]}
     return seconds, values, peak
-
-
-@contextlib.contextmanager
-def _settings(model, data, kw: dict[str, Any]):
-    """Apply the channels-last / TF32 variants for one run, then undo them."""
-    channels_last = kw.pop("channels_last", False)
-    tf32 = kw.pop("tf32", False)  # what is left are Evaluator options
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if tf32:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    m, d = model, data
-    if channels_last:
-        import copy
-        import dataclasses
-
-        m = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        to_cl = lambda s: (s[0].contiguous(memory_format=torch.channels_last), s[1])  # noqa
-        d = dataclasses.replace(data, train=to_cl(data.train), test=to_cl(data.test))
-    try:
-        yield m, d
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 # ----------------------------------------------------------------------------- Hessian
@@ -320,10 +298,9 @@ def training_rows(prob: dict[str, Any], device, batches: list[int], epochs: int,
     for compiled in ([False, True] if compile_model else [False]):
         for batch in batches:
             model = copy.deepcopy(prob["model"]).cpu()
-            if compiled:
-                model = torch.compile(model)
             config = TrainConfig(epochs=epochs, batch_size=batch, lr=0.01, device=str(device),
-                                 progress=False, eval_every=epochs, checkpoint_every=0)
+                                 progress=False, eval_every=epochs, checkpoint_every=0,
+                                 compile=compiled)
             try:
                 with Peak(device) as peak:
                     result = train(model, prob["data"], config)
@@ -384,6 +361,8 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=None, help="points per axis (default 6;"
                         " smoke 2)")
     parser.add_argument("--batch-points", type=int, default=16)
+    parser.add_argument("--images", type=int, default=None,
+                        help="random CIFAR-shaped images for ResNet-20 (default 10000; smoke 16)")
     parser.add_argument("--products", type=int, default=None, help="timed Hessian products")
     parser.add_argument("--compile", action="store_true", help="also train with torch.compile")
     parser.add_argument("--threads", type=int, default=None,
@@ -404,7 +383,7 @@ def main() -> None:
                               "torch": torch.__version__, "versions": versions(),
                               "smoke": smoke, "grid": grid, "surfaces": [], "hessian": [],
                               "training": []}
-    for prob in problems(smoke, device):
+    for prob in problems(smoke, device, args.images):
         print(f"== {prob['name']} on {prob['what']} ({device})", file=sys.stderr)
         report["surfaces"] += surface_rows(prob, device, grid,
                                            4 if smoke else args.batch_points)

@@ -196,8 +196,8 @@ def _mem(row: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    head = (f"| model | task | tool | time | vs bare forward | vs landscape | products | "
-            f"max rel. error | peak memory, MiB |")
+    head = ("| model | task | tool | time | vs bare forward | vs landscape | products | "
+            "max rel. error | peak memory, MiB |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         if "missing" in r:

@@ -11,6 +11,7 @@ of ranks.
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,20 @@ def _metrics(ctx, param, value: str) -> tuple[str, ...]:
     return names
 
 
+SHARED_OPTIONS = ("metrics", "loss", "out", "resume", "force", "bn_recalibrate", "precision",
+                  "channels_last", "hessian", "checkpoint_seconds", "batch_points", "quiet",
+                  "dist_timeout", "device")
+
+
 def surface_options(func):
-    """Options shared by the surface commands."""
+    """Options shared by the surface commands, handed to the command as one ``opts`` dict
+    (after refusing an existing output that is neither resumed nor forced)."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        opts = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
+        _check_out(opts["out"], opts["resume"], opts["force"])
+        return func(*args, opts=opts, **kwargs)
+
     options = [
         click.option("--metrics", default="train_loss,train_acc", callback=_metrics,
                      show_default=True, help="Comma-separated: " + ", ".join(METRIC_NAMES)),
@@ -57,8 +70,12 @@ def surface_options(func):
         click.option("--force", is_flag=True, help="Overwrite OUT (and its directions file)."),
         click.option("--bn-recalibrate", is_flag=True,
                      help="Recompute BatchNorm statistics on the training data at each point."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
-                     show_default=True, help="bf16 autocast (its error vs fp32 is stored)."),
+        click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]),
+                     default="fp32", show_default=True,
+                     help="tf32 (CUDA only) or bf16 autocast: faster on GPUs; the error vs fp32 "
+                          "at the origin and corners is printed and stored."),
+        click.option("--channels-last", is_flag=True,
+                     help="Image models: NHWC memory format (faster convolutions on GPUs)."),
         click.option("--hessian", is_flag=True,
                      help="Also store the extreme Hessian eigenvalues (eig_max, eig_min)."),
         click.option("--checkpoint-seconds", type=click.FloatRange(min=0), default=30.0,
@@ -73,8 +90,8 @@ def surface_options(func):
                           "stops and names the ranks that did not answer."),
     ]
     for opt in reversed(options):
-        func = opt(func)
-    return device_option(func)
+        wrapper = opt(wrapper)
+    return device_option(wrapper)
 
 
 def directions_file_for(out: str | Path) -> Path:
@@ -178,8 +195,8 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, An
         return None
     err = surface.provenance.get("precision_error")
     if err:
-        click.echo("bf16 error vs fp32 (max over origin and corners): " + ", ".join(
-            f"{k} {v:.3g}" for k, v in err.items()), err=True)
+        click.echo(f"{opts['precision']} error vs fp32 (max over origin and corners): "
+                   + ", ".join(f"{k} {v:.3g}" for k, v in err.items()), err=True)
     click.echo(f"{opts['out']}: {summary_line(surface)}")
     return surface
 
@@ -205,7 +222,7 @@ def _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory, anchor
                     checkpoint_seconds=opts["checkpoint_seconds"], progress=not opts["quiet"],
                     seed=prov.get("seed", 0), provenance=prov, hessian=opts["hessian"],
                     batch_points=opts["batch_points"], directions_path=str(dpath),
-                    trajectory=trajectory, anchors=anchors)
+                    trajectory=trajectory, anchors=anchors, channels_last=opts["channels_last"])
     try:
         if context is None:
             return compute_surface(model, bundle, dirs, x, y, device=opts["device"], **settings)
@@ -233,10 +250,6 @@ def _stat(path: Path) -> tuple | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _opts(**kwargs) -> dict[str, Any]:
-    return kwargs
-
-
 # ----------------------------------------------------------------------------------------
 # commands
 
@@ -258,13 +271,10 @@ def _opts(**kwargs) -> dict[str, Any]:
 @surface_options
 @wraps_threads
 def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, x,
-                    y, norm, ignore, kind, seed, orthogonalize, metrics, loss, out, resume,
-                    force, bn_recalibrate, precision, hessian, checkpoint_seconds,
-                    batch_points, quiet, dist_timeout, device):
+                    y, norm, ignore, kind, seed, orthogonalize, opts):
     """Loss surface around CHECKPOINT along random filter-normalized directions."""
     from landscape.directions import direction_cosine, random_directions
 
-    _check_out(out, resume, force)
     model, info, digest = _load(checkpoint)
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
@@ -277,11 +287,7 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     if cosine is not None:
         _note(f"cosine between the directions: {cosine:.3g}")
     prov = dict(recipe, dataset=bundle.spec, model=info["model"])
-    opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
-                 force=force, bn_recalibrate=bn_recalibrate, precision=precision,
-                 hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device,
-                 dist_timeout=dist_timeout)
+    opts["loss"] = _default_loss(opts["loss"], info)
     _run(model, bundle, dirs, x, y, opts, recipe, prov)
 
 
@@ -295,13 +301,10 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 @surface_options
 @wraps_threads
 def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_subset,
-                        test_subset, data_seed, alpha, kind, metrics, loss, out, resume, force,
-                        bn_recalibrate, precision, hessian, checkpoint_seconds, batch_points,
-                        quiet, dist_timeout, device):
+                        test_subset, data_seed, alpha, kind, opts):
     """Metrics along (1 - alpha) A + alpha B (A's dataset unless given)."""
     from landscape.directions import interpolation_direction
 
-    _check_out(out, resume, force)
     model_a, info, digest_a = _load(checkpoint_a)
     model_b, _, digest_b = _load(checkpoint_b)
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
@@ -312,11 +315,7 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
               "checkpoint_b_sha256": digest_b}
     anchors = {"coords": [[0.0], [1.0]], "labels": [Path(checkpoint_a).name,
                                                     Path(checkpoint_b).name]}
-    opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
-                 force=force, bn_recalibrate=bn_recalibrate, precision=precision,
-                 hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device,
-                 dist_timeout=dist_timeout)
+    opts["loss"] = _default_loss(opts["loss"], info)
     _run(model_a, bundle, dirs, alpha, None, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
 
@@ -335,13 +334,10 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
 @surface_options
 @wraps_threads
 def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, train_subset,
-                  test_subset, data_seed, x, y, orthogonal, kind, metrics, loss, out, resume,
-                  force, bn_recalibrate, precision, hessian, checkpoint_seconds, batch_points,
-                  quiet, dist_timeout, device):
+                  test_subset, data_seed, x, y, orthogonal, kind, opts):
     """Surface on the plane through A, B and C (origin A, axes B - A and C - A)."""
     from landscape.directions import plane_directions
 
-    _check_out(out, resume, force)
     loaded = [_load(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)]
     (model_a, info, _), models = loaded[0], [m for m, _, _ in loaded]
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
@@ -355,11 +351,7 @@ def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, 
               "checkpoints_sha256": [d for _, _, d in loaded]}
     anchors = {"coords": coords, "labels": [Path(p).name for p in
                                             (checkpoint_a, checkpoint_b, checkpoint_c)]}
-    opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
-                 force=force, bn_recalibrate=bn_recalibrate, precision=precision,
-                 hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device,
-                 dist_timeout=dist_timeout)
+    opts["loss"] = _default_loss(opts["loss"], info)
     _run(model_a, bundle, dirs, x, y, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
 
@@ -391,14 +383,11 @@ def _run_checkpoints(run_dir: str) -> tuple[list[Path], Path]:
 @surface_options
 @wraps_threads
 def trajectory_command(run_dir, dataset, data_root, train_subset, test_subset, data_seed, x,
-                       y, kind, metrics, loss, out, resume, force, bn_recalibrate, precision,
-                       hessian, checkpoint_seconds, batch_points, quiet, dist_timeout,
-                       device):
+                       y, kind, opts):
     """Surface on the top-2 PCA plane of a training run, with its path (stored in
     /trajectory: coords, explained_variance_ratio, labels, epochs)."""
     from landscape.directions import trajectory_pca
 
-    _check_out(out, resume, force)
     paths, final = _run_checkpoints(run_dir)
     model, info, digest = _load(str(final))
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
@@ -414,11 +403,7 @@ def trajectory_command(run_dir, dataset, data_root, train_subset, test_subset, d
     recipe = {"type": "trajectory_pca", "kind": kind, "checkpoint": str(final),
               "checkpoint_sha256": digest, "run_dir": str(run_dir),
               "explained_variance_ratio": ratio.tolist(), "checkpoints": len(paths)}
-    opts = _opts(metrics=metrics, loss=_default_loss(loss, info), out=out, resume=resume,
-                 force=force, bn_recalibrate=bn_recalibrate, precision=precision,
-                 hessian=hessian, checkpoint_seconds=checkpoint_seconds,
-                 batch_points=batch_points, quiet=quiet, device=device,
-                 dist_timeout=dist_timeout)
+    opts["loss"] = _default_loss(opts["loss"], info)
     _run(model, bundle, pca.directions, x, y, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), trajectory=trajectory)
 

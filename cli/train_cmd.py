@@ -43,6 +43,10 @@ from .common import bundle_from, dataset_options, device_option, parse_batch, wr
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization and shuffling.")
 @device_option
+@click.option("--compile", "compile_model", is_flag=True,
+              help="Compile the model for the training steps (torch.compile).")
+@click.option("--compile-backend", default="inductor", show_default=True,
+              help="torch.compile backend (inductor needs a C++ compiler on the CPU).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/train", show_default=True,
               help="Run folder for checkpoints, history and the command.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -50,7 +54,7 @@ from .common import bundle_from, dataset_options, device_option, parse_batch, wr
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
                   depth, activation, batchnorm, skip, optimizer, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
-                  checkpoint_every, seed, device, out, quiet):
+                  checkpoint_every, seed, device, compile_model, compile_backend, out, quiet):
     """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}."""
     from landscape import TrainConfig, build_model, count_parameters, train
     from landscape._util import provenance, write_json
@@ -64,7 +68,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                          epochs=epochs,
                          steps=steps, schedule=schedule, lr_scaling=lr_scaling, seed=seed,
                          device=device, drop_last=drop_last, loss=loss,
-                         checkpoint_every=checkpoint_every, progress=not quiet)
+                         checkpoint_every=checkpoint_every, progress=not quiet,
+                         compile=compile_model, compile_backend=compile_backend)
     config.validate()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,52 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+FLOAT32_MODES = ("ieee", "tf32")
+
+
+def _float32_switches() -> list[Any]:
+    """The backend objects whose ``fp32_precision`` decides float32 matmul/convolution math
+    on CUDA (torch >= 2.9); empty on older torch."""
+    switches = [getattr(torch.backends.cuda, "matmul", None),
+                getattr(getattr(torch.backends, "cudnn", None), "conv", None)]
+    return [s for s in switches if s is not None and hasattr(s, "fp32_precision")]
+
+
+@contextlib.contextmanager
+def float32_mode(mode: str, enabled: bool = True) -> Iterator[None]:
+    """Run the block with float32 matmuls and convolutions in full precision (``ieee``) or in
+    TensorFloat-32 (``tf32``, 10-bit mantissa on NVIDIA tensor cores), then restore the
+    previous settings.
+
+    These settings only matter on CUDA devices: callers pass ``enabled=(device is cuda)``.
+    PyTorch's own default runs cuDNN convolutions in TF32 on Ampere and later GPUs, so a
+    float32 result that must be float32 (surfaces, Hessian products) is computed under
+    ``float32_mode("ieee")``.
+    """
+    if mode not in FLOAT32_MODES:
+        from .errors import LandscapeError
+        raise LandscapeError(f"unknown float32 mode {mode!r}: use ieee or tf32")
+    if not enabled:
+        yield
+        return
+    switches = _float32_switches()
+    if switches:
+        old = [s.fp32_precision for s in switches]
+        for s in switches:
+            s.fp32_precision = mode
+    else:  # torch < 2.9: the boolean switches
+        old = [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    try:
+        yield
+    finally:
+        if switches:
+            for s, value in zip(switches, old):
+                s.fp32_precision = value
+        else:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the same folder; on success it replaces ``path`` atomically.

@@ -329,7 +329,8 @@ def compute_surface_distributed(model: nn.Module, data, directions, x, y=None,
                                 directions_path: str | None = None,
                                 trajectory: dict[str, Any] | None = None,
                                 anchors: dict[str, Any] | None = None,
-                                round_seconds: float = ROUND_SECONDS):
+                                round_seconds: float = ROUND_SECONDS,
+                                channels_last: bool = False):
     """``compute_surface`` with the grid points shared by the ranks of ``context``.
 
     Every rank calls it with the same arguments (each with its own copy of the model and
@@ -352,7 +353,8 @@ def compute_surface_distributed(model: nn.Module, data, directions, x, y=None,
     kwargs = dict(loss=loss, bn_recalibrate=bn_recalibrate, precision=precision,
                   checkpoint_seconds=checkpoint_seconds, seed=seed, hessian=hessian,
                   force=force, points=points, batch_points=batch_points, chunk=chunk,
-                  directions_path=directions_path, trajectory=trajectory, anchors=anchors)
+                  directions_path=directions_path, trajectory=trajectory, anchors=anchors,
+                  channels_last=channels_last)
     if context is None or context.world_size == 1:
         from .surface import compute_surface
         return compute_surface(model, data, directions, x, y, metrics, store, resume,
@@ -369,7 +371,7 @@ def compute_surface_distributed(model: nn.Module, data, directions, x, y=None,
         raise LandscapeError("no metrics requested")
     evaluator = Evaluator(model, data, directions, metrics=metrics, loss=loss,
                           bn_recalibrate=bn_recalibrate, precision=precision,
-                          device=context.device, chunk=chunk)
+                          device=context.device, chunk=chunk, channels_last=channels_last)
     try:
         job = _SurfaceJob(context, evaluator, x, y, metrics, hessian, loss, seed, batch_points)
         identity = sf._identity(evaluator, data, directions, metrics, loss, bn_recalibrate,
@@ -478,7 +480,7 @@ class _SurfaceJob:
         if not self.ctx.is_main:
             self.rounds(blocks, None, round_seconds)
             return None
-        if self.evaluator.precision == "bf16" and "precision_error" not in surface.provenance:
+        if self.evaluator.precision != "fp32" and "precision_error" not in surface.provenance:
             surface.provenance["precision_error"] = self.evaluator.precision_error(
                 sf._probe_points(self.x, self.y))
         writer = _Writer(surface, store, checkpoint_seconds, progress, remaining)

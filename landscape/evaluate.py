@@ -5,18 +5,25 @@ under ``torch.inference_mode``; each point is set *in place* from the base weigh
 precomputed directions (a few fused ``_foreach`` kernels, the same arithmetic as
 ``landscape.params.set_offset``: copy the base, then add ``c_k d_k`` for every non-zero
 ``c_k``), so there are no per-point model copies, state-dict walks or file reads. The
-original weights, buffers, device and mode are restored by ``close()`` (or on leaving a
-``with`` block).
+original weights, buffers, device, memory format and mode are restored by ``close()`` (or on
+leaving a ``with`` block).
+
+Numerics: ``fp32`` is float32 throughout, also on GPUs, where PyTorch would otherwise run cuDNN
+convolutions in TensorFloat-32; ``tf32`` (CUDA only) allows TF32 matmuls and convolutions;
+``bf16`` runs under bfloat16 autocast. ``channels_last`` stores image models and inputs as
+NHWC, which GPU convolution kernels prefer. ``precision_error`` measures what a reduced
+precision changes.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from ._util import pick_device
+from ._util import float32_mode, pick_device
 from .data import DataBundle
 from .errors import LandscapeError
 
@@ -24,7 +31,7 @@ Direction = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def split_metric(metric: str) -> tuple[str, str]:
@@ -48,7 +55,10 @@ class Evaluator:
         bn_recalibrate: before evaluating a point, recompute BatchNorm running statistics on
             the training data (BN layers in train mode, ``momentum=None`` so the statistics
             are the average over equal-sized chunks), then evaluate in eval mode.
-        precision: ``fp32``, or ``bf16`` for bfloat16 autocast (see ``precision_error``).
+        precision: ``fp32`` (float32 everywhere), ``tf32`` (TensorFloat-32 matmuls and
+            convolutions; CUDA only) or ``bf16`` (bfloat16 autocast); see ``precision_error``.
+        channels_last: keep the model and the inputs in channels-last (NHWC) memory format;
+            needs image inputs of shape (N, C, H, W).
         device: ``cuda``, ``mps``, ``cpu`` or None for the best available.
         chunk: examples per forward pass (bounds memory; losses and accuracies do not depend
             on it beyond rounding; recalibrated BatchNorm variances average over the chunks).
@@ -60,17 +70,17 @@ class Evaluator:
                                                                             "train_acc"),
                  loss: str | LossFn = "cross_entropy", bn_recalibrate: bool = False,
                  precision: str = "fp32", device: str | torch.device | None = None,
-                 chunk: int = 8192, num_classes: int | None = None) -> None:
-        if precision not in PRECISIONS:
-            raise LandscapeError(f"unknown precision {precision!r}: use fp32 or bf16")
+                 chunk: int = 8192, num_classes: int | None = None,
+                 channels_last: bool = False) -> None:
         if chunk < 1:
             raise LandscapeError("chunk must be at least 1")
         self.model = model
         self.metrics = tuple(metrics)
         self.bn_recalibrate = bn_recalibrate
-        self.precision = precision
         self.chunk = int(chunk)
         self.device = pick_device(device)
+        self.precision = _check_precision(precision, self.device)
+        self.channels_last = bool(channels_last)
         first = next(iter(model.state_dict().values()), None)
         self._home = first.device if first is not None else torch.device("cpu")
         self._was_training = model.training
@@ -81,10 +91,17 @@ class Evaluator:
         self.loss_fn = self._loss(loss, data, num_classes)
         self._fast_ce = loss == "cross_entropy"
         self._masks: dict[tuple, torch.Tensor] = {}
+        self._relayout = self.channels_last and not _is_channels_last(model)
         model.to(self.device).eval()
+        if self._relayout:
+            model.to(memory_format=torch.channels_last)
         with torch.no_grad():
             self._saved = {n: t.detach().clone() for n, t in model.state_dict().items()}
-            self._prepare(directions)
+            try:
+                self._prepare(directions)
+            except BaseException:  # directions that do not fit: leave the model as it was
+                self._give_back()
+                raise
         self._bns = [m for m in model.modules()
                      if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.closed = False
@@ -110,7 +127,13 @@ class Evaluator:
                 raise LandscapeError(f"the {split} split is empty")
             if torch.is_floating_point(x) and x.dtype != dtype:
                 x = x.to(dtype)
-            out[split] = (x.to(self.device), y.to(self.device))
+            x = x.to(self.device)
+            if self.channels_last:
+                if x.ndim != 4:
+                    raise LandscapeError(f"channels-last needs image inputs of shape (N, C, H, "
+                                         f"W); the {split} inputs have shape {tuple(x.shape)}")
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[split] = (x, y.to(self.device))
         return out
 
     def _loss(self, loss, data, num_classes: int | None) -> LossFn:
@@ -149,7 +172,9 @@ class Evaluator:
         self._dirs = []
         self.directions = []
         for d in directions:
-            moved = {n: t.detach().to(self.device, live[n].dtype) for n, t in d.items()}
+            # same memory format as the entry it moves (channels-last convolution weights)
+            moved = {n: torch.empty_like(live[n], requires_grad=False).copy_(t.detach())
+                     for n, t in d.items()}
             self.directions.append(moved)
             idx = [i for i, n in enumerate(names) if n in moved]
             self._dirs.append(([self._targets[i] for i in idx], [moved[names[i]] for i in idx]))
@@ -183,7 +208,7 @@ class Evaluator:
         if self.bn_recalibrate:
             self.recalibrate()
         totals = {}
-        with torch.inference_mode(), self._autocast(precision or self.precision):
+        with torch.inference_mode(), self._numerics(precision or self.precision):
             for split in self._splits_needed():
                 totals[split] = self._split_totals(split)
         return self._metrics_from(totals)
@@ -230,12 +255,15 @@ class Evaluator:
             out[m] = totals[split][0 if what == "loss" else 1]
         return out
 
-    def _autocast(self, precision: str):
-        if precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        if precision != "fp32":
-            raise LandscapeError(f"unknown precision {precision!r}: use fp32 or bf16")
-        return torch.autocast(device_type=self.device.type, enabled=False)
+    @contextlib.contextmanager
+    def _numerics(self, precision: str) -> Iterator[None]:
+        """Float32 math mode and autocast for ``precision``."""
+        precision = _check_precision(precision, self.device)
+        with float32_mode("tf32" if precision == "tf32" else "ieee",
+                          enabled=self.device.type == "cuda"), \
+                torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                               enabled=precision == "bf16"):
+            yield
 
     def recalibrate(self) -> None:
         """Recompute BatchNorm running statistics at the current point on the training data.
@@ -257,7 +285,7 @@ class Evaluator:
                 m.train()
         try:
             pieces = max(1, math.ceil(len(x) / self.chunk))
-            with torch.inference_mode(), self._autocast(self.precision):
+            with torch.inference_mode(), self._numerics(self.precision):
                 for xb in torch.tensor_split(x, pieces):
                     self.model(xb)
         finally:
@@ -287,7 +315,7 @@ class Evaluator:
         self.restore_base()
         params = self._batched_entries(coords_list)
         totals = {}
-        with torch.inference_mode(), self._autocast(self.precision):
+        with torch.inference_mode(), self._numerics(self.precision):
             for split in self._splits_needed():
                 totals[split] = self._batched_totals(split, params, len(coords_list))
         return [self._metrics_from({s: (v[0][b], v[1][b]) for s, v in totals.items()})
@@ -332,15 +360,18 @@ class Evaluator:
     # -- precision -----------------------------------------------------------------------
 
     def precision_error(self, coords_list: Sequence[Sequence[float]]) -> dict[str, float]:
-        """Largest absolute difference between bf16-autocast and fp32 metrics over points.
+        """Largest absolute difference between the evaluator's precision and fp32 over points.
 
         Returns:
-            metric name -> max |bf16 - fp32| over ``coords_list`` (NaN if a value is NaN).
+            metric name -> max |precision - fp32| over ``coords_list`` (NaN if a value is
+            NaN); zeros when the precision is fp32.
         """
         worst = {m: 0.0 for m in self.metrics}
+        if self.precision == "fp32":
+            return worst
         for cs in coords_list:
             ref = self.evaluate(cs, precision="fp32")
-            low = self.evaluate(cs, precision="bf16")
+            low = self.evaluate(cs, precision=self.precision)
             for m in self.metrics:
                 err = abs(low[m] - ref[m])
                 worst[m] = err if (math.isnan(err) or err > worst[m]) else worst[m]
@@ -356,13 +387,19 @@ class Evaluator:
             live[n].copy_(t)
 
     def close(self) -> None:
-        """Restore the original entries, buffers, device and train/eval mode."""
+        """Restore the original entries, buffers, device, memory format and train/eval mode."""
         if self.closed:
             return
         self.restore_base()
+        self._give_back()
+        self.closed = True
+
+    def _give_back(self) -> None:
+        """The model's own memory format, device and train/eval mode."""
+        if self._relayout:
+            self.model.to(memory_format=torch.contiguous_format)
         self.model.to(self._home)
         self.model.train(self._was_training)
-        self.closed = True
 
     def _check_open(self) -> None:
         if self.closed:
@@ -373,6 +410,21 @@ class Evaluator:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _check_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise LandscapeError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision == "tf32" and device.type != "cuda":
+        raise LandscapeError(f"precision tf32 needs a CUDA GPU (TensorFloat-32 is a tensor-core "
+                             f"format), this runs on {device.type}: use fp32 or bf16")
+    return precision
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """True if some 4-D entry of ``model`` is stored channels-last (and not also NCHW)."""
+    return any(t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)
+               and not t.is_contiguous() for t in model.state_dict().values())
 
 
 def _cross_entropy_sum_and_hits(out: torch.Tensor, y: torch.Tensor, earlier: torch.Tensor

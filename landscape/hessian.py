@@ -213,7 +213,8 @@ class HessianOperator(LinearOperator):
     """The Hessian of the mean loss over a data split, as a scipy LinearOperator.
 
     The scipy side is float64; products run on ``device`` in ``dtype`` (the model's dtype
-    unless given). ``n_products`` counts every product, through scipy or ``hvp``.
+    unless given), on GPUs in full float32 (TF32 off for the products' matmuls and
+    convolutions, whatever the global setting). ``n_products`` counts every product, through scipy or ``hvp``.
 
     Args:
         model: the network (never modified).
@@ -312,7 +313,7 @@ class HessianOperator(LinearOperator):
     def loss_and_grad(self) -> tuple[float, torch.Tensor]:
         """Mean loss and its flat gradient (no product counted)."""
         total, grad = 0.0, torch.zeros(self.n_params, device=self.device, dtype=self.torch_dtype)
-        with torch.enable_grad():
+        with torch.enable_grad(), self._float32():
             for x, y, w in self._chunks:
                 p = {n: t.detach().requires_grad_(True) for n, t in self.params.items()}
                 value = self._chunk_loss(p, x, y, w)
@@ -320,6 +321,11 @@ class HessianOperator(LinearOperator):
                 total += float(value.detach())
                 grad += torch.cat([t.reshape(-1) for t in g])
         return total, grad
+
+    def _float32(self):
+        """Full-precision float32 math on CUDA (no TF32 convolutions or matmuls)."""
+        from ._util import float32_mode
+        return float32_mode("ieee", enabled=self.device.type == "cuda")
 
     # --- products
 
@@ -329,17 +335,18 @@ class HessianOperator(LinearOperator):
         if v.numel() != self.n_params:
             raise LandscapeError(f"vector has {v.numel()} entries, the Hessian has "
                                  f"{self.n_params}")
-        if self.hvp_method == "forward":
-            try:
-                out = self._hvp_forward(v)
-            except Exception as exc:  # torch.func does not cover every layer
-                warnings.warn(f"forward-over-reverse products failed on this model "
-                              f"({type(exc).__name__}: {exc}); using double backward",
-                              stacklevel=2)
-                self.hvp_method = "double"
+        with self._float32():
+            if self.hvp_method == "forward":
+                try:
+                    out = self._hvp_forward(v)
+                except Exception as exc:  # torch.func does not cover every layer
+                    warnings.warn(f"forward-over-reverse products failed on this model "
+                                  f"({type(exc).__name__}: {exc}); using double backward",
+                                  stacklevel=2)
+                    self.hvp_method = "double"
+                    out = self._hvp_double(v)
+            else:
                 out = self._hvp_double(v)
-        else:
-            out = self._hvp_double(v)
         self.n_products += 1
         if self._bar is not None:
             self._bar.update(1)

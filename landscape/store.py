@@ -49,10 +49,13 @@ _IDENTITY_NAMES = {
     "metrics": "metrics",
     "loss": "loss",
     "precision": "precision",
+    "channels_last": "channels-last memory format",
     "bn_recalibrate": "BatchNorm recalibration",
     "hessian": "Hessian metrics",
     "seed": "seed",
 }
+# the value of an identity key in files written before the key existed
+_IDENTITY_DEFAULTS = {"channels_last": False}
 _COPIED_ATTRS = ("norm", "ignore", "kind", "seed", "checkpoint", "checkpoint_sha256")
 
 
@@ -232,7 +235,8 @@ def differences(existing: Surface, identity: dict[str, Any], x: np.ndarray,
                        "now)")
     old_id = existing.provenance.get("identity", {})
     for key, label in _IDENTITY_NAMES.items():
-        a, b = old_id.get(key), identity.get(key)
+        a = old_id.get(key, _IDENTITY_DEFAULTS.get(key))
+        b = identity.get(key, _IDENTITY_DEFAULTS.get(key))
         if a != b:
             if key.endswith("sha256"):
                 out.append(f"{label} (sha256 {str(a)[:12]} in the file, {str(b)[:12]} now)")

@@ -157,7 +157,8 @@ def compute_surface(model, data, directions, x, y=None,
                     rank: int = 0, world_size: int = 1, batch_points: int | None = None,
                     chunk: int = 8192, directions_path: str | None = None,
                     trajectory: dict[str, Any] | None = None,
-                    anchors: dict[str, Any] | None = None) -> Surface:
+                    anchors: dict[str, Any] | None = None,
+                    channels_last: bool = False) -> Surface:
     """Metrics of ``model`` on a 1-D or 2-D grid of offsets along ``directions``.
 
     Args:
@@ -172,8 +173,9 @@ def compute_surface(model, data, directions, x, y=None,
         resume: continue ``store`` if it exists (refused if made from other inputs).
         loss: ``cross_entropy``, ``mse``, or a callable ``(outputs, targets) -> mean loss``.
         bn_recalibrate: recompute BatchNorm statistics on the training data at each point.
-        precision: ``fp32`` or ``bf16`` (autocast; the error against fp32 at the origin and
-            the grid's corners is measured and stored as ``provenance["precision_error"]``).
+        precision: ``fp32``, ``tf32`` (CUDA only) or ``bf16`` (autocast); for the last two the
+            error against fp32 at the origin and the grid's corners is measured and stored as
+            ``provenance["precision_error"]``.
         checkpoint_seconds: at most this long between checkpoints of ``store``.
         progress: show a progress bar (points done, points/s, time left) on stderr.
         seed: seed of any randomness (the Hessian eigensolver's start vector).
@@ -191,6 +193,7 @@ def compute_surface(model, data, directions, x, y=None,
         chunk: examples per forward pass.
         directions_path: the directions file, recorded in the surface file.
         trajectory, anchors: overlays stored with the surface (see ``Surface``).
+        channels_last: evaluate an image model in channels-last (NHWC) memory format.
 
     Returns:
         The Surface (also written to ``store`` when given).
@@ -209,7 +212,7 @@ def compute_surface(model, data, directions, x, y=None,
 
     evaluator = Evaluator(model, data, directions, metrics=metrics, loss=loss,
                           bn_recalibrate=bn_recalibrate, precision=precision, device=device,
-                          chunk=chunk)
+                          chunk=chunk, channels_last=channels_last)
     try:
         identity = _identity(evaluator, data, directions, metrics, loss, bn_recalibrate,
                              precision, hessian, seed)
@@ -252,6 +255,7 @@ def _identity(evaluator, data, directions, metrics, loss, bn_recalibrate, precis
         "metrics": list(metrics),
         "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "callable"),
         "precision": precision,
+        "channels_last": bool(evaluator.channels_last),
         "bn_recalibrate": bool(bn_recalibrate),
         "hessian": bool(hessian),
         "seed": int(seed) if hessian else None,
@@ -307,7 +311,7 @@ def _run(evaluator, surface: Surface, store, points, rank, world_size, batch_poi
     flat_done = surface.done.reshape(-1)
     todo = select_points(flat_done.size, flat_done, points, rank, world_size)
     batch = 1 if hessian else _batch_points(batch_points, evaluator)
-    if evaluator.precision == "bf16" and "precision_error" not in surface.provenance:
+    if evaluator.precision != "fp32" and "precision_error" not in surface.provenance:
         surface.provenance["precision_error"] = evaluator.precision_error(
             _probe_points(x, y))
     eig = _hessian_fn(evaluator, loss, seed) if hessian else None
@@ -366,7 +370,7 @@ def _batch_points(requested: int | None, evaluator) -> int:
 
 
 def _probe_points(x: np.ndarray, y: np.ndarray | None) -> list[tuple[float, ...]]:
-    """The origin and the grid's corners, where the bf16 error is measured."""
+    """The origin and the grid's corners, where the error of a reduced precision is measured."""
     if y is None:
         return [(0.0,), (float(x[0]),), (float(x[-1]),)]
     return [(0.0, 0.0)] + [(float(a), float(b)) for a in (x[0], x[-1]) for b in (y[0], y[-1])]

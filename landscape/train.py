@@ -1,4 +1,11 @@
-"""Training with the data resident on the device: ``train(model, bundle, config)``."""
+"""Training with the data resident on the device: ``train(model, bundle, config)``.
+
+The loop never waits for the device between steps: each step's loss stays on the device and
+an epoch's losses are read back once, at its end (where a NaN/inf loss is found and the
+run stops, keeping the checkpoints already written). ``compile=True`` runs the training
+steps' forward passes through ``torch.compile``; evaluation and checkpoints use the model
+itself, so checkpoints are the same as without compiling.
+"""
 from __future__ import annotations
 
 import csv
@@ -46,6 +53,9 @@ class TrainConfig:
         checkpoint_every: save every N epochs; None picks about 50 per run; 0 saves none.
         eval_every: evaluate train/test metrics every N epochs (and always at the end).
         progress: show a progress bar on stderr.
+        compile: compile the model for the training steps with ``torch.compile``.
+        compile_backend: the ``torch.compile`` backend (``inductor`` needs a C++ compiler on
+            the CPU; ``aot_eager`` traces without generating code).
     """
 
     optimizer: str = "sgd"
@@ -68,6 +78,8 @@ class TrainConfig:
     checkpoint_every: int | None = None
     eval_every: int = 1
     progress: bool = True
+    compile: bool = False
+    compile_backend: str = "inductor"
 
     def resolved_batch(self, n_train: int) -> int:
         """The batch size in examples for a training set of ``n_train``."""
@@ -95,6 +107,13 @@ class TrainConfig:
             raise LandscapeError("epochs must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise LandscapeError("steps must be at least 1")
+        if self.compile:
+            import torch._dynamo
+
+            backends = torch._dynamo.list_backends(exclude_tags=())
+            if self.compile_backend not in backends:
+                raise LandscapeError(f"unknown torch.compile backend {self.compile_backend!r}: "
+                                     f"use one of {', '.join(sorted(backends))}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +227,8 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     lr = config.lr * (batch / config.base_batch if config.lr_scaling else 1.0)
     loss_fn = loss_function(config.loss, bundle.num_classes)
     model.to(device).train()
+    step_model = (torch.compile(model, backend=config.compile_backend) if config.compile
+                  else model)
     optimizer = make_optimizer(model.parameters(), config, lr)
     gen = torch.Generator().manual_seed(config.seed)
     every = config.checkpoint_every
@@ -228,7 +249,7 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen).to(device) if batch < n else None
-        seen, running = 0, 0.0
+        first_step, losses, sizes = step, [], []
         for b in range(per_epoch):
             if step >= total_steps:
                 break
@@ -237,20 +258,21 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
             idx = order[b * batch:(b + 1) * batch] if order is not None else None
             xb, yb = (xtr, ytr) if idx is None else (xtr[idx], ytr[idx])
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            value = loss.item()
-            if not math.isfinite(value):
-                diverged = True
-                message = (f"training diverged at epoch {epoch}, step {step}: loss is "
-                           f"{value} (try a smaller learning rate)")
-                break
+            loss = loss_fn(step_model(xb), yb)
             loss.backward()
             optimizer.step()
-            running += value * len(yb)
-            seen += len(yb)
+            losses.append(loss.detach())
+            sizes.append(len(yb))
             step += 1
-        if diverged:
+        values = torch.stack(losses).tolist() if losses else []  # one sync per epoch
+        bad = next((k for k, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is not None:
+            diverged = True
+            message = (f"training diverged at epoch {epoch}, step {first_step + bad}: loss is "
+                       f"{values[bad]} (try a smaller learning rate)")
             break
+        running = sum(v * k for v, k in zip(values, sizes))
+        seen = sum(sizes)
         seconds = time.perf_counter() - t0
         last = epoch == epochs or step >= total_steps
         if epoch % config.eval_every == 0 or last:

@@ -206,6 +206,13 @@ def test_bad_inputs_fail_with_one_line_and_leave_no_files(run_dir, tmp_path):
     assert "Invalid value for --metrics" in _one_line_error(
         invoke("surface", run_dir / "model.pt", "--metrics", "val_loss", "--out", out / "m.h5",
                *QUIET), code=2)
+    assert "tf32 needs a CUDA GPU" in _one_line_error(
+        invoke("surface", run_dir / "model.pt", "--x=-1:1:3", "--precision", "tf32",
+               "--device", "cpu", "--out", out / "p.h5", *QUIET))
+    assert "channels-last needs image inputs" in _one_line_error(
+        invoke("surface", run_dir / "model.pt", "--x=-1:1:3", "--channels-last",
+               "--out", out / "p.h5", *QUIET))
+    assert _files(out) == ["c.h5"]
     empty = tmp_path / "empty_run"
     empty.mkdir()
     assert "no model.pt" in _one_line_error(

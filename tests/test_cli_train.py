@@ -40,6 +40,7 @@ def test_train_bad_inputs_are_one_line(tmp_path):
         (["--model", "nope"], "unknown model"),
         (["--model", "resnet20"], "image inputs"),
         (["--train-subset", "99999"], "between 1 and 4000"),
+        (["--compile", "--compile-backend", "nope"], "unknown torch.compile backend 'nope'"),
     ]
     for extra, message in cases:
         out = tmp_path / "bad"

@@ -1,9 +1,7 @@
-import os
-
 import pytest
 import torch
 
-from landscape.data import DataBundle, cache_dir, load_dataset
+from landscape.data import cache_dir, load_dataset
 from landscape.errors import DataError
 
 

@@ -277,3 +277,90 @@ def test_dead_network_accuracy_follows_argmax_convention():
         got = ev.evaluate((1.0,))
     assert got["train_loss"] == pytest.approx(math.log(4), rel=1e-15)
     assert got["train_acc"] == float((bundle.train[1] == 0).double().mean())
+
+
+def _images(n_train=48, n_test=24, shape=(3, 12, 12), classes=10, seed=0,
+            dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    make = lambda n: (torch.randn(n, *shape, generator=g, dtype=dtype),  # noqa: E731
+                      torch.randint(0, classes, (n,), generator=g))
+    return DataBundle(train=make(n_train), test=make(n_test), num_classes=classes,
+                      name="images")
+
+
+@pytest.mark.parametrize("name", ["lenet", "resnet20"])
+def test_channels_last_equals_the_standard_layout(name):
+    """NHWC evaluation gives the NCHW values (float64: the kernels differ, not the math),
+    in the loop and in batched points, and leaves the model as it found it."""
+    bundle = _images()
+    options = {"width": 4} if name == "resnet20" else {}
+    model = build_model(name, input_shape=(3, 12, 12), num_classes=10, seed=0,
+                        **options).to(torch.float64).eval()
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    dirs = random_directions(model, count=2, seed=2)
+    points = [(0.0, 0.0), (0.4, -0.3), (-1.0, 0.7)]
+    metrics = ("train_loss", "train_acc", "test_loss")
+    with Evaluator(model, bundle, dirs, metrics=metrics) as ev:
+        ref = [ev.evaluate(p) for p in points]
+    with Evaluator(model, bundle, dirs, metrics=metrics, channels_last=True) as ev:
+        conv = next(t for t in model.state_dict().values() if t.ndim == 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+        assert ev.splits["train"][0].is_contiguous(memory_format=torch.channels_last)
+        loop = [ev.evaluate(p) for p in points]
+        batched = ev.evaluate_batch(points)
+    for r, a, b in zip(ref, loop, batched):
+        for m in metrics:
+            assert a[m] == pytest.approx(r[m], rel=1e-12, abs=1e-14), m
+            assert b[m] == pytest.approx(r[m], rel=1e-12, abs=1e-14), m
+    for n, t in model.state_dict().items():  # values and the NCHW layout are back
+        assert torch.equal(t, before[n]) and t.is_contiguous(), n
+
+
+def test_channels_last_needs_image_inputs():
+    model = _cnn(dtype=torch.float32)
+    dirs = random_directions(model, count=1)
+    with pytest.raises(LandscapeError, match=r"channels-last needs image inputs .* \(96, 40\)"):
+        Evaluator(model, _bundle(), dirs, channels_last=True)
+
+
+def test_tf32_is_refused_off_cuda_with_a_clear_error():
+    model = _cnn(dtype=torch.float32)
+    dirs = random_directions(model, count=1)
+    with pytest.raises(LandscapeError, match="tf32 needs a CUDA GPU.*runs on cpu"):
+        Evaluator(model, _bundle(), dirs, precision="tf32", device="cpu")
+    with Evaluator(model, _bundle(), dirs) as ev:
+        with pytest.raises(LandscapeError, match="tf32 needs a CUDA GPU"):
+            ev.evaluate((0.5,), precision="tf32")
+        assert ev.precision_error([(0.0,), (1.0,)]) == {"train_loss": 0.0, "train_acc": 0.0}
+
+
+def test_float32_mode_sets_and_restores_the_cuda_switches():
+    from landscape._util import _float32_switches, float32_mode
+
+    switches = _float32_switches()
+    if not switches:
+        pytest.skip("this torch has no fp32_precision switches")
+    before = [s.fp32_precision for s in switches]
+    with float32_mode("tf32"):
+        assert [s.fp32_precision for s in switches] == ["tf32"] * len(switches)
+        with float32_mode("ieee"):
+            assert [s.fp32_precision for s in switches] == ["ieee"] * len(switches)
+        assert [s.fp32_precision for s in switches] == ["tf32"] * len(switches)
+    assert [s.fp32_precision for s in switches] == before
+    with float32_mode("tf32", enabled=False):
+        assert [s.fp32_precision for s in switches] == before
+    with pytest.raises(RuntimeError), float32_mode("ieee"):  # restored on errors too
+        raise RuntimeError("boom")
+    assert [s.fp32_precision for s in switches] == before
+    with pytest.raises(LandscapeError, match="unknown float32 mode"):
+        with float32_mode("fp16"):
+            pass
+
+
+def test_directions_that_do_not_fit_leave_the_model_as_it_was():
+    model = build_model("lenet", input_shape=(3, 12, 12), num_classes=10, seed=0).train()
+    with pytest.raises(LandscapeError, match="no floating entry named 'nope'"):
+        Evaluator(model, _images(dtype=torch.float32), [{"nope": torch.zeros(3)}],
+                  channels_last=True)
+    assert model.training
+    assert all(t.is_contiguous() for t in model.state_dict().values())

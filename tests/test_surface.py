@@ -242,3 +242,27 @@ def test_hessian_metrics_match_dense_eigenvalues():
         assert surface.metrics["eig_max"][i] == pytest.approx(top, abs=tol)
         assert surface.metrics["eig_min"][i] == pytest.approx(bottom, abs=tol)
     assert surface.metrics["eig_max"][0] != surface.metrics["eig_max"][2]
+
+
+def test_channels_last_surface_is_recorded_and_resumed_only_with_the_same_layout(tmp_path):
+    from landscape.errors import StoreError
+    from landscape.store import load_surface
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.randn(32, 1, 12, 12, generator=g), torch.randint(0, 4, (32,), generator=g))
+    model = build_model("lenet", input_shape=(1, 12, 12), num_classes=4, seed=0).eval()
+    dirs = random_directions(model, count=2, seed=0)
+    x, y = np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)
+    plain = compute_surface(model, images, dirs, x, y, progress=False)
+    store = tmp_path / "nhwc.h5"
+    nhwc = compute_surface(model, images, dirs, x, y, store=store, progress=False,
+                           channels_last=True, points=[0, 1, 2])
+    assert load_surface(store).provenance["identity"]["channels_last"] is True
+    with pytest.raises(StoreError, match="channels-last memory format"):
+        compute_surface(model, images, dirs, x, y, store=store, resume=True, progress=False)
+    nhwc = compute_surface(model, images, dirs, x, y, store=store, resume=True,
+                           progress=False, channels_last=True)
+    assert nhwc.complete
+    np.testing.assert_allclose(nhwc.metrics["train_loss"], plain.metrics["train_loss"],
+                               rtol=1e-5)  # float32: kernels for NHWC round differently
+    assert plain.provenance["identity"]["channels_last"] is False

@@ -86,3 +86,52 @@ def test_bad_config(bad):
 
 # The default pair's generalization gap (small batch tests better, both fit the data) is
 # checked on the real budgets by tests/test_study.py, which trains exactly that pair.
+
+
+class _NanAtStep(torch.nn.Module):
+    """Wraps a model; its output is NaN in the ``bad``-th training forward pass (0-based)."""
+
+    def __init__(self, inner, bad):
+        super().__init__()
+        self.inner, self.bad, self.calls = inner, bad, 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls - 1 == self.bad:
+                return out * float("nan")
+        return out
+
+
+def test_divergence_names_the_first_nonfinite_step(mnist1d_small):
+    model = _NanAtStep(build_model("mlp", mnist1d_small), bad=19)
+    res = train(model, mnist1d_small, TrainConfig(epochs=5, batch_size=32, progress=False))
+    # 256 examples / 32 = 8 steps per epoch: step 19 is in epoch 3
+    assert res.diverged
+    assert "epoch 3, step 19:" in res.message and "nan" in res.message
+    assert [h["epoch"] for h in res.history] == [1, 2]
+
+
+def test_compiled_training_equals_eager_and_saves_plain_checkpoints(tmp_path, mnist1d_small):
+    runs = {}
+    for compiled in (False, True):
+        model = build_model("cnn1d", mnist1d_small, seed=3)
+        out = tmp_path / str(compiled)
+        config = TrainConfig(epochs=2, batch_size=48, seed=1, progress=False,
+                             compile=compiled, compile_backend="aot_eager")
+        runs[compiled] = (train(model, mnist1d_small, config, out_dir=out), out)
+    eager, compiled = runs[False][0], runs[True][0]
+    for a, b in zip(eager.history, compiled.history):  # 256 = 5 x 48 + 16: a recompile
+        for key in ("train_loss", "test_loss", "batch_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), key
+    loaded, _ = load_checkpoint(runs[True][1] / "model.pt")
+    reference, _ = load_checkpoint(runs[False][1] / "model.pt")
+    assert list(loaded.state_dict()) == list(reference.state_dict())  # no _orig_mod. prefix
+    for name, t in reference.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], t, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_compile_backend_is_refused():
+    with pytest.raises(LandscapeError, match="unknown torch.compile backend 'nope'"):
+        TrainConfig(compile=True, compile_backend="nope").validate()
