@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._util import float32_mode
 from .data import DataBundle
 from .directions import random_directions
 from .errors import LandscapeError
@@ -78,6 +79,10 @@ class _Objective:
         self.chunk = max(1, int(chunk))
         self.evaluations = 0
 
+    def _float32(self):
+        """Full float32 on CUDA (no TF32 convolutions or matmuls)."""
+        return float32_mode("ieee", enabled=self.device.type == "cuda")
+
     def _forward(self, w: torch.Tensor) -> Iterator[torch.Tensor]:
         """Each chunk's mean loss weighted by its share of the split (they sum to the mean)."""
         params = unflatten(w, self.weights)
@@ -91,7 +96,7 @@ class _Objective:
         """Mean loss at ``w`` (default: the model's own weights)."""
         w = self.x0 if w is None else w
         self.evaluations += 1
-        with torch.no_grad(), _eval_mode(self.model):
+        with torch.no_grad(), _eval_mode(self.model), self._float32():
             return sum(float(part) for part in self._forward(w))
 
     def loss_and_grad(self, w: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -99,7 +104,7 @@ class _Objective:
         self.evaluations += 1
         w = w.detach().clone().requires_grad_(True)
         total = 0.0
-        with torch.enable_grad(), _eval_mode(self.model):
+        with torch.enable_grad(), _eval_mode(self.model), self._float32():
             for part in self._forward(w):
                 part.backward()
                 total += float(part.detach())

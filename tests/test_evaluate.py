@@ -364,3 +364,29 @@ def test_directions_that_do_not_fit_leave_the_model_as_it_was():
                   channels_last=True)
     assert model.training
     assert all(t.is_contiguous() for t in model.state_dict().values())
+
+
+def test_numerics_on_a_cuda_device_set_the_float32_mode_of_each_precision():
+    """The CUDA branch without a GPU: an evaluator whose device reads as cuda switches TF32
+    off for fp32 and bf16 and on for tf32 while it evaluates, and back afterwards."""
+    import warnings
+
+    from landscape._util import _float32_switches
+
+    switches = _float32_switches()
+    if not switches:
+        pytest.skip("this torch has no fp32_precision switches")
+    before = [s.fp32_precision for s in switches]
+    model = _cnn(dtype=torch.float32)
+    ev = Evaluator(model, _bundle(), random_directions(model, count=1), device="cpu")
+    ev.device = torch.device("cuda")  # only the settings are exercised, nothing runs there
+    seen = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # autocast warns that CUDA is not available
+        for precision in ("fp32", "tf32", "bf16"):
+            with ev._numerics(precision):
+                seen[precision] = {s.fp32_precision for s in switches}
+    assert seen == {"fp32": {"ieee"}, "tf32": {"tf32"}, "bf16": {"ieee"}}
+    assert [s.fp32_precision for s in switches] == before
+    ev.device = torch.device("cpu")
+    ev.close()
