@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import click
 
@@ -28,10 +30,15 @@ class LandscapeGroup(click.Group):
             return super().invoke(ctx)
         except LandscapeError as exc:
             raise click.ClickException(str(exc)) from None
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            raise click.ClickException(f"{exc.strerror}: {exc.filename}") from None
+        except OSError as exc:
+            text = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)
+            raise click.ClickException(text) from None
+        except MemoryError:
+            raise click.ClickException("not enough memory for this request (a smaller grid, "
+                                       "figure size or subset?)") from None
         except KeyboardInterrupt:
-            click.echo("interrupted: work saved so far is kept; rerun to resume", err=True)
+            click.echo("interrupted: work saved so far is kept (surface commands continue with "
+                       "--resume)", err=True)
             sys.exit(130)
         finally:
             COMMAND_LINE.reset(token)
@@ -60,6 +67,30 @@ def device_option(func: Callable) -> Callable:
     """--device."""
     return click.option("--device", default=None,
                         help="cuda | mps | cpu (default: best available).")(func)
+
+
+def guard_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
+                 force: bool = False, option: str = "--out") -> None:
+    """Refuse an output that is one of the command's inputs (always), that is a folder, or
+    that exists when ``force`` is off; before any work is done.
+
+    Raises:
+        LandscapeError: one line naming the file and what to do.
+    """
+    path = Path(out)
+    for src in inputs:
+        if src is None:
+            continue
+        same = (path.exists() and Path(src).exists() and os.path.samefile(path, src)) or \
+            path.resolve() == Path(src).resolve()
+        if same:
+            raise LandscapeError(f"{option} {str(out)!r} is an input of this command; write the "
+                                 "result to another file")
+    if path.is_dir():
+        raise LandscapeError(f"{option} {str(out)!r} is a folder, not a file")
+    if path.exists() and not force:
+        raise LandscapeError(f"{str(out)!r} already exists: overwrite it with --force or write "
+                             "to another file")
 
 
 def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | None,
@@ -109,6 +140,8 @@ def parse_range(text: str, what: str = "range") -> "Any":
         raise click.BadParameter(f"{text!r}: min must be smaller than max", param_hint=what)
     if num < 2:
         raise click.BadParameter(f"{text!r}: num must be at least 2", param_hint=what)
+    if num > 10_000_000:
+        raise click.BadParameter(f"{text!r}: num must be at most 10000000", param_hint=what)
     return np.linspace(lo, hi, num)
 
 

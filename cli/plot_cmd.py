@@ -35,6 +35,40 @@ def _size(text: str | None, what: str, cast=float) -> tuple | None:
     return w, h
 
 
+def _axis_names(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    names = [a.strip() for a in text.split(",")]
+    if len(names) > 2:
+        raise click.BadParameter(f"{len(names)} names for at most 2 directions",
+                                 param_hint="--axis-names")
+    return names
+
+
+MAX_PIXELS = 30_000
+"""Longest side of a figure in pixels (matplotlib cannot draw beyond 2^16)."""
+
+
+def _check_pixels(figsize: tuple | None, dpi: int) -> None:
+    if figsize and max(figsize) * dpi > MAX_PIXELS:
+        raise click.BadParameter(f"{figsize[0]:g}x{figsize[1]:g} inches at {dpi} dpi is "
+                                 f"{max(figsize) * dpi:,.0f} pixels across; at most "
+                                 f"{MAX_PIXELS:,} (a smaller --size or --dpi)",
+                                 param_hint="--size")
+
+
+def _warn_incomplete(surfaces: list) -> None:
+    """One line per surface with points still to compute (they are drawn blank)."""
+    import numpy as np
+
+    for s in surfaces:
+        if not s.complete:
+            click.echo(f"warning: {s.path} is incomplete ({int(np.sum(s.done))} of "
+                       f"{s.done.size} points computed): missing points are left blank and "
+                       "minima are over the computed points only (finish it with `--resume`)",
+                       err=True)
+
+
 def load_surfaces(paths: tuple[str, ...]) -> list:
     """Surfaces from HDF5 files; anything unreadable becomes one clear LandscapeError."""
     from landscape.errors import LandscapeError
@@ -106,8 +140,9 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
 
     plot2d.figure_format(out)  # an unknown suffix fails before any work
     names = _split_labels(labels, len(inputs))
-    axes = [a.strip() for a in axis_names.split(",")] if axis_names else None
+    axes = _axis_names(axis_names)
     figsize = _size(size, "10x4")
+    _check_pixels(figsize, dpi)
     if kind == "density" or (kind is None and _default_kind(inputs, None) == "density"):
         spectra = [load_density(p) for p in inputs]
         plot2d.plot_density(spectra, labels=names or [Path(p).stem for p in inputs], log=log,
@@ -117,6 +152,7 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     surfaces = load_surfaces(inputs)
     kind = kind or _default_kind(inputs, surfaces)
     _check_dims(kind, surfaces)
+    _warn_incomplete(surfaces)
     _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
           figsize, cmap)
     click.echo(f"wrote {out}", err=True)
@@ -203,6 +239,8 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, metric, log, zmax, o
                    axis_names, title, levels, no_contours, size, azimuth, elevation, frames, fps,
                    show):
     """Render SURFACE files in 3-D: screenshot, orbit animation, VTK export."""
+    import numpy as np
+
     from landscape import plot3d
     from landscape.errors import LandscapeError
 
@@ -218,6 +256,9 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, metric, log, zmax, o
     if show and not plot3d.has_display():
         raise LandscapeError("--show needs a display (DISPLAY is not set); use --out instead")
     pixels = _size(size, "900x700", int)
+    if max(pixels) > MAX_PIXELS:
+        raise click.BadParameter(f"{size!r}: at most {MAX_PIXELS} pixels a side",
+                                 param_hint="--size")
     surfaces = load_surfaces(inputs)
     _check_dims("render", surfaces)
     if vtp_out and len(surfaces) != 1:
@@ -228,9 +269,16 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, metric, log, zmax, o
     scene = dict(labels=_split_labels(labels, len(inputs)), log=log, zmax=zmax, overlay=overlay,
                  contours=None if no_contours else levels, title=title, azimuth=azimuth,
                  elevation=elevation,
-                 axis_names=[a.strip() for a in axis_names.split(",")] if axis_names else None)
+                 axis_names=_axis_names(axis_names))
+    lowest = float("inf")
     for s in surfaces:  # fail on a missing metric before writing anything
-        plot3d.metric_values(s, metric, 2, "render")
+        values = plot3d.metric_values(s, metric, 2, "render")
+        if np.isfinite(values).any():
+            lowest = min(lowest, float(np.nanmin(np.where(np.isfinite(values), values, np.nan))))
+    if zmax is not None and zmax <= lowest:
+        raise LandscapeError(f"--zmax ({zmax:g}) must be above the smallest {metric} "
+                             f"({lowest:.4g})")
+    _warn_incomplete(surfaces)
     written = _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out,
                               frames, fps, log, zmax)
     for path in written:

@@ -12,6 +12,7 @@ of ranks.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ def surface_options(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         opts = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
-        _check_out(opts["out"], opts["resume"], opts["force"])
+        _check_out(opts["out"], opts["resume"], opts["force"], _inputs(kwargs))
+        _check_numerics(opts)
         return func(*args, opts=opts, **kwargs)
 
     options = [
@@ -101,11 +103,25 @@ def directions_file_for(out: str | Path) -> Path:
     return out.with_name(f"{stem}.directions.h5")
 
 
-def _check_out(out: str, resume: bool, force: bool) -> None:
-    """Refuse an existing output before any work is done."""
+def _inputs(kwargs: dict[str, Any]) -> list[Path]:
+    """The files a surface command reads: its checkpoints, or a run folder's."""
+    paths = [Path(kwargs[k]) for k in ("checkpoint", "checkpoint_a", "checkpoint_b",
+                                       "checkpoint_c") if kwargs.get(k)]
+    if kwargs.get("run_dir"):
+        run = Path(kwargs["run_dir"])
+        paths += [run / "model.pt", *sorted((run / "checkpoints").glob("*.pt"))]
+    return paths
+
+
+def _check_out(out: str, resume: bool, force: bool, inputs: list[Path] = ()) -> None:
+    """Refuse an existing output, or one that would replace an input, before any work."""
     from landscape.errors import StoreError
 
+    from .common import guard_output
+
     path = Path(out)
+    for written, option in ((path, "--out"), (directions_file_for(path), "--out's directions")):
+        guard_output(written, inputs, force=True, option=option)
     if path.exists() and not path.is_file():
         raise StoreError(f"output {out!r} exists and is not a file")
     if path.exists() and not resume and not force:
@@ -115,12 +131,42 @@ def _check_out(out: str, resume: bool, force: bool) -> None:
         raise StoreError("use --resume or --force, not both")
 
 
+MAX_POINTS = 10_000_000
+"""Most grid points a surface command accepts (a 3,162 x 3,162 plane)."""
+
+
+def _check_numerics(opts: dict[str, Any]) -> None:
+    """Refuse a device or precision that cannot work, before anything is written."""
+    from landscape._util import pick_device
+    from landscape.evaluate import _check_precision
+
+    _check_precision(opts["precision"], pick_device(opts["device"]))
+
+
+def _check_grid(x, y) -> None:
+    from landscape.errors import LandscapeError
+
+    points = len(x) * (1 if y is None else len(y))
+    if points > MAX_POINTS:
+        raise LandscapeError(f"the grid has {points:,} points, more than {MAX_POINTS:,}: use "
+                             "fewer points per axis")
+
+
 def _load(path: str):
     from landscape import load_checkpoint
     from landscape._util import sha256_file
 
     model, info = load_checkpoint(path)
     return model, info, sha256_file(path)
+
+
+def _labels(paths: list[str]) -> list[str]:
+    """Short names of checkpoints: file names, with their folder when file names repeat
+    (``runs/sb/model.pt`` and ``runs/lb/model.pt`` -> ``sb/model.pt``, ``lb/model.pt``)."""
+    names = [Path(p).name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(Path(Path(p).parent.name) / Path(p).name) for p in paths]
 
 
 def _default_loss(loss: str | None, info: dict[str, Any]) -> str:
@@ -144,11 +190,13 @@ def _auto_axis(values, num: int = 21):
 # the shared run
 
 
-def _save_or_reuse_directions(path: Path, dirs, prov: dict[str, Any], force: bool) -> bool:
+def _save_or_reuse_directions(path: Path, dirs, prov: dict[str, Any], force: bool
+                              ) -> tuple[bool, Path | None]:
     """Write the directions file, or check that the existing one holds these directions.
 
     Returns:
-        True when the file was written by this call.
+        (True when the file was written by this call, the replaced file moved aside, if any:
+        put it back if the run fails before the surface file is written).
     """
     from landscape.directions import directions_sha256, load_directions, save_directions
     from landscape.errors import StoreError
@@ -163,15 +211,21 @@ def _save_or_reuse_directions(path: Path, dirs, prov: dict[str, Any], force: boo
                 raise
             same = False
         if same:
-            return False
+            return False, None
         if not force:
             raise StoreError(f"directions file {str(path)!r} holds other directions than these "
                              "options make (sha256 differs); use --force to replace it or "
                              "another --out")
-        save_directions(path, dirs, prov, overwrite=True)
-        return True
+        aside = path.with_name(f".{path.name}.replaced")
+        os.replace(path, aside)
+        try:
+            save_directions(path, dirs, prov)
+        except BaseException:
+            os.replace(aside, path)
+            raise
+        return True, aside
     save_directions(path, dirs, prov)
-    return True
+    return True, None
 
 
 def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, Any],
@@ -183,10 +237,11 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, An
     from landscape.distributed import PeerError, init_distributed, shutdown
     from landscape.surface import summary_line
 
+    _check_grid(x, y)
     context = init_distributed(opts["device"], opts["dist_timeout"])
     try:
-        surface = _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory,
-                           anchors, context)
+        surface, complete = _compute(model, bundle, dirs, x, y, opts, dir_prov, prov,
+                                     trajectory, anchors, context)
     except PeerError:
         click.get_current_context().exit(1)  # rank 0 prints the error
     finally:
@@ -195,9 +250,13 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, An
         return None
     err = surface.provenance.get("precision_error")
     if err:
-        click.echo(f"{opts['precision']} error vs fp32 (max over origin and corners): "
+        click.echo(f"{opts['precision']} error vs fp32 (largest absolute difference at the "
+                   "origin and corners): "
                    + ", ".join(f"{k} {v:.3g}" for k, v in err.items()), err=True)
-    click.echo(f"{opts['out']}: {summary_line(surface)}")
+    if complete:
+        click.echo(f"{opts['out']}: already complete, nothing computed ({summary_line(surface)})")
+    else:
+        click.echo(f"{opts['out']}: {summary_line(surface)}")
     return surface
 
 
@@ -209,13 +268,17 @@ def _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory, anchor
     out = Path(opts["out"])
     dpath = directions_file_for(out)
 
-    def prepare() -> tuple[tuple | None, bool]:
+    def prepare() -> tuple[tuple | None, bool, bool, Path | None]:
+        complete = False
         if opts["resume"] and out.exists():
-            load_surface(out)  # a damaged file is reported before anything is written
+            # a damaged file is reported before anything is written
+            complete = load_surface(out).complete
         before = _stat(out)
-        return before, _save_or_reuse_directions(dpath, dirs, dir_prov, opts["force"])
+        wrote, aside = _save_or_reuse_directions(dpath, dirs, dir_prov, opts["force"])
+        return before, complete, wrote, aside
 
-    before, wrote = run_on_main(context, prepare, "writing of the directions") or (None, False)
+    before, complete, wrote, aside = (run_on_main(context, prepare, "writing of the directions")
+                                      or (None, False, False, None))
     settings = dict(metrics=opts["metrics"], store=out, resume=opts["resume"],
                     force=opts["force"], loss=opts["loss"],
                     bn_recalibrate=opts["bn_recalibrate"], precision=opts["precision"],
@@ -225,13 +288,22 @@ def _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory, anchor
                     trajectory=trajectory, anchors=anchors, channels_last=opts["channels_last"])
     try:
         if context is None:
-            return compute_surface(model, bundle, dirs, x, y, device=opts["device"], **settings)
-        return compute_surface_distributed(model, bundle, dirs, x, y, context=context,
-                                           **settings)
+            surface = compute_surface(model, bundle, dirs, x, y, device=opts["device"],
+                                      **settings)
+        else:
+            surface = compute_surface_distributed(model, bundle, dirs, x, y, context=context,
+                                                  **settings)
     except BaseException:
         if wrote and _stat(out) == before:  # the surface file was never written: no debris
             dpath.unlink(missing_ok=True)
+            if aside is not None:  # --force replaced a directions file: put it back
+                os.replace(aside, dpath)
+                aside = None
         raise
+    finally:
+        if aside is not None:
+            aside.unlink(missing_ok=True)
+    return surface, complete
 
 
 def _note(message: str) -> None:
@@ -313,8 +385,7 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
     recipe = {"type": "interpolation", "kind": kind, "checkpoint": str(checkpoint_a),
               "checkpoint_sha256": digest_a, "checkpoint_b": str(checkpoint_b),
               "checkpoint_b_sha256": digest_b}
-    anchors = {"coords": [[0.0], [1.0]], "labels": [Path(checkpoint_a).name,
-                                                    Path(checkpoint_b).name]}
+    anchors = {"coords": [[0.0], [1.0]], "labels": _labels([checkpoint_a, checkpoint_b])}
     opts["loss"] = _default_loss(opts["loss"], info)
     _run(model_a, bundle, dirs, alpha, None, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
@@ -349,8 +420,7 @@ def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, 
               "checkpoint": str(checkpoint_a), "checkpoint_sha256": loaded[0][2],
               "checkpoints": [str(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)],
               "checkpoints_sha256": [d for _, _, d in loaded]}
-    anchors = {"coords": coords, "labels": [Path(p).name for p in
-                                            (checkpoint_a, checkpoint_b, checkpoint_c)]}
+    anchors = {"coords": coords, "labels": _labels([checkpoint_a, checkpoint_b, checkpoint_c])}
     opts["loss"] = _default_loss(opts["loss"], info)
     _run(model_a, bundle, dirs, x, y, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)

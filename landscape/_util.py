@@ -19,10 +19,21 @@ import torch
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """Return the requested device, or the best available: cuda, then mps, then cpu."""
     if device is not None and str(device) != "auto":
-        dev = torch.device(device)
+        from .errors import LandscapeError
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise LandscapeError(f"unknown device {device!r}: use cpu, cuda, cuda:N, mps or "
+                                 "auto") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            from .errors import LandscapeError
             raise LandscapeError(f"device {device!r} requested but CUDA is not available")
+        if dev.type == "cuda" and dev.index is not None and \
+                dev.index >= torch.cuda.device_count():
+            raise LandscapeError(f"device {device!r} requested but only "
+                                 f"{torch.cuda.device_count()} CUDA device(s) are visible")
+        mps = getattr(torch.backends, "mps", None)
+        if dev.type == "mps" and not (mps is not None and mps.is_available()):
+            raise LandscapeError(f"device {device!r} requested but MPS is not available")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -242,7 +242,12 @@ def interpolation_direction(model_a: nn.Module | dict[str, torch.Tensor],
         The direction, keyed like ``model_a``'s entries.
     """
     _check_choice("kind", kind, KINDS)
-    return _difference(_entries_of(model_a, kind), _entries_of(model_b, kind), "interpolation")
+    direction = _difference(_entries_of(model_a, kind), _entries_of(model_b, kind),
+                            "interpolation")
+    if _total_norm(direction.values()) == 0:
+        raise LandscapeError(f"interpolation: the two models are identical (in their {kind}), "
+                             "so there is no path between them")
+    return direction
 
 
 def plane_directions(model_a: nn.Module | dict[str, torch.Tensor],
@@ -271,13 +276,17 @@ def plane_directions(model_a: nn.Module | dict[str, torch.Tensor],
     n11 = sum(float((d1[n].double() ** 2).sum()) for n in names)
     if n11 == 0:
         raise LandscapeError("plane: models a and b are identical, so they span no direction")
-    if not orthogonal:
-        return [d1, d2], np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    n22 = sum(float((d2[n].double() ** 2).sum()) for n in names)
+    if n22 == 0:
+        raise LandscapeError("plane: models a and c are identical, so they span no plane")
     proj = sum(float((d1[n].double() * d2[n].double()).sum()) for n in names) / n11
     perp = {n: d2[n] - proj * d1[n] for n in names}
     nperp = _total_norm(perp.values())
-    if nperp == 0:
-        raise LandscapeError("plane: the three models lie on one line")
+    if nperp <= 1e-6 * np.sqrt(n22):  # |sin| of the angle between b - a and c - a
+        raise LandscapeError("plane: the three models lie on one line (b - a and c - a are "
+                             "parallel), so they span no plane")
+    if not orthogonal:
+        return [d1, d2], np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     scale = float(np.sqrt(n11)) / nperp
     e2 = {n: perp[n] * scale for n in names}
     return [d1, e2], np.array([[0.0, 0.0], [1.0, 0.0], [proj, 1.0 / scale]])

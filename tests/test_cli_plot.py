@@ -126,7 +126,23 @@ def test_plot_errors_are_one_line_and_leave_no_file(files, tmp_path):
                           "unknown colour map")
     result = run("plot", files["flat"], files["sharp"], "--labels", "one", "--out", out)
     assert result.exit_code == 2 and "1 labels for 2 inputs" in result.output
+    result = run("plot", files["flat"], "--size", "1000x1000", "--out", out)
+    assert result.exit_code == 2 and "200,000 pixels across" in result.output
+    result = run("plot", files["flat"], "--axis-names", "a,b,c", "--out", out)
+    assert result.exit_code == 2 and "3 names for at most 2 directions" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_incomplete_surfaces_are_drawn_with_a_warning(files, tmp_path):
+    from landscape.store import load_surface
+
+    part = load_surface(files["flat"])
+    part.done[:, 6:] = False
+    path = save_surface(tmp_path / "part.h5", part)
+    result = run("plot", path, "--out", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+    assert "is incomplete (90 of 165 points computed)" in result.stderr
+    assert "warning" not in run("plot", files["flat"], "--out", tmp_path / "q.png").stderr
 
 
 def test_render_png_gif_and_vtk(files, tmp_path):
@@ -171,4 +187,8 @@ def test_render_errors_leave_no_file(files, tmp_path, monkeypatch):
                               tmp_path / "o.mp4"), "MP4 needs the imageio-ffmpeg or av")
     result = run("render", files["flat"])
     assert result.exit_code == 2 and "nothing to do" in result.output
+    assert_one_line_error(run("render", files["flat"], "--out", png, "--zmax", "-1"),
+                          "--zmax (-1) must be above the smallest train_loss (0.05)")
+    result = run("render", files["flat"], "--out", png, "--size", "90000x700")
+    assert result.exit_code == 2 and "at most 30000 pixels a side" in result.output
     assert list(tmp_path.iterdir()) == []

@@ -244,3 +244,48 @@ def test_dist_timeout_option_on_every_surface_command(run_dir, tmp_path):
                     "--out", tmp_path / "s.h5", *QUIET)
     assert result.exit_code == 0 and "3/3 points" in result.stdout
     assert "distributed" not in load_surface(tmp_path / "s.h5").provenance
+
+
+def test_a_failed_forced_rerun_keeps_the_old_directions(run_dir, tmp_path):
+    ckpt, out = run_dir / "model.pt", tmp_path / "h.h5"
+    assert invoke("surface", ckpt, "--x=-1:1:3", "--out", out, *QUIET).exit_code == 0
+    before = {p: (tmp_path / p).read_bytes() for p in _files(tmp_path)}
+    # other directions (seed 4), and an option that fails after they are made
+    error = _one_line_error(invoke("surface", ckpt, "--x=-1:1:3", "--seed", "4",
+                                   "--channels-last", "--force", "--out", out, *QUIET))
+    assert "channels-last needs image inputs" in error
+    assert {p: (tmp_path / p).read_bytes() for p in _files(tmp_path)} == before
+
+
+def test_inputs_are_never_overwritten_and_bad_devices_fail_first(run_dir, tmp_path):
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes((run_dir / "model.pt").read_bytes())
+    original = copy.read_bytes()
+    error = _one_line_error(invoke("surface", copy, "--x=-1:1:3", "--out", copy, "--force",
+                                   *QUIET))
+    assert "is an input of this command" in error
+    first = sorted((run_dir / "checkpoints").glob("*.pt"))[0]
+    error = _one_line_error(invoke("trajectory", run_dir, "--out", first, "--force", *QUIET))
+    assert "is an input of this command" in error
+    error = _one_line_error(invoke("interpolate", copy, copy, "--out", tmp_path / "i.h5",
+                                   *QUIET))
+    assert "the two models are identical" in error
+    error = _one_line_error(invoke("plane", copy, run_dir / "checkpoints" / "epoch_0001.pt",
+                                   run_dir / "checkpoints" / "epoch_0001.pt", "--out",
+                                   tmp_path / "p.h5", *QUIET))
+    assert "lie on one line" in error
+    error = _one_line_error(invoke("surface", copy, "--device", "foo", "--out",
+                                   tmp_path / "d.h5", *QUIET))
+    assert "unknown device 'foo'" in error
+    error = _one_line_error(invoke("surface", copy, "--x=-1:1:5000", "--y=-1:1:5000", "--out",
+                                   tmp_path / "g.h5", *QUIET))
+    assert "25,000,000 points" in error
+    assert copy.read_bytes() == original
+    assert _files(tmp_path) == ["copy.pt"]
+
+
+def test_resuming_a_finished_surface_says_so(run_dir, tmp_path):
+    args = ["surface", run_dir / "model.pt", "--x=-1:1:3", "--out", tmp_path / "s.h5", *QUIET]
+    assert invoke(*args).exit_code == 0
+    result = invoke(*args, "--resume")
+    assert result.exit_code == 0 and "already complete, nothing computed" in result.output

@@ -1,6 +1,8 @@
 """Directions: normalization, ignore rules, orthogonalization, checkpoints, PCA, files."""
 from __future__ import annotations
 
+import copy
+
 import h5py
 import numpy as np
 import pytest
@@ -185,8 +187,23 @@ def test_plane_directions_coordinates_reproduce_the_three_models():
             assert n2 == pytest.approx(n1, rel=1e-12)
         else:
             assert coords.tolist() == [[0, 0], [1, 0], [0, 1]]
-    with pytest.raises(LandscapeError, match="identical"):
+    with pytest.raises(LandscapeError, match="models a and b are identical"):
         plane_directions(a, a, c)
+    with pytest.raises(LandscapeError, match="models a and c are identical"):
+        plane_directions(a, b, a)
+    # c on the line through a and b: c = a + 2.5 (b - a)
+    on_line = {n: wa[n].detach() + 2.5 * (wb[n].detach() - wa[n].detach()) for n in wa}
+    for orthogonal in (False, True):
+        with pytest.raises(LandscapeError, match="lie on one line"):
+            plane_directions(a, b, on_line, orthogonal=orthogonal)
+        with pytest.raises(LandscapeError, match="lie on one line"):
+            plane_directions(a, b, b, orthogonal=orthogonal)
+
+
+def test_interpolating_a_model_with_itself_is_refused():
+    a = _cnn(seed=0)
+    with pytest.raises(LandscapeError, match="the two models are identical"):
+        interpolation_direction(a, copy.deepcopy(a))
 
 
 def test_trajectory_pca_recovers_a_known_plane(tmp_path):
