@@ -6,15 +6,30 @@ runs the solvers and alone prints and writes the JSON.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .common import bundle_from, dataset_options, device_option, echo_table, wraps_threads
+from .common import (bundle_from, dataset_options, device_option, echo_table, guard_output,
+                     wraps_threads)
 
 FORMAT = "landscape-spectrum"
 FORMAT_VERSION = 1
+MIN_TRACE_PRODUCTS = 4
+"""Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
+sketch's exact trace; from 4 products on at least 2 are left for the stochastic part, the
+fewest that give a standard error."""
+MIN_DENSITY_STEPS = 10
+"""Fewer Lanczos steps give a handful of Ritz values per probe: no density to speak of."""
+STOPPING_RULE = {
+    "lanczos": "Ritz residual <= tol * |eigenvalue| (bottom end: <= bottom_tol * spectrum "
+               "width)",
+    "power": "relative change of the eigenvalue between two iterations <= tol (bottom end: "
+             "bottom_tol); the residual is not bounded by it",
+}
+"""What ``converged`` means for each solver (written to the JSON as ``stopping_rule``)."""
 
 
 @click.command("hessian")
@@ -25,26 +40,34 @@ FORMAT_VERSION = 1
 @click.option("--bottom-k", type=click.IntRange(min=0), default=0, show_default=True,
               help="Smallest (most negative) eigenvalues to compute.")
 @click.option("--trace", "want_trace", is_flag=True, help="Estimate the trace (Hutch++).")
-@click.option("--trace-products", type=click.IntRange(min=3), default=60, show_default=True,
-              help="Hessian-vector products for the trace.")
+@click.option("--trace-products", type=click.IntRange(min=MIN_TRACE_PRODUCTS), default=60,
+              show_default=True, help="Hessian-vector products for the trace (Hutch++: a third "
+              "sketch the top of the spectrum, the rest give the standard error; at least "
+              f"{MIN_TRACE_PRODUCTS}).")
 @click.option("--density", "want_density", is_flag=True,
               help="Spectral density by stochastic Lanczos quadrature.")
-@click.option("--density-probes", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--density-steps", type=click.IntRange(min=1), default=90, show_default=True)
+@click.option("--density-probes", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Random probes of the spectral density (each costs --density-steps "
+              "products; more probes, less noise).")
+@click.option("--density-steps", type=click.IntRange(min=MIN_DENSITY_STEPS), default=90,
+              show_default=True, help="Lanczos steps per density probe (80-100 is usual; at "
+              f"least {MIN_DENSITY_STEPS}; capped by the number of parameters).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train",
               show_default=True, help="Data split whose mean loss is differentiated.")
 @click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
               help="Layer mode: eval uses BatchNorm running statistics and no dropout.")
 @click.option("--tol", type=click.FloatRange(min=0), default=1e-6, show_default=True,
-              help="Tolerance of the top eigenvalues (Lanczos residual relative to the "
-              "eigenvalue).")
+              help="Tolerance of the top eigenvalues. Lanczos: the Ritz residual relative to "
+              "the eigenvalue. Power: the relative change of the eigenvalue between two "
+              "iterations, which leaves the residual (and the eigenvector) much less accurate.")
 @click.option("--bottom-tol", type=click.FloatRange(min=0), default=1e-5, show_default=True,
               help="Tolerance of the bottom eigenvalues, relative to the spectrum's width W: "
               "each smallest eigenvalue is bracketed by [value - bottom-tol * W, value] "
               "(on the MNIST-1D CNN trained full batch, W = 20: 1e-5 took 135 products and "
               "was 7e-6 off, 1e-6 took 220; restarted Lanczos at --tol 1e-6 took 1,200).")
 @click.option("--method", type=click.Choice(["lanczos", "power"]), default="lanczos",
-              show_default=True, help="Eigenvalue solver (power iteration is a baseline).")
+              show_default=True, help="Eigenvalue solver (power iteration is a baseline, "
+              "at most 100 iterations per eigenvalue; see --tol).")
 @click.option("--hvp", type=click.Choice(["double", "forward"]), default="double",
               show_default=True, help="Hessian-vector products by double backward or by "
               "torch.func forward-over-reverse.")
@@ -57,6 +80,7 @@ FORMAT_VERSION = 1
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the spectrum as JSON here (written atomically).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=1800.0,
               show_default=True, help="Under torchrun: seconds a rank waits for the others "
@@ -65,7 +89,7 @@ FORMAT_VERSION = 1
 def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, top_k,
                     bottom_k, want_trace, trace_products, want_density, density_probes,
                     density_steps, split, mode, tol, bottom_tol, method, hvp, chunk_size, loss,
-                    seed, device, out, quiet, dist_timeout):
+                    seed, device, out, force, quiet, dist_timeout):
     """Hessian eigenvalues (with residuals), trace and density of CHECKPOINT's loss.
 
     Under torchrun the examples are shared by the ranks; rank 0 prints and writes --out.
@@ -79,6 +103,8 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 
     if top_k + bottom_k == 0 and not (want_trace or want_density):
         raise LandscapeError("nothing to compute: give --top-k/--bottom-k, --trace or --density")
+    if out:
+        guard_output(out, inputs=(checkpoint,), force=force, option="--out")
     model, info = load_checkpoint(checkpoint)
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
@@ -133,27 +159,42 @@ def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol:
                                  bottom_tol=bottom_tol, seed=seed, method=method,
                                  k_smallest=bottom_k or None, **common)
     n_bottom = bottom_k if which != "largest" else 0
+    rule = STOPPING_RULE.get(res.method, "")
     rows = [("bottom" if i < n_bottom else "top", f"{v:.8g}", f"{r:.2e}")
             for i, (v, r) in enumerate(zip(res.values, res.residuals))]
     echo_table(rows, ("end", "eigenvalue", "residual"))
     click.echo(f"{res.n_products} Hessian-vector products, {res.seconds:.2f} s, {res.mode} mode, "
                f"{res.method}, products by {res.hvp}"
                + ("" if res.converged else "  (NOT converged: raise --tol or --bottom-tol)"))
+    if res.method == "power":
+        click.echo("power iteration: converged means the eigenvalue changed by less than "
+                   "--tol (relative) between two iterations; residuals, not bounded by it, "
+                   f"reach {_relative(res.values, res.residuals)} of |eigenvalue|")
     return {"values": res.values, "residuals": res.residuals,
             "bottom": res.values[:n_bottom], "top": res.values[n_bottom:],
             "which": res.which, "n_products": res.n_products, "seconds": res.seconds,
             "mode": res.mode, "method": res.method, "hvp": res.hvp, "tol": tol,
             "bottom_tol": bottom_tol if n_bottom else None,
-            "converged": res.converged, "n_params": res.n_params}
+            "converged": res.converged, "stopping_rule": rule, "n_params": res.n_params}
+
+
+def _relative(values, residuals) -> str:
+    """Largest residual relative to its eigenvalue, as text."""
+    ratios = [r / abs(v) if v else math.inf for v, r in zip(values, residuals)]
+    return f"{max(ratios):.2g}" if ratios else "-"
 
 
 def _trace(model, data, n_products: int, seed: int, common: dict) -> dict:
     from landscape import hessian as hs
 
     res = hs.hessian_trace(model, data, n_products=n_products, seed=seed, **common)
-    click.echo(f"trace {res.estimate:.6g} +- {res.stderr:.2g} (standard error; {res.method}, "
-               f"{res.n_products} products, {res.seconds:.2f} s)")
-    return {"estimate": res.estimate, "stderr": res.stderr, "method": res.method,
+    finite = math.isfinite(res.stderr)
+    error = (f"+- {res.stderr:.2g} (standard error; " if finite
+             else f"(s.e. not available with {res.n_products} products; ")
+    click.echo(f"trace {res.estimate:.6g} {error}{res.method}, {res.n_products} products, "
+               f"{res.seconds:.2f} s)")
+    return {"estimate": res.estimate, "stderr": res.stderr if finite else None,
+            "method": res.method,
             "n_products": res.n_products, "seconds": res.seconds, "mode": res.mode}
 
 

@@ -6,7 +6,8 @@ import math
 
 import click
 
-from .common import bundle_from, dataset_options, device_option, echo_table, wraps_threads
+from .common import (bundle_from, dataset_options, device_option, echo_table, guard_output,
+                     wraps_threads)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -16,7 +17,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 @click.command("shape")
 @click.argument("surface", type=click.Path(dir_okay=False))
 @click.option("--metric", default="train_loss", show_default=True,
-              help="Which metric of the surface (train_loss, test_loss, ...).")
+              help="Which loss of the surface (train_loss, test_loss, ...); accuracies are "
+                   "refused.")
 @click.option("--rise", type=float, default=0.1, show_default=True,
               help="The central basin ends where the metric first rises this much above the "
                    "centre.")
@@ -25,7 +27,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
                    "range).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the numbers to this JSON file.")
-def shape_command(surface, metric, rise, threshold, json_out):
+@click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
+def shape_command(surface, metric, rise, threshold, json_out, force):
     """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE."""
     from landscape._util import provenance, sha256_file, write_json
     from landscape.errors import LandscapeError
@@ -36,12 +39,15 @@ def shape_command(surface, metric, rise, threshold, json_out):
         raise click.BadParameter(f"{rise}: must be a positive number", param_hint="--rise")
     if threshold is not None and not (threshold >= 0 and math.isfinite(threshold)):
         raise click.BadParameter(f"{threshold}: must be >= 0", param_hint="--threshold")
+    if json_out:
+        guard_output(json_out, inputs=(surface,), force=force, option="--json")
     surf = load_surface(surface)
     try:
         shape = surface_shape(surf, metric, rise=rise, threshold=threshold)
     except LandscapeError as exc:
         raise LandscapeError(f"{surface}: {exc}") from None
     _echo_shape(surface, metric, shape)
+    _warn_grid(shape)
     if json_out:
         write_json(json_out, {"surface": str(surface), "surface_sha256": sha256_file(surface),
                               "metric": metric, "shape": shape.to_dict(),
@@ -66,6 +72,19 @@ def _echo_shape(path: str, metric: str, shape) -> None:
         echo_table(rows, ("basin", "at", "value", "depth"))
 
 
+def _warn_grid(shape) -> None:
+    """Warnings on stderr where the grid cannot support the numbers printed."""
+    if shape.min_on_edge:
+        at = ", ".join(f"{v:.4g}" for v in shape.min_at)
+        click.echo(f"warning: the lowest value lies on the grid's edge at ({at}): the minimum "
+                   "may be outside the grid; widen the range", err=True)
+    if not shape.width_resolved:
+        steps = ", ".join(f"{h:.4g}" for h in shape.grid_steps)
+        click.echo(f"warning: the basin width is not resolved by the grid (below two grid "
+                   f"steps, step {steps}): width and curvature are unreliable; use a finer "
+                   "grid", err=True)
+
+
 def _eps_list(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
@@ -78,9 +97,9 @@ def _eps_list(text: str) -> tuple[float, ...]:
     return values
 
 
-def _nonnegative(value: float, name: str) -> float:
+def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
     if not (value >= 0 and math.isfinite(value)):
-        raise click.BadParameter(f"{value}: must be >= 0 (0 skips it)", param_hint=name)
+        raise click.BadParameter(f"{value}: must be >= 0 ({zero})", param_hint=name)
     return value
 
 
@@ -94,7 +113,8 @@ def _nonnegative(value: float, name: str) -> float:
 @click.option("--eps", "eps_text", default="1e-3,5e-4", show_default=True,
               help="Keskar box sizes, comma-separated.")
 @click.option("--subspace-dim", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Also measure Keskar sharpness in a random subspace of this dimension.")
+              help="Also measure Keskar sharpness in a random subspace of this dimension "
+                   "(at most the number of parameters; 0 skips it).")
 @click.option("--maxiter", type=click.IntRange(min=1), default=10, show_default=True,
               help="L-BFGS-B iterations per Keskar measure.")
 @click.option("--adaptive-rho", type=float, default=0.05, show_default=True,
@@ -105,7 +125,7 @@ def _nonnegative(value: float, name: str) -> float:
               help="Relative noise of average-case adaptive sharpness: each weight gets "
                    "Gaussian noise of std average-rho * (|w| + eta) (0 skips it).")
 @click.option("--eta", type=float, default=0.01, show_default=True,
-              help="Adaptive scale is |w| + eta.")
+              help="Adaptive scale is |w| + eta (>= 0; with 0, zero weights cannot move).")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
               help="Projected-ascent steps for adaptive sharpness.")
 @click.option("--samples", type=click.IntRange(min=0), default=10, show_default=True,
@@ -119,18 +139,23 @@ def _nonnegative(value: float, name: str) -> float:
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write every number, with provenance, to this JSON file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @wraps_threads
 def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed,
-                      out, quiet, device, **options):
+                      out, force, quiet, device, **options):
     """Keskar epsilon-sharpness and adaptive sharpness of CHECKPOINT (on its own dataset
     unless --dataset says otherwise)."""
     from landscape import load_checkpoint
     from landscape._util import pick_device
-    from landscape.sharpness import measure_sharpness, reparametrization_report
+    from landscape.sharpness import (check_subspace_dim, measure_sharpness,
+                                     reparametrization_report)
 
     opts = _checked(options)
+    if out:
+        guard_output(out, inputs=(checkpoint,), force=force, option="--out")
     model, info = load_checkpoint(checkpoint)
+    check_subspace_dim(model, opts["subspace_dim"])
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
     opts["loss"] = (opts["loss"] or (info.get("extra") or {}).get("config", {}).get("loss")
@@ -163,8 +188,9 @@ def _checked(options: dict) -> dict:
     """Validate the sharpness options that click's types cannot."""
     opts = dict(options)
     opts["eps"] = _eps_list(opts.pop("eps_text"))
-    for key in ("adaptive_rho", "adaptive_rho_inf", "average_rho", "eta"):
+    for key in ("adaptive_rho", "adaptive_rho_inf", "average_rho"):
         _nonnegative(opts[key], "--" + key.replace("_", "-"))
+    _nonnegative(opts["eta"], "--eta", zero="0: the scale is |w| alone")
     if opts["samples"] == 1:
         raise click.BadParameter("1: use 0 (skip) or at least 2", param_hint="--samples")
     alpha = opts["reparam_alpha"]

@@ -1,9 +1,73 @@
 """``landscape study``, ``landscape demo`` and ``landscape sweep``."""
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import click
 
+from landscape.errors import LandscapeError
+
 from .common import device_option, parse_batch, wraps_threads
+
+
+def _batch(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    """Click callback: a batch size option (errors name the option)."""
+    return parse_batch(value)
+
+
+def _check_out(out: str) -> None:
+    """Refuse an ``--out`` that exists and is not a folder."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise LandscapeError(f"--out {out!r} exists and is not a folder")
+
+
+def _check_study(config) -> None:
+    """Check what the study will build (device, data, model, both training runs) before its
+    folder is made, so that a bad option fails at once and leaves nothing behind."""
+    from landscape import TrainConfig, build_model
+    from landscape._util import pick_device
+    from landscape.data import load_dataset
+    from landscape.study import LABELS
+
+    runs = config.runs()
+    for label, run in runs.items():
+        try:
+            TrainConfig(optimizer=run.optimizer, lr=run.lr, momentum=run.momentum,
+                        weight_decay=run.weight_decay, batch_size=run.batch_size,
+                        epochs=run.epochs).validate()
+        except LandscapeError as exc:
+            raise LandscapeError(f"{LABELS[label]} run: {exc}") from None
+    pick_device(config.device)
+    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
+                          train_subset=config.train_subset, test_subset=config.test_subset)
+    build_model(config.model, bundle, seed=config.seed, **config.model_options)
+    n_train = len(bundle.train[1])
+    sizes = {}
+    for key in ("small", "large"):
+        typed = runs[f"{key}_batch"].batch_size
+        used = TrainConfig(batch_size=typed).resolved_batch(n_train)
+        sizes[key] = (used, f"--{key}-batch {typed}"
+                      + ("" if typed == used else f" ({used} of {n_train} examples)"))
+    (small, small_text), (large, large_text) = sizes["small"], sizes["large"]
+    if small > large:
+        raise LandscapeError(f"{small_text} is larger than {large_text}: swap them")
+    if small == large:
+        click.echo(f"warning: both runs train with batch {small} ({small_text}, {large_text})",
+                   err=True)
+
+
+def _check_sweep(config) -> None:
+    """Check the sweep's device, data and model before its folder is made."""
+    from landscape import build_model
+    from landscape._util import pick_device
+    from landscape.data import load_dataset
+
+    pick_device(config.device)
+    bundle = load_dataset(config.dataset, seed=config.data_seed,
+                          train_subset=config.train_subset, test_subset=config.test_subset)
+    build_model(config.model, bundle, seed=config.seed, **config.model_options)
 
 
 def _print_result(result) -> None:
@@ -48,6 +112,8 @@ def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, q
     if no_3d:
         config_kwargs["render_3d"] = False
     config = StudyConfig.quick(**config_kwargs) if quick else StudyConfig(**config_kwargs)
+    _check_out(out)
+    _check_study(config)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     result = run_study(config, out, force=force, progress=not quiet, log=log)
     _print_result(result)
@@ -74,10 +140,10 @@ def demo_command(out, quick, force, no_3d, quiet, device):
 @click.option("--test-subset", type=click.IntRange(min=1), default=None)
 @click.option("--model", "model_name", default="cnn1d", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--small-batch", default="32", show_default=True)
+@click.option("--small-batch", default="32", show_default=True, callback=_batch)
 @click.option("--small-lr", type=float, default=0.01, show_default=True)
 @click.option("--small-epochs", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--large-batch", default="full", show_default=True)
+@click.option("--large-batch", default="full", show_default=True, callback=_batch)
 @click.option("--large-lr", type=float, default=0.1, show_default=True)
 @click.option("--large-epochs", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
@@ -100,10 +166,8 @@ def study_command(dataset, data_root, train_subset, test_subset, model_name, see
 
     kwargs = dict(dataset=dataset, data_root=data_root, train_subset=train_subset,
                   test_subset=test_subset, model=model_name, seed=seed, device=device,
-                  small=RunSpec(parse_batch(small_batch), small_lr, small_epochs, optimizer,
-                                momentum),
-                  large=RunSpec(parse_batch(large_batch), large_lr, large_epochs, optimizer,
-                                momentum))
+                  small=RunSpec(small_batch, small_lr, small_epochs, optimizer, momentum),
+                  large=RunSpec(large_batch, large_lr, large_epochs, optimizer, momentum))
     for key, value in (("plane_points", plane_points), ("line_points", line_points),
                        ("top_k", top_k)):
         if value is not None:
@@ -111,14 +175,22 @@ def study_command(dataset, data_root, train_subset, test_subset, model_name, see
     _run(kwargs, out, quick, force, no_3d, quiet)
 
 
-def _sizes(text: str) -> tuple[int | str, ...]:
-    try:
-        sizes = tuple(parse_batch(part.strip()) for part in text.split(",") if part.strip())
-    except click.BadParameter as exc:
-        raise click.BadParameter(f"--batch-sizes: {exc.message}") from None
+def _sizes(ctx: click.Context, param: click.Parameter, text: str) -> tuple[int | str, ...]:
+    """Click callback of --batch-sizes: the comma-separated sizes, in order."""
+    sizes = tuple(parse_batch(part.strip()) for part in text.split(",") if part.strip())
     if not sizes:
-        raise click.BadParameter("--batch-sizes: give at least one size")
+        raise click.BadParameter("give at least one size")
     return sizes
+
+
+def _unique(sizes: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """``sizes`` without repeats (first occurrence kept), with a note on stderr if any."""
+    unique = tuple(dict.fromkeys(sizes))
+    if len(unique) < len(sizes):
+        dropped = [str(b) for k, b in enumerate(sizes) if b in sizes[:k]]
+        click.echo(f"note: --batch-sizes: dropped the repeated size(s) {', '.join(dropped)}",
+                   err=True)
+    return unique
 
 
 @click.command("sweep")
@@ -129,7 +201,7 @@ def _sizes(text: str) -> tuple[int | str, ...]:
 @click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
               help="BatchNorm in the model (off: batches below the class count may fail).")
 @click.option("--batch-sizes", default="4,8,16,32,64,128,512,full", show_default=True,
-              help="Comma-separated sizes; 'full' is the whole training set.")
+              callback=_sizes, help="Comma-separated sizes; 'full' is the whole training set.")
 @click.option("--base-lr", type=float, default=0.01, show_default=True,
               help="SGD lr at --base-batch; scaled linearly with batch size.")
 @click.option("--base-batch", type=click.IntRange(min=1), default=32, show_default=True)
@@ -161,13 +233,18 @@ def sweep_command(dataset, train_subset, test_subset, model_name, batchnorm, bat
 
     if min_epochs > max_epochs:
         raise click.BadParameter("--min-epochs must not exceed --max-epochs")
+    for name, value in (("--base-lr", base_lr), ("--max-lr", max_lr)):
+        if not (value > 0 and math.isfinite(value)):
+            raise LandscapeError(f"{name} must be a positive number, got {value}")
     config = SweepConfig(dataset=dataset, train_subset=train_subset, test_subset=test_subset,
                          model=model_name, model_options={"batchnorm": True} if batchnorm else {},
-                         seed=seed, batch_sizes=_sizes(batch_sizes), base_lr=base_lr,
+                         seed=seed, batch_sizes=_unique(batch_sizes), base_lr=base_lr,
                          base_batch=base_batch, max_lr=max_lr, target_steps=target_steps,
                          min_epochs=min_epochs, max_epochs=max_epochs, target_loss=target_loss,
                          optimizer_batch=optimizer_batch, optimizer_epochs=optimizer_epochs,
                          device=device)
+    _check_out(out)
+    _check_sweep(config)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     result = run_sweep(config, out, force=force, progress=not quiet, log=log)
     fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731

@@ -5,15 +5,60 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
+
+from landscape.errors import LandscapeError
 
 from .common import bundle_from, dataset_options, device_option, parse_batch, wraps_threads
+
+# The files a training run writes into its folder (``landscape.train.train`` and this command).
+RUN_FILES = ("model.pt", "history.json", "history.csv", "config.json", "command.json")
+# Optimizers that take no momentum.
+NO_MOMENTUM = ("rprop", "adam", "adamw")
+
+
+def batch_callback(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    """Click callback: a batch size option (errors name the option)."""
+    return parse_batch(value)
+
+
+def holds_run(folder: Path) -> bool:
+    """True if ``folder`` holds a training run: model.pt, history.json or checkpoints/*.pt."""
+    checkpoints = folder / "checkpoints"
+    return ((folder / "model.pt").exists() or (folder / "history.json").exists()
+            or (checkpoints.is_dir() and any(checkpoints.glob("*.pt"))))
+
+
+def check_run_folder(out: Path, force: bool) -> None:
+    """Refuse an ``--out`` that is not a folder, or that holds a run when ``force`` is off."""
+    if out.exists() and not out.is_dir():
+        raise LandscapeError(f"--out {str(out)!r} exists and is not a folder")
+    if not force and out.is_dir() and holds_run(out):
+        raise LandscapeError(f"--out {str(out)!r} already holds a training run: pass --force "
+                             "to replace it, or choose another folder")
+
+
+def remove_run(out: Path) -> None:
+    """Delete the files of an earlier run in ``out`` (and nothing else)."""
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    checkpoints = out / "checkpoints"
+    if checkpoints.is_dir():
+        for path in checkpoints.glob("*.pt"):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        if not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
 
 
 @click.command("train")
 @dataset_options
 @click.option("--model", "model_name", default="cnn1d", show_default=True,
               help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
-@click.option("--width", type=click.IntRange(min=1), default=None, help="Width (mlp, vgg9, resnets).")
+@click.option("--width", type=click.IntRange(min=1), default=None,
+              help="Width (mlp, vgg9, resnets).")
 @click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp).")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "gelu"]), default=None,
               help="Activation (mlp, cnn1d, lenet).")
@@ -26,7 +71,7 @@ from .common import bundle_from, dataset_options, device_option, parse_batch, wr
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--nesterov", is_flag=True, help="Nesterov momentum (sgd).")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--batch-size", default="32", show_default=True,
+@click.option("--batch-size", default="32", show_default=True, callback=batch_callback,
               help="Examples per step, or 'full' for full-batch training.")
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -49,33 +94,57 @@ from .common import bundle_from, dataset_options, device_option, parse_batch, wr
               help="torch.compile backend (inductor needs a C++ compiler on the CPU).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/train", show_default=True,
               help="Run folder for checkpoints, history and the command.")
+@click.option("--force", is_flag=True,
+              help="Replace a run already in --out (its model, checkpoints and history).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @wraps_threads
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
                   depth, activation, batchnorm, skip, optimizer, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
-                  checkpoint_every, seed, device, compile_model, compile_backend, out, quiet):
+                  checkpoint_every, seed, device, compile_model, compile_backend, out, force,
+                  quiet):
     """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}."""
     from landscape import TrainConfig, build_model, count_parameters, train
-    from landscape._util import provenance, write_json
+    from landscape._util import pick_device, provenance, write_json
 
-    bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed)
-    options = {k: v for k, v in dict(width=width, depth=depth, activation=activation,
-                                     batchnorm=batchnorm, skip=skip).items() if v is not None}
-    model = build_model(model_name, bundle, seed=seed, **options)
+    # Everything is checked before the run folder is touched.
     config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
-                         weight_decay=weight_decay, batch_size=parse_batch(batch_size),
-                         epochs=epochs,
+                         weight_decay=weight_decay, batch_size=batch_size, epochs=epochs,
                          steps=steps, schedule=schedule, lr_scaling=lr_scaling, seed=seed,
                          device=device, drop_last=drop_last, loss=loss,
                          checkpoint_every=checkpoint_every, progress=not quiet,
                          compile=compile_model, compile_backend=compile_backend)
     config.validate()
+    pick_device(device)
     out_dir = Path(out)
+    check_run_folder(out_dir, force)
+    bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed)
+    options = {k: v for k, v in dict(width=width, depth=depth, activation=activation,
+                                     batchnorm=batchnorm, skip=skip).items() if v is not None}
+    model = build_model(model_name, bundle, seed=seed, **options)
+    n_train = len(bundle.train[1])
+    batch = config.resolved_batch(n_train)
+    given = click.get_current_context().get_parameter_source
+    if optimizer in NO_MOMENTUM and given("momentum") is not ParameterSource.DEFAULT:
+        click.echo(f"warning: {optimizer} takes no momentum: --momentum {momentum} is ignored",
+                   err=True)
+    if nesterov and (optimizer != "sgd" or momentum == 0):
+        click.echo("warning: --nesterov needs sgd with momentum > 0: it is ignored", err=True)
+    if batch_size != "full" and batch_size > n_train:
+        click.echo(f"warning: --batch-size {batch_size} is larger than the training set "
+                   f"({n_train} examples): training full batch ({n_train})", err=True)
+    used_lr = f"{lr:g}"
+    if lr_scaling and batch != config.base_batch:
+        used_lr = (f"{lr * batch / config.base_batch:g} ({lr:g} scaled by "
+                   f"{batch}/{config.base_batch})")
+
+    if force:
+        remove_run(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "command.json", provenance(model_parameters=count_parameters(model)))
     click.echo(f"training {model_name} ({count_parameters(model):,} parameters) on "
-               f"{bundle.name}: batch {batch_size}, {optimizer} lr {lr} -> {out_dir}", err=True)
+               f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr} -> {out_dir}",
+               err=True)
     result = train(model, bundle, config, out_dir=out_dir)
     if result.diverged:
         click.echo(f"error: {result.message}; checkpoints so far kept in {out_dir}", err=True)

@@ -180,6 +180,21 @@ def random_subspace(n: int, p: int, seed: int | torch.Generator = 0) -> torch.Te
     return torch.randn(int(n), int(p), generator=gen, dtype=torch.float64)
 
 
+def check_subspace_dim(model: nn.Module, subspace_dim: int) -> None:
+    """Refuse a random subspace larger than the model's weight space (its ``n x p`` matrix and
+    pseudo-inverse would only cost time and memory); cheap, so callers can check first.
+
+    Raises:
+        LandscapeError: ``subspace_dim`` is negative or above the number of trainable weights.
+    """
+    if subspace_dim < 0:
+        raise LandscapeError(f"subspace dimension must be >= 0, got {subspace_dim}")
+    n = sum(p.numel() for p in named_tensors(model, "weights").values())
+    if subspace_dim > n:
+        raise LandscapeError(f"subspace dimension must be at most the number of parameters "
+                             f"({n}), got {subspace_dim}")
+
+
 def keskar_value(max_loss: float, base_loss: float) -> float:
     """``100 (max_loss - base_loss) / (1 + base_loss)``."""
     return 100.0 * (max_loss - base_loss) / (1.0 + base_loss)
@@ -221,10 +236,9 @@ def epsilon_sharpness(model: nn.Module, data: DataLike, eps: float = 1e-3, *,
 
     if not (eps > 0 and math.isfinite(eps)):
         raise LandscapeError(f"eps must be a positive number, got {eps}")
-    if subspace_dim < 0:
-        raise LandscapeError(f"subspace dimension must be >= 0, got {subspace_dim}")
     if maxiter < 1:
         raise LandscapeError(f"maxiter must be at least 1, got {maxiter}")
+    check_subspace_dim(model, subspace_dim)
     start = time.perf_counter()
     obj = _Objective(model, data, split, loss, chunk)
     base = obj.loss()
@@ -545,6 +559,7 @@ def measure_sharpness(model: nn.Module, data: DataLike, *, eps: Sequence[float] 
     """
     from ._util import progress as bar_of
 
+    check_subspace_dim(model, subspace_dim)
     common = dict(split=split, loss=loss, seed=seed, chunk=chunk)
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for e in eps:
@@ -821,6 +836,14 @@ class BasinShape:
         radii: distance from the centre to the crossing along each direction (None where not
             reached): 1-D (-x, +x); 2-D at angles ``2 pi k / n``.
         curvature: second derivative at the centre along each axis (finite differences).
+        grid_steps: grid spacing at the centre along each axis (the larger of the two
+            intervals next to it).
+        min_on_edge: the lowest value lies on the grid's border, strictly below every interior
+            value: the minimum may lie outside the grid.
+        min_at: coordinates of the lowest value.
+        width_resolved: False when ``width`` or an axis width is below two grid steps (of
+            the coarsest axis for ``width``): the grid does not resolve the basin, so its width
+            and curvature mean little.
     """
 
     label: str
@@ -835,12 +858,16 @@ class BasinShape:
     axis_widths: tuple[float | None, ...]
     radii: tuple[float | None, ...]
     curvature: tuple[float, ...]
+    grid_steps: tuple[float, ...] = ()
+    min_on_edge: bool = False
+    min_at: tuple[float, ...] = ()
+    width_resolved: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
         out = dataclasses.asdict(self)
         out["minima"] = [{"at": list(c), "value": v, "depth": d} for c, v, d in self.minima]
-        for key in ("center", "axis_widths", "radii", "curvature"):
+        for key in ("center", "axis_widths", "radii", "curvature", "grid_steps", "min_at"):
             out[key] = list(out[key])
         return out
 
@@ -945,6 +972,10 @@ def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, 
     n = len(minima)
     radii = _radii(axes, vals, idx, rise, directions)
     width, axis_widths = _widths(radii, len(axes))
+    steps = tuple(_local_step(a, i) for a, i in zip(axes, idx))
+    on_edge, min_idx = _minimum_on_edge(vals)
+    resolved = not ((width is not None and width < 2.0 * max(steps))
+                    or any(w is not None and w < 2.0 * h for w, h in zip(axis_widths, steps)))
     return BasinShape(
         label="flat" if n == 0 else ("V" if n == 1 else "W"), n_basins=n,
         minima=tuple((tuple(float(a[i]) for a, i in zip(axes, m[0])), m[1], m[2])
@@ -953,7 +984,26 @@ def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, 
         center_value=float(vals[idx]), rise=float(rise), threshold=thr, width=width,
         axis_widths=axis_widths, radii=tuple(radii),
         curvature=tuple(_second_derivative(a, _line(vals, idx, k), idx[k])
-                        for k, a in enumerate(axes)))
+                        for k, a in enumerate(axes)),
+        grid_steps=steps, min_on_edge=on_edge,
+        min_at=tuple(float(a[i]) for a, i in zip(axes, min_idx)), width_resolved=resolved)
+
+
+def _local_step(a: np.ndarray, i: int) -> float:
+    """Grid spacing at index ``i``: the larger of the intervals on either side."""
+    return float(max(a[j + 1] - a[j] for j in (i - 1, i) if 0 <= j < len(a) - 1))
+
+
+def _minimum_on_edge(vals: np.ndarray) -> tuple[bool, tuple[int, ...]]:
+    """Whether the lowest finite value lies on the grid's border, strictly below every
+    interior value (ties with the interior do not count), and where it is."""
+    clean = np.where(np.isfinite(vals), vals, np.inf)
+    where = tuple(int(v) for v in np.unravel_index(int(np.argmin(clean)), clean.shape))
+    interior = clean[(slice(1, -1),) * clean.ndim]
+    border = np.ones(clean.shape, dtype=bool)
+    border[(slice(1, -1),) * clean.ndim] = False
+    low = float(clean[border].min())
+    return bool(np.isfinite(low) and low < float(interior.min())), where
 
 
 def _threshold(vals: np.ndarray, threshold: float | None) -> float:
@@ -1086,7 +1136,8 @@ def surface_shape(surface, metric: str = "train_loss", *, rise: float = 0.1,
 
     Args:
         surface: a complete 1-D or 2-D Surface.
-        metric: which metric (``train_loss``, ``test_loss``, ...).
+        metric: which loss (``train_loss``, ``test_loss``, ...); accuracies are refused, their
+            minima are not basins.
         rise, threshold, directions: as in ``basin_shape``.
 
     Returns:
@@ -1095,9 +1146,18 @@ def surface_shape(surface, metric: str = "train_loss", *, rise: float = 0.1,
     if metric not in surface.metrics:
         raise LandscapeError(f"surface has no metric {metric!r} (it has "
                              f"{', '.join(sorted(surface.metrics)) or 'none'})")
+    if _is_accuracy(metric):
+        losses = sorted(m for m in surface.metrics if not _is_accuracy(m))
+        raise LandscapeError(f"{metric!r} is an accuracy (higher is better): shape analysis "
+                             f"measures basins of a loss (use {' or '.join(losses) or 'a loss'})")
     if not surface.complete:
         done = int(np.sum(surface.done))
         raise LandscapeError(f"surface is incomplete ({done} of {np.size(surface.done)} points "
                              "computed): finish it before measuring its shape")
     return basin_shape(surface.x, surface.metrics[metric], surface.y, rise=rise,
                        threshold=threshold, directions=directions)
+
+
+def _is_accuracy(metric: str) -> bool:
+    """``train_acc``, ``test_acc`` and other accuracy metrics (higher is better)."""
+    return metric.lower().rsplit("_", 1)[-1] in ("acc", "accuracy")

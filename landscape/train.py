@@ -103,6 +103,13 @@ class TrainConfig:
                                  f"got {self.batch_size!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise LandscapeError(f"learning rate must be positive, got {self.lr}")
+        if not (0.0 <= self.momentum < 1.0):
+            raise LandscapeError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise LandscapeError(f"weight decay must be a finite number >= 0, "
+                                 f"got {self.weight_decay}")
+        if self.optimizer == "rprop" and self.weight_decay:
+            raise LandscapeError("rprop takes no weight decay")
         if self.steps is None and self.epochs < 1:
             raise LandscapeError("epochs must be at least 1")
         if self.steps is not None and self.steps < 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -103,3 +104,70 @@ def test_nothing_to_compute_is_an_error(checkpoint, tmp_path):
     result = run(checkpoint, "--top-k", 0, "--out", tmp_path / "spec.json")
     assert result.exit_code == 1 and "nothing to compute" in result.stderr
     assert not (tmp_path / "spec.json").exists()
+
+
+def test_out_never_overwrites_the_checkpoint(checkpoint, tmp_path):
+    copy = tmp_path / "c.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+    before = sha256_file(copy)
+    for extra in ([], ["--force"]):
+        result = run(copy, "--top-k", 1, "--out", copy, "--quiet", *extra)
+        assert result.exit_code == 1 and "is an input" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert sha256_file(copy) == before
+    assert load_checkpoint(copy)[0] is not None
+
+
+def test_existing_out_needs_force(checkpoint, tmp_path):
+    out = tmp_path / "spec.json"
+    out.write_text("keep me\n")
+    result = run(checkpoint, "--top-k", 1, "--out", out, "--quiet")
+    assert result.exit_code == 1 and "--force" in result.stderr
+    assert "Hessian-vector products" not in result.stdout  # refused before any work
+    assert out.read_text() == "keep me\n"
+    result = run(checkpoint, "--top-k", 1, "--out", out, "--quiet", "--force")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(out.read_text())["eigenvalues"]["values"]) == 1
+
+
+def test_trace_standard_error_is_finite_at_the_minimum(checkpoint, tmp_path):
+    too_few = run(checkpoint, "--top-k", 0, "--trace", "--trace-products", 3, "--quiet")
+    assert too_few.exit_code == 2 and "--trace-products" in too_few.stderr
+    out = tmp_path / "trace.json"
+    result = run(checkpoint, "--top-k", 0, "--trace", "--trace-products", 4, "--out", out,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "inf" not in result.stdout and "+- " in result.stdout
+    stderr = json.loads(out.read_text())["trace"]["stderr"]
+    assert np.isfinite(stderr) and stderr > 0
+
+
+def test_too_few_density_steps_are_refused(checkpoint):
+    result = run(checkpoint, "--top-k", 0, "--density", "--density-steps", 1, "--quiet")
+    assert result.exit_code == 2 and "--density-steps" in result.stderr
+
+
+def test_power_iteration_says_what_converged_means(checkpoint, tmp_path):
+    out = tmp_path / "power.json"
+    result = run(checkpoint, "--top-k", 1, "--method", "power", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "changed by less than --tol" in result.stdout
+    eig = json.loads(out.read_text())["eigenvalues"]
+    assert eig["method"] == "power" and "relative change" in eig["stopping_rule"]
+    printed = float(result.stdout.split("reach ")[1].split()[0])
+    ratio = eig["residuals"][0] / abs(eig["values"][0])
+    assert printed == pytest.approx(ratio, rel=0.05)
+    lanczos = run(checkpoint, "--top-k", 1, "--out", tmp_path / "l.json", "--quiet")
+    assert lanczos.exit_code == 0 and "changed by less than" not in lanczos.stdout
+    assert "residual" in json.loads((tmp_path / "l.json").read_text())["eigenvalues"][
+        "stopping_rule"]
+
+
+def test_every_option_has_help():
+    from cli.hessian_cmd import hessian_command
+
+    bare = [p.name for p in hessian_command.params
+            if isinstance(p, click.Option) and not (p.help or "").strip()]
+    assert bare == []
+    text = CliRunner().invoke(cli, ["hessian", "--help"]).output
+    assert "relative change of the eigenvalue" in text and "--force" in text

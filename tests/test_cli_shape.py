@@ -153,3 +153,107 @@ def test_sharpness_missing_checkpoint(tmp_path):
     result = run("sharpness", tmp_path / "nope.pt", "--quiet")
     assert result.exit_code == 1
     assert result.output.startswith("Error:") and "does not exist" in result.output
+
+
+# ----------------------------------------------------------------------- outputs and guards
+
+def test_shape_json_never_overwrites_its_surface(surface_files, tmp_path):
+    from landscape._util import sha256_file
+
+    src = surface_files["line"]
+    before = sha256_file(src)
+    for extra in ([], ["--force"]):
+        result = run("shape", src, "--json", src, *extra)
+        assert result.exit_code == 1 and "is an input" in result.stderr
+        assert result.stderr.startswith("Error:") and result.stderr.count("\n") == 1
+        assert sha256_file(src) == before
+
+
+def test_shape_existing_json_needs_force(surface_files, tmp_path):
+    out = tmp_path / "shape.json"
+    out.write_text("keep me\n")
+    result = run("shape", surface_files["line"], "--json", out)
+    assert result.exit_code == 1 and "--force" in result.stderr
+    assert "label" not in result.stdout and out.read_text() == "keep me\n"
+    result = run("shape", surface_files["line"], "--json", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["shape"]["label"] == "V"
+
+
+def test_shape_refuses_an_accuracy(tmp_path):
+    x = np.linspace(-1, 1, 21)
+    acc = 0.9 - 0.5 * x ** 2  # a clean maximum: as a "loss" it would look like two basins
+    path = save_surface(tmp_path / "acc.h5", Surface(
+        x=x, y=None, metrics={"train_loss": x ** 2, "train_acc": acc},
+        done=np.ones(x.shape, dtype=bool)))
+    out = tmp_path / "shape.json"
+    result = run("shape", path, "--metric", "train_acc", "--json", out)
+    assert result.exit_code == 1 and "accuracy" in result.stderr and "train_loss" in result.stderr
+    assert result.stderr.startswith("Error:") and result.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_shape_warns_on_an_edge_minimum_and_a_coarse_grid(tmp_path):
+    edge = np.linspace(0.1, 0.5, 5)  # the minimum of x^2 (at 0) lies off the grid
+    coarse = np.linspace(-0.5, 0.5, 5)  # 4 (x^2 + y^2) reaches +0.1 well within one step
+    xx, yy = np.meshgrid(coarse, coarse, indexing="ij")
+    fine = np.linspace(-1, 1, 41)
+    fx, fy = np.meshgrid(fine, fine, indexing="ij")
+    done = lambda *a: np.ones(tuple(len(v) for v in a), dtype=bool)  # noqa: E731
+    paths = {name: save_surface(tmp_path / f"{name}.h5", surf) for name, surf in (
+        ("edge", Surface(x=edge, y=None, metrics={"train_loss": edge ** 2}, done=done(edge))),
+        ("coarse", Surface(x=coarse, y=coarse, metrics={"train_loss": 4 * (xx ** 2 + yy ** 2)},
+                           done=done(coarse, coarse))),
+        ("fine", Surface(x=fine, y=fine, metrics={"train_loss": fx ** 2 + fy ** 2},
+                         done=done(fine, fine))))}
+    result = run("shape", paths["edge"])
+    assert result.exit_code == 0, result.output
+    assert "grid's edge at (0.1)" in result.stderr and "warning" not in result.stdout
+    result = run("shape", paths["coarse"])
+    assert result.exit_code == 0, result.output
+    assert "not resolved by the grid" in result.stderr and "edge" not in result.stderr
+    result = run("shape", paths["fine"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
+
+
+def test_sharpness_out_never_overwrites_the_checkpoint(checkpoint, tmp_path):
+    from landscape._util import sha256_file
+
+    copy = tmp_path / "c.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+    before = sha256_file(copy)
+    for extra in ([], ["--force"]):
+        result = run("sharpness", copy, "--out", copy, *SMALL, *extra)
+        assert result.exit_code == 1 and "is an input" in result.stderr
+        assert result.stderr.startswith("Error:") and result.stderr.count("\n") == 1
+        assert sha256_file(copy) == before
+
+
+def test_sharpness_existing_out_needs_force(checkpoint, tmp_path):
+    out = tmp_path / "sharp.json"
+    out.write_text("keep me\n")
+    fast = ["--eps", "1e-3", "--adaptive-rho-inf", "0", "--samples", "0", *SMALL[:4], "--quiet"]
+    result = run("sharpness", checkpoint, "--out", out, *fast)
+    assert result.exit_code == 1 and "--force" in result.stderr
+    assert "epsilon" not in result.stdout and out.read_text() == "keep me\n"
+    result = run("sharpness", checkpoint, "--out", out, *fast, "--force")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["sharpness"]["epsilon"][0]["eps"] == 1e-3
+
+
+def test_sharpness_subspace_larger_than_the_model(checkpoint, tmp_path):
+    model, _ = load_checkpoint(checkpoint)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    out = tmp_path / "sharp.json"
+    result = run("sharpness", checkpoint, "--subspace-dim", n + 1, "--out", out, *SMALL)
+    assert result.exit_code == 1
+    assert f"at most the number of parameters ({n})" in result.stderr
+    assert result.stderr.startswith("Error:") and result.stderr.count("\n") == 1
+    assert "epsilon" not in result.stdout and not out.exists()
+
+
+def test_sharpness_eta_message_matches_what_zero_does(checkpoint):
+    result = run("sharpness", checkpoint, "--eta", "-1", "--quiet")
+    assert result.exit_code == 2 and "--eta" in result.output
+    assert "skips" not in result.output and "|w| alone" in result.output

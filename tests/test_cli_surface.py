@@ -16,6 +16,8 @@ from landscape.directions import load_directions
 from landscape.store import load_surface
 from landscape.train import evaluate_split, loss_function
 
+from cli_helpers import one_line_error as _one_line_error
+
 QUIET = ["--quiet"]
 
 
@@ -36,14 +38,6 @@ def invoke(*args: str):
 
 def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-def _one_line_error(result, code: int = 1) -> str:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def test_surface_2d_writes_surface_and_directions(run_dir, tmp_path):

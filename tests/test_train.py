@@ -6,6 +6,7 @@ import torch
 
 from landscape import TrainConfig, build_model, load_checkpoint, train
 from landscape.errors import LandscapeError
+from landscape.train import make_optimizer
 
 
 def _params(model):
@@ -78,10 +79,24 @@ def test_divergence_stops_and_keeps_checkpoints(tmp_path, mnist1d_small):
 
 @pytest.mark.parametrize("bad", [dict(optimizer="lbfgs"), dict(batch_size=0),
                                  dict(batch_size="half"), dict(lr=-1.0), dict(epochs=0),
-                                 dict(schedule="exp"), dict(loss="hinge")])
+                                 dict(schedule="exp"), dict(loss="hinge"),
+                                 dict(momentum=-0.1), dict(momentum=1.0),
+                                 dict(momentum=float("nan")), dict(weight_decay=-1e-4),
+                                 dict(weight_decay=float("inf")),
+                                 dict(optimizer="rprop", weight_decay=1e-4)])
 def test_bad_config(bad):
     with pytest.raises(LandscapeError):
         TrainConfig(**bad).validate()
+
+
+@pytest.mark.parametrize("good", [dict(momentum=0.0), dict(momentum=0.99),
+                                  dict(weight_decay=0.0), dict(weight_decay=5e-4),
+                                  dict(optimizer="adam", momentum=0.5),
+                                  dict(optimizer="rprop", weight_decay=0.0)])
+def test_edge_values_pass_validation_and_torch(good, mnist1d_small):
+    config = TrainConfig(**good)
+    config.validate()  # and the optimizer accepts what validation accepts
+    make_optimizer(build_model("mlp", mnist1d_small).parameters(), config, config.lr)
 
 
 # The default pair's generalization gap (small batch tests better, both fit the data) is
