@@ -65,7 +65,7 @@ def _check_sweep(config) -> None:
     from landscape.data import load_dataset
 
     pick_device(config.device)
-    bundle = load_dataset(config.dataset, seed=config.data_seed,
+    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
                           train_subset=config.train_subset, test_subset=config.test_subset)
     build_model(config.model, bundle, seed=config.seed, **config.model_options)
 
@@ -136,19 +136,30 @@ def demo_command(out, quick, force, no_3d, quiet, device):
               help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Folder holding torchvision datasets.")
-@click.option("--train-subset", type=click.IntRange(min=1), default=None)
-@click.option("--test-subset", type=click.IntRange(min=1), default=None)
-@click.option("--model", "model_name", default="cnn1d", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--small-batch", default="32", show_default=True, callback=_batch)
-@click.option("--small-lr", type=float, default=0.01, show_default=True)
-@click.option("--small-epochs", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--large-batch", default="full", show_default=True, callback=_batch)
-@click.option("--large-lr", type=float, default=0.1, show_default=True)
-@click.option("--large-epochs", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--train-subset", type=click.IntRange(min=1), default=None,
+              help="Use this many training examples.")
+@click.option("--test-subset", type=click.IntRange(min=1), default=None,
+              help="Use this many test examples.")
+@click.option("--model", "model_name", default="cnn1d", show_default=True,
+              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of initialization, shuffling and directions.")
+@click.option("--small-batch", default="32", show_default=True, callback=_batch,
+              help="Batch size of the small-batch run (or 'full').")
+@click.option("--small-lr", type=float, default=0.01, show_default=True,
+              help="Learning rate of the small-batch run.")
+@click.option("--small-epochs", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Epochs of the small-batch run.")
+@click.option("--large-batch", default="full", show_default=True, callback=_batch,
+              help="Batch size of the large-batch run ('full': the whole training set).")
+@click.option("--large-lr", type=float, default=0.1, show_default=True,
+              help="Learning rate of the large-batch run.")
+@click.option("--large-epochs", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Epochs of the large-batch run.")
 @click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
-              default="sgd", show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
+              default="sgd", show_default=True, help="Optimizer of both runs.")
+@click.option("--momentum", type=float, default=0.9, show_default=True,
+              help="Momentum of both runs (sgd, rmsprop).")
 @click.option("--plane-points", type=click.IntRange(min=3), default=None,
               help="Points per side of the 2-D grids (default 41; --quick 13).")
 @click.option("--line-points", type=click.IntRange(min=3), default=None,
@@ -194,34 +205,47 @@ def _unique(sizes: tuple[int | str, ...]) -> tuple[int | str, ...]:
 
 
 @click.command("sweep")
-@click.option("--dataset", default="mnist1d", show_default=True)
-@click.option("--train-subset", type=click.IntRange(min=1), default=None)
-@click.option("--test-subset", type=click.IntRange(min=1), default=None)
-@click.option("--model", "model_name", default="cnn1d", show_default=True)
+@click.option("--dataset", default="mnist1d", show_default=True,
+              help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder holding torchvision datasets (never downloaded).")
+@click.option("--train-subset", type=click.IntRange(min=1), default=None,
+              help="Use this many training examples.")
+@click.option("--test-subset", type=click.IntRange(min=1), default=None,
+              help="Use this many test examples.")
+@click.option("--model", "model_name", default="cnn1d", show_default=True,
+              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
 @click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
               help="BatchNorm in the model (off: batches below the class count may fail).")
 @click.option("--batch-sizes", default="4,8,16,32,64,128,512,full", show_default=True,
               callback=_sizes, help="Comma-separated sizes; 'full' is the whole training set.")
 @click.option("--base-lr", type=float, default=0.01, show_default=True,
               help="SGD lr at --base-batch; scaled linearly with batch size.")
-@click.option("--base-batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--base-batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Batch size at which the lr is --base-lr.")
 @click.option("--max-lr", type=float, default=0.1, show_default=True, help="Cap of the scaled lr.")
 @click.option("--target-steps", type=click.IntRange(min=1), default=6000, show_default=True,
               help="Optimizer steps per run (epochs clamped to --min/--max-epochs).")
-@click.option("--min-epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--max-epochs", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--min-epochs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Fewest epochs of a run.")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Most epochs of a run.")
 @click.option("--target-loss", type=float, default=0.05, show_default=True,
               help="Training loss that counts as converged.")
 @click.option("--optimizer-batch", type=click.IntRange(min=0), default=32, show_default=True,
               help="Mini-batch of the Rprop/RMSprop comparison (0: skip it).")
-@click.option("--optimizer-epochs", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True)
+@click.option("--optimizer-epochs", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Epochs of each Rprop/RMSprop run.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of initialization and shuffling.")
+@click.option("--out", type=click.Path(file_okay=False), default="sweep", show_default=True,
+              help="Folder of the runs, figures and report (rerun to reuse finished runs).")
 @click.option("--force", is_flag=True, help="Retrain runs already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @device_option
 @wraps_threads
-def sweep_command(dataset, train_subset, test_subset, model_name, batchnorm, batch_sizes,
+def sweep_command(dataset, data_root, train_subset, test_subset, model_name, batchnorm,
+                  batch_sizes,
                   base_lr, base_batch, max_lr, target_steps, min_epochs, max_epochs,
                   target_loss, optimizer_batch, optimizer_epochs, seed, out, force, quiet,
                   device):
@@ -236,7 +260,8 @@ def sweep_command(dataset, train_subset, test_subset, model_name, batchnorm, bat
     for name, value in (("--base-lr", base_lr), ("--max-lr", max_lr)):
         if not (value > 0 and math.isfinite(value)):
             raise LandscapeError(f"{name} must be a positive number, got {value}")
-    config = SweepConfig(dataset=dataset, train_subset=train_subset, test_subset=test_subset,
+    config = SweepConfig(dataset=dataset, data_root=data_root, train_subset=train_subset,
+                         test_subset=test_subset,
                          model=model_name, model_options={"batchnorm": True} if batchnorm else {},
                          seed=seed, batch_sizes=_unique(batch_sizes), base_lr=base_lr,
                          base_batch=base_batch, max_lr=max_lr, target_steps=target_steps,
@@ -248,7 +273,8 @@ def sweep_command(dataset, train_subset, test_subset, model_name, batchnorm, bat
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     result = run_sweep(config, out, force=force, progress=not quiet, log=log)
     fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
-    echo_table([(r["label"], r["batch_size"], fmt(r["train_loss"]), fmt(r["test_accuracy"]),
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    echo_table([(r["label"], r["batch_size"], fmt(r["train_loss"]), pct(r["test_accuracy"]),
                  fmt(r.get("top_eigenvalue")), fmt(r.get("sharpness")),
                  fmt(r["epochs_to_target"])) for r in result["rows"]],
                ("run", "batch", "train loss", "test acc", "top eig", "sharpness",

@@ -353,6 +353,8 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     dirs = random_directions(model, count=1 if y is None else 2, norm=norm, ignore=ignore,
                              kind=kind, seed=seed, orthogonalize=orthogonalize)
     cosine = direction_cosine(dirs[0], dirs[1]) if len(dirs) == 2 else None
+    if orthogonalize and y is None:
+        _note("warning: --orthogonalize has no effect on a 1-D line (one direction)")
     recipe = {"type": "random", "norm": norm, "ignore": ignore, "kind": kind, "seed": seed,
               "orthogonalize": orthogonalize, "checkpoint": str(checkpoint),
               "checkpoint_sha256": digest, "cosine": cosine}

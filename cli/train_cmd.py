@@ -66,23 +66,28 @@ def remove_run(out: Path) -> None:
               help="BatchNorm layers (default: the model's own).")
 @click.option("--skip/--no-skip", default=None, help="Shortcut connections (resnets).")
 @click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
-              default="sgd", show_default=True)
+              default="sgd", show_default=True, help="Optimizer.")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True,
+              help="Momentum in [0, 1) (sgd, rmsprop).")
 @click.option("--nesterov", is_flag=True, help="Nesterov momentum (sgd).")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True,
+              help="L2 penalty (decoupled for adamw).")
 @click.option("--batch-size", default="32", show_default=True, callback=batch_callback,
               help="Examples per step, or 'full' for full-batch training.")
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Passes over the training set.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Total optimizer steps (overrides --epochs).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]),
-              default="constant", show_default=True)
+              default="constant", show_default=True,
+              help="Learning-rate schedule: cosine decays to 0; step multiplies by 0.1 every "
+                   "30 epochs.")
 @click.option("--lr-scaling", is_flag=True,
               help="Scale lr linearly with batch size (relative to batch 32).")
 @click.option("--drop-last", is_flag=True, help="Drop the last incomplete batch of each epoch.")
 @click.option("--loss", type=click.Choice(["cross_entropy", "mse"]), default="cross_entropy",
-              show_default=True)
+              show_default=True, help="Training loss (mse: on one-hot targets).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=None,
               help="Save a checkpoint every N epochs (0: none; default: about 50 per run).")
 @click.option("--seed", type=int, default=0, show_default=True,

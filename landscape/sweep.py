@@ -52,6 +52,7 @@ class SweepConfig:
     Attributes:
         dataset, train_subset, test_subset, data_seed, model, model_options, seed: as in the
             study (``batchnorm`` off by default, so small batches can fail to converge).
+        data_root: folder of a torchvision dataset (``landscape.data.load_dataset``'s root).
         batch_sizes: the sizes to train (``"full"`` allowed).
         base_lr, base_batch, max_lr, momentum: SGD settings and the scaling rule.
         target_steps, min_epochs, max_epochs: the epoch budget policy.
@@ -67,6 +68,7 @@ class SweepConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     data_seed: int = 0
+    data_root: str | None = None
     model: str = "cnn1d"
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int = 0
@@ -129,7 +131,7 @@ def run_sweep(config: SweepConfig = SweepConfig(), out_dir: str | Path = "sweep"
     out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _msg: None)
     steps = _Steps(out, force)
-    bundle = load_dataset(config.dataset, seed=config.data_seed,
+    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
                           train_subset=config.train_subset, test_subset=config.test_subset)
     runs = config.runs(len(bundle.train[1]))
     rows = []
