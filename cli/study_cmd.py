@@ -131,17 +131,28 @@ def demo_command(out, quick, force, no_3d, quiet, device):
     _run({"device": device}, out, quick, force, no_3d, quiet)
 
 
+def _data_and_model_options(func):
+    """--dataset, --data-root, --train-subset, --test-subset, --model (study and sweep)."""
+    options = [
+        click.option("--dataset", default="mnist1d", show_default=True,
+                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | "
+                          "module:function"),
+        click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                     help="Folder holding torchvision datasets (never downloaded)."),
+        click.option("--train-subset", type=click.IntRange(min=1), default=None,
+                     help="Use this many training examples."),
+        click.option("--test-subset", type=click.IntRange(min=1), default=None,
+                     help="Use this many test examples."),
+        click.option("--model", "model_name", default="cnn1d", show_default=True,
+                     help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function"),
+    ]
+    for opt in reversed(options):
+        func = opt(func)
+    return func
+
+
 @click.command("study")
-@click.option("--dataset", default="mnist1d", show_default=True,
-              help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder holding torchvision datasets.")
-@click.option("--train-subset", type=click.IntRange(min=1), default=None,
-              help="Use this many training examples.")
-@click.option("--test-subset", type=click.IntRange(min=1), default=None,
-              help="Use this many test examples.")
-@click.option("--model", "model_name", default="cnn1d", show_default=True,
-              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
+@_data_and_model_options
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization, shuffling and directions.")
 @click.option("--small-batch", default="32", show_default=True, callback=_batch,
@@ -205,16 +216,7 @@ def _unique(sizes: tuple[int | str, ...]) -> tuple[int | str, ...]:
 
 
 @click.command("sweep")
-@click.option("--dataset", default="mnist1d", show_default=True,
-              help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder holding torchvision datasets (never downloaded).")
-@click.option("--train-subset", type=click.IntRange(min=1), default=None,
-              help="Use this many training examples.")
-@click.option("--test-subset", type=click.IntRange(min=1), default=None,
-              help="Use this many test examples.")
-@click.option("--model", "model_name", default="cnn1d", show_default=True,
-              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
+@_data_and_model_options
 @click.option("--batchnorm/--no-batchnorm", default=False, show_default=True,
               help="BatchNorm in the model (off: batches below the class count may fail).")
 @click.option("--batch-sizes", default="4,8,16,32,64,128,512,full", show_default=True,
