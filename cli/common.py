@@ -121,6 +121,11 @@ def parse_batch(value: str) -> int | str:
     return n
 
 
+def batch_callback(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    """Click callback of a batch-size option (``parse_batch``; errors name the option)."""
+    return parse_batch(value)
+
+
 def parse_range(text: str, what: str = "range") -> "Any":
     """``min:max:num`` -> numpy array of ``num`` evenly spaced points (both ends included)."""
     import numpy as np

@@ -8,12 +8,7 @@ import click
 
 from landscape.errors import LandscapeError
 
-from .common import device_option, parse_batch, wraps_threads
-
-
-def _batch(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
-    """Click callback: a batch size option (errors name the option)."""
-    return parse_batch(value)
+from .common import batch_callback, device_option, parse_batch, wraps_threads
 
 
 def _check_out(out: str) -> None:
@@ -26,10 +21,8 @@ def _check_out(out: str) -> None:
 def _check_study(config) -> None:
     """Check what the study will build (device, data, model, both training runs) before its
     folder is made, so that a bad option fails at once and leaves nothing behind."""
-    from landscape import TrainConfig, build_model
-    from landscape._util import pick_device
-    from landscape.data import load_dataset
-    from landscape.study import LABELS
+    from landscape import TrainConfig
+    from landscape.study import LABELS, load_setup
 
     runs = config.runs()
     for label, run in runs.items():
@@ -39,10 +32,7 @@ def _check_study(config) -> None:
                         epochs=run.epochs).validate()
         except LandscapeError as exc:
             raise LandscapeError(f"{LABELS[label]} run: {exc}") from None
-    pick_device(config.device)
-    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
-                          train_subset=config.train_subset, test_subset=config.test_subset)
-    build_model(config.model, bundle, seed=config.seed, **config.model_options)
+    bundle = load_setup(config)
     n_train = len(bundle.train[1])
     sizes = {}
     for key in ("small", "large"):
@@ -60,14 +50,9 @@ def _check_study(config) -> None:
 
 def _check_sweep(config) -> None:
     """Check the sweep's device, data and model before its folder is made."""
-    from landscape import build_model
-    from landscape._util import pick_device
-    from landscape.data import load_dataset
+    from landscape.study import load_setup
 
-    pick_device(config.device)
-    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
-                          train_subset=config.train_subset, test_subset=config.test_subset)
-    build_model(config.model, bundle, seed=config.seed, **config.model_options)
+    load_setup(config)
 
 
 def _print_result(result) -> None:
@@ -155,13 +140,13 @@ def _data_and_model_options(func):
 @_data_and_model_options
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization, shuffling and directions.")
-@click.option("--small-batch", default="32", show_default=True, callback=_batch,
+@click.option("--small-batch", default="32", show_default=True, callback=batch_callback,
               help="Batch size of the small-batch run (or 'full').")
 @click.option("--small-lr", type=float, default=0.01, show_default=True,
               help="Learning rate of the small-batch run.")
 @click.option("--small-epochs", type=click.IntRange(min=1), default=60, show_default=True,
               help="Epochs of the small-batch run.")
-@click.option("--large-batch", default="full", show_default=True, callback=_batch,
+@click.option("--large-batch", default="full", show_default=True, callback=batch_callback,
               help="Batch size of the large-batch run ('full': the whole training set).")
 @click.option("--large-lr", type=float, default=0.1, show_default=True,
               help="Learning rate of the large-batch run.")

@@ -9,17 +9,13 @@ from click.core import ParameterSource
 
 from landscape.errors import LandscapeError
 
-from .common import bundle_from, dataset_options, device_option, parse_batch, wraps_threads
+from .common import (batch_callback, bundle_from, dataset_options, device_option,
+                     wraps_threads)
 
 # The files a training run writes into its folder (``landscape.train.train`` and this command).
 RUN_FILES = ("model.pt", "history.json", "history.csv", "config.json", "command.json")
 # Optimizers that take no momentum.
 NO_MOMENTUM = ("rprop", "adam", "adamw")
-
-
-def batch_callback(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
-    """Click callback: a batch size option (errors name the option)."""
-    return parse_batch(value)
 
 
 def holds_run(folder: Path) -> bool:

@@ -131,6 +131,32 @@ class StudyResult:
     seconds: float
 
 
+def load_setup(config) -> Any:
+    """The DataBundle of a study or sweep configuration, after checking that its device
+    exists and its model builds on that data (cheap: nothing is trained or written).
+
+    Args:
+        config: a StudyConfig or SweepConfig (dataset, data_root, data_seed, train_subset,
+            test_subset, model, model_options, seed, device).
+    """
+    from ._util import pick_device
+    from .data import load_dataset
+    from .models import build_model
+
+    pick_device(config.device)
+    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
+                          train_subset=config.train_subset, test_subset=config.test_subset)
+    build_model(config.model, bundle, seed=config.seed, **config.model_options)
+    return bundle
+
+
+def _open(config, out_dir, force: bool, log: Callable[[str], None] | None):
+    """Start a study or sweep: its folder, logger, step record and data."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, log or (lambda _msg: None), _Steps(out, force), load_setup(config)
+
+
 class _Steps:
     """Which steps are done, by a key of their settings, kept in ``study_state.json``."""
 
@@ -178,15 +204,8 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
     Returns:
         StudyResult with the summary and the paths written.
     """
-    from .data import load_dataset
-
     start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    say = log or (lambda _msg: None)
-    steps = _Steps(out, force)
-    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
-                          train_subset=config.train_subset, test_subset=config.test_subset)
+    out, say, steps, bundle = _open(config, out_dir, force, log)
     total = 7
     say(f"[1/{total}] training the small- and the large-batch model")
     models, histories, train_keys = _train_both(config, bundle, out, steps, progress, say)

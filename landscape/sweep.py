@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._util import provenance, write_json
-from .study import _key, _Steps
+from .study import _key, _open, _Steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,15 +124,8 @@ def run_sweep(config: SweepConfig = SweepConfig(), out_dir: str | Path = "sweep"
     Returns:
         The content of ``sweep.json`` (``rows``, ``observations``, ``setup``, ``files``).
     """
-    from .data import load_dataset
-
     start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    say = log or (lambda _msg: None)
-    steps = _Steps(out, force)
-    bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
-                          train_subset=config.train_subset, test_subset=config.test_subset)
+    out, say, steps, bundle = _open(config, out_dir, force, log)
     runs = config.runs(len(bundle.train[1]))
     rows = []
     for i, run in enumerate(runs, 1):
