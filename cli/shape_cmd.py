@@ -32,7 +32,7 @@ def shape_command(surface, metric, rise, threshold, json_out, force):
     """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE."""
     from landscape._util import provenance, sha256_file, write_json
     from landscape.errors import LandscapeError
-    from landscape.sharpness import surface_shape
+    from landscape.shape import surface_shape
     from landscape.store import load_surface
 
     if not (rise > 0 and math.isfinite(rise)):

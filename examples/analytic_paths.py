@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from landscape.plot2d import plot_contours
-from landscape.sharpness import basin_shape
+from landscape.shape import basin_shape
 from landscape.surface import Surface
 
 

@@ -6,7 +6,8 @@ import numpy as np
 
 import landscape
 from landscape.hessian import hessian_eigenvalues
-from landscape.sharpness import epsilon_sharpness, surface_shape
+from landscape.shape import surface_shape
+from landscape.sharpness import epsilon_sharpness
 from landscape.plot2d import plot_contours, plot_lines
 
 bundle = landscape.load_dataset("mnist1d")

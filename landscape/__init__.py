@@ -17,9 +17,9 @@ from .evaluate import Evaluator
 from .hessian import (dense_hessian, extreme_eigenvalues, hessian_density, hessian_eigenvalues,
                       hessian_trace)
 from .models import build_model, count_parameters
-from .sharpness import (BasinShape, adaptive_sharpness, average_sharpness, basin_shape,
-                        epsilon_sharpness, measure_sharpness, reparametrization_report,
-                        rescale_relu_layers, surface_shape)
+from .shape import BasinShape, basin_shape, surface_shape
+from .sharpness import (adaptive_sharpness, average_sharpness, epsilon_sharpness,
+                        measure_sharpness, reparametrization_report, rescale_relu_layers)
 from .store import load_surface, save_surface
 from .surface import Surface, compute_surface
 from .train import TrainConfig, TrainResult, train

@@ -388,7 +388,7 @@ def _per_model_json(step: str, models, out: Path, steps: _Steps, train_keys: dic
 
 
 def _shapes(config: StudyConfig, surfaces) -> dict[str, dict[str, Any]]:
-    from .sharpness import surface_shape
+    from .shape import surface_shape
 
     return {label: {dim: surface_shape(s, metric="train_loss", rise=config.rise).to_dict()
                     for dim, s in by_dim.items()}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape_cli.main import cli
 from landscape import hessian as hs
 from landscape._util import sha256_file
 from landscape.checkpoint import load_checkpoint, save_checkpoint
@@ -164,7 +164,7 @@ def test_power_iteration_says_what_converged_means(checkpoint, tmp_path):
 
 
 def test_every_option_has_help():
-    from cli.hessian_cmd import hessian_command
+    from landscape_cli.hessian_cmd import hessian_command
 
     bare = [p.name for p in hessian_command.params
             if isinstance(p, click.Option) and not (p.help or "").strip()]

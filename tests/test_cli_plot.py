@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import cli
+from landscape_cli.main import cli
 from landscape import plot3d
 from landscape.store import save_surface
 from landscape.surface import Surface

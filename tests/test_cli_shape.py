@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape_cli.main import cli
 from landscape.checkpoint import load_checkpoint, save_checkpoint
 from landscape.models import build_model
-from landscape.sharpness import epsilon_sharpness, surface_shape
+from landscape.shape import surface_shape
+from landscape.sharpness import epsilon_sharpness
 from landscape.store import save_surface
 from landscape.surface import Surface
 

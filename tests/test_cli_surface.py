@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape_cli.main import cli
 from landscape import TrainConfig, build_model, load_checkpoint, load_dataset, save_checkpoint
 from landscape import train as train_model
 from landscape._util import sha256_file

@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape_cli.main import cli
 from landscape import __version__, load_checkpoint
 
 from cli_helpers import one_line_error as _one_line_error

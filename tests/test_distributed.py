@@ -274,7 +274,7 @@ def trained(tmp_path_factory) -> Path:
 def test_torchrun_resumes_a_single_process_file_bit_identically(trained, tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from landscape_cli.main import cli
     from landscape.store import load_surface, save_surface
 
     args = ["surface", str(trained), "--x=-1:1:5", "--y=-1:1:5", "--metrics",
@@ -313,7 +313,7 @@ def test_torchrun_hessian_equals_single_process(trained, tmp_path):
     and alone prints and writes the JSON; the numbers are the single process's."""
     from click.testing import CliRunner
 
-    from cli.main import cli
+    from landscape_cli.main import cli
 
     args = ["hessian", str(trained), "--top-k", "2", "--trace", "--trace-products", "12",
             "--quiet"]

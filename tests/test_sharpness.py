@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import json
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -289,47 +288,3 @@ def test_reparametrization_report(tiny):
     assert report.measure("epsilon_sharpness").relative_change > 0.1
     assert not report.measure("epsilon_sharpness").invariant
     json.dumps(report.to_dict())
-
-
-# ----------------------------------------------------------------------------- basin shape
-
-def test_basin_shape_flags_an_edge_minimum():
-    from landscape.sharpness import basin_shape
-
-    inside = np.linspace(-1, 1, 21)
-    off = np.linspace(0.1, 0.5, 5)  # the minimum of x^2 is at 0, off the grid
-    assert not basin_shape(inside, inside ** 2).min_on_edge
-    shape = basin_shape(off, off ** 2)
-    assert shape.min_on_edge and shape.min_at == (pytest.approx(0.1),)
-    xx, yy = np.meshgrid(inside, inside, indexing="ij")
-    tilted = basin_shape(inside, xx ** 2 + (yy - 1.5) ** 2, inside)  # lowest on the y = 1 edge
-    assert tilted.min_on_edge and tilted.min_at == (pytest.approx(0.0), pytest.approx(1.0))
-    flat = basin_shape(inside, np.zeros_like(inside))  # ties with the interior: no warning
-    assert not flat.min_on_edge
-    out = json.loads(json.dumps(shape.to_dict()))
-    assert out["min_on_edge"] is True and out["min_at"] == [pytest.approx(0.1)]
-
-
-@pytest.mark.parametrize("points,resolved", [(5, False), (81, True)])
-def test_basin_shape_flags_a_width_below_two_grid_steps(points, resolved):
-    from landscape.sharpness import basin_shape
-
-    x = np.linspace(-0.5, 0.5, points)
-    xx, yy = np.meshgrid(x, x, indexing="ij")
-    shape = basin_shape(x, 4 * (xx ** 2 + yy ** 2), x)  # true width 2 sqrt(0.1 / 4) = 0.32
-    step = 1.0 / (points - 1)
-    assert shape.grid_steps == (pytest.approx(step), pytest.approx(step))
-    assert shape.width_resolved is resolved
-    assert (shape.width >= 2 * step) is resolved
-
-
-def test_surface_shape_refuses_an_accuracy():
-    from landscape.sharpness import surface_shape
-    from landscape.surface import Surface
-
-    x = np.linspace(-1, 1, 21)
-    surf = Surface(x=x, y=None, metrics={"test_loss": x ** 2, "test_acc": 0.9 - x ** 2},
-                   done=np.ones(x.shape, dtype=bool))
-    assert surface_shape(surf, "test_loss").label == "V"
-    with pytest.raises(LandscapeError, match="accuracy.*use test_loss"):
-        surface_shape(surf, "test_acc")

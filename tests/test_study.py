@@ -5,7 +5,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape_cli.main import cli
 from landscape.study import StudyConfig, run_study
 
 

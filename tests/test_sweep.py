@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape_cli.main import cli
 from landscape.sweep import SweepConfig, observations, run_sweep
 
 
