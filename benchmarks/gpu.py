@@ -190,7 +190,7 @@ def surface_rows(prob: dict[str, Any], device, grid: int, batch: int) -> list[di
     plain fp32 and each variant, with speed, error and memory; plus one whole
     ``compute_surface`` call (setup, hashing and the file-less bookkeeping included)."""
     from landscape.directions import random_directions
-    from landscape.surface import compute_surface
+    from landscape.surface import SurfaceOptions, compute_surface
 
     model, data = prob["model"], prob["data"]
     x = data.train[0]
@@ -222,9 +222,9 @@ def surface_rows(prob: dict[str, Any], device, grid: int, batch: int) -> list[di
                      "forward_ms": forward * 1e3, "max_abs_err": err,
                      "memory": peak.as_dict(), "memory_text": peak.text()})
     with Peak(device) as peak:
+        options = SurfaceOptions(progress=False, device=device, batch_points=1)
         seconds, surf = timed(lambda: compute_surface(model, data, dirs, axis, axis,
-                                                      progress=False, device=device,
-                                                      batch_points=1), device)
+                                                      options=options), device)
     err = {k: float(np.nanmax(np.abs(surf.metrics[k].reshape(-1) - ref[k]))) for k in ref} \
         if ref is not None else {}
     rows.append({"model": prob["name"], "variant": "compute_surface end to end (fp32)",

@@ -55,13 +55,13 @@ def per_point_vs_forward(model, x, y, grid: int, rounds: int) -> tuple[float, fl
 def ours(model, data, grid: int, metrics: tuple[str, ...], device) -> float:
     """Seconds for a grid x grid surface with landscape.compute_surface."""
     from landscape.directions import random_directions
-    from landscape.surface import compute_surface
+    from landscape.surface import SurfaceOptions, compute_surface
 
     dirs = random_directions(model, count=2, norm="filter", ignore="biasbn", seed=0)
     axis = np.linspace(-1.0, 1.0, grid)
     t0 = time.perf_counter()
-    compute_surface(model, data, dirs, axis, axis, metrics=metrics, progress=False,
-                    device=device)
+    compute_surface(model, data, dirs, axis, axis,
+                    options=SurfaceOptions(metrics=metrics, progress=False, device=device))
     return time.perf_counter() - t0
 
 

@@ -1,7 +1,7 @@
 """``landscape hessian``: extreme eigenvalues, trace and spectral density of a checkpoint.
 
 Under torchrun (``torchrun --nproc-per-node N -m landscape hessian model.pt ...``) the examples
-are shared by the ranks (``landscape.distributed``): every product sums the ranks' shards, rank 0
+are shared by the ranks (``landscape.hessian.DistributedHessian``): every product sums the ranks' shards, rank 0
 runs the solvers and alone prints and writes the JSON.
 """
 from __future__ import annotations
@@ -97,8 +97,8 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     from landscape import hessian as hs
     from landscape._util import pick_device, provenance, sha256_file, write_json
     from landscape.checkpoint import load_checkpoint
-    from landscape.distributed import (DistributedHessian, init_distributed,
-                                       serve_hessian_products, shutdown)
+    from landscape.distributed import init_distributed, shutdown
+    from landscape.hessian import DistributedHessian, serve_hessian_products
     from landscape.errors import LandscapeError
 
     if top_k + bottom_k == 0 and not (want_trace or want_density):

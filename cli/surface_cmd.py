@@ -1,19 +1,16 @@
 """``landscape surface | interpolate | plane | trajectory``: loss surfaces into HDF5 files.
 
-Each command builds directions (saved once beside the output as ``OUT.directions.h5``),
-then fills the surface file point by point (``landscape.compute_surface``), checkpointing it
-atomically so that ``--resume`` continues an interrupted run.
+Each command builds its directions, then calls ``landscape.compute_surface``, which saves the
+directions once beside the output (``OUT.directions.h5``) and fills the surface file point by
+point, checkpointing it atomically so that ``--resume`` continues an interrupted run.
 
 Under torchrun (``torchrun --nproc-per-node N -m landscape surface ...``) the grid points are
-shared by the ranks (``landscape.distributed``): every rank builds the same directions, rank 0
-alone writes the directions and surface files and prints; ``--resume`` works with any number
+shared by the ranks; rank 0 alone writes files and prints; ``--resume`` works with any number
 of ranks.
 """
 from __future__ import annotations
 
 import functools
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ METRIC_NAMES = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 # ----------------------------------------------------------------------------------------
-# option helpers
+# options
 
 
 def _range_option(name: str, default: str | None, help_text: str):
@@ -51,12 +48,19 @@ SHARED_OPTIONS = ("metrics", "loss", "out", "resume", "force", "bn_recalibrate",
 
 def surface_options(func):
     """Options shared by the surface commands, handed to the command as one ``opts`` dict
-    (after refusing an existing output that is neither resumed nor forced)."""
+    (after refusing an output that exists, or that is one of the inputs)."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from landscape.surface import check_output, directions_file_for
+
+        from .common import guard_output
+
         opts = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
-        _check_out(opts["out"], opts["resume"], opts["force"], _inputs(kwargs))
-        _check_numerics(opts)
+        out = Path(opts["out"])
+        for written, option in ((out, "--out"), (directions_file_for(out),
+                                                 "--out's directions")):
+            guard_output(written, _inputs(kwargs), force=True, option=option)
+        check_output(out, resume=opts["resume"], force=opts["force"])
         return func(*args, opts=opts, **kwargs)
 
     options = [
@@ -96,13 +100,6 @@ def surface_options(func):
     return device_option(wrapper)
 
 
-def directions_file_for(out: str | Path) -> Path:
-    """``surf.h5`` -> ``surf.directions.h5`` (beside the surface file)."""
-    out = Path(out)
-    stem = out.stem if out.suffix.lower() in (".h5", ".hdf5") else out.name
-    return out.with_name(f"{stem}.directions.h5")
-
-
 def _inputs(kwargs: dict[str, Any]) -> list[Path]:
     """The files a surface command reads: its checkpoints, or a run folder's."""
     paths = [Path(kwargs[k]) for k in ("checkpoint", "checkpoint_a", "checkpoint_b",
@@ -113,45 +110,6 @@ def _inputs(kwargs: dict[str, Any]) -> list[Path]:
     return paths
 
 
-def _check_out(out: str, resume: bool, force: bool, inputs: list[Path] = ()) -> None:
-    """Refuse an existing output, or one that would replace an input, before any work."""
-    from landscape.errors import StoreError
-
-    from .common import guard_output
-
-    path = Path(out)
-    for written, option in ((path, "--out"), (directions_file_for(path), "--out's directions")):
-        guard_output(written, inputs, force=True, option=option)
-    if path.exists() and not path.is_file():
-        raise StoreError(f"output {out!r} exists and is not a file")
-    if path.exists() and not resume and not force:
-        raise StoreError(f"{out!r} already exists: continue it with --resume or overwrite it "
-                         "with --force")
-    if resume and force:
-        raise StoreError("use --resume or --force, not both")
-
-
-MAX_POINTS = 10_000_000
-"""Most grid points a surface command accepts (a 3,162 x 3,162 plane)."""
-
-
-def _check_numerics(opts: dict[str, Any]) -> None:
-    """Refuse a device or precision that cannot work, before anything is written."""
-    from landscape._util import pick_device
-    from landscape.evaluate import _check_precision
-
-    _check_precision(opts["precision"], pick_device(opts["device"]))
-
-
-def _check_grid(x, y) -> None:
-    from landscape.errors import LandscapeError
-
-    points = len(x) * (1 if y is None else len(y))
-    if points > MAX_POINTS:
-        raise LandscapeError(f"the grid has {points:,} points, more than {MAX_POINTS:,}: use "
-                             "fewer points per axis")
-
-
 def _load(path: str):
     from landscape import load_checkpoint
     from landscape._util import sha256_file
@@ -160,88 +118,33 @@ def _load(path: str):
     return model, info, sha256_file(path)
 
 
-def _labels(paths: list[str]) -> list[str]:
-    """Short names of checkpoints: file names, with their folder when file names repeat
-    (``runs/sb/model.pt`` and ``runs/lb/model.pt`` -> ``sb/model.pt``, ``lb/model.pt``)."""
-    names = [Path(p).name for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    return [str(Path(Path(p).parent.name) / Path(p).name) for p in paths]
-
-
-def _default_loss(loss: str | None, info: dict[str, Any]) -> str:
-    if loss is not None:
-        return loss
-    config = (info.get("extra") or {}).get("config") or {}
-    return config.get("loss", "cross_entropy")
-
-
-def _auto_axis(values, num: int = 21):
-    """An axis covering ``values`` (and 0) with a quarter of the span as margin."""
-    import numpy as np
-
-    values = np.concatenate([np.asarray(values, dtype=float).ravel(), [0.0]])
-    lo, hi = float(values.min()), float(values.max())
-    pad = 0.25 * (hi - lo) if hi > lo else 1.0
-    return np.linspace(lo - pad, hi + pad, num)
-
-
 # ----------------------------------------------------------------------------------------
 # the shared run
 
 
-def _save_or_reuse_directions(path: Path, dirs, prov: dict[str, Any], force: bool
-                              ) -> tuple[bool, Path | None]:
-    """Write the directions file, or check that the existing one holds these directions.
-
-    Returns:
-        (True when the file was written by this call, the replaced file moved aside, if any:
-        put it back if the run fails before the surface file is written).
-    """
-    from landscape.directions import directions_sha256, load_directions, save_directions
-    from landscape.errors import StoreError
-
-    digest = directions_sha256(dirs)
-    if path.exists():
-        try:
-            _, info = load_directions(path)
-            same = info["sha256"] == digest
-        except StoreError:
-            if not force:
-                raise
-            same = False
-        if same:
-            return False, None
-        if not force:
-            raise StoreError(f"directions file {str(path)!r} holds other directions than these "
-                             "options make (sha256 differs); use --force to replace it or "
-                             "another --out")
-        aside = path.with_name(f".{path.name}.replaced")
-        os.replace(path, aside)
-        try:
-            save_directions(path, dirs, prov)
-        except BaseException:
-            os.replace(aside, path)
-            raise
-        return True, aside
-    save_directions(path, dirs, prov)
-    return True, None
-
-
-def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, Any],
-         prov: dict[str, Any], trajectory=None, anchors=None):
-    """Save directions, compute the surface into ``opts['out']``, print the summary.
-
-    Under torchrun the ranks share the points; only rank 0 writes files and prints.
-    """
+def _run(model, bundle, dirs, x, y, opts: dict[str, Any], info: dict[str, Any],
+         recipe: dict[str, Any], trajectory=None, anchors=None):
+    """Compute the surface into ``opts['out']`` (directions saved beside it) and print the
+    summary. Under torchrun the ranks share the points; only rank 0 writes and prints."""
+    from landscape.checkpoint import trained_loss
     from landscape.distributed import PeerError, init_distributed, shutdown
-    from landscape.surface import summary_line
+    from landscape.surface import SurfaceOptions, compute_surface, summary_line
 
-    _check_grid(x, y)
+    options = SurfaceOptions(
+        metrics=opts["metrics"], loss=trained_loss(info, opts["loss"]),
+        bn_recalibrate=opts["bn_recalibrate"], precision=opts["precision"],
+        channels_last=opts["channels_last"], hessian=opts["hessian"],
+        seed=recipe.get("seed", 0), device=opts["device"],
+        batch_points=opts["batch_points"], checkpoint_seconds=opts["checkpoint_seconds"],
+        progress=not opts["quiet"])
     context = init_distributed(opts["device"], opts["dist_timeout"])
     try:
-        surface, complete = _compute(model, bundle, dirs, x, y, opts, dir_prov, prov,
-                                     trajectory, anchors, context)
+        surface = compute_surface(model, bundle, dirs, x, y, options=options, out=opts["out"],
+                                  resume=opts["resume"], force=opts["force"],
+                                  provenance=dict(recipe, dataset=bundle.spec,
+                                                  model=info["model"]),
+                                  directions_recipe=recipe, trajectory=trajectory,
+                                  anchors=anchors, context=context)
     except PeerError:
         click.get_current_context().exit(1)  # rank 0 prints the error
     finally:
@@ -253,57 +156,11 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, An
         click.echo(f"{opts['precision']} error vs fp32 (largest absolute difference at the "
                    "origin and corners): "
                    + ", ".join(f"{k} {v:.3g}" for k, v in err.items()), err=True)
-    if complete:
+    if opts["resume"] and surface.provenance.get("computed_now") == 0 and surface.complete:
         click.echo(f"{opts['out']}: already complete, nothing computed ({summary_line(surface)})")
     else:
         click.echo(f"{opts['out']}: {summary_line(surface)}")
     return surface
-
-
-def _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory, anchors, context):
-    from landscape.distributed import compute_surface_distributed, run_on_main
-    from landscape.store import load_surface
-    from landscape.surface import compute_surface
-
-    out = Path(opts["out"])
-    dpath = directions_file_for(out)
-
-    def prepare() -> tuple[tuple | None, bool, bool, Path | None]:
-        complete = False
-        if opts["resume"] and out.exists():
-            # a damaged file is reported before anything is written
-            complete = load_surface(out).complete
-        before = _stat(out)
-        wrote, aside = _save_or_reuse_directions(dpath, dirs, dir_prov, opts["force"])
-        return before, complete, wrote, aside
-
-    before, complete, wrote, aside = (run_on_main(context, prepare, "writing of the directions")
-                                      or (None, False, False, None))
-    settings = dict(metrics=opts["metrics"], store=out, resume=opts["resume"],
-                    force=opts["force"], loss=opts["loss"],
-                    bn_recalibrate=opts["bn_recalibrate"], precision=opts["precision"],
-                    checkpoint_seconds=opts["checkpoint_seconds"], progress=not opts["quiet"],
-                    seed=prov.get("seed", 0), provenance=prov, hessian=opts["hessian"],
-                    batch_points=opts["batch_points"], directions_path=str(dpath),
-                    trajectory=trajectory, anchors=anchors, channels_last=opts["channels_last"])
-    try:
-        if context is None:
-            surface = compute_surface(model, bundle, dirs, x, y, device=opts["device"],
-                                      **settings)
-        else:
-            surface = compute_surface_distributed(model, bundle, dirs, x, y, context=context,
-                                                  **settings)
-    except BaseException:
-        if wrote and _stat(out) == before:  # the surface file was never written: no debris
-            dpath.unlink(missing_ok=True)
-            if aside is not None:  # --force replaced a directions file: put it back
-                os.replace(aside, dpath)
-                aside = None
-        raise
-    finally:
-        if aside is not None:
-            aside.unlink(missing_ok=True)
-    return surface, complete
 
 
 def _note(message: str) -> None:
@@ -312,14 +169,6 @@ def _note(message: str) -> None:
 
     if is_main_process():
         click.echo(message, err=True)
-
-
-def _stat(path: Path) -> tuple | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 # ----------------------------------------------------------------------------------------
@@ -360,9 +209,7 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
               "checkpoint_sha256": digest, "cosine": cosine}
     if cosine is not None:
         _note(f"cosine between the directions: {cosine:.3g}")
-    prov = dict(recipe, dataset=bundle.spec, model=info["model"])
-    opts["loss"] = _default_loss(opts["loss"], info)
-    _run(model, bundle, dirs, x, y, opts, recipe, prov)
+    _run(model, bundle, dirs, x, y, opts, info, recipe)
 
 
 @click.command("interpolate")
@@ -377,6 +224,7 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_subset,
                         test_subset, data_seed, alpha, kind, opts):
     """Metrics along (1 - alpha) A + alpha B (A's dataset unless given)."""
+    from landscape.checkpoint import checkpoint_labels
     from landscape.directions import interpolation_direction
 
     model_a, info, digest_a = _load(checkpoint_a)
@@ -387,10 +235,9 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
     recipe = {"type": "interpolation", "kind": kind, "checkpoint": str(checkpoint_a),
               "checkpoint_sha256": digest_a, "checkpoint_b": str(checkpoint_b),
               "checkpoint_b_sha256": digest_b}
-    anchors = {"coords": [[0.0], [1.0]], "labels": _labels([checkpoint_a, checkpoint_b])}
-    opts["loss"] = _default_loss(opts["loss"], info)
-    _run(model_a, bundle, dirs, alpha, None, opts, recipe,
-         dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
+    anchors = {"coords": [[0.0], [1.0]],
+               "labels": checkpoint_labels([checkpoint_a, checkpoint_b])}
+    _run(model_a, bundle, dirs, alpha, None, opts, info, recipe, anchors=anchors)
 
 
 @click.command("plane")
@@ -409,40 +256,24 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
 def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, train_subset,
                   test_subset, data_seed, x, y, orthogonal, kind, opts):
     """Surface on the plane through A, B and C (origin A, axes B - A and C - A)."""
+    from landscape.checkpoint import checkpoint_labels
     from landscape.directions import plane_directions
+    from landscape.grid import auto_axis
 
     loaded = [_load(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)]
     (model_a, info, _), models = loaded[0], [m for m, _, _ in loaded]
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
     dirs, coords = plane_directions(*models, kind=kind, orthogonal=orthogonal)
-    x = _auto_axis(coords[:, 0]) if x is None else x
-    y = _auto_axis(coords[:, 1]) if y is None else y
+    x = auto_axis(coords[:, 0]) if x is None else x
+    y = auto_axis(coords[:, 1]) if y is None else y
     recipe = {"type": "plane", "kind": kind, "orthogonal": orthogonal,
               "checkpoint": str(checkpoint_a), "checkpoint_sha256": loaded[0][2],
               "checkpoints": [str(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)],
               "checkpoints_sha256": [d for _, _, d in loaded]}
-    anchors = {"coords": coords, "labels": _labels([checkpoint_a, checkpoint_b, checkpoint_c])}
-    opts["loss"] = _default_loss(opts["loss"], info)
-    _run(model_a, bundle, dirs, x, y, opts, recipe,
-         dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
-
-
-def _run_checkpoints(run_dir: str) -> tuple[list[Path], Path]:
-    from landscape.errors import LandscapeError
-
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise LandscapeError(f"run folder {run_dir!r} does not exist")
-    paths = sorted((root / "checkpoints").glob("*.pt"))
-    final = root / "model.pt"
-    if not final.is_file():
-        raise LandscapeError(f"{run_dir!r} has no model.pt (is it a finished `landscape train` "
-                             "run folder?)")
-    if len(paths) < 2:
-        raise LandscapeError(f"{run_dir!r} has {len(paths)} checkpoints under checkpoints/; "
-                             "trajectory PCA needs at least 2 (train with --checkpoint-every)")
-    return paths, final
+    anchors = {"coords": coords,
+               "labels": checkpoint_labels([checkpoint_a, checkpoint_b, checkpoint_c])}
+    _run(model_a, bundle, dirs, x, y, opts, info, recipe, anchors=anchors)
 
 
 @click.command("trajectory")
@@ -458,26 +289,25 @@ def trajectory_command(run_dir, dataset, data_root, train_subset, test_subset, d
                        y, kind, opts):
     """Surface on the top-2 PCA plane of a training run, with its path (stored in
     /trajectory: coords, explained_variance_ratio, labels, epochs)."""
+    from landscape.checkpoint import run_checkpoints
     from landscape.directions import trajectory_pca
+    from landscape.grid import auto_axis
 
-    paths, final = _run_checkpoints(run_dir)
+    paths, final, epochs = run_checkpoints(run_dir)
     model, info, digest = _load(str(final))
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
     pca = trajectory_pca(paths, final=final, kind=kind)
-    x = _auto_axis(pca.coords[:, 0]) if x is None else x
-    y = _auto_axis(pca.coords[:, 1]) if y is None else y
+    x = auto_axis(pca.coords[:, 0]) if x is None else x
+    y = auto_axis(pca.coords[:, 1]) if y is None else y
     ratio = pca.explained_variance_ratio
     _note(f"explained variance: {ratio[0]:.3f}, {ratio[1]:.3f}")
-    epochs = [int(m.group(1)) if (m := re.search(r"(\d+)", p.stem)) else -1 for p in paths]
     trajectory = {"coords": pca.coords, "explained_variance_ratio": ratio,
                   "labels": [p.name for p in paths], "epochs": epochs}
     recipe = {"type": "trajectory_pca", "kind": kind, "checkpoint": str(final),
               "checkpoint_sha256": digest, "run_dir": str(run_dir),
               "explained_variance_ratio": ratio.tolist(), "checkpoints": len(paths)}
-    opts["loss"] = _default_loss(opts["loss"], info)
-    _run(model, bundle, pca.directions, x, y, opts, recipe,
-         dict(recipe, dataset=bundle.spec, model=info["model"]), trajectory=trajectory)
+    _run(model, bundle, pca.directions, x, y, opts, info, recipe, trajectory=trajectory)
 
 
 def register(group: click.Group) -> None:

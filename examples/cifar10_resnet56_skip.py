@@ -26,10 +26,11 @@ for skip in (True, False):
                                    batch_size=128, epochs=300, schedule="step", step_epochs=150)
     landscape.train(model, bundle, config, out_dir=out / name)
     dirs = landscape.random_directions(model, count=2, norm="filter", ignore="biasbn", seed=0)
+    grid = np.linspace(-1, 1, 51)
     surfaces.append(landscape.compute_surface(
-        model, bundle, dirs, x=np.linspace(-1, 1, 51), y=np.linspace(-1, 1, 51),
-        metrics=("train_loss",),
-        store=out / f"{name}.h5", resume=True))
+        model, bundle, dirs, x=grid, y=grid,
+        options=landscape.SurfaceOptions(metrics=("train_loss",)),
+        out=out / f"{name}.h5", resume=True))
 labels = ["with skip connections", "without skip connections"]
 plot_contours(surfaces, labels=labels, levels=[0.1 + 0.5 * i for i in range(20)],
               out=out / "contours.png")

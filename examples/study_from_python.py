@@ -23,9 +23,10 @@ for name, settings in runs.items():
     dirs = landscape.random_directions(model, count=2, norm="filter", ignore="biasbn", seed=0)
     grid = np.linspace(-1, 1, 25)
     plane = landscape.compute_surface(model, bundle, dirs, x=grid, y=grid,
-                                      metrics=("train_loss",))
-    line = landscape.compute_surface(model, bundle, dirs[:1], x=np.linspace(-1, 1, 41),
-                                     metrics=("train_loss", "test_loss"))
+                                      options=landscape.SurfaceOptions(metrics=("train_loss",)))
+    line = landscape.compute_surface(
+        model, bundle, dirs[:1], x=np.linspace(-1, 1, 41),
+        options=landscape.SurfaceOptions(metrics=("train_loss", "test_loss")))
     shape = surface_shape(plane)
     print(f"{name:12s} test acc {result.final['test_acc']:.3f}  top eigenvalue "
           f"{top.values[-1]:.2f}  Keskar sharpness {sharp.value:.3g}  basin {shape.label}"

@@ -21,7 +21,7 @@ from .shape import BasinShape, basin_shape, surface_shape
 from .sharpness import (adaptive_sharpness, average_sharpness, epsilon_sharpness,
                         measure_sharpness, reparametrization_report, rescale_relu_layers)
 from .store import load_surface, save_surface
-from .surface import Surface, compute_surface
+from .surface import Surface, SurfaceOptions, compute_surface
 from .train import TrainConfig, TrainResult, train
 
 _LAZY = {
@@ -51,7 +51,7 @@ __all__ = [
     "random_directions", "direction_cosine", "interpolation_direction", "plane_directions",
     "trajectory_pca", "TrajectoryPCA", "save_directions", "load_directions",
     # surfaces
-    "Surface", "compute_surface", "Evaluator", "load_surface", "save_surface",
+    "Surface", "SurfaceOptions", "compute_surface", "Evaluator", "load_surface", "save_surface",
     # curvature
     "hessian_eigenvalues", "extreme_eigenvalues", "hessian_trace", "hessian_density",
     "dense_hessian",

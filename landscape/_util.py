@@ -120,15 +120,14 @@ def _umask() -> int:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default``: arrays and tensors as lists, anything else as its text."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
-    if isinstance(obj, (Path, torch.device, torch.dtype)):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    return str(obj)  # paths, devices, dtypes, and anything else a record may name
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -141,10 +140,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:
-    """Content hash of named tensors (names, dtypes, shapes and bytes), order-independent."""
+    """Content hash of named tensors (names, dtypes, shapes and bytes), order-independent.
+    A 0-d entry is hashed as shape (1,) (its bytes cannot be viewed otherwise)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
+        t = t.reshape(1) if t.ndim == 0 else t
         h.update(name.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())

@@ -8,8 +8,9 @@ builder name, options, seed, input shape, classes, dataset spec), ``state_dict``
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -89,3 +90,47 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None
     info = {"model": spec, "dataset": spec.get("dataset"), "extra": blob.get("extra", {}),
             "path": str(path)}
     return model, info
+
+
+def trained_loss(info: dict[str, Any], override: str | None = None) -> str:
+    """The loss a checkpoint was trained with (``info`` from ``load_checkpoint``), unless
+    ``override`` names one; ``cross_entropy`` when the checkpoint does not say."""
+    if override is not None:
+        return override
+    config = (info.get("extra") or {}).get("config") or {}
+    return config.get("loss", "cross_entropy")
+
+
+def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Short names of checkpoints for legends and anchors: a run's final ``model.pt`` is named
+    by its run folder (``runs/seed1/model.pt`` -> ``seed1``), another file by its name; names
+    that would repeat keep their folder (``a/epoch_9.pt``, ``b/epoch_9.pt``)."""
+    paths = [Path(p) for p in paths]
+    names = [p.parent.name if p.name == "model.pt" and p.parent.name else p.name
+             for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(Path(p.parent.name) / p.name) for p in paths]
+
+
+def run_checkpoints(run_dir: str | os.PathLike) -> tuple[list[Path], Path, list[int]]:
+    """The per-epoch checkpoints of a ``landscape train`` run folder, its final model, and the
+    epoch of each checkpoint (from its name; -1 where it has none).
+
+    Raises:
+        CheckpointError: no such folder, no ``model.pt``, or fewer than two checkpoints.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
+    final = root / "model.pt"
+    if not final.is_file():
+        raise CheckpointError(f"{str(run_dir)!r} has no model.pt (is it a finished `landscape "
+                              "train` run folder?)")
+    paths = sorted((root / "checkpoints").glob("*.pt"))
+    if len(paths) < 2:
+        raise CheckpointError(f"{str(run_dir)!r} has {len(paths)} checkpoints under "
+                              "checkpoints/; trajectory PCA needs at least 2 (train with "
+                              "--checkpoint-every)")
+    epochs = [int(m.group(1)) if (m := re.search(r"(\d+)", p.stem)) else -1 for p in paths]
+    return paths, final, epochs

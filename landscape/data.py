@@ -56,6 +56,34 @@ class DataBundle:
         return dataclasses.replace(self, train=move(self.train), test=move(self.test))
 
 
+def as_splits(data: Any) -> dict[str, Split]:
+    """``{"train": (x, y), "test": (x, y)}`` of a DataBundle, or ``{"train": (x, y)}`` of a
+    plain ``(inputs, targets)`` pair: the one way every computation accepts its data."""
+    if isinstance(data, DataBundle):
+        return {"train": data.train, "test": data.test}
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+            raise DataError("data must hold tensors: (inputs, targets)")
+        return {"train": (x, y)}
+    raise DataError("data must be a DataBundle or an (inputs, targets) pair")
+
+
+def split_of(data: Any, split: str = "train") -> Split:
+    """One split of a DataBundle or of a pair (whose only split is ``train``), checked to hold
+    the same non-zero number of inputs and targets."""
+    splits = as_splits(data)
+    if split not in splits:
+        if split not in ("train", "test"):
+            raise DataError(f"unknown split {split!r}: use 'train' or 'test'")
+        raise DataError(f"the {split} split needs a DataBundle, not an (inputs, targets) pair")
+    x, y = splits[split]
+    if len(x) != len(y) or len(y) == 0:
+        raise DataError(f"data has {len(x)} inputs and {len(y)} targets: need the same "
+                        "non-zero number")
+    return x, y
+
+
 def cache_dir() -> Path:
     """Folder for generated datasets: $LANDSCAPE_CACHE, else $XDG_CACHE_HOME/landscape."""
     env = os.environ.get("LANDSCAPE_CACHE")

@@ -190,19 +190,6 @@ def direction_cosine(d1: Direction, d2: Direction) -> float:
     return dot / (n1 * n2) if n1 > 0 and n2 > 0 else float("nan")
 
 
-def direction_norms(direction: Direction, model: nn.Module, norm: str = "filter",
-                    kind: str = "weights") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-group norms of a direction and of the model's weights, for checking normalization.
-
-    Returns:
-        name -> (direction group norms, weight group norms), both 1-D float64 tensors.
-    """
-    entries = named_tensors(model, kind)
-    return {n: (_groups(d.detach().double().cpu(), norm).norm(dim=1),
-                _groups(entries[n].detach().double().cpu(), norm).norm(dim=1))
-            for n, d in direction.items()}
-
-
 # ----------------------------------------------------------------------------------------
 # directions between checkpoints
 
@@ -389,22 +376,9 @@ def _unflatten_np(vec: np.ndarray, ref: dict[str, torch.Tensor],
 # direction files
 
 
-def chmod_like_new_file(path: str | os.PathLike) -> None:
-    """Give a temporary file (created 0600) the permissions a plain new file would get."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
-def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """``landscape._util.sha256_tensors`` that also accepts 0-d entries (hashed as shape (1,);
-    viewing a 0-d tensor as bytes is not possible)."""
-    return sha256_tensors({n: t.reshape(1) if t.ndim == 0 else t for n, t in tensors.items()})
-
-
 def directions_sha256(directions: Sequence[Direction]) -> str:
     """Content hash of a list of directions (names, dtypes, shapes, bytes and order)."""
-    return tensors_sha256({f"{k}/{n}": t for k, d in enumerate(directions) for n, t in d.items()})
+    return sha256_tensors({f"{k}/{n}": t for k, d in enumerate(directions) for n, t in d.items()})
 
 
 def save_directions(path: str | os.PathLike, directions: Sequence[Direction],
@@ -443,7 +417,6 @@ def save_directions(path: str | os.PathLike, directions: Sequence[Direction],
                 group.attrs["order"] = json.dumps(list(d))
                 for n, t in d.items():
                     group.create_dataset(n, data=t.detach().cpu().numpy())
-        chmod_like_new_file(tmp)
     return digest
 
 

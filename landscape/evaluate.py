@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from ._util import float32_mode, pick_device
-from .data import DataBundle
+from .data import DataBundle, as_splits
 from .errors import LandscapeError
+from .train import loss_function
 
 Direction = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -62,7 +63,7 @@ class Evaluator:
         device: ``cuda``, ``mps``, ``cpu`` or None for the best available.
         chunk: examples per forward pass (bounds memory; losses and accuracies do not depend
             on it beyond rounding; recalibrated BatchNorm variances average over the chunks).
-        num_classes: classes for the ``mse`` loss (default: from the data or the model).
+        num_classes: width of the ``mse`` loss's one-hot targets (default: the outputs').
     """
 
     def __init__(self, model: nn.Module, data: DataBundle | tuple[torch.Tensor, torch.Tensor],
@@ -88,7 +89,7 @@ class Evaluator:
         if bn_recalibrate:
             needed.add("train")
         self.splits = self._load_splits(data, needed)
-        self.loss_fn = self._loss(loss, data, num_classes)
+        self.loss_fn = loss_function(loss, num_classes)
         self._fast_ce = loss == "cross_entropy"
         self._masks: dict[tuple, torch.Tensor] = {}
         self._relayout = self.channels_last and not _is_channels_last(model)
@@ -111,12 +112,7 @@ class Evaluator:
     def _load_splits(self, data, needed: set[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         dtype = next((t.dtype for t in self.model.parameters() if t.is_floating_point()),
                      torch.float32)
-        if isinstance(data, DataBundle):
-            pairs = {"train": data.train, "test": data.test}
-        elif isinstance(data, (tuple, list)) and len(data) == 2:
-            pairs = {"train": tuple(data)}
-        else:
-            raise LandscapeError("data must be a DataBundle or an (inputs, targets) pair")
+        pairs = as_splits(data)
         out = {}
         for split in sorted(needed):
             if split not in pairs:
@@ -135,20 +131,6 @@ class Evaluator:
                 x = x.contiguous(memory_format=torch.channels_last)
             out[split] = (x, y.to(self.device))
         return out
-
-    def _loss(self, loss, data, num_classes: int | None) -> LossFn:
-        if callable(loss):
-            return loss
-        from .train import loss_function
-
-        if num_classes is None:
-            if isinstance(data, DataBundle):
-                num_classes = data.num_classes
-            else:
-                spec = getattr(self.model, "landscape_spec", None) or {}
-                y = data[1]
-                num_classes = int(spec.get("num_classes") or (int(y.max()) + 1 if len(y) else 1))
-        return loss_function(loss, num_classes)
 
     def _prepare(self, directions: Sequence[Direction]) -> None:
         live = dict(self.model.state_dict(keep_vars=True))

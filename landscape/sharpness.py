@@ -31,10 +31,11 @@ import torch
 from torch import nn
 
 from ._util import float32_mode
-from .data import DataBundle
+from .data import DataBundle, split_of
 from .directions import random_directions
 from .errors import LandscapeError
 from .params import flatten, named_tensors, unflatten
+from .train import loss_function
 
 LossLike = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DataLike = DataBundle | tuple[torch.Tensor, torch.Tensor]
@@ -68,11 +69,11 @@ class _Objective:
         self.buffers = dict(model.named_buffers())
         self.x0 = flatten(self.weights).clone()
         self.device, self.dtype = self.x0.device, self.x0.dtype
-        x, y = _split_of(data, split)
+        x, y = split_of(data, split)
         self.x, self.y = x.to(self.device), y.to(self.device)
         if len(self.y) == 0:
             raise LandscapeError(f"the {split} split is empty")
-        self.loss_fn = _loss_fn(loss, data)
+        self.loss_fn = loss_function(loss)
         self.chunk = max(1, int(chunk))
         self.evaluations = 0
 
@@ -106,26 +107,6 @@ class _Objective:
                 part.backward()
                 total += float(part.detach())
         return total, w.grad.detach()
-
-
-def _split_of(data: DataLike, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(data, DataBundle):
-        return data.split(split)
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return data[0], data[1]
-    raise LandscapeError("data must be a DataBundle or an (inputs, targets) pair")
-
-
-def _loss_fn(loss: LossLike, data: DataLike) -> Callable:
-    if callable(loss):
-        return loss
-    from .train import loss_function
-
-    if isinstance(data, DataBundle):
-        classes = data.num_classes
-    else:
-        classes = int(data[1].max()) + 1 if data[1].numel() else 1
-    return loss_function(loss, classes)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -735,7 +716,7 @@ def _top_eigenvalue(model: nn.Module, data: DataLike, split: str, loss: LossLike
 def _output_change(one: nn.Module, other: nn.Module, data: DataLike, split: str,
                    chunk: int) -> float:
     """Largest absolute difference of the two models' outputs over the split (eval mode)."""
-    x, _ = _split_of(data, split)
+    x, _ = split_of(data, split)
     dev = next(one.parameters()).device
     worst = 0.0
     with _eval_mode(one), _eval_mode(other):

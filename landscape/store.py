@@ -33,10 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from ._util import atomic_path
-from .directions import chmod_like_new_file
+from ._util import atomic_path, json_default
 from .errors import StoreError
-from .surface import Surface
+from .grid import Surface, describe_axis
 
 FORMAT = "landscape-surface"
 FORMAT_VERSION = 1
@@ -77,8 +76,8 @@ def save_surface(path: str | os.PathLike, surface: Surface) -> Path:
             fh.attrs["format_version"] = FORMAT_VERSION
             fh.attrs["created"] = str(prov.get("created", now))
             fh.attrs["updated"] = now
-            fh.attrs["provenance"] = json.dumps(prov, default=_json_default)
-            fh.attrs["identity"] = json.dumps(identity, default=_json_default)
+            fh.attrs["provenance"] = json.dumps(prov, default=json_default)
+            fh.attrs["identity"] = json.dumps(identity, default=json_default)
             for key in ("model_sha256", "directions_sha256", "data_sha256"):
                 fh.attrs[key] = str(identity.get(key, ""))
             fh.attrs["grid"] = "x".join(str(n) for n in surface.shape)
@@ -86,7 +85,7 @@ def save_surface(path: str | os.PathLike, surface: Surface) -> Path:
             fh.attrs["metrics"] = json.dumps(list(surface.metrics))
             fh.attrs["points"] = int(np.prod(surface.shape))
             fh.attrs["points_done"] = int(np.sum(surface.done))
-            fh.attrs["nonfinite"] = nonfinite_count(surface)
+            fh.attrs["nonfinite"] = surface.nonfinite
             for key in _COPIED_ATTRS:
                 if prov.get(key) is not None:
                     fh.attrs[key] = prov[key] if isinstance(prov[key], (int, float)) \
@@ -105,7 +104,6 @@ def save_surface(path: str | os.PathLike, surface: Surface) -> Path:
             _write_table(fh, "trajectory", surface.trajectory)
             _write_table(fh, "anchors", surface.anchors)
         _fsync(tmp)
-        chmod_like_new_file(tmp)
     return path
 
 
@@ -141,12 +139,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 def load_surface(path: str | os.PathLike) -> Surface:
@@ -202,24 +194,6 @@ def _read_surface(fh, path: Path) -> Surface:
     prov.setdefault("identity", json.loads(fh.attrs.get("identity", "{}")))
     return Surface(x=x, y=y, metrics=metrics, done=done, provenance=prov, path=str(path),
                    trajectory=_read_table(fh, "trajectory"), anchors=_read_table(fh, "anchors"))
-
-
-def nonfinite_count(surface: Surface) -> int:
-    """Number of computed points where any metric is NaN or infinite."""
-    bad = np.zeros(surface.shape, dtype=bool)
-    for values in surface.metrics.values():
-        bad |= ~np.isfinite(values)
-    return int(np.sum(bad & surface.done))
-
-
-def describe_axis(axis: np.ndarray | None) -> str:
-    """``min:max:num`` for evenly spaced axes, else the point count."""
-    if axis is None:
-        return "none"
-    axis = np.asarray(axis)
-    if len(axis) >= 2 and np.allclose(np.diff(axis), (axis[-1] - axis[0]) / (len(axis) - 1)):
-        return f"{axis[0]:g}:{axis[-1]:g}:{len(axis)}"
-    return f"{len(axis)} points"
 
 
 def differences(existing: Surface, identity: dict[str, Any], x: np.ndarray,

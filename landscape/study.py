@@ -269,7 +269,7 @@ def _interpolation(config: StudyConfig, bundle, models, out: Path, steps: _Steps
                    train_keys: dict[str, str], progress: bool):
     from .directions import interpolation_direction
     from .store import load_surface
-    from .surface import compute_surface
+    from .surface import SurfaceOptions, compute_surface
 
     path = out / "surfaces" / "interpolation.h5"
     key = _key(train_keys, config.interp_range, config.interp_points)
@@ -280,8 +280,9 @@ def _interpolation(config: StudyConfig, bundle, models, out: Path, steps: _Steps
     anchors = {"coords": np.array([[0.0], [1.0]]),
                "labels": np.array([LABELS["small_batch"], LABELS["large_batch"]])}
     surface = compute_surface(models["small_batch"], bundle, [direction], x=alpha,
-                              metrics=_METRICS, store=path, force=True, progress=progress,
-                              device=config.device, anchors=anchors,
+                              options=SurfaceOptions(metrics=_METRICS, progress=progress,
+                                                     device=config.device),
+                              out=path, force=True, anchors=anchors,
                               provenance=provenance(step="interpolation"))
     steps.mark("interpolation", key)
     return surface
@@ -296,7 +297,7 @@ def _surfaces(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
     direction filter-normalized to its own model's weights."""
     from .directions import random_directions, save_directions
     from .store import load_surface
-    from .surface import compute_surface
+    from .surface import SurfaceOptions, compute_surface
 
     result: dict[str, dict[str, Any]] = {}
     line = np.linspace(*config.line_range, config.line_points)
@@ -314,13 +315,15 @@ def _surfaces(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                                  seed=config.seed)
         save_directions(dpath, dirs, provenance(step=f"directions {label}", seed=config.seed),
                         overwrite=True)
-        common = dict(metrics=_METRICS, force=True, progress=progress, device=config.device,
-                      directions_path=str(dpath), seed=config.seed)
+        options = SurfaceOptions(metrics=_METRICS, progress=progress, device=config.device,
+                                 seed=config.seed)
         result[label] = {
-            "1d": compute_surface(model, bundle, dirs[:1], x=line, store=paths["1d"],
-                                  provenance=provenance(step=f"1-D surface {label}"), **common),
-            "2d": compute_surface(model, bundle, dirs, x=plane, y=plane, store=paths["2d"],
-                                  provenance=provenance(step=f"2-D surface {label}"), **common),
+            "1d": compute_surface(model, bundle, dpath, x=line, out=paths["1d"], force=True,
+                                  options=options,
+                                  provenance=provenance(step=f"1-D surface {label}")),
+            "2d": compute_surface(model, bundle, dpath, x=plane, y=plane, out=paths["2d"],
+                                  force=True, options=options,
+                                  provenance=provenance(step=f"2-D surface {label}")),
         }
         steps.mark(f"surfaces_{label}", key)
     return result

@@ -1,13 +1,13 @@
-"""Loss surfaces over 1-D and 2-D grids of parameter-space offsets.
+"""Loss surfaces over 1-D and 2-D grids of parameter-space offsets: the one point loop.
 
-``compute_surface`` evaluates metrics at every point ``theta + x[i] d1 (+ y[j] d2)`` of a
-grid. Grid points are numbered in C order (``p = i * len(y) + j``); the point loop works on
-any subset of those numbers (``points=``, or ``rank``/``world_size`` for the round-robin
-share ``p % world_size == rank``), so runs can be split across processes. With ``store=``
-the results are checkpointed to an HDF5 file (``landscape.store``) at most every
-``checkpoint_seconds`` and at the end; ``resume=True`` computes only the points the file
-lacks, after checking that it was made from the same model, directions, data, grid and
-settings.
+``compute_surface`` evaluates metrics at every point ``theta + x[i] d1 (+ y[j] d2)`` of a grid.
+A ``SurfaceRun`` owns one such computation: it sets up the evaluator and the run's identity,
+opens the surface file (new, or resumed after checking that it was made from the same model,
+directions, data, grid and settings), cuts the remaining points into blocks, evaluates them,
+merges the results and checkpoints the file atomically at most every ``checkpoint_seconds``.
+The same loop runs in one process and under torchrun: there a ``distributed.RankExchange``
+shares the blocks among the ranks and carries their results to rank 0, which alone writes.
+Blocks hold the same points in either case, so the values are bit-identical on one device type.
 """
 from __future__ import annotations
 
@@ -15,150 +15,102 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ._util import progress as progress_bar
+from ._util import provenance as make_provenance
+from ._util import sha256_tensors
+from .data import as_splits
+from .directions import directions_sha256, load_directions, save_directions
+from .distributed import DistContext, DistributedError, RankExchange
+from .errors import LandscapeError, StoreError
+from .evaluate import Evaluator, split_metric
+from .grid import (Surface, check_axis, grid_coords, grid_size, probe_points,  # noqa: F401
+                   select_points)
+from .hessian import extreme_eigenvalues
+from .store import remove_stale_temps, resumable, save_surface
+
 
 @dataclasses.dataclass(frozen=True)
-class Surface:
-    """Values of metrics on a 1-D or 2-D grid around a model.
+class SurfaceOptions:
+    """How each point of a surface is evaluated and how the run behaves (one frozen object,
+    built once by the command line from its flags or by a Python user, and passed down).
 
     Attributes:
-        x: 1-D coordinates along the first direction.
-        y: 1-D coordinates along the second direction, or None for a 1-D surface.
-        metrics: name -> array of shape ``(len(x),)`` or ``(len(x), len(y))``; entry ``[i, j]``
-            is the point ``x[i], y[j]``; NaN where not computed (or where the loss was NaN).
-        done: bool array of the same shape; True where the point has been computed.
-        provenance: how it was made (command, seeds, versions, hashes, ...).
-        path: the file it was read from or written to, if any.
-        trajectory: optional overlay of a training path (``landscape trajectory``):
-            ``coords`` (n, 2), ``explained_variance_ratio`` (2,), ``labels`` (n,),
-            ``epochs`` (n,).
-        anchors: optional coordinates of the models that define the directions
-            (``interpolate``, ``plane``): ``coords`` (m, ndim), ``labels`` (m,).
+        metrics: any of ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``.
+        loss: ``cross_entropy``, ``mse``, or a callable ``(outputs, targets) -> mean loss``.
+        bn_recalibrate: recompute BatchNorm statistics on the training data at each point.
+        precision: ``fp32``, ``tf32`` (CUDA only) or ``bf16`` (autocast); for the last two the
+            error against fp32 at the origin and the grid's corners is stored as
+            ``provenance["precision_error"]``.
+        channels_last: evaluate an image model in channels-last (NHWC) memory format.
+        hessian: also compute ``eig_max`` and ``eig_min`` of the training-loss Hessian at
+            each point (``landscape.hessian.extreme_eigenvalues``).
+        seed: seed of the Hessian eigensolver's start vector.
+        device: ``cuda``, ``mps``, ``cpu`` or None for the best available (under torchrun:
+            each rank's own device).
+        chunk: examples per forward pass.
+        batch_points: grid points per batched forward (``torch.func`` + ``vmap``); None picks
+            1 on the CPU (the loop is as fast there) and up to 16 on a GPU for models under a
+            million parameters.
+        checkpoint_seconds: at most this long between checkpoints of the output file.
+        progress: show a progress bar (points done, points/s, time left) on stderr.
     """
 
-    x: np.ndarray
-    y: np.ndarray | None
-    metrics: dict[str, np.ndarray]
-    done: np.ndarray
-    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
-    path: str | None = None
-    trajectory: dict[str, np.ndarray] | None = None
-    anchors: dict[str, np.ndarray] | None = None
+    metrics: tuple[str, ...] = ("train_loss", "train_acc")
+    loss: str | Callable = "cross_entropy"
+    bn_recalibrate: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    hessian: bool = False
+    seed: int = 0
+    device: Any = None
+    chunk: int = 8192
+    batch_points: int | None = None
+    checkpoint_seconds: float = 30.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        metrics = tuple(dict.fromkeys([self.metrics] if isinstance(self.metrics, str)
+                                      else self.metrics))
+        if not metrics:
+            raise LandscapeError("no metrics requested")
+        for m in metrics:
+            split_metric(m)
+        object.__setattr__(self, "metrics", metrics)
+        if self.batch_points is not None and self.batch_points < 1:
+            raise LandscapeError("batch_points must be at least 1")
+        if self.chunk < 1:
+            raise LandscapeError("chunk must be at least 1")
+        if not self.checkpoint_seconds >= 0:
+            raise LandscapeError("checkpoint_seconds must be >= 0")
 
     @property
-    def ndim(self) -> int:
-        """1 for a line, 2 for a plane."""
-        return 1 if self.y is None else 2
+    def names(self) -> tuple[str, ...]:
+        """The metrics stored: the requested ones, plus eig_max and eig_min with ``hessian``."""
+        return self.metrics + (("eig_max", "eig_min") if self.hessian else ())
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Grid shape."""
-        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
-
-    @property
-    def complete(self) -> bool:
-        """True when every grid point is computed."""
-        return bool(np.all(self.done))
-
-    @property
-    def nonfinite(self) -> int:
-        """Number of computed points where some metric is NaN or infinite."""
-        bad = np.zeros(self.shape, dtype=bool)
-        for values in self.metrics.values():
-            bad |= ~np.isfinite(values)
-        return int(np.sum(bad & self.done))
-
-    def summary(self, metric: str | None = None) -> dict[str, Any]:
-        """Counts and the minimum of one metric.
-
-        Args:
-            metric: the metric to minimize (default: the first ``*_loss``, else the first).
-
-        Returns:
-            dict with ``points``, ``done``, ``nonfinite``, ``metric``, ``min`` (NaN if no
-            finite value) and ``argmin`` (coordinates of the minimum, or None).
-        """
-        names = list(self.metrics)
-        if metric is None:
-            metric = next((m for m in names if m.endswith("loss")), names[0] if names else None)
-        out = {"points": int(np.prod(self.shape)), "done": int(np.sum(self.done)),
-               "nonfinite": self.nonfinite, "metric": metric, "min": float("nan"),
-               "argmin": None}
-        if metric is None:
-            return out
-        values = np.where(self.done & np.isfinite(self.metrics[metric]), self.metrics[metric],
-                          np.inf)
-        if np.isfinite(values).any():
-            idx = np.unravel_index(int(np.argmin(values)), self.shape)
-            out["min"] = float(values[idx])
-            out["argmin"] = (float(self.x[idx[0]]),) if self.y is None else (
-                float(self.x[idx[0]]), float(self.y[idx[1]]))
-        return out
+    def identity(self) -> dict[str, Any]:
+        """The settings a stored surface must share with a request to be resumed."""
+        loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__",
+                                                                    "callable")
+        return {"metrics": list(self.metrics), "loss": loss, "precision": self.precision,
+                "channels_last": bool(self.channels_last),
+                "bn_recalibrate": bool(self.bn_recalibrate), "hessian": bool(self.hessian),
+                "seed": int(self.seed) if self.hessian else None}
 
 
-def grid_coords(x: np.ndarray, y: np.ndarray | None, point: int) -> tuple[float, ...]:
-    """Coordinates of grid point number ``point`` (C order)."""
-    if y is None:
-        return (float(x[point]),)
-    i, j = divmod(int(point), len(y))
-    return (float(x[i]), float(y[j]))
-
-
-def select_points(total: int, done: np.ndarray | None = None,
-                  points: Iterable[int] | None = None, rank: int = 0, world_size: int = 1
-                  ) -> list[int]:
-    """The grid points one process should compute, in increasing order.
-
-    Args:
-        total: number of grid points.
-        done: flat bool mask of points already computed (skipped).
-        points: restrict to these point numbers.
-        rank, world_size: keep only points with ``p % world_size == rank``.
-
-    Returns:
-        Sorted point numbers.
-    """
-    from .errors import LandscapeError
-
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise LandscapeError(f"rank {rank} is not in 0..{world_size - 1}")
-    chosen = range(total) if points is None else sorted({int(p) for p in points})
-    out = []
-    for p in chosen:
-        if not 0 <= p < total:
-            raise LandscapeError(f"point {p} is outside the grid of {total} points")
-        if p % world_size == rank and (done is None or not done[p]):
-            out.append(p)
-    return out
-
-
-def _axis(values: Any, name: str) -> np.ndarray:
-    from .errors import LandscapeError
-
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1 or len(arr) < 1:
-        raise LandscapeError(f"axis {name} must be a 1-D sequence of coordinates")
-    if not np.all(np.isfinite(arr)):
-        raise LandscapeError(f"axis {name} has non-finite coordinates")
-    return arr
-
-
-def compute_surface(model, data, directions, x, y=None,
-                    metrics: Sequence[str] = ("train_loss", "train_acc"),
-                    store: str | os.PathLike | None = None, resume: bool = False, *,
-                    loss: str | Callable = "cross_entropy", bn_recalibrate: bool = False,
-                    precision: str = "fp32", checkpoint_seconds: float = 30.0,
-                    progress: bool = True, seed: int = 0,
-                    provenance: dict[str, Any] | None = None, hessian: bool = False,
-                    device=None, force: bool = False, points: Iterable[int] | None = None,
-                    rank: int = 0, world_size: int = 1, batch_points: int | None = None,
-                    chunk: int = 8192, directions_path: str | None = None,
+def compute_surface(model, data, directions, x, y=None, *,
+                    options: SurfaceOptions | None = None,
+                    out: str | os.PathLike | None = None, resume: bool = False,
+                    force: bool = False, points: Iterable[int] | None = None,
+                    provenance: dict[str, Any] | None = None,
+                    directions_recipe: dict[str, Any] | None = None,
                     trajectory: dict[str, Any] | None = None,
                     anchors: dict[str, Any] | None = None,
-                    channels_last: bool = False) -> Surface:
+                    context: DistContext | None = None) -> Surface | None:
     """Metrics of ``model`` on a 1-D or 2-D grid of offsets along ``directions``.
 
     Args:
@@ -168,66 +120,327 @@ def compute_surface(model, data, directions, x, y=None,
             path of a directions file (``landscape.directions.save_directions``).
         x: coordinates along the first direction (any order, need not contain 0).
         y: coordinates along the second direction, or None for a 1-D surface.
-        metrics: any of ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``.
-        store: HDF5 file to checkpoint into (atomically; see ``landscape.store``).
-        resume: continue ``store`` if it exists (refused if made from other inputs).
-        loss: ``cross_entropy``, ``mse``, or a callable ``(outputs, targets) -> mean loss``.
-        bn_recalibrate: recompute BatchNorm statistics on the training data at each point.
-        precision: ``fp32``, ``tf32`` (CUDA only) or ``bf16`` (autocast); for the last two the
-            error against fp32 at the origin and the grid's corners is measured and stored as
-            ``provenance["precision_error"]``.
-        checkpoint_seconds: at most this long between checkpoints of ``store``.
-        progress: show a progress bar (points done, points/s, time left) on stderr.
-        seed: seed of any randomness (the Hessian eigensolver's start vector).
-        provenance: extra fields to record (command, checkpoint hash, norm, ...).
-        hessian: also compute ``eig_max`` and ``eig_min`` of the training-loss Hessian at
-            each point (``landscape.hessian.extreme_eigenvalues``).
-        device: ``cuda``, ``mps``, ``cpu`` or None for the best available.
-        force: overwrite an existing ``store`` that is not being resumed.
+        options: evaluation settings (``SurfaceOptions``; default: its defaults).
+        out: HDF5 file to checkpoint into (atomically; see ``landscape.store``).
+        resume: continue ``out`` if it exists (refused if made from other inputs); a complete
+            file is returned as it is, not rewritten.
+        force: overwrite an existing ``out`` that is not being resumed.
         points: compute only these grid point numbers (C order); the rest stay not done.
-        rank, world_size: compute only the points ``p % world_size == rank``. Only one
-            process may write a given ``store`` file: give each rank its own file.
-        batch_points: grid points per batched forward (``torch.func`` + ``vmap``); None
-            picks 1 on the CPU (the loop is as fast there) and up to 16 on a GPU for
-            models under a million parameters.
-        chunk: examples per forward pass.
-        directions_path: the directions file, recorded in the surface file.
+        provenance: extra fields to record (command, checkpoint hash, norm, ...).
+        directions_recipe: with ``out``, save the directions beside it
+            (``directions_file_for(out)``) with this dict as their provenance, or check that
+            the file there holds the same directions (``force`` replaces one that differs; it
+            is put back if the run fails before the surface file is written).
         trajectory, anchors: overlays stored with the surface (see ``Surface``).
-        channels_last: evaluate an image model in channels-last (NHWC) memory format.
+        context: from ``landscape.distributed.init_distributed`` under torchrun: the ranks
+            share the points and rank 0 alone writes; every rank calls with the same inputs.
 
     Returns:
-        The Surface (also written to ``store`` when given).
+        The Surface (also written to ``out`` when given); None on ranks other than 0.
+
+    Raises:
+        DistributedError: under torchrun, when the ranks disagree on their inputs or a rank
+            stopped (rank 0 first saves every point it received; rerun with ``resume``).
     """
-    from .errors import LandscapeError
-
-    x = _axis(x, "x")
-    y = None if y is None else _axis(y, "y")
-    ndim = 1 if y is None else 2
-    directions, dir_info = _directions(directions, directions_path, ndim)
-    metrics = tuple(dict.fromkeys(metrics))
-    if not metrics:
-        raise LandscapeError("no metrics requested")
-    all_metrics = metrics + (("eig_max", "eig_min") if hessian else ())
-    from .evaluate import Evaluator
-
-    evaluator = Evaluator(model, data, directions, metrics=metrics, loss=loss,
-                          bn_recalibrate=bn_recalibrate, precision=precision, device=device,
-                          chunk=chunk, channels_last=channels_last)
+    options = options or SurfaceOptions()
+    exchange = None if context is None or context.world_size == 1 else RankExchange(context)
+    if context is not None:
+        options = dataclasses.replace(options, device=context.device)
+    run = SurfaceRun(model, data, directions, x, y, options=options, exchange=exchange)
     try:
-        identity = _identity(evaluator, data, directions, metrics, loss, bn_recalibrate,
-                             precision, hessian, seed)
-        surface = _start(store, resume, force, identity, x, y, all_metrics, provenance,
-                         dir_info, trajectory, anchors)
-        return _run(evaluator, surface, store, points, rank, world_size, batch_points,
-                    checkpoint_seconds, progress, hessian, loss, seed)
+        return run.run(out=out, resume=resume, force=force, points=points,
+                       provenance=provenance, directions_recipe=directions_recipe,
+                       trajectory=trajectory, anchors=anchors)
     finally:
-        evaluator.close()
+        run.close()
 
 
-def _directions(directions, path: str | None, ndim: int):
-    from .directions import directions_sha256, load_directions
-    from .errors import LandscapeError
+def check_output(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> None:
+    """Refuse, before any work, an output that is not a file, or that exists while neither
+    resumed nor forced (StoreError, one line)."""
+    path = Path(out)
+    if resume and force:
+        raise StoreError("use --resume or --force, not both")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"output {str(path)!r} exists and is not a file")
+    if path.exists() and not resume and not force:
+        raise StoreError(f"{str(path)!r} already exists: continue it with --resume or overwrite "
+                         "it with --force")
 
+
+def directions_file_for(out: str | os.PathLike) -> Path:
+    """``surf.h5`` -> ``surf.directions.h5``: where a surface's directions are saved."""
+    out = Path(out)
+    stem = out.stem if out.suffix.lower() in (".h5", ".hdf5") else out.name
+    return out.with_name(f"{stem}.directions.h5")
+
+
+class _OneProcess:
+    """The exchange of a run in a single process: every block is its own, nothing travels.
+    A round is one block, so the checkpoint clock is looked at after every block."""
+
+    is_main = True
+    round_seconds = 0.0
+    capacity = float("inf")
+    stopped: tuple[type[BaseException], ...] = ()
+
+    def agree(self, mine: dict[str, Any]) -> None:
+        pass
+
+    def open(self, start: Callable[[], Surface]) -> tuple[Surface, np.ndarray]:
+        surface = start()
+        return surface, surface.done.reshape(-1)
+
+    def share(self, blocks: list[list[int]], batch: int) -> list[list[int]]:
+        return blocks
+
+    def exchange(self, rows, left: int, names) -> tuple[list, int]:
+        return [], left
+
+    def guard(self):
+        return _NoScope()
+
+    saving = guard
+
+
+class _NoScope:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class SurfaceRun:
+    """One surface computation: set-up, blocks of points, merge, checkpoints, resume.
+
+    Args:
+        model, data, directions, x, y: as for ``compute_surface``.
+        options: ``SurfaceOptions``.
+        exchange: ``distributed.RankExchange`` under torchrun; None in one process.
+    """
+
+    def __init__(self, model, data, directions, x, y=None, *, options: SurfaceOptions,
+                 exchange: RankExchange | None = None):
+        self.options = options
+        self.exchange = exchange or _OneProcess()
+        self.x = check_axis(x, "x")
+        self.y = None if y is None else check_axis(y, "y")
+        grid_size(self.x, self.y)
+        dirs, self.dir_info = _directions(directions, 1 if self.y is None else 2)
+        self.directions = dirs
+        self.evaluator = Evaluator(model, data, dirs, metrics=options.metrics, loss=options.loss,
+                                   bn_recalibrate=options.bn_recalibrate,
+                                   precision=options.precision, device=options.device,
+                                   chunk=options.chunk, channels_last=options.channels_last)
+        try:
+            self.identity = _identity(self.evaluator, data, dirs, options)
+            self.batch = 1 if options.hessian else _batch_points(options.batch_points,
+                                                                 self.evaluator)
+            self.eig = _hessian_fn(self.evaluator, options) if options.hessian else None
+        except BaseException:
+            self.evaluator.close()
+            raise
+        self.surface: Surface | None = None
+        self.out: Path | None = None
+        self.saved_points = 0
+        self._closed_writer = True
+        self._aside: Path | None = None
+        self._wrote_directions = False
+        self._saved = False
+        self._resumed = False
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self, *, out=None, resume: bool = False, force: bool = False, points=None,
+            provenance=None, directions_recipe=None, trajectory=None, anchors=None
+            ) -> Surface | None:
+        """Compute the points not yet done (see ``compute_surface`` for the arguments)."""
+        ex = self.exchange
+        self.out = None if out is None else Path(out)
+        points = None if points is None else sorted({int(p) for p in points})
+        ex.agree({"identity": self.identity, "x": self.x.tolist(),
+                  "y": None if self.y is None else self.y.tolist(), "points": points,
+                  "batch_points": self.batch, "device": self.evaluator.device.type})
+        prov = dict(provenance or {})
+        if isinstance(ex, RankExchange):
+            prov["distributed"] = {"world_size": ex.ctx.world_size, "backend": ex.ctx.backend,
+                                   "device": ex.ctx.device.type}
+        try:
+            surface, done = ex.open(lambda: self._open(resume, force, prov, directions_recipe,
+                                                       trajectory, anchors))
+            todo = select_points(done.size, done, points)
+            blocks = [todo[k:k + self.batch] for k in range(0, len(todo), self.batch)]
+            pending = ex.share(blocks, self.batch)
+            if ex.is_main:
+                self._begin(surface, len(todo), rewrite=not (self._resumed and not todo))
+            try:
+                with ex.guard():
+                    self._rounds(pending)
+            except ex.stopped as exc:
+                if self.surface is None:  # not rank 0: rank 0 reports
+                    raise
+                self._finish()
+                raise DistributedError(f"{exc}; {self.saved_note()}") from None
+            finally:
+                self._finish()
+        except BaseException:
+            self._restore_directions()
+            raise
+        finally:
+            if self._aside is not None:
+                self._aside.unlink(missing_ok=True)
+        return self.surface
+
+    def _rounds(self, pending: list[list[int]]) -> None:
+        """Compute for a round, exchange, merge and checkpoint; until no rank has points."""
+        ex = self.exchange
+        round_seconds = min(ex.round_seconds, self.options.checkpoint_seconds)
+        names = self.options.names
+        while True:
+            rows: list[tuple[int, dict[str, float]]] = []
+            start = time.monotonic()
+            while pending and len(rows) + len(pending[0]) <= ex.capacity:
+                block = pending.pop(0)
+                rows.extend(zip(block, self.compute(block)))
+                if time.monotonic() - start >= round_seconds:
+                    break
+            self._merge(rows)  # rank 0's own points are kept even if the exchange fails
+            others, left = ex.exchange(rows, sum(len(b) for b in pending), names)
+            self._merge(others)
+            self._checkpoint_if_due()
+            if left == 0:
+                return
+
+    def compute(self, block: list[int]) -> list[dict[str, float]]:
+        """Metrics at a block of grid points: one point alone, several in a batched forward."""
+        coords = [grid_coords(self.x, self.y, p) for p in block]
+        if len(block) > 1:
+            return self.evaluator.evaluate_batch(coords)
+        values = self.evaluator.evaluate(coords[0])
+        if self.eig is not None:
+            values["eig_max"], values["eig_min"] = self.eig()
+        return [values]
+
+    # -- opening the file (rank 0) ---------------------------------------------------------
+
+    def _open(self, resume, force, prov, recipe, trajectory, anchors) -> Surface:
+        """A new empty surface, or the stored one to resume; the directions file beside it."""
+        prov = make_provenance(**prov)
+        prov.update(identity=self.identity, directions=dict(self.dir_info), seconds=0.0,
+                    runs=1)
+        old = None
+        if self.out is not None:
+            check_output(self.out, resume=resume, force=force)
+            remove_stale_temps(self.out)
+            if self.out.exists() and resume:
+                old = resumable(self.out, self.identity, self.x, self.y)
+            if recipe is not None:
+                path = directions_file_for(self.out)
+                self._wrote_directions, self._aside = _save_or_reuse_directions(
+                    path, self.directions, recipe, force)
+                prov["directions"]["path"] = str(path)
+        self._resumed = old is not None
+        if old is not None:
+            prov.update(created=old.provenance.get("created", prov["created"]),
+                        seconds=float(old.provenance.get("seconds", 0.0)),
+                        runs=int(old.provenance.get("runs", 1)) + 1)
+            if "precision_error" in old.provenance:
+                prov["precision_error"] = old.provenance["precision_error"]
+            return dataclasses.replace(old, provenance=prov, path=str(self.out),
+                                       trajectory=_table(trajectory) or old.trajectory,
+                                       anchors=_table(anchors) or old.anchors)
+        shape = (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+        return Surface(x=self.x, y=self.y,
+                       metrics={m: np.full(shape, np.nan) for m in self.options.names},
+                       done=np.zeros(shape, dtype=bool), provenance=prov,
+                       path=None if self.out is None else str(self.out),
+                       trajectory=_table(trajectory), anchors=_table(anchors))
+
+    def _restore_directions(self) -> None:
+        """After a failure before the surface file was written: no new directions file left
+        behind, and a replaced one put back."""
+        if not self._wrote_directions or self._saved or self.out is None:
+            return
+        path = directions_file_for(self.out)
+        path.unlink(missing_ok=True)
+        if self._aside is not None:
+            os.replace(self._aside, path)
+            self._aside = None
+
+    # -- merging and checkpoints (rank 0) ---------------------------------------------------
+
+    def _begin(self, surface: Surface, todo: int, rewrite: bool) -> None:
+        self.surface = surface
+        self.saved_points = self._done0 = int(np.sum(surface.done))
+        if self.evaluator.precision != "fp32" and "precision_error" not in surface.provenance:
+            surface.provenance["precision_error"] = self.evaluator.precision_error(
+                probe_points(self.x, self.y))
+        self._seconds0 = float(surface.provenance.get("seconds", 0.0))
+        self._start = time.perf_counter()
+        self._rewrite = rewrite
+        self._bar = progress_bar(todo, "surface", self.options.progress, unit="pt")
+        self._closed_writer = False
+        if rewrite:  # the file exists from the start, and force replaces it now
+            self.save()
+        self._last = time.monotonic()
+
+    def _merge(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+        if self.surface is None:
+            return
+        for p, values in rows:
+            idx = np.unravel_index(p, self.surface.shape)
+            for name, value in values.items():
+                self.surface.metrics[name][idx] = value
+            self.surface.done[idx] = True
+        self._bar.update(len(rows))
+
+    def _checkpoint_if_due(self) -> None:
+        if (self.surface is not None and self.out is not None
+                and time.monotonic() - self._last >= self.options.checkpoint_seconds):
+            self.save()
+            self._last = time.monotonic()
+
+    def save(self) -> None:
+        """Stamp the provenance (seconds, points done, NaN count) and write the file."""
+        s = self.surface
+        s.provenance["seconds"] = self._seconds0 + time.perf_counter() - self._start
+        s.provenance["nonfinite"] = s.nonfinite
+        s.provenance["points_done"] = int(np.sum(s.done))
+        s.provenance["computed_now"] = int(np.sum(s.done)) - self._done0
+        if self.out is not None and self._rewrite:
+            save_surface(self.out, s)
+            self._saved = True
+            self.saved_points = int(np.sum(s.done))
+
+    def _finish(self) -> None:
+        """Final save (under torchrun SIGTERM waits while it writes); once."""
+        if self._closed_writer:
+            return
+        self._closed_writer = True
+        self._bar.close()
+        with self.exchange.saving():
+            self.save()
+
+    def saved_note(self) -> str:
+        """Where the work stands, for the message of a failed run."""
+        if self.surface is None:
+            return "rank 0 holds the results"
+        total = int(np.prod(self.surface.shape))
+        if self.out is None:
+            return f"{int(np.sum(self.surface.done))} of {total} points were computed"
+        return (f"{self.saved_points} of {total} points are saved in {str(self.out)!r}; "
+                "rerun with resume (--resume), on any number of processes, to finish")
+
+    def close(self) -> None:
+        """Give the model back as it was (weights, device, memory format, mode)."""
+        self.evaluator.close()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _directions(directions, ndim: int) -> tuple[list[dict], dict[str, Any]]:
+    path = None
     if isinstance(directions, (str, os.PathLike)):
         path = str(directions)
         directions, _ = load_directions(directions)
@@ -239,129 +452,55 @@ def _directions(directions, path: str | None, ndim: int):
     return directions, {"path": path, "sha256": directions_sha256(directions)}
 
 
-def _identity(evaluator, data, directions, metrics, loss, bn_recalibrate, precision,
-              hessian, seed) -> dict[str, Any]:
+def _identity(evaluator: Evaluator, data, directions, options: SurfaceOptions
+              ) -> dict[str, Any]:
     """What a stored surface must share with a request to be resumed."""
-    from .data import DataBundle
-    from .directions import directions_sha256, tensors_sha256
-
-    splits = {"train": data.train, "test": data.test} if isinstance(data, DataBundle) else {
-        "train": tuple(data)}
-    tensors = {f"{s}/{k}": t for s, (a, b) in splits.items() for k, t in (("x", a), ("y", b))}
-    return {
-        "model_sha256": tensors_sha256(evaluator._saved),
-        "directions_sha256": directions_sha256(directions),
-        "data_sha256": tensors_sha256(tensors),
-        "metrics": list(metrics),
-        "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "callable"),
-        "precision": precision,
-        "channels_last": bool(evaluator.channels_last),
-        "bn_recalibrate": bool(bn_recalibrate),
-        "hessian": bool(hessian),
-        "seed": int(seed) if hessian else None,
-    }
-
-
-def _start(store, resume, force, identity, x, y, metrics, provenance, dir_info, trajectory,
-           anchors) -> Surface:
-    """A new empty surface, or the stored one to resume."""
-    from ._util import provenance as make_provenance
-    from .errors import StoreError
-    from .store import remove_stale_temps, resumable
-
-    prov = make_provenance(**(provenance or {}))
-    prov.update(identity=identity, directions=dir_info, seconds=0.0, runs=1)
-    if store is not None:
-        path = Path(store)
-        if path.exists() and not path.is_file():
-            raise StoreError(f"output {str(path)!r} exists and is not a file")
-        remove_stale_temps(path)
-        if path.exists() and resume:
-            old = resumable(path, identity, x, y)
-            prov.update(created=old.provenance.get("created", prov["created"]),
-                        seconds=float(old.provenance.get("seconds", 0.0)),
-                        runs=int(old.provenance.get("runs", 1)) + 1)
-            for key in ("precision_error",):
-                if key in old.provenance:
-                    prov[key] = old.provenance[key]
-            return dataclasses.replace(old, provenance=prov, path=str(path),
-                                       trajectory=trajectory or old.trajectory,
-                                       anchors=anchors or old.anchors)
-        if path.exists() and not force:
-            raise StoreError(f"{str(path)!r} already exists: resume it (--resume) or overwrite "
-                             "it (--force)")
-    shape = (len(x),) if y is None else (len(x), len(y))
-    return Surface(x=x, y=y, metrics={m: np.full(shape, np.nan) for m in metrics},
-                   done=np.zeros(shape, dtype=bool), provenance=prov,
-                   path=str(store) if store is not None else None,
-                   trajectory=_table(trajectory), anchors=_table(anchors))
+    tensors = {f"{s}/{k}": t for s, (a, b) in as_splits(data).items()
+               for k, t in (("x", a), ("y", b))}
+    return {"model_sha256": sha256_tensors(evaluator._saved),
+            "directions_sha256": directions_sha256(directions),
+            "data_sha256": sha256_tensors(tensors), **options.identity()}
 
 
 def _table(table: dict[str, Any] | None) -> dict[str, np.ndarray] | None:
     return None if table is None else {k: np.asarray(v) for k, v in table.items()}
 
 
-def _run(evaluator, surface: Surface, store, points, rank, world_size, batch_points,
-         checkpoint_seconds, show, hessian, loss, seed) -> Surface:
-    """The point loop: evaluate, record, checkpoint."""
-    from ._util import progress as progress_bar
-    from .store import save_surface
+def _save_or_reuse_directions(path: Path, dirs, recipe: dict[str, Any], force: bool
+                              ) -> tuple[bool, Path | None]:
+    """Write the directions file, or check that the existing one holds these directions.
 
-    x, y = surface.x, surface.y
-    flat_done = surface.done.reshape(-1)
-    todo = select_points(flat_done.size, flat_done, points, rank, world_size)
-    batch = 1 if hessian else _batch_points(batch_points, evaluator)
-    if evaluator.precision != "fp32" and "precision_error" not in surface.provenance:
-        surface.provenance["precision_error"] = evaluator.precision_error(
-            _probe_points(x, y))
-    eig = _hessian_fn(evaluator, loss, seed) if hessian else None
-    start = time.perf_counter()
-    seconds0 = float(surface.provenance.get("seconds", 0.0))
-    if store is not None:  # the file exists from the start, and --force replaces it now
-        _stamp(surface, seconds0, start)
-        save_surface(store, surface)
-    last_save = time.monotonic()
-    bar = progress_bar(len(todo), "surface", show, unit="pt")
-    try:
-        for k in range(0, len(todo), batch):
-            chunk = todo[k:k + batch]
-            coords = [grid_coords(x, y, p) for p in chunk]
-            if len(chunk) == 1:
-                results = [evaluator.evaluate(coords[0])]
-                if eig is not None:
-                    results[0]["eig_max"], results[0]["eig_min"] = eig()
-            else:
-                results = evaluator.evaluate_batch(coords)
-            for p, values in zip(chunk, results):
-                idx = np.unravel_index(p, surface.shape)
-                for name, value in values.items():
-                    surface.metrics[name][idx] = value
-                surface.done[idx] = True
-            bar.update(len(chunk))
-            if store is not None and time.monotonic() - last_save >= checkpoint_seconds:
-                _stamp(surface, seconds0, start)
-                save_surface(store, surface)
-                last_save = time.monotonic()
-    finally:
-        bar.close()
-        _stamp(surface, seconds0, start)
-        if store is not None:
-            save_surface(store, surface)
-    return surface
+    Returns:
+        (True when this call wrote the file; the replaced file, moved aside, if any).
+    """
+    digest = directions_sha256(dirs)
+    if path.exists():
+        try:
+            same = load_directions(path)[1]["sha256"] == digest
+        except StoreError:
+            if not force:
+                raise
+            same = False
+        if same:
+            return False, None
+        if not force:
+            raise StoreError(f"directions file {str(path)!r} holds other directions than these "
+                             "options make (sha256 differs); use --force to replace it or "
+                             "another --out")
+        aside = path.with_name(f".{path.name}.replaced")
+        os.replace(path, aside)
+        try:
+            save_directions(path, dirs, recipe)
+        except BaseException:
+            os.replace(aside, path)
+            raise
+        return True, aside
+    save_directions(path, dirs, recipe)
+    return True, None
 
 
-def _stamp(surface: Surface, seconds0: float, start: float) -> None:
-    surface.provenance["seconds"] = seconds0 + time.perf_counter() - start
-    surface.provenance["nonfinite"] = surface.nonfinite
-    surface.provenance["points_done"] = int(np.sum(surface.done))
-
-
-def _batch_points(requested: int | None, evaluator) -> int:
-    from .errors import LandscapeError
-
+def _batch_points(requested: int | None, evaluator: Evaluator) -> int:
     if requested is not None:
-        if requested < 1:
-            raise LandscapeError("batch_points must be at least 1")
         return int(requested)
     if evaluator.device.type != "cuda" or evaluator.bn_recalibrate:
         return 1
@@ -369,27 +508,16 @@ def _batch_points(requested: int | None, evaluator) -> int:
     return 16 if size < 1_000_000 else 1
 
 
-def _probe_points(x: np.ndarray, y: np.ndarray | None) -> list[tuple[float, ...]]:
-    """The origin and the grid's corners, where the error of a reduced precision is measured."""
-    if y is None:
-        return [(0.0,), (float(x[0]),), (float(x[-1]),)]
-    return [(0.0, 0.0)] + [(float(a), float(b)) for a in (x[0], x[-1]) for b in (y[0], y[-1])]
-
-
-def _hessian_fn(evaluator, loss, seed) -> Callable[[], tuple[float, float]]:
+def _hessian_fn(evaluator: Evaluator, options: SurfaceOptions
+                ) -> Callable[[], tuple[float, float]]:
     """Extreme Hessian eigenvalues of the training loss at the evaluator's current point."""
-    from .errors import LandscapeError
-
-    try:
-        from .hessian import extreme_eigenvalues
-    except ImportError as exc:
-        raise LandscapeError(f"Hessian metrics are not available: {exc}") from None
     if "train" not in evaluator.splits:
         raise LandscapeError("Hessian metrics need the training split")
     train = evaluator.splits["train"]
 
     def eig() -> tuple[float, float]:
-        top, bottom = extreme_eigenvalues(evaluator.model, train, loss=loss, seed=seed)
+        top, bottom = extreme_eigenvalues(evaluator.model, train, loss=options.loss,
+                                          seed=options.seed)
         return float(top), float(bottom)
     return eig
 
@@ -406,3 +534,5 @@ def summary_line(surface: Surface, seconds: float | None = None) -> str:
             f"{s['nonfinite']} NaN/inf, {minimum}")
 
 
+__all__ = ["Surface", "SurfaceOptions", "SurfaceRun", "check_output", "compute_surface",
+           "directions_file_for", "grid_coords", "select_points", "summary_line"]

@@ -126,7 +126,7 @@ def test_interpolate_reaches_both_checkpoints(run_dir, tmp_path):
     assert surface.metrics["train_loss"][1] == pytest.approx(loss_a, rel=1e-6)
     # alpha = 1 is A + (B - A) in float32: B up to rounding of the weights
     assert surface.metrics["train_loss"][3] == pytest.approx(loss_b, rel=1e-5)
-    assert surface.anchors["labels"].tolist() == ["epoch_0000.pt", "model.pt"]
+    assert surface.anchors["labels"].tolist() == ["epoch_0000.pt", "run"]  # run folder name
     np.testing.assert_array_equal(surface.anchors["coords"], [[0.0], [1.0]])
 
 

@@ -95,10 +95,11 @@ def worker(out_dir: Path) -> None:
     """Run by each of the two processes (``python test_distributed.py OUT``)."""
     import scipy.sparse.linalg as sla
 
-    from landscape.distributed import (DistributedError, DistributedHessian, PeerError,
-                                       compute_surface_distributed, init_distributed,
-                                       run_on_main, serve_hessian_products,
-                                       sharded_hessian_vector_product, shutdown)
+    from landscape.distributed import (DistributedError, PeerError, init_distributed,
+                                       run_on_main, shutdown)
+    from landscape.hessian import (DistributedHessian, serve_hessian_products,
+                                   sharded_hessian_vector_product)
+    from landscape.surface import SurfaceOptions, compute_surface
     from landscape.errors import LandscapeError
 
     ctx = init_distributed("cpu", timeout=60)
@@ -137,8 +138,8 @@ def worker(out_dir: Path) -> None:
     if ctx.rank == 1:
         dirs = [{n: -t for n, t in d.items()} for d in dirs]
     try:
-        compute_surface_distributed(model, bundle, dirs, GRID, GRID, store=out_dir / "bad.h5",
-                                    context=ctx, progress=False)
+        compute_surface(model, bundle, dirs, GRID, GRID, options=SurfaceOptions(progress=False),
+                        out=out_dir / "bad.h5", context=ctx)
     except DistributedError as exc:
         report["mismatch"] = str(exc)
     report["bad_file_exists"] = (out_dir / "bad.h5").exists()
@@ -147,9 +148,10 @@ def worker(out_dir: Path) -> None:
     _, model, dirs = tiny_setup()
     os.environ["KILL_RANK"] = "1"
     try:
-        compute_surface_distributed(model, bundle, dirs, GRID, GRID, metrics=("train_loss",
-                                    "train_acc"), store=out_dir / "s.h5", loss=xent,
-                                    checkpoint_seconds=0, context=ctx, progress=False)
+        compute_surface(model, bundle, dirs, GRID, GRID,
+                        options=SurfaceOptions(metrics=("train_loss", "train_acc"), loss=xent,
+                                               checkpoint_seconds=0, progress=False),
+                        out=out_dir / "s.h5", context=ctx)
         report["surface"] = "finished"
     except DistributedError as exc:
         report["surface"] = str(exc)
@@ -221,17 +223,17 @@ def test_errors_on_rank0_and_mismatched_inputs_reach_every_rank(gloo_run):
 
 # ----------------------------------------------------------------------------- surfaces
 
-def _reference(**kwargs):
-    from landscape import compute_surface
+def _reference(**settings):
+    from landscape import SurfaceOptions, compute_surface
 
     bundle, model, dirs = tiny_setup()
     with _one_thread():
-        return compute_surface(model, bundle, dirs, GRID, GRID, progress=False, device="cpu",
-                               **kwargs)
+        return compute_surface(model, bundle, dirs, GRID, GRID,
+                               options=SurfaceOptions(progress=False, device="cpu", **settings))
 
 
 def test_dead_rank_is_named_and_saved_points_resume_on_one_process(gloo_run, tmp_path):
-    from landscape import compute_surface
+    from landscape import SurfaceOptions, compute_surface
     from landscape.store import load_surface
 
     out, report, _ = gloo_run
@@ -252,8 +254,9 @@ def test_dead_rank_is_named_and_saved_points_resume_on_one_process(gloo_run, tmp
     shutil.copy(out / "s.h5", path)
     bundle, model, dirs = tiny_setup()
     with _one_thread():
-        done = compute_surface(model, bundle, dirs, GRID, GRID, store=path, resume=True,
-                               loss=xent, progress=False, device="cpu")
+        done = compute_surface(model, bundle, dirs, GRID, GRID,
+                               options=SurfaceOptions(loss=xent, progress=False, device="cpu"),
+                               out=path, resume=True)
     assert done.complete and load_surface(path).provenance["runs"] == 2
     for name in ref.metrics:
         assert np.array_equal(done.metrics[name], ref.metrics[name]), name
@@ -340,7 +343,8 @@ def test_torchrun_hessian_equals_single_process(trained, tmp_path):
 
 def test_torchrun_environment_parsing():
     from landscape.distributed import (DistributedError, init_distributed, is_main_process,
-                                       shard_range, torchrun_environment)
+                                       torchrun_environment)
+    from landscape.hessian import shard_range
 
     assert torchrun_environment({}) is None
     assert torchrun_environment({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == {

@@ -16,11 +16,11 @@ import torch
 
 from landscape import build_model
 from landscape.data import DataBundle
-from landscape.directions import random_directions
+from landscape.directions import random_directions, save_directions
 from landscape.errors import StoreError
 from landscape.evaluate import Evaluator
 from landscape.store import load_surface, save_surface
-from landscape.surface import Surface, compute_surface
+from landscape.surface import Surface, SurfaceOptions, compute_surface
 
 X = np.linspace(-1.0, 1.0, 8)
 Y = np.linspace(-0.5, 1.0, 6)
@@ -56,9 +56,13 @@ def test_round_trip_keeps_everything(tmp_path):
                   np.array([0.7, 0.2]), "labels": ["a.pt", "b.pt", "c.pt"],
                   "epochs": np.array([0, 1, 2])}
     anchors = {"coords": np.array([[0.0, 0.0]]), "labels": ["a.pt"]}
-    made = compute_surface(model, bundle, dirs, X, Y, metrics=("train_loss", "test_acc"),
-                           store=out, progress=False, provenance={"norm": "filter", "seed": 0},
-                           trajectory=trajectory, anchors=anchors, directions_path="d.h5")
+    dpath = tmp_path / "d.h5"
+    save_directions(dpath, dirs)
+    made = compute_surface(model, bundle, dpath, X, Y,
+                           options=SurfaceOptions(metrics=("train_loss", "test_acc"),
+                                                  progress=False),
+                           out=out, provenance={"norm": "filter", "seed": 0},
+                           trajectory=trajectory, anchors=anchors)
     got = load_surface(out)
     assert got.path == str(out) and got.shape == (8, 6) and got.complete
     assert np.array_equal(got.x, X) and np.array_equal(got.y, Y)
@@ -66,13 +70,13 @@ def test_round_trip_keeps_everything(tmp_path):
     for m in made.metrics:
         assert np.array_equal(got.metrics[m], made.metrics[m])
     assert got.provenance["identity"] == made.provenance["identity"]
-    assert got.provenance["directions"]["path"] == "d.h5"
+    assert got.provenance["directions"]["path"] == str(dpath)
     assert got.trajectory["labels"].tolist() == ["a.pt", "b.pt", "c.pt"]
     np.testing.assert_array_equal(got.trajectory["coords"], trajectory["coords"])
     assert got.anchors["labels"].tolist() == ["a.pt"]
     with h5py.File(out, "r") as fh:
         assert fh.attrs["format"] == "landscape-surface" and fh.attrs["grid"] == "8x6"
-        assert fh.attrs["norm"] == "filter" and fh["directions"].attrs["path"] == "d.h5"
+        assert fh.attrs["norm"] == "filter" and fh["directions"].attrs["path"] == str(dpath)
         assert fh.attrs["directions_sha256"] == made.provenance["identity"]["directions_sha256"]
     umask = os.umask(0)
     os.umask(umask)
@@ -93,7 +97,7 @@ def test_a_partial_surface_keeps_nan_for_missing_points(tmp_path):
 def test_damaged_or_foreign_files_give_one_line_errors(tmp_path):
     model, bundle, dirs = problem()
     good = tmp_path / "good.h5"
-    compute_surface(model, bundle, dirs, X, Y, store=good, progress=False)
+    compute_surface(model, bundle, dirs, X, Y, options=SurfaceOptions(progress=False), out=good)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     garbage = tmp_path / "garbage.h5"
@@ -117,17 +121,17 @@ def test_damaged_or_foreign_files_give_one_line_errors(tmp_path):
 def test_existing_output_is_refused_without_resume_or_force(tmp_path):
     model, bundle, dirs = problem()
     out = tmp_path / "s.h5"
-    compute_surface(model, bundle, dirs, X, Y, store=out, progress=False)
+    compute_surface(model, bundle, dirs, X, Y, options=SurfaceOptions(progress=False), out=out)
     with pytest.raises(StoreError, match="already exists"):
-        compute_surface(model, bundle, dirs, X, Y, store=out, progress=False)
-    other = compute_surface(model, bundle, dirs, X[:3], None, store=out, force=True,
-                            progress=False)
+        compute_surface(model, bundle, dirs, X, Y, options=SurfaceOptions(progress=False), out=out)
+    other = compute_surface(model, bundle, dirs, X[:3], None,
+                            options=SurfaceOptions(progress=False), out=out, force=True)
     assert load_surface(out).shape == (3,) and other.shape == (3,)
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     model, bundle, dirs = problem()
-    reference = compute_surface(model, bundle, dirs, X, Y, progress=False)
+    reference = compute_surface(model, bundle, dirs, X, Y, options=SurfaceOptions(progress=False))
     out = tmp_path / "s.h5"
     calls = {"n": 0}
     original = Evaluator.evaluate
@@ -140,8 +144,8 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, monk
 
     monkeypatch.setattr(Evaluator, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        compute_surface(model, bundle, dirs, X, Y, store=out, progress=False,
-                        checkpoint_seconds=1e9)
+        compute_surface(model, bundle, dirs, X, Y,
+                        options=SurfaceOptions(progress=False, checkpoint_seconds=1e9), out=out)
     monkeypatch.setattr(Evaluator, "evaluate", original)
     partial = load_surface(out)  # saved on the way out, although no checkpoint was due
     assert partial.done.sum() == 17
@@ -150,8 +154,8 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, monk
     seen = []
     monkeypatch.setattr(Evaluator, "evaluate",
                         lambda self, c, precision=None: seen.append(c) or original(self, c))
-    resumed = compute_surface(model, bundle, dirs, X, Y, store=out, resume=True,
-                              progress=False)
+    resumed = compute_surface(model, bundle, dirs, X, Y, options=SurfaceOptions(progress=False),
+                              out=out, resume=True)
     assert len(seen) == X.size * Y.size - 17  # only the missing points
     final = load_surface(out)
     assert final.complete and final.provenance["runs"] == 2
@@ -161,26 +165,29 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, monk
 
 
 def test_checkpoints_are_bounded_in_time(tmp_path, monkeypatch):
-    import landscape.store as store
+    import landscape.surface as surface_module
 
     model, bundle, dirs = problem()
     saves = []
-    real = store.save_surface
-    monkeypatch.setattr(store, "save_surface",
+    real = surface_module.save_surface
+    monkeypatch.setattr(surface_module, "save_surface",
                         lambda path, s: saves.append(int(s.done.sum())) or real(path, s))
-    compute_surface(model, bundle, dirs, X, Y, store=tmp_path / "a.h5", progress=False,
-                    checkpoint_seconds=1e9)
+    compute_surface(model, bundle, dirs, X, Y,
+                    options=SurfaceOptions(progress=False, checkpoint_seconds=1e9),
+                    out=tmp_path / "a.h5")
     assert saves == [0, 48]  # at the start and at the end only
     saves.clear()
-    compute_surface(model, bundle, dirs, X, Y, store=tmp_path / "b.h5", progress=False,
-                    checkpoint_seconds=0.0)
+    compute_surface(model, bundle, dirs, X, Y,
+                    options=SurfaceOptions(progress=False, checkpoint_seconds=0.0),
+                    out=tmp_path / "b.h5")
     assert saves == [0] + list(range(1, 49)) + [48]  # every point when the bound is zero
 
 
 def test_resume_refuses_other_inputs_and_names_the_differences(tmp_path):
     model, bundle, dirs = problem()
     out = tmp_path / "s.h5"
-    compute_surface(model, bundle, dirs, X, Y, store=out, progress=False, points=range(5))
+    compute_surface(model, bundle, dirs, X, Y, options=SurfaceOptions(progress=False), out=out,
+                    points=range(5))
     before = out.read_bytes()
     other_model = build_model("mlp", input_shape=(12,), num_classes=3, width=8, depth=1,
                               seed=1).eval()
@@ -198,11 +205,13 @@ def test_resume_refuses_other_inputs_and_names_the_differences(tmp_path):
     ]
     for change, names in cases:
         args = dict(model=model, data=bundle, directions=dirs, x=X, y=Y,
-                    metrics=("train_loss", "train_acc"))
+                    metrics=("train_loss", "train_acc"), bn_recalibrate=False)
         args.update(change)
+        options = SurfaceOptions(metrics=args.pop("metrics"), progress=False,
+                                 bn_recalibrate=args.pop("bn_recalibrate"))
         with pytest.raises(StoreError) as info:
             compute_surface(args.pop("model"), args.pop("data"), args.pop("directions"),
-                            store=out, resume=True, progress=False, **args)
+                            options=options, out=out, resume=True, **args)
         message = str(info.value)
         assert message.startswith(f"cannot resume '{out}'")
         for name in names:
@@ -214,7 +223,8 @@ def test_stale_temporary_files_are_cleaned_up(tmp_path):
     model, bundle, dirs = problem()
     stale = tmp_path / ".s.h5.abc123.tmp"
     stale.write_bytes(b"left by a killed run")
-    compute_surface(model, bundle, dirs, X, Y, store=tmp_path / "s.h5", progress=False)
+    compute_surface(model, bundle, dirs, X, Y, options=SurfaceOptions(progress=False),
+                    out=tmp_path / "s.h5")
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
 
@@ -226,11 +236,11 @@ _CHILD = textwrap.dedent("""
     spec = importlib.util.spec_from_file_location("store_tests", sys.argv[1])
     tests = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tests)
-    from landscape.surface import compute_surface
+    from landscape.surface import SurfaceOptions, compute_surface
     model, bundle, dirs = tests.problem()
     model.register_forward_pre_hook(lambda module, args: time.sleep(0.05))  # slow points
-    compute_surface(model, bundle, dirs, tests.X, tests.Y, store=sys.argv[2],
-                    checkpoint_seconds=0.0, progress=False)
+    compute_surface(model, bundle, dirs, tests.X, tests.Y, out=sys.argv[2],
+                    options=SurfaceOptions(checkpoint_seconds=0.0, progress=False))
 """)
 
 
@@ -255,10 +265,11 @@ def test_sigkill_mid_run_never_corrupts_and_resume_completes(tmp_path):
     partial = load_surface(out)
     assert 10 <= partial.done.sum() < X.size * Y.size
     model, bundle, dirs = problem()
-    resumed = _single_thread(lambda: compute_surface(model, bundle, dirs, X, Y, store=out,
-                                                     resume=True, progress=False))
+    resumed = _single_thread(lambda: compute_surface(model, bundle, dirs, X, Y,
+                                                     options=SurfaceOptions(progress=False),
+                                                     out=out, resume=True))
     reference = _single_thread(lambda: compute_surface(model, bundle, dirs, X, Y,
-                                                       progress=False))
+                                                       options=SurfaceOptions(progress=False)))
     final = load_surface(out)
     assert final.complete and resumed.complete
     for m in reference.metrics:

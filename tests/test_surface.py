@@ -14,7 +14,8 @@ from landscape import build_model
 from landscape.data import DataBundle
 from landscape.directions import random_directions
 from landscape.errors import LandscapeError
-from landscape.surface import Surface, compute_surface, select_points, summary_line
+from landscape.surface import (Surface, SurfaceOptions, compute_surface, select_points,
+                               summary_line)
 from landscape.train import evaluate_split, loss_function
 
 from closed_forms import LogOfFirst, Quadratic, mean_output
@@ -44,8 +45,9 @@ def test_quadratic_2d_surface_on_a_non_square_grid_without_zero():
                       torch.randn(2, 3, generator=g, dtype=torch.float64))
     d1, d2 = random_directions(model, count=2, ignore="none", seed=0)
     x, y = np.linspace(0.5, 2.0, 7), np.linspace(-3.0, -1.0, 4)
-    surface = compute_surface(model, _pair(), [d1, d2], x=x, y=y, metrics=("train_loss",),
-                              loss=mean_output, progress=False)
+    surface = compute_surface(model, _pair(), [d1, d2], x=x, y=y,
+                              options=SurfaceOptions(metrics=("train_loss",), loss=mean_output,
+                                                     progress=False))
     assert isinstance(surface, Surface) and surface.shape == (7, 4) and surface.complete
     a = model.a.numpy()
     t, u, v = (z.detach().reshape(-1).numpy() for z in (model.theta, d1["theta"], d2["theta"]))
@@ -61,8 +63,9 @@ def test_quadratic_1d_surface_is_the_closed_form_parabola():
     model = Quadratic(m + m.T, torch.randn(2, 3, generator=g, dtype=torch.float64))
     (d,) = random_directions(model, count=1, ignore="none", seed=4)
     x = np.linspace(-2.0, -0.5, 9)
-    surface = compute_surface(model, _pair(), [d], x=x, metrics=("train_loss",),
-                              loss=mean_output, progress=False)
+    surface = compute_surface(model, _pair(), [d], x=x,
+                              options=SurfaceOptions(metrics=("train_loss",), loss=mean_output,
+                                                     progress=False))
     a = model.a.numpy()
     t, u = model.theta.detach().reshape(-1).numpy(), d["theta"].reshape(-1).numpy()
     # 0.5 (t + s u)^T A (t + s u) = c0 + c1 s + c2 s^2
@@ -78,8 +81,9 @@ def test_mse_surface_of_a_linear_model_matches_closed_form():
     w0, b0 = model.weight.detach().numpy().copy(), model.bias.detach().numpy().copy()
     dirs = random_directions(model, count=2, ignore="none", seed=1)
     x, y = np.linspace(-1, 1, 3), np.linspace(0.2, 0.6, 2)
-    surface = compute_surface(model, bundle, dirs, x, y, metrics=("test_loss",), loss="mse",
-                              progress=False)
+    surface = compute_surface(model, bundle, dirs, x, y,
+                              options=SurfaceOptions(metrics=("test_loss",), loss="mse",
+                                                     progress=False))
     xt, yt = (t.numpy() for t in bundle.test)
     for i, a in enumerate(x):
         for j, b in enumerate(y):
@@ -96,7 +100,8 @@ def test_every_grid_value_equals_an_independent_evaluation():
     dirs = landscape.directions.random_directions(model, count=2, seed=0)
     x, y = np.linspace(-1.0, 0.5, 4), np.linspace(0.25, 1.0, 3)
     metrics = ("train_loss", "train_acc", "test_loss", "test_acc")
-    surface = compute_surface(model, bundle, dirs, x, y, metrics=metrics, progress=False)
+    surface = compute_surface(model, bundle, dirs, x, y,
+                              options=SurfaceOptions(metrics=metrics, progress=False))
     loss_fn = loss_function("cross_entropy", 4)
     for i, a in enumerate(x):
         for j, b in enumerate(y):
@@ -116,11 +121,12 @@ def test_same_seed_gives_bit_identical_surfaces():
         model = _mlp()
         dirs = random_directions(model, count=2, seed=3)
         runs.append(compute_surface(model, bundle, dirs, np.linspace(-1, 1, 5),
-                                    np.linspace(-1, 1, 3), progress=False))
+                                    np.linspace(-1, 1, 3), options=SurfaceOptions(progress=False)))
     for m in runs[0].metrics:
         assert np.array_equal(runs[0].metrics[m], runs[1].metrics[m])
     other = compute_surface(_mlp(), bundle, random_directions(_mlp(), seed=4),
-                            np.linspace(-1, 1, 5), np.linspace(-1, 1, 3), progress=False)
+                            np.linspace(-1, 1, 5), np.linspace(-1, 1, 3),
+                            options=SurfaceOptions(progress=False))
     assert not np.array_equal(other.metrics["train_loss"], runs[0].metrics["train_loss"])
 
 
@@ -129,8 +135,9 @@ def test_shards_partition_the_grid_and_reassemble_the_full_surface():
     model = _mlp()
     dirs = random_directions(model, count=2, seed=0)
     x, y = np.linspace(-1, 1, 4), np.linspace(-0.5, 0.5, 5)
-    full = compute_surface(model, bundle, dirs, x, y, progress=False)
-    shards = [compute_surface(model, bundle, dirs, x, y, rank=r, world_size=3, progress=False)
+    full = compute_surface(model, bundle, dirs, x, y, options=SurfaceOptions(progress=False))
+    shards = [compute_surface(model, bundle, dirs, x, y, options=SurfaceOptions(progress=False),
+                              points=select_points(full.done.size, rank=r, world_size=3))
               for r in range(3)]
     assert sum(s.done.sum() for s in shards) == full.done.size
     assert not (shards[0].done & shards[1].done).any()
@@ -139,13 +146,15 @@ def test_shards_partition_the_grid_and_reassemble_the_full_surface():
         merged[s.done] = s.metrics["train_loss"][s.done]
         assert np.isnan(s.metrics["train_loss"][~s.done]).all()
     assert np.array_equal(merged, full.metrics["train_loss"])
-    part = compute_surface(model, bundle, dirs, x, y, points=[0, 7, 19], progress=False)
+    part = compute_surface(model, bundle, dirs, x, y, options=SurfaceOptions(progress=False),
+                           points=[0, 7, 19])
     assert part.done.reshape(-1).nonzero()[0].tolist() == [0, 7, 19]
     assert part.metrics["train_loss"][1, 2] == full.metrics["train_loss"][1, 2]
     assert select_points(10, np.array([True] + [False] * 9), rank=1, world_size=2) == [1, 3, 5,
                                                                                         7, 9]
     with pytest.raises(LandscapeError, match="outside the grid"):
-        compute_surface(model, bundle, dirs, x, y, points=[20], progress=False)
+        compute_surface(model, bundle, dirs, x, y, options=SurfaceOptions(progress=False),
+                        points=[20])
 
 
 def test_batched_points_equal_the_loop_through_compute_surface():
@@ -153,8 +162,10 @@ def test_batched_points_equal_the_loop_through_compute_surface():
     model = _mlp(torch.float64)
     dirs = random_directions(model, count=2, seed=0)
     x, y = np.linspace(-1, 1, 5), np.linspace(-1, 1, 3)
-    loop = compute_surface(model, bundle, dirs, x, y, progress=False, batch_points=1)
-    batched = compute_surface(model, bundle, dirs, x, y, progress=False, batch_points=4)
+    loop = compute_surface(model, bundle, dirs, x, y,
+                           options=SurfaceOptions(progress=False, batch_points=1))
+    batched = compute_surface(model, bundle, dirs, x, y,
+                              options=SurfaceOptions(progress=False, batch_points=4))
     np.testing.assert_allclose(batched.metrics["train_loss"], loop.metrics["train_loss"],
                                rtol=1e-12)
     assert np.array_equal(batched.metrics["train_acc"], loop.metrics["train_acc"])
@@ -164,8 +175,9 @@ def test_nan_and_inf_points_are_stored_and_counted():
     model = LogOfFirst()
     direction = {"w": torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)}
     x = np.linspace(-2.0, 1.0, 7)  # 1 + x: -1, -0.5, 0, 0.5, 1, 1.5, 2
-    surface = compute_surface(model, _pair(), [direction], x, metrics=("train_loss",),
-                              loss=mean_output, progress=False)
+    surface = compute_surface(model, _pair(), [direction], x,
+                              options=SurfaceOptions(metrics=("train_loss",), loss=mean_output,
+                                                     progress=False))
     values = surface.metrics["train_loss"]
     assert surface.complete
     assert np.isnan(values[:2]).all() and values[2] == -math.inf
@@ -180,7 +192,7 @@ def test_nan_and_inf_points_are_stored_and_counted():
 def test_progress_bar_reports_points(capsys):
     model = _mlp()
     compute_surface(model, _bundle(), random_directions(model, count=1), np.linspace(-1, 1, 4),
-                    progress=True)
+                    options=SurfaceOptions(progress=True))
     err = capsys.readouterr().err
     assert "surface" in err and "0/4" in err and "pt/s" in err  # count, rate (and time left)
 
@@ -196,7 +208,7 @@ def test_bad_arguments():
     with pytest.raises(LandscapeError, match="1-D"):
         compute_surface(model, bundle, [d], np.zeros((2, 2)))
     with pytest.raises(LandscapeError, match="no metrics"):
-        compute_surface(model, bundle, [d], [0.0, 1.0], metrics=())
+        compute_surface(model, bundle, [d], [0.0, 1.0], options=SurfaceOptions(metrics=()))
 
 
 def _dense_extremes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -228,8 +240,9 @@ def test_hessian_metrics_match_dense_eigenvalues():
                         activation="tanh").double().eval()
     (d,) = random_directions(model, count=1, seed=0)
     x = np.array([-0.5, 0.0, 0.7])
-    surface = compute_surface(model, bundle, [d], x, metrics=("train_loss",), hessian=True,
-                              progress=False, seed=0)
+    surface = compute_surface(model, bundle, [d], x,
+                              options=SurfaceOptions(metrics=("train_loss",), hessian=True,
+                                                     progress=False, seed=0))
     assert list(surface.metrics) == ["train_loss", "eig_max", "eig_min"]
     for i, a in enumerate(x):
         probe = copy.deepcopy(model)
@@ -253,15 +266,18 @@ def test_channels_last_surface_is_recorded_and_resumed_only_with_the_same_layout
     model = build_model("lenet", input_shape=(1, 12, 12), num_classes=4, seed=0).eval()
     dirs = random_directions(model, count=2, seed=0)
     x, y = np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)
-    plain = compute_surface(model, images, dirs, x, y, progress=False)
+    plain = compute_surface(model, images, dirs, x, y, options=SurfaceOptions(progress=False))
     store = tmp_path / "nhwc.h5"
-    nhwc = compute_surface(model, images, dirs, x, y, store=store, progress=False,
-                           channels_last=True, points=[0, 1, 2])
+    nhwc = compute_surface(model, images, dirs, x, y,
+                           options=SurfaceOptions(progress=False, channels_last=True), out=store,
+                           points=[0, 1, 2])
     assert load_surface(store).provenance["identity"]["channels_last"] is True
     with pytest.raises(StoreError, match="channels-last memory format"):
-        compute_surface(model, images, dirs, x, y, store=store, resume=True, progress=False)
-    nhwc = compute_surface(model, images, dirs, x, y, store=store, resume=True,
-                           progress=False, channels_last=True)
+        compute_surface(model, images, dirs, x, y, options=SurfaceOptions(progress=False),
+                        out=store, resume=True)
+    nhwc = compute_surface(model, images, dirs, x, y,
+                           options=SurfaceOptions(progress=False, channels_last=True), out=store,
+                           resume=True)
     assert nhwc.complete
     np.testing.assert_allclose(nhwc.metrics["train_loss"], plain.metrics["train_loss"],
                                rtol=1e-5)  # float32: kernels for NHWC round differently
