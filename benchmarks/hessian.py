@@ -67,7 +67,8 @@ def reference_top(model: nn.Module, data, budget: float) -> tuple[np.ndarray, np
         how = (f"dense float64 Hessian + eigh ({n}x{n}, {time.perf_counter() - t:.0f} s)")
         return values[-5:], values, how
     t = time.perf_counter()
-    res = hs.hessian_eigenvalues(model64, data, k=5, tol=1e-12, check=False)
+    res = hs.hessian_eigenvalues(model64, data, k=5, tol=1e-12,
+                                 options=hs.HessianOptions(check=False))
     how = (f"tight float64 eigsh, tol 1e-12 ({res.n_products} products, "
            f"{time.perf_counter() - t:.0f} s; residuals <= {res.residuals.max():.1e}); "
            f"dense Hessian skipped: estimated {estimate:.0f} s > budget {budget:.0f} s")
@@ -92,7 +93,7 @@ def _dense_columns(model64: nn.Module, data, cols: int) -> None:
 
 def run_ours(model, data, **kw) -> dict:
     t = time.perf_counter()
-    res = hs.hessian_eigenvalues(model, data, k=5, check=False, **kw)
+    res = hs.hessian_eigenvalues(model, data, k=5, **kw, options=hs.HessianOptions(check=False))
     return {"values": res.values, "products": res.n_products,
             "seconds": time.perf_counter() - t, "residual": float(res.residuals.max())}
 
@@ -173,7 +174,8 @@ def smallest_study(model, data, exact_min: float | None) -> list[dict]:
 
     model64 = copy.deepcopy(model).double()
     op = hs.HessianOperator(model64, data)
-    top = float(hs.hessian_eigenvalues(model64, data, k=1, tol=1e-8, check=False).values[-1])
+    top = float(hs.hessian_eigenvalues(model64, data, k=1, tol=1e-8,
+                                       options=hs.HessianOptions(check=False)).values[-1])
     v0 = np.random.default_rng(0).standard_normal(op.n_params)
     rows = []
     for tol in (1e-3, 1e-6):

@@ -117,8 +117,9 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
             serve_hessian_products(model, data, ctx)
             return
         factory = DistributedHessian(ctx) if ctx else None
-        common = dict(loss=loss, chunk_size=chunk_size or hs.DEFAULT_CHUNK, mode=mode,
-                      device=dev, hvp=hvp, progress=not quiet, operator_factory=factory)
+        common = hs.HessianOptions(loss=loss, chunk_size=chunk_size or hs.DEFAULT_CHUNK,
+                                   mode=mode, device=dev, hvp=hvp, progress=not quiet,
+                                   factory=factory)
         ranks = f", {ctx.world_size} ranks" if ctx else ""
         click.echo(f"{info['model']['name']} ({sum(p.numel() for p in model.parameters()):,} "
                    f"parameters) on {bundle.name} {split} ({len(data[1])} examples), {mode} "
@@ -151,13 +152,13 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 
 
 def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol: float,
-                 method: str, seed: int, common: dict) -> dict:
+                 method: str, seed: int, common) -> dict:
     from landscape import hessian as hs
 
     which = "both" if top_k and bottom_k else ("largest" if top_k else "smallest")
     res = hs.hessian_eigenvalues(model, data, k=top_k or bottom_k, which=which, tol=tol,
                                  bottom_tol=bottom_tol, seed=seed, method=method,
-                                 k_smallest=bottom_k or None, **common)
+                                 k_smallest=bottom_k or None, options=common)
     n_bottom = bottom_k if which != "largest" else 0
     rule = STOPPING_RULE.get(res.method, "")
     rows = [("bottom" if i < n_bottom else "top", f"{v:.8g}", f"{r:.2e}")
@@ -184,10 +185,10 @@ def _relative(values, residuals) -> str:
     return f"{max(ratios):.2g}" if ratios else "-"
 
 
-def _trace(model, data, n_products: int, seed: int, common: dict) -> dict:
+def _trace(model, data, n_products: int, seed: int, common) -> dict:
     from landscape import hessian as hs
 
-    res = hs.hessian_trace(model, data, n_products=n_products, seed=seed, **common)
+    res = hs.hessian_trace(model, data, n_products=n_products, seed=seed, options=common)
     finite = math.isfinite(res.stderr)
     error = (f"+- {res.stderr:.2g} (standard error; " if finite
              else f"(s.e. not available with {res.n_products} products; ")
@@ -198,10 +199,11 @@ def _trace(model, data, n_products: int, seed: int, common: dict) -> dict:
             "n_products": res.n_products, "seconds": res.seconds, "mode": res.mode}
 
 
-def _density(model, data, probes: int, steps: int, seed: int, common: dict) -> dict:
+def _density(model, data, probes: int, steps: int, seed: int, common) -> dict:
     from landscape import hessian as hs
 
-    res = hs.hessian_density(model, data, n_probes=probes, n_steps=steps, seed=seed, **common)
+    res = hs.hessian_density(model, data, n_probes=probes, n_steps=steps, seed=seed,
+                             options=common)
     click.echo(f"density: {res.n_probes} probes x {res.n_steps} Lanczos steps, Ritz values "
                f"{res.nodes.min():.6g} .. {res.nodes.max():.6g}, sigma {res.sigma:.3g} "
                f"({res.n_products} products, {res.seconds:.2f} s)")

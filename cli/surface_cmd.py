@@ -51,7 +51,8 @@ def surface_options(func):
     (after refusing an output that exists, or that is one of the inputs)."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from landscape.surface import check_output, directions_file_for
+        from landscape.store import check_output
+        from landscape.surface import directions_file_for
 
         from .common import guard_output
 

@@ -455,3 +455,38 @@ def load_directions(path: str | os.PathLike) -> tuple[list[Direction], dict[str,
         raise StoreError(f"directions file {str(path)!r} is damaged: its content does not "
                          "match its recorded sha256")
     return dirs, {"sha256": digest, "provenance": prov, "path": str(path)}
+
+
+def write_or_check_directions(path: Path, dirs: Sequence[Direction], recipe: dict[str, Any],
+                              force: bool) -> tuple[bool, Path | None]:
+    """Write a directions file once: write it, or check that the existing one holds these
+    directions (``force`` replaces one that differs, moving it aside first).
+
+    Returns:
+        (True when this call wrote the file; the replaced file, moved aside, if any: the
+        caller deletes it, or puts it back if its work fails).
+    """
+    digest = directions_sha256(dirs)
+    if path.exists():
+        try:
+            same = load_directions(path)[1]["sha256"] == digest
+        except StoreError:
+            if not force:
+                raise
+            same = False
+        if same:
+            return False, None
+        if not force:
+            raise StoreError(f"directions file {str(path)!r} holds other directions than these "
+                             "options make (sha256 differs); use --force to replace it or "
+                             "another --out")
+        aside = path.with_name(f".{path.name}.replaced")
+        os.replace(path, aside)
+        try:
+            save_directions(path, dirs, recipe)
+        except BaseException:
+            os.replace(aside, path)
+            raise
+        return True, aside
+    save_directions(path, dirs, recipe)
+    return True, None

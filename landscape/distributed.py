@@ -1,23 +1,14 @@
 """Process groups under torchrun, and the exchange of results between ranks.
 
-Launch any surface or Hessian command under torchrun, e.g.
-``torchrun --nproc-per-node 4 -m landscape surface model.pt --x=-1:1:51 --y=-1:1:51 --out s.h5``.
-Every rank loads the model, data and directions itself (all deterministic), and
-``init_distributed`` joins the process group: NCCL with one GPU per local rank on CUDA machines,
-Gloo on CPUs. Results travel over Gloo in either case (a Gloo group is made beside NCCL): they
-are a few floats per grid point.
-
-This module knows nothing of surfaces or Hessians. The one point loop of a surface
-(``landscape.surface``) runs on every rank with a ``RankExchange``, which supplies what differs
-from one process: the ranks agree on their inputs, rank 0 opens the file and tells every rank
-which points are done, block ``b`` of the remaining points goes to rank ``b % world_size``, and
-after each round of about ``round_seconds`` the ranks ``all_gather`` fixed-size tables of
-(point, values) so that rank 0 can merge and checkpoint them. The distributed Hessian
-(``landscape.hessian.DistributedHessianOperator``) uses the same collectives.
-
-When a rank dies its sockets close and the next collective fails on every other rank; before
-each collective a rank records how far it got in the process group's key-value store, so the
-error names the ranks that never reached it (``Link``).
+Under torchrun (``torchrun --nproc-per-node 4 -m landscape surface ...``) every rank loads the
+model, data and directions itself, and ``init_distributed`` joins the process group: NCCL with
+one GPU per local rank on CUDA machines, Gloo on CPUs; results travel over Gloo either way (a
+few floats per grid point). This module knows nothing of surfaces or Hessians: the one point
+loop of ``landscape.surface`` runs on every rank with a ``RankExchange`` (block ``b`` of the
+remaining points goes to rank ``b % world_size``; after each round the ranks ``all_gather``
+tables of (point, values) for rank 0 to merge and save), and the distributed Hessian of
+``landscape.hessian`` uses the same collectives. When a rank dies, the next collective fails
+everywhere and its error names the ranks that never reached it (``Link``).
 """
 from __future__ import annotations
 
@@ -344,21 +335,11 @@ class RankExchange:
         """
         import torch.distributed as dist
 
-        surface, error = None, None
-        if self.is_main:
-            try:
-                surface = start()
-            except Exception as exc:
-                error = exc
-        payload = [None if error is None else _message(error),
-                   None if surface is None else surface.done.reshape(-1).copy()]
-        self.link.call("opening of the surface file",
-                       lambda: dist.broadcast_object_list(payload, src=0, group=self.ctx.group))
-        if error is not None:
-            raise error
-        if payload[0] is not None:
-            raise PeerError(f"rank 0 stopped: {payload[0]}")
-        return surface, payload[1]
+        surface = run_on_main(self.ctx, start, "opening of the surface file")
+        mask = [None if surface is None else surface.done.reshape(-1).copy()]
+        self.link.call("sharing of the done points",
+                       lambda: dist.broadcast_object_list(mask, src=0, group=self.ctx.group))
+        return surface, mask[0]
 
     def share(self, blocks: list[list[int]], batch: int) -> list[list[int]]:
         """This rank's blocks of (at most ``batch``) points: ``blocks[rank::world_size]``."""

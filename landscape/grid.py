@@ -173,3 +173,15 @@ def auto_axis(values: Any, num: int = 21) -> np.ndarray:
     lo, hi = float(values.min()), float(values.max())
     pad = 0.25 * (hi - lo) if hi > lo else 1.0
     return np.linspace(lo - pad, hi + pad, num)
+
+
+def summary_line(surface: Surface, seconds: float | None = None) -> str:
+    """One line: points, seconds, NaN/inf count, the minimum loss and where."""
+    s = surface.summary()
+    secs = surface.provenance.get("seconds", 0.0) if seconds is None else seconds
+    where = ("" if s["argmin"] is None else
+             " at " + ", ".join(f"{a}={v:.4g}" for a, v in zip("xy", s["argmin"])))
+    rate = s["done"] / secs if secs and secs > 0 else float("nan")
+    minimum = f"min {s['metric']} {s['min']:.6g}{where}" if s["metric"] else "no metrics"
+    return (f"{s['done']}/{s['points']} points in {secs:.1f} s ({rate:.3g} points/s), "
+            f"{s['nonfinite']} NaN/inf, {minimum}")

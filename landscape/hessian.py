@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, aslinearoperator, eigsh
 from torch import nn
 
 from .data import split_of
@@ -487,15 +487,76 @@ def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entrop
     return op.check_determinism()
 
 
-def _operator(model, data, loss, chunk_size, mode, device, hvp, split, record, progress,
-              check, dtype=None, factory=None) -> HessianOperator:
-    """The operator the solvers use: a ``HessianOperator``, or what ``factory`` makes with the
-    same arguments (e.g. ``DistributedHessian`` under torchrun)."""
-    _warn_stochastic(model, mode)
-    op = (factory or HessianOperator)(model, data, loss, chunk_size, mode, device, hvp,
-                                      dtype=dtype, split=split, record=record,
-                                      progress=progress)
-    if check:
+@dataclasses.dataclass(frozen=True)
+class HessianOptions:
+    """How the solvers make their Hessian-vector products from a model (the operator's
+    settings, one object for every solver; unused when a solver is given an operator).
+
+    Attributes:
+        loss, chunk_size, mode, device, hvp, dtype, split: as for ``HessianOperator``.
+        check: run the two-pass determinism check first (two gradient passes).
+        progress: show a progress bar of products.
+        factory: makes the operator in place of ``HessianOperator`` (same arguments), e.g.
+            ``DistributedHessian`` under torchrun.
+    """
+
+    loss: LossArg = "cross_entropy"
+    chunk_size: int | None = DEFAULT_CHUNK
+    mode: str = "eval"
+    device: Any = None
+    hvp: str = "double"
+    dtype: torch.dtype | None = None
+    split: str = "train"
+    check: bool = True
+    progress: bool = False
+    factory: Callable[..., HessianOperator] | None = None
+
+
+class _Given(LinearOperator):
+    """A caller's symmetric operator (a scipy LinearOperator or a matrix) with what the solvers
+    keep track of: counted and (optionally) recorded products."""
+
+    def __init__(self, op: Any, record: bool):
+        self.inner = aslinearoperator(op)
+        if self.inner.shape[0] != self.inner.shape[1]:
+            raise LandscapeError(f"the operator must be square, got shape {self.inner.shape}")
+        self.n_params = self.inner.shape[0]
+        self.n_products, self.history, self._record = 0, [], record
+        self.mode = getattr(op, "mode", "given operator")
+        self.hvp_description = getattr(op, "hvp_description", "given operator")
+        super().__init__(dtype=np.float64, shape=self.inner.shape)
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        out = np.asarray(self.inner.matvec(x), dtype=np.float64).reshape(-1)
+        self.n_products += 1
+        if self._record and (len(self.history) + 1) * 16 * self.n_params <= RECORD_BYTES:
+            self.history.append((x.copy(), out.copy()))
+        return out
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matvec(x)
+
+    def close(self) -> None:
+        pass
+
+
+def _operator(source: Any, data: Any, options: HessianOptions | None, record: bool):
+    """The operator the solvers use: ``source`` itself when it is an operator or a matrix,
+    else a ``HessianOperator`` of the model ``source`` over ``data`` (or what
+    ``options.factory`` makes with the same arguments)."""
+    if not isinstance(source, nn.Module):
+        if data is not None:
+            raise LandscapeError("data goes with a model, not with an operator")
+        return _Given(source, record)
+    if data is None:
+        raise LandscapeError("a model needs its data: (inputs, targets) or a DataBundle")
+    o = options or HessianOptions()
+    _warn_stochastic(source, o.mode)
+    op = (o.factory or HessianOperator)(source, data, o.loss, o.chunk_size, o.mode, o.device,
+                                        o.hvp, dtype=o.dtype, split=o.split, record=record,
+                                        progress=o.progress)
+    if o.check:
         try:
             op.check_determinism()
         except BaseException:
@@ -510,17 +571,11 @@ def _rng_vector(rng: np.random.Generator, n: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- eigenvalues
 
-def hessian_eigenvalues(model: nn.Module, data: Any, k: int = 5, which: str = "largest",
-                        tol: float = 1e-6, return_vectors: bool = False, seed: int = 0,
-                        loss: LossArg = "cross_entropy",
-                        chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
-                        device: str | torch.device | None = None, method: str = "lanczos",
-                        *, k_smallest: int | None = None, hvp: str = "double",
-                        split: str = "train", ncv: int | None = None,
-                        maxiter: int | None = None, check: bool = True,
-                        dtype: torch.dtype | None = None, progress: bool = False,
-                        bottom_tol: float | None = BOTTOM_TOL,
-                        operator_factory: Callable[..., HessianOperator] | None = None
+def hessian_eigenvalues(source: Any, data: Any = None, *, k: int = 5, which: str = "largest",
+                        tol: float = 1e-6, bottom_tol: float | None = BOTTOM_TOL,
+                        return_vectors: bool = False, seed: int = 0, method: str = "lanczos",
+                        k_smallest: int | None = None, ncv: int | None = None,
+                        maxiter: int | None = None, options: HessianOptions | None = None
                         ) -> EigenResult:
     """Extreme eigenvalues of the Hessian of the mean loss over a data split.
 
@@ -539,8 +594,9 @@ def hessian_eigenvalues(model: nn.Module, data: Any, k: int = 5, which: str = "l
     power iteration with deflation, kept as a baseline.
 
     Args:
-        model: the network (not modified).
-        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        source: the network (not modified), or a symmetric operator (a scipy LinearOperator,
+            a ``HessianOperator``, a dense or sparse matrix) to use as it is.
+        data: with a network: ``(inputs, targets)`` or a DataBundle (its ``options.split``).
         k: how many eigenvalues (for ``both``: how many at the top).
         which: ``largest``, ``smallest`` or ``both``.
         tol: tolerance of the top end: eigsh stops when each Ritz residual is below ``tol``
@@ -556,18 +612,13 @@ def hessian_eigenvalues(model: nn.Module, data: Any, k: int = 5, which: str = "l
             ``power``: the relative change of the shifted eigenvalue.
         return_vectors: also return unit eigenvectors.
         seed: seed of the start vectors.
-        loss, chunk_size, mode, device, hvp, split: as for ``HessianOperator``.
         method: ``lanczos`` or ``power``.
         k_smallest: for ``both``, how many at the bottom (default ``k``).
         ncv: eigsh's basis size (default: ``max(2k + 1, 20)`` for the top and, where eigsh
             takes over the bottom, ``max(2k + 1, 40)``).
         maxiter: restarts (eigsh), Lanczos steps of the bottom end (default 1000, fewer where
             the basis would pass 1 GiB) or iterations per eigenvalue (power, default 100).
-        check: run the two-pass determinism check first (two gradient passes).
-        dtype: dtype of the products (default the model's), e.g. torch.float64.
-        progress: show a progress bar of products.
-        operator_factory: makes the operator in place of ``HessianOperator`` (same
-            arguments), e.g. ``DistributedHessian`` under torchrun.
+        options: how products are made from a network (``HessianOptions``).
 
     Returns:
         EigenResult with values ascending, residuals, products, seconds and the mode used.
@@ -584,9 +635,7 @@ def hessian_eigenvalues(model: nn.Module, data: Any, k: int = 5, which: str = "l
         raise LandscapeError(f"tolerances must not be negative (tol {tol}, bottom_tol "
                              f"{bottom_tol})")
     start = time.perf_counter()
-    op = _operator(model, data, loss, chunk_size, mode, device, hvp, split,
-                   record=method == "lanczos", progress=progress, check=check, dtype=dtype,
-                   factory=operator_factory)
+    op = _operator(source, data, options, record=method == "lanczos")
     try:
         if k_large + k_small > op.n_params:
             raise LandscapeError(f"asked for {k_large + k_small} eigenvalues of a "
@@ -603,7 +652,7 @@ def hessian_eigenvalues(model: nn.Module, data: Any, k: int = 5, which: str = "l
     order = np.argsort(vals, kind="stable")
     return EigenResult(values=vals[order], vectors=vecs[:, order] if return_vectors else None,
                        residuals=res[order], n_products=op.n_products,
-                       seconds=time.perf_counter() - start, mode=mode, which=which,
+                       seconds=time.perf_counter() - start, mode=op.mode, which=which,
                        method=method, hvp=op.hvp_description, converged=converged,
                        n_params=op.n_params)
 
@@ -856,12 +905,8 @@ def _lanczos(apply: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, steps: i
 
 # ----------------------------------------------------------------------------- trace
 
-def hessian_trace(model: nn.Module, data: Any, method: str = "hutch++", n_products: int = 60,
-                  seed: int = 0, loss: LossArg = "cross_entropy",
-                  chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
-                  device: str | torch.device | None = None, *, hvp: str = "double",
-                  split: str = "train", check: bool = True, progress: bool = False,
-                  operator_factory: Callable[..., HessianOperator] | None = None
+def hessian_trace(source: Any, data: Any = None, *, method: str = "hutch++",
+                  n_products: int = 60, seed: int = 0, options: HessianOptions | None = None
                   ) -> TraceResult:
     """Trace of the Hessian from Rademacher probes.
 
@@ -870,16 +915,11 @@ def hessian_trace(model: nn.Module, data: Any, method: str = "hutch++", n_produc
     is Hutchinson on the deflated ``(I - QQ^T) H (I - QQ^T)``.
 
     Args:
-        model: the network (not modified).
-        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        source, data: as for ``hessian_eigenvalues`` (a network and its data, or an operator).
         method: ``hutch++`` or ``hutchinson``.
         n_products: budget of Hessian-vector products (hutch++: a multiple of 3 is used).
         seed: seed of the probes.
-        loss, chunk_size, mode, device, hvp, split: as for ``HessianOperator``.
-        check: run the determinism check first.
-        progress: show a progress bar of products.
-        operator_factory: makes the operator in place of ``HessianOperator`` (same
-            arguments), e.g. ``DistributedHessian`` under torchrun.
+        options: how products are made from a network (``HessianOptions``).
 
     Returns:
         TraceResult (estimate, standard error, products used, mode).
@@ -889,8 +929,7 @@ def hessian_trace(model: nn.Module, data: Any, method: str = "hutch++", n_produc
         raise LandscapeError(f"{method} needs at least {3 if method == 'hutch++' else 2} "
                              "products")
     start = time.perf_counter()
-    op = _operator(model, data, loss, chunk_size, mode, device, hvp, split, False, progress,
-                   check, factory=operator_factory)
+    op = _operator(source, data, options, record=False)
     rng = np.random.default_rng(seed)
     try:
         if method == "hutchinson":
@@ -900,7 +939,7 @@ def hessian_trace(model: nn.Module, data: Any, method: str = "hutch++", n_produc
     finally:
         op.close()
     return TraceResult(estimate=float(est), stderr=float(se), n_products=op.n_products,
-                       method=method, seconds=time.perf_counter() - start, mode=mode,
+                       method=method, seconds=time.perf_counter() - start, mode=op.mode,
                        n_params=op.n_params)
 
 
@@ -933,14 +972,9 @@ def _hutchpp(op: HessianOperator, n_products: int, rng: np.random.Generator
 
 # ----------------------------------------------------------------------------- density
 
-def hessian_density(model: nn.Module, data: Any, n_probes: int = 4, n_steps: int = 90,
+def hessian_density(source: Any, data: Any = None, *, n_probes: int = 4, n_steps: int = 90,
                     seed: int = 0, sigma: float | None = None, grid_points: int = 1000,
-                    loss: LossArg = "cross_entropy", chunk_size: int | None = DEFAULT_CHUNK,
-                    mode: str = "eval", device: str | torch.device | None = None, *,
-                    hvp: str = "double", split: str = "train", check: bool = True,
-                    progress: bool = False,
-                    operator_factory: Callable[..., HessianOperator] | None = None
-                    ) -> DensityResult:
+                    options: HessianOptions | None = None) -> DensityResult:
     """Spectral density of the Hessian by stochastic Lanczos quadrature.
 
     Each probe (a Rademacher vector from ``seed``) runs ``n_steps`` Lanczos steps with full
@@ -949,17 +983,13 @@ def hessian_density(model: nn.Module, data: Any, n_probes: int = 4, n_steps: int
     over probes is smoothed with a Gaussian of width ``sigma``.
 
     Args:
-        model: the network (not modified).
-        data: ``(inputs, targets)`` or a DataBundle (its ``split``).
+        source, data: as for ``hessian_eigenvalues`` (a network and its data, or an operator).
         n_probes: random probes (each costs ``n_steps`` products).
         n_steps: Lanczos steps per probe (80-100 is usual).
         seed: seed of the probes.
         sigma: kernel width; default 0.4% of the span of the nodes.
         grid_points: points of the evaluation grid (the nodes' span plus 6 sigma each side).
-        loss, chunk_size, mode, device, hvp, split: as for ``HessianOperator``.
-        check: run the determinism check first.
-        progress: show a progress bar of products.
-        operator_factory: as for ``hessian_trace``.
+        options: how products are made from a network (``HessianOptions``).
 
     Returns:
         DensityResult (grid, density integrating to 1, nodes, weights, products).
@@ -971,8 +1001,7 @@ def hessian_density(model: nn.Module, data: Any, n_probes: int = 4, n_steps: int
     if sigma is not None and not sigma > 0:
         raise LandscapeError(f"sigma must be positive, got {sigma}")
     start = time.perf_counter()
-    op = _operator(model, data, loss, chunk_size, mode, device, hvp, split, False, progress,
-                   check, factory=operator_factory)
+    op = _operator(source, data, options, record=False)
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
     try:
@@ -988,7 +1017,7 @@ def hessian_density(model: nn.Module, data: Any, n_probes: int = 4, n_steps: int
     return DensityResult(grid=grid, density=density, nodes=nodes_all, weights=weights_all,
                          sigma=sigma, n_products=op.n_products, n_probes=n_probes,
                          n_steps=max(len(t) for t in nodes), seconds=time.perf_counter() - start,
-                         mode=mode, n_params=op.n_params)
+                         mode=op.mode, n_params=op.n_params)
 
 
 def _smooth(nodes: np.ndarray, weights: np.ndarray, sigma: float | None, points: int

@@ -706,9 +706,9 @@ def _change(name: str, before: float, after: float, invariant: bool, note: str =
 
 def _top_eigenvalue(model: nn.Module, data: DataLike, split: str, loss: LossLike
                     ) -> tuple[float, str]:
-    from .hessian import hessian_eigenvalues
+    from .hessian import HessianOptions, hessian_eigenvalues
 
-    result = hessian_eigenvalues(model, data, k=1, loss=loss, split=split)
+    result = hessian_eigenvalues(model, data, k=1, options=HessianOptions(loss=loss, split=split))
     return float(result.values[-1]), "hessian_eigenvalues(k=1), Lanczos"
 
 

@@ -235,6 +235,19 @@ def resumable(path: str | os.PathLike, identity: dict[str, Any], x: np.ndarray,
     return existing
 
 
+def check_output(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> None:
+    """Refuse, before any work, an output that is not a file, or that exists while neither
+    resumed nor forced (StoreError, one line)."""
+    path = Path(out)
+    if resume and force:
+        raise StoreError("use --resume or --force, not both")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"output {str(path)!r} exists and is not a file")
+    if path.exists() and not resume and not force:
+        raise StoreError(f"{str(path)!r} already exists: continue it with --resume or overwrite "
+                         "it with --force")
+
+
 def remove_stale_temps(path: str | os.PathLike) -> int:
     """Delete temporary files a killed writer of ``path`` left in its folder.
 

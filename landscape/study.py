@@ -331,10 +331,11 @@ def _surfaces(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
 
 def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
-    from .hessian import hessian_density, hessian_eigenvalues, hessian_trace
+    from .hessian import HessianOptions, hessian_density, hessian_eigenvalues, hessian_trace
 
     def measure(model) -> dict[str, Any]:
-        common = dict(seed=config.seed, device=config.device, progress=progress)
+        common = dict(seed=config.seed,
+                      options=HessianOptions(device=config.device, progress=progress))
         # The bottom end's default tolerance (1e-5 of the spectrum's width) brackets the
         # smallest eigenvalue tightly enough to tell a negative one from zero.
         eig = hessian_eigenvalues(model, bundle.train, k=config.top_k, which="both",

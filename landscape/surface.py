@@ -11,6 +11,7 @@ Blocks hold the same points in either case, so the values are bit-identical on o
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -23,14 +24,14 @@ from ._util import progress as progress_bar
 from ._util import provenance as make_provenance
 from ._util import sha256_tensors
 from .data import as_splits
-from .directions import directions_sha256, load_directions, save_directions
+from .directions import directions_sha256, load_directions, write_or_check_directions
 from .distributed import DistContext, DistributedError, RankExchange
-from .errors import LandscapeError, StoreError
+from .errors import LandscapeError
 from .evaluate import Evaluator, split_metric
 from .grid import (Surface, check_axis, grid_coords, grid_size, probe_points,  # noqa: F401
-                   select_points)
+                   select_points, summary_line)
 from .hessian import extreme_eigenvalues
-from .store import remove_stale_temps, resumable, save_surface
+from .store import check_output, remove_stale_temps, resumable, save_surface
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,19 +156,6 @@ def compute_surface(model, data, directions, x, y=None, *,
         run.close()
 
 
-def check_output(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> None:
-    """Refuse, before any work, an output that is not a file, or that exists while neither
-    resumed nor forced (StoreError, one line)."""
-    path = Path(out)
-    if resume and force:
-        raise StoreError("use --resume or --force, not both")
-    if path.exists() and not path.is_file():
-        raise StoreError(f"output {str(path)!r} exists and is not a file")
-    if path.exists() and not resume and not force:
-        raise StoreError(f"{str(path)!r} already exists: continue it with --resume or overwrite "
-                         "it with --force")
-
-
 def directions_file_for(out: str | os.PathLike) -> Path:
     """``surf.h5`` -> ``surf.directions.h5``: where a surface's directions are saved."""
     out = Path(out)
@@ -197,18 +185,10 @@ class _OneProcess:
     def exchange(self, rows, left: int, names) -> tuple[list, int]:
         return [], left
 
-    def guard(self):
-        return _NoScope()
+    def guard(self) -> contextlib.nullcontext:
+        return contextlib.nullcontext()
 
     saving = guard
-
-
-class _NoScope:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 class SurfaceRun:
@@ -337,7 +317,7 @@ class SurfaceRun:
                 old = resumable(self.out, self.identity, self.x, self.y)
             if recipe is not None:
                 path = directions_file_for(self.out)
-                self._wrote_directions, self._aside = _save_or_reuse_directions(
+                self._wrote_directions, self._aside = write_or_check_directions(
                     path, self.directions, recipe, force)
                 prov["directions"]["path"] = str(path)
         self._resumed = old is not None
@@ -466,39 +446,6 @@ def _table(table: dict[str, Any] | None) -> dict[str, np.ndarray] | None:
     return None if table is None else {k: np.asarray(v) for k, v in table.items()}
 
 
-def _save_or_reuse_directions(path: Path, dirs, recipe: dict[str, Any], force: bool
-                              ) -> tuple[bool, Path | None]:
-    """Write the directions file, or check that the existing one holds these directions.
-
-    Returns:
-        (True when this call wrote the file; the replaced file, moved aside, if any).
-    """
-    digest = directions_sha256(dirs)
-    if path.exists():
-        try:
-            same = load_directions(path)[1]["sha256"] == digest
-        except StoreError:
-            if not force:
-                raise
-            same = False
-        if same:
-            return False, None
-        if not force:
-            raise StoreError(f"directions file {str(path)!r} holds other directions than these "
-                             "options make (sha256 differs); use --force to replace it or "
-                             "another --out")
-        aside = path.with_name(f".{path.name}.replaced")
-        os.replace(path, aside)
-        try:
-            save_directions(path, dirs, recipe)
-        except BaseException:
-            os.replace(aside, path)
-            raise
-        return True, aside
-    save_directions(path, dirs, recipe)
-    return True, None
-
-
 def _batch_points(requested: int | None, evaluator: Evaluator) -> int:
     if requested is not None:
         return int(requested)
@@ -522,17 +469,5 @@ def _hessian_fn(evaluator: Evaluator, options: SurfaceOptions
     return eig
 
 
-def summary_line(surface: Surface, seconds: float | None = None) -> str:
-    """One line: points, seconds, NaN/inf count, the minimum loss and where."""
-    s = surface.summary()
-    secs = surface.provenance.get("seconds", 0.0) if seconds is None else seconds
-    where = ("" if s["argmin"] is None else
-             " at " + ", ".join(f"{a}={v:.4g}" for a, v in zip("xy", s["argmin"])))
-    rate = s["done"] / secs if secs and secs > 0 else float("nan")
-    minimum = f"min {s['metric']} {s['min']:.6g}{where}" if s["metric"] else "no metrics"
-    return (f"{s['done']}/{s['points']} points in {secs:.1f} s ({rate:.3g} points/s), "
-            f"{s['nonfinite']} NaN/inf, {minimum}")
-
-
-__all__ = ["Surface", "SurfaceOptions", "SurfaceRun", "check_output", "compute_surface",
-           "directions_file_for", "grid_coords", "select_points", "summary_line"]
+__all__ = ["Surface", "SurfaceOptions", "SurfaceRun", "compute_surface", "directions_file_for",
+           "grid_coords", "select_points", "summary_line"]

@@ -208,11 +208,11 @@ def _row(run: SweepRun, bundle, result, history: list[dict], target: float) -> d
 
 
 def _curvature(model, bundle, config: SweepConfig) -> dict[str, Any]:
-    from .hessian import hessian_eigenvalues
+    from .hessian import HessianOptions, hessian_eigenvalues
     from .sharpness import epsilon_sharpness
 
     eig = hessian_eigenvalues(model, bundle.train, k=1, tol=1e-3, seed=config.seed,
-                              device=config.device)
+                              options=HessianOptions(device=config.device))
     sharp = epsilon_sharpness(model, bundle, eps=config.eps, seed=config.seed)
     return {"top_eigenvalue": float(np.max(eig.values)), "sharpness": sharp.value}
 

@@ -203,7 +203,8 @@ def test_quadratic_loss_hessian_is_its_matrix():
     np.testing.assert_allclose(dense, a.numpy(), rtol=0, atol=1e-14)
     np.testing.assert_allclose(hs.dense_hessian(model, data, loss=quadratic).numpy(), a.numpy(),
                                rtol=0, atol=1e-14)
-    res = hs.hessian_eigenvalues(model, data, k=3, which="both", k_smallest=2, loss=quadratic)
+    res = hs.hessian_eigenvalues(model, data, k=3, which="both", k_smallest=2,
+                                 options=hs.HessianOptions(loss=quadratic))
     np.testing.assert_allclose(res.values, eig[[0, 1, 6, 7, 8]], rtol=1e-12, atol=1e-12)
 
 
@@ -217,7 +218,8 @@ def test_mse_regression_hessian_closed_form():
     got = hs.dense_hessian(model, (x, y), loss="mse", chunk_size=15)
     assert torch.allclose(got, expected, rtol=0, atol=1e-14)
     # Hutch++ is exact once its sketch spans the range of H (here all 24 dimensions)
-    tr = hs.hessian_trace(model, (x, y), loss="mse", n_products=75, seed=0)
+    tr = hs.hessian_trace(model, (x, y), n_products=75, seed=0,
+                          options=hs.HessianOptions(loss="mse"))
     assert tr.estimate == pytest.approx(float(torch.trace(expected)), rel=1e-12)
     assert tr.stderr <= 1e-12 * tr.estimate
 
@@ -264,7 +266,8 @@ def test_largest_smallest_and_bundle_input(tanh_case, data):
     low = hs.hessian_eigenvalues(model, data, k=2, which="smallest", tol=1e-10,
                                  bottom_tol=1e-10)
     assert rel(low.values, exact[:2]) <= 1e-6
-    test_split = hs.hessian_eigenvalues(model, bundle, k=1, split="test", tol=1e-10)
+    test_split = hs.hessian_eigenvalues(model, bundle, k=1, tol=1e-10,
+                                        options=hs.HessianOptions(split="test"))
     assert not np.isclose(test_split.values[0], exact[-1])  # another split, another Hessian
 
 
@@ -280,8 +283,9 @@ def test_smallest_near_zero_converges_thanks_to_the_shift():
     """Smallest eigenvalue exactly 0: a relative stopping rule on H itself could never be met."""
     n = 60
     _, loss, _ = rotated(np.linspace(0.0, 5.0, n), 1)
-    res = hs.hessian_eigenvalues(Point(torch.zeros(n, dtype=torch.float64)), (torch.zeros(1, 1), torch.zeros(1)), k=1,
-                                 which="smallest", loss=loss, tol=1e-8, bottom_tol=1e-8)
+    res = hs.hessian_eigenvalues(Point(torch.zeros(n, dtype=torch.float64)),
+                                 (torch.zeros(1, 1), torch.zeros(1)), k=1, which="smallest",
+                                 tol=1e-8, bottom_tol=1e-8, options=hs.HessianOptions(loss=loss))
     assert res.converged and abs(res.values[0]) <= 1e-9
     assert res.n_products <= 400
 
@@ -340,8 +344,8 @@ def test_train_mode_batchnorm_matches_its_dense_hessian(data):
     before = snapshot(model)
     h = autograd_hessian(model, *data)
     with pytest.warns(UserWarning, match="BatchNorm"):
-        res = hs.hessian_eigenvalues(model, data, k=2, mode="train", chunk_size=None,
-                                     tol=1e-10)
+        res = hs.hessian_eigenvalues(model, data, k=2, tol=1e-10,
+                                     options=hs.HessianOptions(mode="train", chunk_size=None))
     assert res.mode == "train"
     assert rel(res.values, torch.linalg.eigvalsh(h).numpy()[-2:]) <= 1e-6
     assert_unchanged(model, before)  # running statistics were updated on copies only
@@ -397,8 +401,9 @@ def test_density_with_a_full_krylov_space_is_exact():
     n = 8
     eig = np.array([-1.0, 0.5, 1.0, 2.0, 2.5, 4.0, 7.0, 9.0])
     _, loss, _ = rotated(eig, 2)
-    res = hs.hessian_density(Point(torch.zeros(n, dtype=torch.float64)), (torch.zeros(1, 1), torch.zeros(1)), n_probes=3,
-                             n_steps=n, loss=loss, seed=0)
+    res = hs.hessian_density(Point(torch.zeros(n, dtype=torch.float64)),
+                             (torch.zeros(1, 1), torch.zeros(1)), n_probes=3, n_steps=n, seed=0,
+                             options=hs.HessianOptions(loss=loss))
     np.testing.assert_allclose(np.sort(res.nodes), np.repeat(eig, 3), atol=1e-10)
     assert res.weights.sum() == pytest.approx(1.0, abs=1e-14) and res.n_products == 3 * n
 
@@ -437,10 +442,36 @@ def test_bad_input_is_a_clear_error(tanh_case, data):
     with pytest.raises(LandscapeError, match="which"):
         hs.hessian_eigenvalues(model, data, which="middle")
     with pytest.raises(LandscapeError, match="mode"):
-        hs.hessian_trace(model, data, mode="test")
+        hs.hessian_trace(model, data, options=hs.HessianOptions(mode="test"))
     with pytest.raises(LandscapeError, match="eigenvalues of a"):
         hs.hessian_eigenvalues(model, data, k=10_000)
     with pytest.raises(LandscapeError, match="entries"):
         hs.HessianOperator(model, data).hvp(torch.zeros(3))
     with pytest.raises(LandscapeError, match="loss"):
-        hs.hessian_trace(model, data, loss="hinge")
+        hs.hessian_trace(model, data, options=hs.HessianOptions(loss="hinge"))
+
+
+def test_solvers_take_a_plain_matrix_or_operator():
+    """Every solver runs on a given symmetric operator: eigenvalues, Hutch++ and Lanczos
+    quadrature of a 40 x 40 matrix with a known spectrum."""
+    from scipy.sparse.linalg import aslinearoperator
+
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    eig = np.linspace(-1.0, 10.0, 40)
+    a = (q * eig) @ q.T
+    res = hs.hessian_eigenvalues(a, k=3, which="both", k_smallest=1, tol=1e-10,
+                                 bottom_tol=1e-10, return_vectors=True)
+    np.testing.assert_allclose(res.values, eig[[0, 37, 38, 39]], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(a @ res.vectors, res.vectors * res.values, atol=1e-6)
+    assert res.n_products > 0 and res.mode == "given operator"
+    # a 40-column sketch spans the whole space: Hutch++ is then exact
+    trace = hs.hessian_trace(aslinearoperator(a), n_products=120, seed=0)
+    assert trace.estimate == pytest.approx(eig.sum(), rel=1e-10) and trace.n_products == 120
+    # 40 Lanczos steps in 40 dimensions: the nodes are the eigenvalues
+    density = hs.hessian_density(a, n_probes=1, n_steps=40, seed=0)
+    np.testing.assert_allclose(np.sort(density.nodes), eig, atol=1e-8)
+    with pytest.raises(LandscapeError, match="data goes with a model"):
+        hs.hessian_eigenvalues(a, (torch.zeros(2, 1), torch.zeros(2)))
+    with pytest.raises(LandscapeError, match="square"):
+        hs.hessian_trace(np.ones((3, 4)))
