@@ -3,8 +3,9 @@
 For each model it measures, in the same run and on the same data (the full training set):
 
 1. one bare forward pass over the training data (``model(x)`` under inference mode);
-2. ``landscape.compute_surface`` on an N x N grid (train loss and accuracy), reported per
-   point and as a ratio to the bare forward (target: within 10%);
+2. one grid point of ``landscape.compute_surface`` (set the weights, train loss and accuracy)
+   against a bare forward plus ``F.cross_entropy`` (target: within 10%), and the whole
+   ``compute_surface`` on an N x N grid;
 3. the same grid with train loss only, against the ``loss-landscapes`` package's
    ``random_plane`` (filter normalization, same model, data and grid size), if installed.
 
@@ -21,10 +22,12 @@ import numpy as np
 import torch
 
 
-def per_point_vs_forward(model, x, y, grid: int, rounds: int) -> tuple[float, float]:
-    """Median seconds of one bare forward and of one grid point (train loss + accuracy).
+def per_point_vs_forward(model, x, y, grid: int, rounds: int) -> tuple[float, float, float]:
+    """Median seconds of one bare forward, of a bare forward plus ``F.cross_entropy`` (what a
+    hand-written loop pays per point for the loss alone) and of one grid point (set the
+    weights, forward, train loss and accuracy).
 
-    The two are measured alternately, so that changing load on the machine affects both.
+    The three are measured in turn, so that changing load on the machine affects all alike.
     """
     from landscape.directions import random_directions
     from landscape.evaluate import Evaluator
@@ -33,7 +36,7 @@ def per_point_vs_forward(model, x, y, grid: int, rounds: int) -> tuple[float, fl
     dirs = random_directions(model, count=2, seed=0)
     axis = np.linspace(-1.0, 1.0, grid)
     points = [(a, b) for a in axis for b in axis]
-    forward, point = [], []
+    forward, with_loss, point = [], [], []
     with Evaluator(model, (x, y), dirs, metrics=("train_loss", "train_acc"),
                    device=x.device) as ev:
         with torch.inference_mode():
@@ -47,9 +50,12 @@ def per_point_vs_forward(model, x, y, grid: int, rounds: int) -> tuple[float, fl
                     torch.cuda.synchronize()
                 forward.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
+                float(torch.nn.functional.cross_entropy(model(x), y))  # syncs like a point
+                with_loss.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
                 ev.evaluate(points[k % len(points)])  # ends with a device sync (.tolist())
                 point.append(time.perf_counter() - t0)
-    return statistics.median(forward), statistics.median(point)
+    return statistics.median(forward), statistics.median(with_loss), statistics.median(point)
 
 
 def ours(model, data, grid: int, metrics: tuple[str, ...], device) -> float:
@@ -109,14 +115,15 @@ def main() -> None:
         print("loss-landscapes is NOT installed: its column is skipped "
               "(pip install loss-landscapes to compare)")
     ours(build_model("mlp", bundle), (x, y), 2, ("train_loss",), device)  # one-time imports
-    header = (f"{'model':6s} {'params':>6s} {'fwd ms':>7s} {'point ms':>8s} {'ratio':>5s} "
+    header = (f"{'model':6s} {'params':>6s} {'fwd ms':>7s} {'fwd+CE ms':>9s} {'point ms':>8s} "
+              f"{'ratio':>5s} {'vs fwd+CE':>9s} "
               f"{'surface s':>9s} {'s/pt/fwd':>8s} {'loss-only s':>11s} "
               f"{'loss-landscapes s':>17s} {'speed-up':>8s}")
     print(header)
     print("-" * len(header))
     for name in args.models.split(","):
         model = build_model(name, bundle, seed=0).to(device)
-        forward, point = per_point_vs_forward(model, x, y, args.grid, args.rounds)
+        forward, with_loss, point = per_point_vs_forward(model, x, y, args.grid, args.rounds)
         full = ours(model, (x, y), args.grid, ("train_loss", "train_acc"), device)
         loss_only, other = [], []
         for _ in range(2):  # alternate, keep the best of two
@@ -127,11 +134,13 @@ def main() -> None:
         best_other = min(other) if other else None
         speed = f"{best_other / best_ours:8.2f}" if best_other else f"{'-':>8s}"
         other_s = f"{best_other:17.2f}" if best_other else f"{'not installed':>17s}"
-        print(f"{name:6s} {count_parameters(model):6d} {forward * 1e3:7.3f} {point * 1e3:8.3f} "
-              f"{point / forward:5.2f} {full:9.2f} {full / points / forward:8.2f} "
+        print(f"{name:6s} {count_parameters(model):6d} {forward * 1e3:7.3f} "
+              f"{with_loss * 1e3:9.3f} {point * 1e3:8.3f} {point / forward:5.2f} "
+              f"{point / with_loss:9.2f} {full:9.2f} {full / points / forward:8.2f} "
               f"{best_ours:11.2f} {other_s} {speed}")
     print("ratio = median time of one grid point (set weights, forward, train loss and "
           "accuracy) / median bare forward over the same data, measured alternately; "
+          "vs fwd+CE = the same point / a bare forward plus F.cross_entropy (target <= 1.10); "
           "surface s = whole compute_surface (loss + accuracy, setup included) and s/pt/fwd "
           "its per-point time over the bare forward; loss-only and loss-landscapes = the same "
           "grid, train loss only, best of two alternating runs; speed-up = loss-landscapes / "

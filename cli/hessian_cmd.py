@@ -15,8 +15,6 @@ import click
 from .common import (bundle_from, dataset_options, device_option, echo_table, guard_output,
                      wraps_threads)
 
-FORMAT = "landscape-spectrum"
-FORMAT_VERSION = 1
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
 sketch's exact trace; from 4 products on at least 2 are left for the stochastic part, the
@@ -124,18 +122,17 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
         click.echo(f"{info['model']['name']} ({sum(p.numel() for p in model.parameters()):,} "
                    f"parameters) on {bundle.name} {split} ({len(data[1])} examples), {mode} "
                    f"mode, {dev}{ranks}", err=True)
-        report: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                  "checkpoint": str(checkpoint), "dataset": bundle.spec,
-                                  "split": split, "mode": mode, "loss": loss}
+        results: dict[str, Any] = {}
         try:
             if top_k + bottom_k:
-                report["eigenvalues"] = _eigenvalues(model, data, top_k, bottom_k, tol,
-                                                     bottom_tol, method, seed, common)
+                results["eigen"] = _eigenvalues(model, data, top_k, bottom_k, tol, bottom_tol,
+                                                method, seed, common)
+                results["n_bottom"] = bottom_k if top_k else results["eigen"].values.size
             if want_trace:
-                report["trace"] = _trace(model, data, trace_products, seed, common)
+                results["trace"] = _trace(model, data, trace_products, seed, common)
             if want_density:
-                report["density"] = _density(model, data, density_probes, density_steps,
-                                             seed, common)
+                results["density"] = _density(model, data, density_probes, density_steps,
+                                              seed, common)
         finally:
             if factory:
                 factory.finish()
@@ -144,15 +141,20 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     if out:
         extra = {"distributed": {"world_size": ctx.world_size, "backend": ctx.backend}} \
             if ctx else {}
-        report["provenance"] = provenance(checkpoint=str(checkpoint),
-                                          checkpoint_sha256=sha256_file(checkpoint),
-                                          device=str(dev), seed=seed, **extra)
+        report = hs.spectrum_record(
+            **results, checkpoint=str(checkpoint), dataset=bundle.spec, split=split, mode=mode,
+            loss=loss, provenance=provenance(checkpoint=str(checkpoint),
+                                             checkpoint_sha256=sha256_file(checkpoint),
+                                             device=str(dev), seed=seed, **extra))
+        if "eigen" in results:
+            report["eigenvalues"].update(tol=tol, bottom_tol=bottom_tol if bottom_k else None,
+                                         stopping_rule=STOPPING_RULE.get(method, ""))
         write_json(Path(out), report)
         click.echo(f"wrote {out}", err=True)
 
 
 def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol: float,
-                 method: str, seed: int, common) -> dict:
+                 method: str, seed: int, common):
     from landscape import hessian as hs
 
     which = "both" if top_k and bottom_k else ("largest" if top_k else "smallest")
@@ -160,7 +162,6 @@ def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol:
                                  bottom_tol=bottom_tol, seed=seed, method=method,
                                  k_smallest=bottom_k or None, options=common)
     n_bottom = bottom_k if which != "largest" else 0
-    rule = STOPPING_RULE.get(res.method, "")
     rows = [("bottom" if i < n_bottom else "top", f"{v:.8g}", f"{r:.2e}")
             for i, (v, r) in enumerate(zip(res.values, res.residuals))]
     echo_table(rows, ("end", "eigenvalue", "residual"))
@@ -171,12 +172,7 @@ def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol:
         click.echo("power iteration: converged means the eigenvalue changed by less than "
                    "--tol (relative) between two iterations; residuals, not bounded by it, "
                    f"reach {_relative(res.values, res.residuals)} of |eigenvalue|")
-    return {"values": res.values, "residuals": res.residuals,
-            "bottom": res.values[:n_bottom], "top": res.values[n_bottom:],
-            "which": res.which, "n_products": res.n_products, "seconds": res.seconds,
-            "mode": res.mode, "method": res.method, "hvp": res.hvp, "tol": tol,
-            "bottom_tol": bottom_tol if n_bottom else None,
-            "converged": res.converged, "stopping_rule": rule, "n_params": res.n_params}
+    return res
 
 
 def _relative(values, residuals) -> str:
@@ -185,21 +181,18 @@ def _relative(values, residuals) -> str:
     return f"{max(ratios):.2g}" if ratios else "-"
 
 
-def _trace(model, data, n_products: int, seed: int, common) -> dict:
+def _trace(model, data, n_products: int, seed: int, common):
     from landscape import hessian as hs
 
     res = hs.hessian_trace(model, data, n_products=n_products, seed=seed, options=common)
-    finite = math.isfinite(res.stderr)
-    error = (f"+- {res.stderr:.2g} (standard error; " if finite
+    error = (f"+- {res.stderr:.2g} (standard error; " if math.isfinite(res.stderr)
              else f"(s.e. not available with {res.n_products} products; ")
     click.echo(f"trace {res.estimate:.6g} {error}{res.method}, {res.n_products} products, "
                f"{res.seconds:.2f} s)")
-    return {"estimate": res.estimate, "stderr": res.stderr if finite else None,
-            "method": res.method,
-            "n_products": res.n_products, "seconds": res.seconds, "mode": res.mode}
+    return res
 
 
-def _density(model, data, probes: int, steps: int, seed: int, common) -> dict:
+def _density(model, data, probes: int, steps: int, seed: int, common):
     from landscape import hessian as hs
 
     res = hs.hessian_density(model, data, n_probes=probes, n_steps=steps, seed=seed,
@@ -207,10 +200,7 @@ def _density(model, data, probes: int, steps: int, seed: int, common) -> dict:
     click.echo(f"density: {res.n_probes} probes x {res.n_steps} Lanczos steps, Ritz values "
                f"{res.nodes.min():.6g} .. {res.nodes.max():.6g}, sigma {res.sigma:.3g} "
                f"({res.n_products} products, {res.seconds:.2f} s)")
-    return {"grid": res.grid, "density": res.density, "nodes": res.nodes,
-            "weights": res.weights, "sigma": res.sigma, "n_probes": res.n_probes,
-            "n_steps": res.n_steps, "n_products": res.n_products, "seconds": res.seconds,
-            "mode": res.mode}
+    return res
 
 
 def register(group: click.Group) -> None:

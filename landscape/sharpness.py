@@ -113,12 +113,29 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _WorstCase:
+    """What every worst-case measure reports (see the subclasses for the meaning)."""
+
+    value: float
+    max_loss: float
+    base_loss: float
+    evaluations: int
+    seconds: float
+    split: str = "train"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return dataclasses.asdict(self)
+
+
 # --------------------------------------------------------------------------------------------
 # Keskar et al. epsilon-sharpness
 # --------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class EpsilonSharpness:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EpsilonSharpness(_WorstCase):
     """Keskar et al.'s sharpness ``100 (max_{z in C_eps} f(x+z) - f(x)) / (1 + f(x))``.
 
     Attributes:
@@ -135,19 +152,8 @@ class EpsilonSharpness:
     """
 
     eps: float
-    value: float
-    max_loss: float
-    base_loss: float
     subspace_dim: int
     iterations: int
-    evaluations: int
-    seconds: float
-    split: str = "train"
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON."""
-        return dataclasses.asdict(self)
 
 
 def random_subspace(n: int, p: int, seed: int | torch.Generator = 0) -> torch.Tensor:
@@ -259,8 +265,8 @@ def epsilon_sharpness(model: nn.Module, data: DataLike, eps: float = 1e-3, *,
 # Adaptive sharpness
 # --------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class AdaptiveSharpness:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AdaptiveSharpness(_WorstCase):
     """Worst-case adaptive sharpness ``max_{||u||_p <= rho} f(w + t*u) - f(w)``, t = |w| + eta.
 
     Attributes:
@@ -280,18 +286,7 @@ class AdaptiveSharpness:
     rho: float
     p: str
     eta: float
-    value: float
-    max_loss: float
-    base_loss: float
     steps: int
-    evaluations: int
-    seconds: float
-    split: str = "train"
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON."""
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -331,7 +331,8 @@ def _surfaces(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
 
 def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
-    from .hessian import HessianOptions, hessian_density, hessian_eigenvalues, hessian_trace
+    from .hessian import (SPECTRUM_FORMAT_VERSION, HessianOptions, hessian_density,
+                          hessian_eigenvalues, hessian_trace, spectrum_record)
 
     def measure(model) -> dict[str, Any]:
         common = dict(seed=config.seed,
@@ -343,20 +344,11 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
         trace = hessian_trace(model, bundle.train, n_products=config.trace_products, **common)
         density = hessian_density(model, bundle.train, n_probes=config.density_probes,
                                   n_steps=config.density_steps, **common)
-        values = np.asarray(eig.values)
-        return {
-            "mode": eig.mode, "n_params": eig.n_params,
-            "top": sorted(values[1:].tolist(), reverse=True), "bottom": float(values[0]),
-            "residuals": np.asarray(eig.residuals).tolist(), "eig_products": eig.n_products,
-            "eig_seconds": eig.seconds, "converged": bool(eig.converged),
-            "trace": trace.estimate, "trace_stderr": trace.stderr,
-            "trace_products": trace.n_products,
-            "density": {"grid": density.grid.tolist(), "density": density.density.tolist(),
-                        "sigma": density.sigma, "n_products": density.n_products},
-        }
+        return spectrum_record(eigen=eig, n_bottom=1, trace=trace, density=density,
+                               split="train", mode=eig.mode)
 
     settings = (config.top_k, config.trace_products, config.density_probes,
-                config.density_steps, config.seed)
+                config.density_steps, config.seed, SPECTRUM_FORMAT_VERSION)
     return _per_model_json("curvature", models, out, steps, train_keys, settings, measure)
 
 
@@ -412,6 +404,7 @@ def _summary(config, bundle, models, histories, curvature, sharp, shapes, interp
              ) -> dict[str, Any]:
     from .models import count_parameters
 
+    eig = {label: record["eigenvalues"] for label, record in curvature.items()}
     runs = {}
     for label, model in models.items():
         final = histories[label]["epochs"][-1]
@@ -429,12 +422,12 @@ def _summary(config, bundle, models, histories, curvature, sharp, shapes, interp
             "test_loss": final["test_loss"], "test_accuracy": final["test_acc"],
             "generalization_gap": final["train_acc"] - final["test_acc"],
             "train_seconds": histories[label]["status"]["seconds"],
-            "top_eigenvalue": curvature[label]["top"][0],
-            "top_eigenvalues": curvature[label]["top"],
-            "bottom_eigenvalue": curvature[label]["bottom"],
-            "eigen_residuals": curvature[label]["residuals"],
-            "trace": curvature[label]["trace"],
-            "trace_stderr": curvature[label]["trace_stderr"],
+            "top_eigenvalue": max(eig[label]["top"]),
+            "top_eigenvalues": sorted(eig[label]["top"], reverse=True),
+            "bottom_eigenvalue": eig[label]["bottom"][0],
+            "eigen_residuals": eig[label]["residuals"],
+            "trace": curvature[label]["trace"]["estimate"],
+            "trace_stderr": curvature[label]["trace"]["stderr"],
             "sharpness": first_eps["value"],
             "sharpness_eps": first_eps["eps"],
             "sharpness_all": {f"eps={e['eps']:g}": e["value"] for e in sharp[label]["epsilon"]},
@@ -474,7 +467,7 @@ def _summary(config, bundle, models, histories, curvature, sharp, shapes, interp
                   "test_examples": len(bundle.test[1]), "model": config.model,
                   "model_options": config.model_options,
                   "parameters": count_parameters(models["small_batch"]), "seed": config.seed,
-                  "hessian_mode": curvature["small_batch"]["mode"],
+                  "hessian_mode": curvature["small_batch"]["eigenvalues"]["mode"],
                   "config": _config_dict(config)},
         "provenance": provenance(),
     }

@@ -475,3 +475,26 @@ def test_solvers_take_a_plain_matrix_or_operator():
         hs.hessian_eigenvalues(a, (torch.zeros(2, 1), torch.zeros(2)))
     with pytest.raises(LandscapeError, match="square"):
         hs.hessian_trace(np.ones((3, 4)))
+
+
+def test_spectrum_file_has_one_layout_with_one_reader(tmp_path):
+    """The record the CLI and the study write, read back by load_spectrum; strict JSON."""
+    from landscape._util import write_json
+    from landscape.errors import StoreError
+
+    a = np.diag(np.linspace(-1.0, 4.0, 12))
+    eig = hs.hessian_eigenvalues(a, k=2, which="both", k_smallest=1, tol=1e-10,
+                                 bottom_tol=1e-10)
+    trace = hs.hessian_trace(a, n_products=2, method="hutchinson", seed=0)
+    density = hs.hessian_density(a, n_probes=1, n_steps=12, seed=0)
+    record = hs.spectrum_record(eigen=eig, n_bottom=1, trace=trace, density=density,
+                                split="train")
+    write_json(tmp_path / "s.json", record)
+    back = hs.load_spectrum(tmp_path / "s.json")
+    assert back["format"] == "landscape-spectrum" and back["split"] == "train"
+    assert back["eigenvalues"]["bottom"] == pytest.approx([-1.0])
+    assert back["eigenvalues"]["top"] == pytest.approx(np.linspace(-1, 4, 12)[-2:].tolist())
+    assert back["trace"]["stderr"] is not None and len(back["density"]["grid"]) == 1000
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(StoreError, match="not a landscape spectrum file"):
+        hs.load_spectrum(tmp_path / "bad.json")
