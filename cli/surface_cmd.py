@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from .common import bundle_from, dataset_options, device_option, parse_range, wraps_threads
+from .common import code_options, main_output_lock  # issue 16
 
 METRIC_NAMES = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -93,7 +94,7 @@ def surface_options(func):
     ]
     for opt in reversed(options):
         wrapper = opt(wrapper)
-    return device_option(wrapper)
+    return code_options(device_option(wrapper))  # code_options: issue 16
 
 
 def directions_file_for(out: str | Path) -> Path:
@@ -240,8 +241,9 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, An
     _check_grid(x, y)
     context = init_distributed(opts["device"], opts["dist_timeout"])
     try:
-        surface, complete = _compute(model, bundle, dirs, x, y, opts, dir_prov, prov,
-                                     trajectory, anchors, context)
+        with main_output_lock(opts["out"]):  # issue 16: one writer per surface + directions
+            surface, complete = _compute(model, bundle, dirs, x, y, opts, dir_prov, prov,
+                                         trajectory, anchors, context)
     except PeerError:
         click.get_current_context().exit(1)  # rank 0 prints the error
     finally:
@@ -261,6 +263,7 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], dir_prov: dict[str, An
 
 
 def _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory, anchors, context):
+    from landscape._util import remove_stale_temps  # issue 16
     from landscape.distributed import compute_surface_distributed, run_on_main
     from landscape.store import load_surface
     from landscape.surface import compute_surface
@@ -269,6 +272,7 @@ def _compute(model, bundle, dirs, x, y, opts, dir_prov, prov, trajectory, anchor
     dpath = directions_file_for(out)
 
     def prepare() -> tuple[tuple | None, bool, bool, Path | None]:
+        remove_stale_temps(dpath)  # issue 16: under the lock, so no live writer's temps
         complete = False
         if opts["resume"] and out.exists():
             # a damaged file is reported before anything is written

@@ -11,6 +11,7 @@ settings.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -213,13 +214,16 @@ def compute_surface(model, data, directions, x, y=None,
     evaluator = Evaluator(model, data, directions, metrics=metrics, loss=loss,
                           bn_recalibrate=bn_recalibrate, precision=precision, device=device,
                           chunk=chunk, channels_last=channels_last)
+    from ._util import output_lock  # issue 16: one writer per surface file
+
     try:
-        identity = _identity(evaluator, data, directions, metrics, loss, bn_recalibrate,
-                             precision, hessian, seed)
-        surface = _start(store, resume, force, identity, x, y, all_metrics, provenance,
-                         dir_info, trajectory, anchors)
-        return _run(evaluator, surface, store, points, rank, world_size, batch_points,
-                    checkpoint_seconds, progress, hessian, loss, seed)
+        with output_lock(store) if store is not None else contextlib.nullcontext():
+            identity = _identity(evaluator, data, directions, metrics, loss, bn_recalibrate,
+                                 precision, hessian, seed)
+            surface = _start(store, resume, force, identity, x, y, all_metrics, provenance,
+                             dir_info, trajectory, anchors)
+            return _run(evaluator, surface, store, points, rank, world_size, batch_points,
+                        checkpoint_seconds, progress, hessian, loss, seed)
     finally:
         evaluator.close()
 
@@ -317,6 +321,8 @@ def _run(evaluator, surface: Surface, store, points, rank, world_size, batch_poi
     eig = _hessian_fn(evaluator, loss, seed) if hessian else None
     start = time.perf_counter()
     seconds0 = float(surface.provenance.get("seconds", 0.0))
+    if store is not None and surface.done.all() and Path(store).is_file():
+        return surface  # issue 16: a complete file resumed is left as it is, never rewritten
     if store is not None:  # the file exists from the start, and --force replaces it now
         _stamp(surface, seconds0, start)
         save_surface(store, surface)
