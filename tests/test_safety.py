@@ -34,7 +34,7 @@ def sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def invoke(*args, cwd=None):
+def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
@@ -44,7 +44,7 @@ def temps(folder: Path) -> list[str]:
                   if p.name.endswith(".tmp") or ".tmp." in p.name or p.name == ".replaced")
 
 
-def limited(args, limit: int, cwd=None) -> subprocess.CompletedProcess:
+def limited(args, limit: int) -> subprocess.CompletedProcess:
     """Run ``landscape ARGS`` in a subprocess whose files may not grow beyond ``limit``
     bytes (RLIMIT_FSIZE: writes past it fail with EFBIG, as on a full disk)."""
     code = textwrap.dedent(f"""
@@ -55,7 +55,7 @@ def limited(args, limit: int, cwd=None) -> subprocess.CompletedProcess:
         cli({[str(a) for a in args]!r}, prog_name="landscape")
     """)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=cwd, env=dict(os.environ), timeout=120)
+                          env=dict(os.environ), timeout=120)
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, *words: str) -> str:
@@ -82,6 +82,7 @@ def checkpoint(tmp_path, small):
 
 # ----------------------------------------------------------------------------- full disk
 
+@pytest.mark.slow
 def test_full_disk_during_a_surface_a_resume_and_a_complete_resume(tmp_path, checkpoint):
     out = tmp_path / "s.h5"
     surface = ["surface", checkpoint, "--x", "-1:1:5", "--quiet", "--out", out]
@@ -94,11 +95,15 @@ def test_full_disk_during_a_surface_a_resume_and_a_complete_resume(tmp_path, che
     result = invoke(*surface)
     assert result.exit_code == 0, result.output
     complete = sha(out)
+    # debris of killed writers of the surface and of its directions file
+    for name in (".s.h5.k1ll3d.tmp", ".s.directions.h5.k1ll3d.tmp"):
+        (tmp_path / name).write_bytes(b"left by a killed run")
     # a complete file resumed on a full disk is left alone: nothing to compute, nothing written
     proc = limited(surface + ["--resume"], 2_000)
     assert proc.returncode == 0, proc.stderr
     assert "already complete" in proc.stdout
     assert sha(out) == complete
+    assert temps(tmp_path) == []
 
     # a partial file resumed on a full disk: one line, the partial file bit-identical
     partial = load_surface(out)
@@ -114,6 +119,7 @@ def test_full_disk_during_a_surface_a_resume_and_a_complete_resume(tmp_path, che
     assert load_surface(out).done.sum() == 2
 
 
+@pytest.mark.slow
 def test_full_disk_during_train_force_keeps_the_old_run(tmp_path):
     run = tmp_path / "run"
     args = ["train", "--model", "mlp", "--width", "8", "--depth", "1", *DATA,
