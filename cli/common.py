@@ -128,9 +128,8 @@ def guard_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
 def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | None,
                 test_subset: int | None, data_seed: int | None, like: dict | None = None):
     """Load the dataset named by the options, defaulting to the spec stored in a checkpoint."""
-    from landscape.data import load_dataset
-
     from landscape.checkpoint import code_trusted, names_code
+    from landscape.data import load_dataset
 
     spec = dict(like or {"name": "mnist1d"})
     if dataset is not None and dataset != spec.get("name"):

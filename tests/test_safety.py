@@ -253,9 +253,14 @@ def test_a_checkpoint_naming_a_file_is_refused_without_trust(tmp_path, small):
         os.chdir(cwd)
     assert ok.exit_code == 0, ok.output
     assert (other / "imported").exists()
-    # built-in models load as before
-    save_checkpoint(tmp_path / "mlp.pt", build_model("mlp", small, width=4, depth=1))
+    # built-in models load as before; a dataset naming code is refused like a model
+    mlp = build_model("mlp", small, width=4, depth=1)
+    save_checkpoint(tmp_path / "mlp.pt", mlp)
     load_checkpoint(tmp_path / "mlp.pt")
+    mlp.landscape_spec["dataset"] = {"name": f"{moved}:data"}
+    save_checkpoint(tmp_path / "data.pt", mlp)
+    line = one_line_error(invoke("hessian", tmp_path / "data.pt", "--top-k", "1"))
+    assert f"names code for its dataset ('{moved}:data')" in line
 
 
 # ------------------------------------------------------------------- non-finite numbers
