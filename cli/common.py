@@ -69,6 +69,38 @@ def device_option(func: Callable) -> Callable:
                         help="cuda | mps | cpu (default: best available).")(func)
 
 
+def code_options(func: Callable) -> Callable:
+    """--model and --trust-code: what code a loaded checkpoint may run (``load_checkpoint``
+    inside the command follows them)."""
+    @click.option("--model", "model_override", default=None, metavar="NAME|module:function",
+                  help="Build the checkpoint's model with this registered name or "
+                       "module:function / file.py:function instead of the one it names "
+                       "(runs that code; the checkpoint's options and seed are kept).")
+    @click.option("--trust-code", is_flag=True,
+                  help="Let the checkpoint import and run the module:function or file it "
+                       "names for its model or dataset (off: such a checkpoint is refused).")
+    @functools.wraps(func)
+    def wrapper(*args, model_override=None, trust_code=False, **kwargs):
+        from landscape.checkpoint import trusted_code
+
+        with trusted_code(trust_code, model_override):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+def main_output_lock(path: str | os.PathLike | None):
+    """``landscape._util.output_lock(path)`` in the process that writes (rank 0 under
+    torchrun, the only process otherwise); a no-op context elsewhere or without a path."""
+    import contextlib
+
+    from landscape._util import output_lock
+    from landscape.distributed import is_main_process
+
+    if path is None or not is_main_process():
+        return contextlib.nullcontext()
+    return output_lock(path)
+
+
 def guard_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
                  force: bool = False, option: str = "--out") -> None:
     """Refuse an output that is one of the command's inputs (always), that is a folder, or
@@ -96,11 +128,18 @@ def guard_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
 def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | None,
                 test_subset: int | None, data_seed: int | None, like: dict | None = None):
     """Load the dataset named by the options, defaulting to the spec stored in a checkpoint."""
+    from landscape.checkpoint import code_trusted, names_code
     from landscape.data import load_dataset
 
     spec = dict(like or {"name": "mnist1d"})
     if dataset is not None and dataset != spec.get("name"):
         spec = {"name": dataset}
+    elif dataset is None and like is not None and names_code(spec.get("name")) \
+            and not code_trusted():
+        raise LandscapeError(f"the checkpoint names code for its dataset "
+                             f"({spec['name']!r}): loading it would import and run that code. "
+                             "If you trust it, pass --trust-code, or name the dataset with "
+                             "--dataset")
     for key, value in (("root", data_root), ("train_subset", train_subset),
                        ("test_subset", test_subset), ("seed", data_seed)):
         if value is not None:

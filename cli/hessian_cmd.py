@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from .common import (bundle_from, dataset_options, device_option, echo_table, guard_output,
-                     wraps_threads)
+from .common import (bundle_from, code_options, dataset_options, device_option, echo_table,
+                     guard_output, main_output_lock, wraps_threads)
 
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
@@ -83,6 +83,7 @@ STOPPING_RULE = {
 @click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=1800.0,
               show_default=True, help="Under torchrun: seconds a rank waits for the others "
               "before the run stops and names the ranks that did not answer.")
+@code_options
 @wraps_threads
 def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, top_k,
                     bottom_k, want_trace, trace_products, want_density, density_probes,
@@ -103,6 +104,8 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
         raise LandscapeError("nothing to compute: give --top-k/--bottom-k, --trace or --density")
     if out:
         guard_output(out, inputs=(checkpoint,), force=force, option="--out")
+        # held until the command ends: one writer per file, writability known before the work
+        click.get_current_context().with_resource(main_output_lock(out))
     model, info = load_checkpoint(checkpoint)
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])

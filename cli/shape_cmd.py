@@ -6,8 +6,8 @@ import math
 
 import click
 
-from .common import (bundle_from, dataset_options, device_option, echo_table, guard_output,
-                     wraps_threads)
+from .common import (bundle_from, code_options, dataset_options, device_option, echo_table,
+                     guard_output, main_output_lock, wraps_threads)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -41,7 +41,9 @@ def shape_command(surface, metric, rise, threshold, json_out, force):
         raise click.BadParameter(f"{threshold}: must be >= 0", param_hint="--threshold")
     if json_out:
         guard_output(json_out, inputs=(surface,), force=force, option="--json")
+        click.get_current_context().with_resource(main_output_lock(json_out))
     surf = load_surface(surface)
+    bad = _nonfinite_points(surface, surf, metric)
     try:
         shape = surface_shape(surf, metric, rise=rise, threshold=threshold)
     except LandscapeError as exc:
@@ -50,9 +52,35 @@ def shape_command(surface, metric, rise, threshold, json_out, force):
     _warn_grid(shape)
     if json_out:
         write_json(json_out, {"surface": str(surface), "surface_sha256": sha256_file(surface),
-                              "metric": metric, "shape": shape.to_dict(),
-                              "provenance": provenance()})
+                              "metric": metric, "nonfinite_points": bad,
+                              "shape": shape.to_dict(), "provenance": provenance()})
         click.echo(f"wrote {json_out}", err=True)
+
+
+def _nonfinite_points(path: str, surf, metric: str) -> int:
+    """Warn about computed points whose value is NaN or infinite; refuse a verdict when they
+    are the majority (the basins would be drawn by the few finite points left).
+
+    Returns:
+        The number of such points.
+    """
+    import numpy as np
+
+    from landscape.errors import LandscapeError
+
+    if metric not in surf.metrics:
+        return 0  # surface_shape names the metrics the file has
+    values = np.asarray(surf.metrics[metric])
+    bad = int(np.sum(~np.isfinite(values) & surf.done))
+    total = int(values.size)
+    if 2 * bad > total:
+        raise LandscapeError(f"{path}: {bad} of {total} points of {metric} are NaN or "
+                             "infinite (the loss diverged there): too few finite values for a "
+                             "basin shape")
+    if bad:
+        click.echo(f"warning: {bad} of {total} points of {metric} are NaN or infinite and "
+                   "count as walls: basins next to them may be cut short", err=True)
+    return bad
 
 
 def _echo_shape(path: str, metric: str, shape) -> None:
@@ -141,6 +169,7 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
               help="Write every number, with provenance, to this JSON file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@code_options
 @wraps_threads
 def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed,
                       out, force, quiet, device, **options):
@@ -148,12 +177,14 @@ def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset,
     unless --dataset says otherwise)."""
     from landscape import load_checkpoint
     from landscape._util import pick_device
+    from landscape.errors import LandscapeError
     from landscape.sharpness import (check_subspace_dim, measure_sharpness,
                                      reparametrization_report)
 
     opts = _checked(options)
     if out:
         guard_output(out, inputs=(checkpoint,), force=force, option="--out")
+        click.get_current_context().with_resource(main_output_lock(out))
     model, info = load_checkpoint(checkpoint)
     check_subspace_dim(model, opts["subspace_dim"])
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
@@ -171,6 +202,9 @@ def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset,
         rho=opts["adaptive_rho"], rho_inf=opts["adaptive_rho_inf"], rho_avg=opts["average_rho"],
         eta=opts["eta"], samples=opts["samples"], seed=opts["seed"], split=split,
         loss=opts["loss"], maxiter=opts["maxiter"], steps=opts["steps"], progress=not quiet)
+    if not math.isfinite(summary.base_loss):
+        raise LandscapeError(f"the {split} loss of {checkpoint} is {summary.base_loss}: "
+                             "sharpness of a non-finite loss is undefined")
     click.echo(f"{split} loss {summary.base_loss:.6g}")
     echo_table(summary.rows(), ("measure", "setting", "value", "max loss", "seconds"))
     report = None

@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from .common import bundle_from, dataset_options, device_option, parse_range, wraps_threads
+from .common import (bundle_from, code_options, dataset_options, device_option, parse_range,
+                     wraps_threads)
 
 METRIC_NAMES = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -98,7 +99,7 @@ def surface_options(func):
     ]
     for opt in reversed(options):
         wrapper = opt(wrapper)
-    return device_option(wrapper)
+    return code_options(device_option(wrapper))
 
 
 def _inputs(kwargs: dict[str, Any]) -> list[Path]:

@@ -1,12 +1,17 @@
 """``landscape train``: train one model and save checkpoints, history and the command."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import click
 from click.core import ParameterSource
 
+from landscape._util import output_lock
 from landscape.errors import LandscapeError
 
 from .common import (batch_callback, bundle_from, dataset_options, device_option,
@@ -34,19 +39,52 @@ def check_run_folder(out: Path, force: bool) -> None:
                              "to replace it, or choose another folder")
 
 
-def remove_run(out: Path) -> None:
-    """Delete the files of an earlier run in ``out`` (and nothing else)."""
-    for name in RUN_FILES:
-        path = out / name
-        if path.is_file() or path.is_symlink():
-            path.unlink()
+def _run_files(out: Path) -> list[Path]:
+    """The files of a run in ``out``, relative to it (and nothing else)."""
+    files = [Path(name) for name in RUN_FILES if (out / name).is_file()
+             or (out / name).is_symlink()]
     checkpoints = out / "checkpoints"
     if checkpoints.is_dir():
-        for path in checkpoints.glob("*.pt"):
-            if path.is_file() or path.is_symlink():
-                path.unlink()
-        if not any(checkpoints.iterdir()):
-            checkpoints.rmdir()
+        files += [p.relative_to(out) for p in sorted(checkpoints.glob("*.pt"))
+                  if p.is_file() or p.is_symlink()]
+    return files
+
+
+def remove_run(out: Path) -> None:
+    """Delete the files of an earlier run in ``out`` (and nothing else)."""
+    for name in _run_files(out):
+        (out / name).unlink()
+    checkpoints = out / "checkpoints"
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
+
+
+@contextlib.contextmanager
+def replacing_run(out: Path, force: bool) -> Iterator[None]:
+    """With ``force``, move the run in ``out`` aside (to ``out/.replaced``) for the block:
+    removed when the block succeeds, put back when it fails, so a failed re-run (full
+    disk, Ctrl-C, bad data) leaves the old run as it was. Call it holding ``out``'s lock."""
+    aside = out / ".replaced"
+    if not force:
+        yield
+        return
+    if aside.exists():  # an earlier re-run was killed: its old run is older than this one
+        shutil.rmtree(aside)
+    moved = _run_files(out)
+    for name in moved:
+        (aside / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(out / name, aside / name)
+    try:
+        yield
+    except BaseException:
+        if moved:  # else there is nothing to put back, and the new run's files are kept
+            remove_run(out)
+        for name in moved:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(aside / name, out / name)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @click.command("train")
@@ -118,7 +156,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
     config.validate()
     pick_device(device)
     out_dir = Path(out)
-    check_run_folder(out_dir, force)
+    with output_lock(out_dir) if out_dir.is_dir() else contextlib.nullcontext():
+        check_run_folder(out_dir, force)  # a run being written is named as such
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed)
     options = {k: v for k, v in dict(width=width, depth=depth, activation=activation,
                                      batchnorm=batchnorm, skip=skip).items() if v is not None}
@@ -139,14 +178,18 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
         used_lr = (f"{lr * batch / config.base_batch:g} ({lr:g} scaled by "
                    f"{batch}/{config.base_batch})")
 
-    if force:
-        remove_run(out_dir)
+    # The run folder's lock (inside it), held until the command ends: a second writer is
+    # refused at once, and --force never removes a run that a live process is writing.
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "command.json", provenance(model_parameters=count_parameters(model)))
-    click.echo(f"training {model_name} ({count_parameters(model):,} parameters) on "
-               f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr} -> {out_dir}",
-               err=True)
-    result = train(model, bundle, config, out_dir=out_dir)
+    click.get_current_context().with_resource(output_lock(out_dir))
+    check_run_folder(out_dir, force)  # again, now that no other process can write there
+    with replacing_run(out_dir, force):
+        write_json(out_dir / "command.json",
+                   provenance(model_parameters=count_parameters(model)))
+        click.echo(f"training {model_name} ({count_parameters(model):,} parameters) on "
+                   f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr} -> {out_dir}",
+                   err=True)
+        result = train(model, bundle, config, out_dir=out_dir)
     if result.diverged:
         click.echo(f"error: {result.message}; checkpoints so far kept in {out_dir}", err=True)
         sys.exit(3)

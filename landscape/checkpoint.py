@@ -4,18 +4,29 @@ Format (a ``torch.save`` dict, loadable with ``weights_only=True``):
 ``format="landscape-checkpoint"``, ``format_version``, ``model`` (the ``landscape_spec``:
 builder name, options, seed, input shape, classes, dataset spec), ``state_dict``, ``extra``
 (epoch, metrics, anything the caller adds).
+
+A checkpoint names the function that builds its model. For the built-in models that is a
+name in the registry; for a user's ``module:function`` or ``file.py:function`` rebuilding
+would import and run that code, so a checkpoint is a program as much as data. Loading one
+therefore never imports code it names unless the caller says so: ``builder=`` names the
+function to use instead (the command line's ``--model``), or ``trust_code=True`` (
+``--trust-code``) accepts the stored name. The command line sets both for a whole command
+with ``trusted_code``.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import io
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from ._util import atomic_path
+from ._util import write_bytes
 from .errors import CheckpointError
 
 FORMAT = "landscape-checkpoint"
@@ -41,9 +52,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict[str, 
     blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec,
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "extra": extra or {}}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return Path(path)
+    # Serialized in memory: torch.save to a file stores the file's name inside the archive,
+    # and a temporary name made identical runs' checkpoints (and their hashes) differ.
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
+    return write_bytes(path, buffer.getvalue())
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -62,13 +75,68 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return blob
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None
-                    ) -> tuple[nn.Module, dict[str, Any]]:
+# (trust_code, builder) for the command being run; set by the command line, see trusted_code
+_TRUST: contextvars.ContextVar[tuple[bool, str | None]] = contextvars.ContextVar(
+    "landscape_trusted_code", default=(False, None))
+
+
+@contextlib.contextmanager
+def trusted_code(trust_code: bool = False, builder: str | None = None) -> Iterator[None]:
+    """Within the block, ``load_checkpoint`` calls that say nothing themselves use these
+    (the command line's ``--trust-code`` and ``--model``)."""
+    token = _TRUST.set((bool(trust_code), builder))
+    try:
+        yield
+    finally:
+        _TRUST.reset(token)
+
+
+def code_trusted() -> bool:
+    """Whether the command being run passed ``--trust-code`` (see ``trusted_code``)."""
+    return _TRUST.get()[0]
+
+
+def names_code(name: Any) -> bool:
+    """Whether a stored model or dataset name refers to code (``module:function``)."""
+    return isinstance(name, str) and ":" in name
+
+
+def _model_name(spec: dict[str, Any], path: Path, trust_code: bool | None,
+                builder: str | None) -> str:
+    """The builder to rebuild with: the caller's, a built-in, or trusted stored code."""
+    default_trust, default_builder = _TRUST.get()
+    builder = builder if builder is not None else default_builder
+    trust_code = default_trust if trust_code is None else trust_code
+    if builder is not None:
+        return builder
+    name = spec.get("name")
+    if names_code(name) and not trust_code:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} names code to build its model ({name!r}): loading it "
+            "would import and run that code. If you trust it, pass --trust-code (Python: "
+            "trust_code=True), or name the builder yourself with --model module:function")
+    return name
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
+                    trust_code: bool | None = None, builder: str | None = None,
+                    allow_nonfinite: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint, rebuilding its model unless one is given.
 
     Args:
         path: file written by ``save_checkpoint``.
         model: load into this model instead of rebuilding (must have the same entries).
+        trust_code: rebuild a model the checkpoint names as ``module:function`` or
+            ``file.py:function`` (imports and runs that code). None: as ``trusted_code``
+            says (default False).
+        builder: build the model with this registered name or ``module:function`` instead
+            of the stored name (the stored options, seed and shapes are kept).
+        allow_nonfinite: accept NaN or infinite weights (refused by default: every loss,
+            Hessian and surface of such a model is undefined).
+
+    Raises:
+        CheckpointError: missing or corrupt file, weights that do not fit, or a checkpoint
+            naming code without ``trust_code`` or ``builder``, or non-finite weights.
 
     Returns:
         ``(model, info)``; ``info`` has ``model`` (spec), ``dataset`` (spec for
@@ -79,13 +147,16 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None
     blob = read_checkpoint(path)
     spec = blob["model"]
     if model is None:
-        model = rebuild_model(spec)
+        name = _model_name(spec, Path(path), trust_code, builder)
+        model = rebuild_model({**spec, "name": name})
     try:
         model.load_state_dict(blob["state_dict"], strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"checkpoint {str(path)!r} does not fit model "
                               f"{spec.get('name')!r}: {detail}") from exc
+    if not allow_nonfinite:
+        _check_finite(blob["state_dict"], Path(path))
     model.eval()
     info = {"model": spec, "dataset": spec.get("dataset"), "extra": blob.get("extra", {}),
             "path": str(path)}
@@ -134,3 +205,16 @@ def run_checkpoints(run_dir: str | os.PathLike) -> tuple[list[Path], Path, list[
                               "--checkpoint-every)")
     epochs = [int(m.group(1)) if (m := re.search(r"(\d+)", p.stem)) else -1 for p in paths]
     return paths, final, epochs
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse NaN or infinite weights, naming how many and where."""
+    bad = {name: int((~torch.isfinite(t)).sum()) for name, t in state.items()
+           if t.is_floating_point() or t.is_complex()}
+    bad = {name: n for name, n in bad.items() if n}
+    if bad:
+        total = sum(t.numel() for t in state.values())
+        where = ", ".join(list(bad)[:3]) + (", ..." if len(bad) > 3 else "")
+        raise CheckpointError(f"checkpoint {str(path)!r} holds non-finite weights "
+                              f"({sum(bad.values()):,} of {total:,} values NaN or inf, in "
+                              f"{where}): its loss, Hessian and surface are undefined")

@@ -146,11 +146,15 @@ def _mnist1d(seed: int, cache: bool) -> tuple[Split, Split, int]:
     blob = {k: torch.as_tensor(raw[k], dtype=torch.float32 if k.startswith("x") else torch.int64)
             for k in ("x", "y", "x_test", "y_test")}
     if cache:
-        from ._util import atomic_path
+        import io
+
+        from ._util import write_bytes
+        from .errors import WriteError
+        buffer = io.BytesIO()
+        torch.save(blob, buffer)
         try:
-            with atomic_path(path) as tmp:
-                torch.save(blob, tmp)
-        except OSError:
+            write_bytes(path, buffer.getvalue())
+        except WriteError:
             pass  # an unwritable cache only costs time
     return (blob["x"], blob["y"]), (blob["x_test"], blob["y_test"]), 10
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._util import atomic_path, sha256_tensors
+from ._util import json_text, sha256_tensors, write_hdf5
 from .errors import LandscapeError, StoreError
 from .params import is_bias_or_norm, named_tensors, norm_layer_names
 
@@ -398,25 +398,24 @@ def save_directions(path: str | os.PathLike, directions: Sequence[Direction],
     Returns:
         The content hash.
     """
-    import h5py
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise StoreError(f"directions file {str(path)!r} already exists (written once; remove "
                          "it or pass overwrite)")
     digest = directions_sha256(directions)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as fh:
-            fh.attrs["format"] = DIRECTIONS_FORMAT
-            fh.attrs["format_version"] = DIRECTIONS_FORMAT_VERSION
-            fh.attrs["count"] = len(directions)
-            fh.attrs["sha256"] = digest
-            fh.attrs["provenance"] = json.dumps(provenance or {}, default=str)
-            for k, d in enumerate(directions):
-                group = fh.create_group(f"d{k}")
-                group.attrs["order"] = json.dumps(list(d))
-                for n, t in d.items():
-                    group.create_dataset(n, data=t.detach().cpu().numpy())
+    def fill(fh) -> None:
+        fh.attrs["format"] = DIRECTIONS_FORMAT
+        fh.attrs["format_version"] = DIRECTIONS_FORMAT_VERSION
+        fh.attrs["count"] = len(directions)
+        fh.attrs["sha256"] = digest
+        fh.attrs["provenance"] = json_text(provenance or {})
+        for k, d in enumerate(directions):
+            group = fh.create_group(f"d{k}")
+            group.attrs["order"] = json.dumps(list(d))
+            for n, t in d.items():
+                group.create_dataset(n, data=t.detach().cpu().numpy())
+
+    write_hdf5(path, fill)  # built in memory: a full disk is one WriteError, not an HDF5 crash
     return digest
 
 

@@ -19,3 +19,8 @@ class StoreError(LandscapeError):
 
 class DivergedError(LandscapeError):
     """Training produced a NaN or infinite loss."""
+
+
+class WriteError(LandscapeError):
+    """An output could not be written (full disk, no permission, name too long) or is being
+    written by another process; the previous file, if any, is unchanged."""

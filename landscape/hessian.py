@@ -321,6 +321,10 @@ class HessianOperator(LinearOperator):
                     out = self._hvp_double(v)
             else:
                 out = self._hvp_double(v)
+        if not bool(torch.isfinite(out).all()):  # else eigsh dies in ARPACK, a trace is NaN
+            raise LandscapeError("a Hessian-vector product is not finite (NaN or inf): the "
+                                 "model's weights or its loss on these data are not finite, "
+                                 "so its Hessian is undefined")
         self.n_products += 1
         if self._bar is not None:
             self._bar.update(1)

@@ -19,9 +19,11 @@ Layout of a surface file (``format="landscape-surface"``, ``format_version=1``):
     /anchors           optional (``interpolate``, ``plane``): coords (m, ndim) of the models
                        that define the directions, labels (m,)
 
-Every write goes to a temporary file in the same folder, is flushed to disk, and replaces
-the target with ``os.replace``: a reader (or a process killed at any moment, SIGKILL
-included) sees the old complete file or the new complete file, never a mix.
+The file is built in memory and written by ``landscape._util.write_bytes``: to a temporary
+file in the same folder, flushed to disk, then ``os.replace``d over the target. A reader (or
+a process killed at any moment, SIGKILL included) sees the old complete file or the new
+complete file, never a mix; a full disk is one ``WriteError`` naming the file, the old file
+unchanged and no temporary file left.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from ._util import atomic_path, json_default
+from ._util import json_text, write_hdf5
+from ._util import remove_stale_temps as _remove_temps
 from .errors import StoreError
 from .grid import Surface, describe_axis
 
@@ -59,51 +62,54 @@ _COPIED_ATTRS = ("norm", "ignore", "kind", "seed", "checkpoint", "checkpoint_sha
 
 
 def save_surface(path: str | os.PathLike, surface: Surface) -> Path:
-    """Write ``surface`` to ``path`` atomically (temp file in the same folder, fsync, replace).
+    """Write ``surface`` to ``path`` atomically (built in memory; temp file in the same
+    folder, fsync, replace).
 
     Returns:
         The path written.
-    """
-    import h5py
 
+    Raises:
+        WriteError: the file could not be written (full disk, ...); the old one is unchanged.
+    """
     path = Path(path)
     prov = dict(surface.provenance)
     identity = prov.get("identity", {})
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as fh:
-            fh.attrs["format"] = FORMAT
-            fh.attrs["format_version"] = FORMAT_VERSION
-            fh.attrs["created"] = str(prov.get("created", now))
-            fh.attrs["updated"] = now
-            fh.attrs["provenance"] = json.dumps(prov, default=json_default)
-            fh.attrs["identity"] = json.dumps(identity, default=json_default)
-            for key in ("model_sha256", "directions_sha256", "data_sha256"):
-                fh.attrs[key] = str(identity.get(key, ""))
-            fh.attrs["grid"] = "x".join(str(n) for n in surface.shape)
-            fh.attrs["ndim"] = surface.ndim
-            fh.attrs["metrics"] = json.dumps(list(surface.metrics))
-            fh.attrs["points"] = int(np.prod(surface.shape))
-            fh.attrs["points_done"] = int(np.sum(surface.done))
-            fh.attrs["nonfinite"] = surface.nonfinite
-            for key in _COPIED_ATTRS:
-                if prov.get(key) is not None:
-                    fh.attrs[key] = prov[key] if isinstance(prov[key], (int, float)) \
-                        else str(prov[key])
-            fh.create_dataset("axes/x", data=np.asarray(surface.x, dtype=np.float64))
-            if surface.y is not None:
-                fh.create_dataset("axes/y", data=np.asarray(surface.y, dtype=np.float64))
-            for name, values in surface.metrics.items():
-                fh.create_dataset(f"metrics/{name}", data=np.asarray(values, dtype=np.float64))
-            fh.create_dataset("done", data=np.asarray(surface.done, dtype=bool))
-            group = fh.create_group("directions")
-            info = prov.get("directions", {}) or {}
-            group.attrs["path"] = str(info.get("path") or "")
-            group.attrs["sha256"] = str(info.get("sha256") or identity.get("directions_sha256",
-                                                                            ""))
-            _write_table(fh, "trajectory", surface.trajectory)
-            _write_table(fh, "anchors", surface.anchors)
-        _fsync(tmp)
+
+    def fill(fh) -> None:
+        fh.attrs["format"] = FORMAT
+        fh.attrs["format_version"] = FORMAT_VERSION
+        fh.attrs["created"] = str(prov.get("created", now))
+        fh.attrs["updated"] = now
+        fh.attrs["provenance"] = json_text(prov)
+        fh.attrs["identity"] = json_text(identity)
+        for key in ("model_sha256", "directions_sha256", "data_sha256"):
+            fh.attrs[key] = str(identity.get(key, ""))
+        fh.attrs["grid"] = "x".join(str(n) for n in surface.shape)
+        fh.attrs["ndim"] = surface.ndim
+        fh.attrs["metrics"] = json.dumps(list(surface.metrics))
+        fh.attrs["points"] = int(np.prod(surface.shape))
+        fh.attrs["points_done"] = int(np.sum(surface.done))
+        fh.attrs["nonfinite"] = surface.nonfinite
+        for key in _COPIED_ATTRS:
+            if prov.get(key) is not None:
+                fh.attrs[key] = prov[key] if isinstance(prov[key], (int, float)) \
+                    else str(prov[key])
+        fh.create_dataset("axes/x", data=np.asarray(surface.x, dtype=np.float64))
+        if surface.y is not None:
+            fh.create_dataset("axes/y", data=np.asarray(surface.y, dtype=np.float64))
+        for name, values in surface.metrics.items():
+            fh.create_dataset(f"metrics/{name}", data=np.asarray(values, dtype=np.float64))
+        fh.create_dataset("done", data=np.asarray(surface.done, dtype=bool))
+        group = fh.create_group("directions")
+        info = prov.get("directions", {}) or {}
+        group.attrs["path"] = str(info.get("path") or "")
+        group.attrs["sha256"] = str(info.get("sha256") or identity.get("directions_sha256",
+                                                                        ""))
+        _write_table(fh, "trajectory", surface.trajectory)
+        _write_table(fh, "anchors", surface.anchors)
+
+    write_hdf5(path, fill)
     return path
 
 
@@ -131,14 +137,6 @@ def _read_table(fh, name: str) -> dict[str, np.ndarray] | None:
             value = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in value])
         out[key] = np.asarray(value)
     return out
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_surface(path: str | os.PathLike) -> Surface:
@@ -249,21 +247,10 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, force: bool = 
 
 
 def remove_stale_temps(path: str | os.PathLike) -> int:
-    """Delete temporary files a killed writer of ``path`` left in its folder.
-
-    Only one process writes a given surface file, so at the start of a run any
-    ``.<name>.*.tmp`` beside it is debris of an earlier, killed run.
+    """Delete temporary files a killed writer of ``path`` left in its folder (call it while
+    holding ``landscape._util.output_lock(path)``, as ``compute_surface`` does).
 
     Returns:
         The number of files removed.
     """
-    path = Path(path)
-    removed = 0
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-            try:
-                tmp.unlink()
-                removed += 1
-            except OSError:
-                pass
-    return removed
+    return _remove_temps(path)

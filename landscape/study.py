@@ -260,7 +260,7 @@ def _train_both(config: StudyConfig, bundle, out: Path, steps: _Steps, progress:
             steps.mark(f"train_{label}", key)
             say(f"    {LABELS[label]}: test acc {result.final['test_acc']:.3f} "
                 f"({result.seconds:.0f} s)")
-        models[label], _ = load_checkpoint(run_dir / "model.pt")
+        models[label], _ = load_checkpoint(run_dir / "model.pt", builder=config.model)
         histories[label] = load_history(run_dir)
     return models, histories, keys
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._util import progress as progress_bar
 from ._util import provenance as make_provenance
-from ._util import sha256_tensors
+from ._util import output_lock, sha256_tensors
 from .data import as_splits
 from .directions import directions_sha256, load_directions, write_or_check_directions
 from .distributed import DistContext, DistributedError, RankExchange
@@ -247,29 +247,35 @@ class SurfaceRun:
             prov["distributed"] = {"world_size": ex.ctx.world_size, "backend": ex.ctx.backend,
                                    "device": ex.ctx.device.type}
         try:
-            surface, done = ex.open(lambda: self._open(resume, force, prov, directions_recipe,
-                                                       trajectory, anchors))
-            todo = select_points(done.size, done, points)
-            blocks = [todo[k:k + self.batch] for k in range(0, len(todo), self.batch)]
-            pending = ex.share(blocks, self.batch)
-            if ex.is_main:
-                self._begin(surface, len(todo), rewrite=not (self._resumed and not todo))
-            try:
-                with ex.guard():
-                    self._rounds(pending)
-            except ex.stopped as exc:
-                if self.surface is None:  # not rank 0: rank 0 reports
-                    raise
-                self._finish()
-                raise DistributedError(f"{exc}; {self.saved_note()}") from None
-            finally:
-                self._finish()
+            with contextlib.ExitStack() as self._held:  # rank 0's lock on the output
+                return self._run(ex, resume, force, points, prov, directions_recipe,
+                                 trajectory, anchors)
         except BaseException:
             self._restore_directions()
             raise
         finally:
             if self._aside is not None:
                 self._aside.unlink(missing_ok=True)
+
+    def _run(self, ex, resume, force, points, prov, directions_recipe, trajectory, anchors
+             ) -> Surface | None:
+        surface, done = ex.open(lambda: self._open(resume, force, prov, directions_recipe,
+                                                   trajectory, anchors))
+        todo = select_points(done.size, done, points)
+        blocks = [todo[k:k + self.batch] for k in range(0, len(todo), self.batch)]
+        pending = ex.share(blocks, self.batch)
+        if ex.is_main:
+            self._begin(surface, len(todo), rewrite=not (self._resumed and not todo))
+        try:
+            with ex.guard():
+                self._rounds(pending)
+        except ex.stopped as exc:
+            if self.surface is None:  # not rank 0: rank 0 reports
+                raise
+            self._finish()
+            raise DistributedError(f"{exc}; {self.saved_note()}") from None
+        finally:
+            self._finish()
         return self.surface
 
     def _rounds(self, pending: list[list[int]]) -> None:
@@ -311,8 +317,10 @@ class SurfaceRun:
                     runs=1)
         old = None
         if self.out is not None:
+            self._held.enter_context(output_lock(self.out))  # one writer per surface file
             check_output(self.out, resume=resume, force=force)
-            remove_stale_temps(self.out)
+            remove_stale_temps(self.out)  # safe under the lock: no live writer's temps
+            remove_stale_temps(directions_file_for(self.out))
             if self.out.exists() and resume:
                 old = resumable(self.out, self.identity, self.x, self.y)
             if recipe is not None:

@@ -175,7 +175,7 @@ def _measure(config: SweepConfig, bundle, run: SweepRun, out: Path, steps: _Step
     history = load_history(run_dir)["epochs"]
     row = _row(run, bundle, result, history, config.target_loss)
     if not result.diverged:
-        model, _ = load_checkpoint(run_dir / "model.pt")
+        model, _ = load_checkpoint(run_dir / "model.pt", builder=config.model)
         row.update(_curvature(model, bundle, config))
     write_json(row_path, row)
     steps.mark(run.label, key)

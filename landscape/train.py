@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import time
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ._util import atomic_path, pick_device, progress, write_json
+from ._util import pick_device, progress, write_bytes, write_json
 from .checkpoint import save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
@@ -28,6 +29,11 @@ from .errors import LandscapeError
 OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 LOSSES = ("cross_entropy", "mse")
+HISTORY_SECONDS = 2.0
+"""During training, history.json/.csv are rewritten after an epoch when this many seconds
+have passed since the last time, so a killed run keeps its history (status complete: false)."""
+TIMING_KEYS = ("epoch_seconds", "samples_per_s", "elapsed")
+"""History entries that differ between identical runs (kept out of checkpoints)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +266,7 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     history: list[dict[str, Any]] = []
     step, diverged, message = 0, False, ""
     start = time.perf_counter()
+    written = time.monotonic()  # when history.json was last written (a kill keeps it)
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -303,6 +310,9 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         if out is not None and every and (epoch % every == 0 or last):
             checkpoints.append(_save(model, out / "checkpoints" / f"epoch_{epoch:04d}.pt", epoch,
                                      history[-1] if history else {}))
+        if out is not None and history and time.monotonic() - written >= HISTORY_SECONDS:
+            written = _write_history(out, history, {"complete": False, "diverged": False,
+                                                    "message": "", "seconds": None})
         bar.update(1)
         if last:
             break
@@ -312,10 +322,10 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     final = history[-1] if history else {}
     if out is not None:
         if not diverged:
-            save_checkpoint(out / "model.pt", model, extra={"final": final,
+            save_checkpoint(out / "model.pt", model, extra={"final": _stable(final),
                                                             "config": dataclasses.asdict(config)})
-        _write_history(out, history, {"diverged": diverged, "message": message,
-                                      "seconds": elapsed})
+        _write_history(out, history, {"complete": True, "diverged": diverged,
+                                      "message": message, "seconds": elapsed})
     return TrainResult(history=history, final=final, seconds=elapsed, diverged=diverged,
                        message=message, out_dir=out, checkpoints=checkpoints)
 
@@ -328,17 +338,25 @@ def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:
 
 
 def _save(model: nn.Module, path: Path, epoch: int, metrics: dict[str, Any]) -> Path:
-    return save_checkpoint(path, model, extra={"epoch": epoch, "metrics": metrics})
+    return save_checkpoint(path, model, extra={"epoch": epoch, "metrics": _stable(metrics)})
 
 
-def _write_history(out: Path, history: list[dict[str, Any]], status: dict[str, Any]) -> None:
+def _stable(entry: dict[str, Any]) -> dict[str, Any]:
+    """A history entry without its timings: what a checkpoint stores, so that two identical
+    runs write byte-identical checkpoints (and provenance hashes agree)."""
+    return {k: v for k, v in entry.items() if k not in TIMING_KEYS}
+
+
+def _write_history(out: Path, history: list[dict[str, Any]], status: dict[str, Any]) -> float:
+    """Write history.json and history.csv; returns the time written (``time.monotonic``)."""
     write_json(out / "history.json", {"status": status, "epochs": history})
-    if not history:
-        return
-    with atomic_path(out / "history.csv") as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+    if history:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
+        write_bytes(out / "history.csv", text.getvalue().encode())
+    return time.monotonic()
 
 
 def load_history(run_dir: str | Path) -> dict[str, Any]:
