@@ -44,7 +44,11 @@ def _metrics(ctx, param, value: str) -> tuple[str, ...]:
 
 SHARED_OPTIONS = ("metrics", "loss", "out", "resume", "force", "bn_recalibrate", "precision",
                   "channels_last", "hessian", "checkpoint_seconds", "batch_points", "quiet",
-                  "dist_timeout", "device")
+                  "dist_timeout", "device", "dry_run")
+DIRECTION_OPTIONS = ("norm", "ignore", "kind", "seed", "orthogonalize", "orthogonal")
+"""Options that decide a command's directions: on --resume, left out, the saved ones are used."""
+LARGE_GRID = 2500
+"""From this many points on, the expected time and file size are printed before the work."""
 
 
 def surface_options(func):
@@ -92,6 +96,9 @@ def surface_options(func):
                      help="Grid points per batched forward (default: 1 on CPU, 16 on GPU "
                           "for small models)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the points, expected time (one point measured) and file size; "
+                          "compute and write nothing."),
         click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True),
                      default=1800.0, show_default=True,
                      help="Under torchrun: seconds a rank waits for the others before the run "
@@ -132,13 +139,21 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], info: dict[str, Any],
     from landscape.distributed import PeerError, init_distributed, shutdown
     from landscape.surface import SurfaceOptions, compute_surface, summary_line
 
+    x, y, dirs, stored = _resumed(opts, x, y, dirs)
     options = SurfaceOptions(
-        metrics=opts["metrics"], loss=trained_loss(info, opts["loss"]),
-        bn_recalibrate=opts["bn_recalibrate"], precision=opts["precision"],
-        channels_last=opts["channels_last"], hessian=opts["hessian"],
-        seed=recipe.get("seed", 0), device=opts["device"],
+        metrics=stored.get("metrics", opts["metrics"]),
+        loss=stored.get("loss") or trained_loss(info, opts["loss"]),
+        bn_recalibrate=stored.get("bn_recalibrate", opts["bn_recalibrate"]),
+        precision=stored.get("precision", opts["precision"]),
+        channels_last=stored.get("channels_last", opts["channels_last"]),
+        hessian=stored.get("hessian", opts["hessian"]),
+        seed=stored.get("seed", recipe.get("seed", 0)), device=opts["device"],
         batch_points=opts["batch_points"], checkpoint_seconds=opts["checkpoint_seconds"],
         progress=not opts["quiet"])
+    if opts["dry_run"] or len(x) * (1 if y is None else len(y)) >= LARGE_GRID:
+        _cost(model, bundle, dirs, x, y, options, opts["dry_run"])
+        if opts["dry_run"]:
+            return None
     context = init_distributed(opts["device"], opts["dist_timeout"])
     try:
         surface = compute_surface(model, bundle, dirs, x, y, options=options, out=opts["out"],
@@ -163,6 +178,55 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], info: dict[str, Any],
     else:
         click.echo(f"{opts['out']}: {summary_line(surface)}")
     return surface
+
+
+def _given(name: str) -> bool:
+    """True when the command line (or the environment) set option ``name``."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _resumed(opts: dict[str, Any], x, y, dirs):
+    """On --resume of an existing file, what it was made with stands in for every option the
+    command line leaves out: the grid, the evaluation settings, and the saved directions.
+
+    Returns:
+        (x, y, directions, stored settings to use).
+    """
+    from landscape.store import stored_settings
+    from landscape.surface import directions_file_for
+
+    out = Path(opts["out"])
+    if not (opts["resume"] and out.is_file()):
+        return x, y, dirs, {}
+    stored = stored_settings(out)
+    if not (_given("x") or _given("alpha")):
+        x = stored["x"]
+    if not _given("y"):
+        y = stored["y"]
+    saved = directions_file_for(out)
+    if saved.is_file() and not any(_given(name) for name in DIRECTION_OPTIONS):
+        dirs = str(saved)
+    return x, y, dirs, {k: v for k, v in stored.items()
+                        if k not in ("x", "y") and not _given(k)}
+
+
+def _cost(model, bundle, dirs, x, y, options, dry_run: bool) -> None:
+    """Print what the surface will cost (rank 0 only)."""
+    from landscape.distributed import is_main_process
+    from landscape.surface import estimate_surface
+
+    if not is_main_process():
+        return
+    cost = estimate_surface(model, bundle, dirs, x, y, options=options)
+    hours, rest = divmod(cost["seconds"], 3600)
+    took = f"{hours:.0f} h {rest / 60:.0f} min" if hours else f"{rest / 60:.1f} min"
+    click.echo(f"{cost['points']:,} points, about {took} at {cost['seconds_per_point']:.3g} s a "
+               f"point (one point measured now, one process), file about "
+               f"{cost['file_bytes'] / 2**20:.1f} MiB" + ("; --dry-run: nothing computed"
+                                                         if dry_run else ""), err=True)
 
 
 def _note(message: str) -> None:

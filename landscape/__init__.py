@@ -14,8 +14,8 @@ from .directions import (TrajectoryPCA, direction_cosine, interpolation_directio
                          trajectory_pca)
 from .errors import LandscapeError
 from .evaluate import Evaluator
-from .hessian import (dense_hessian, extreme_eigenvalues, hessian_density, hessian_eigenvalues,
-                      hessian_trace)
+from .hessian import (HessianOptions, dense_hessian, extreme_eigenvalues, hessian_density,
+                      hessian_eigenvalues, hessian_trace)
 from .models import build_model, count_parameters
 from .shape import BasinShape, basin_shape, surface_shape
 from .sharpness import (adaptive_sharpness, average_sharpness, epsilon_sharpness,
@@ -54,7 +54,7 @@ __all__ = [
     "Surface", "SurfaceOptions", "compute_surface", "Evaluator", "load_surface", "save_surface",
     # curvature
     "hessian_eigenvalues", "extreme_eigenvalues", "hessian_trace", "hessian_density",
-    "dense_hessian",
+    "dense_hessian", "HessianOptions",
     # sharpness and basin shape
     "epsilon_sharpness", "adaptive_sharpness", "average_sharpness", "measure_sharpness",
     "reparametrization_report", "rescale_relu_layers", "basin_shape", "surface_shape",

@@ -29,6 +29,7 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, aslinearoperator, eigsh
 from torch import nn
 
+from ._util import float32_mode
 from .data import split_of
 from .distributed import DistContext, DistributedError, Link
 from .errors import LandscapeError, StoreError
@@ -298,7 +299,6 @@ class HessianOperator(LinearOperator):
 
     def _float32(self):
         """Full-precision float32 math on CUDA (no TF32 convolutions or matmuls)."""
-        from ._util import float32_mode
         return float32_mode("ieee", enabled=self.device.type == "cuda")
 
     # --- products
