@@ -118,7 +118,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
             serve_hessian_products(model, data, ctx)
             return
         factory = DistributedHessian(ctx) if ctx else None
-        common = hs.HessianOptions(loss=loss, chunk_size=chunk_size or hs.DEFAULT_CHUNK,
+        common = hs.HessianOptions(loss=loss, chunk=chunk_size or hs.DEFAULT_CHUNK,
                                    mode=mode, device=dev, hvp=hvp, progress=not quiet,
                                    factory=factory)
         ranks = f", {ctx.world_size} ranks" if ctx else ""

@@ -195,7 +195,7 @@ class HessianOperator(LinearOperator):
         model: the network (never modified).
         data: ``(inputs, targets)`` or a DataBundle (its ``split``).
         loss: ``cross_entropy``, ``mse`` or a mean-reduced ``loss(outputs, targets)``.
-        chunk_size: examples per forward pass; each chunk is weighted by its size, so the
+        chunk: examples per forward pass; each chunk is weighted by its size, so the
             product is exact for any chunking (in eval mode).
         mode: ``eval`` (default: BatchNorm running statistics, no dropout) or ``train``.
         device: where products run; default the model's device.
@@ -213,7 +213,7 @@ class HessianOperator(LinearOperator):
     """
 
     def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
-                 chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                 chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
                  progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES):
@@ -241,7 +241,7 @@ class HessianOperator(LinearOperator):
         self.params = {n: self._to(t) for n, t in weights.items()}
         self._fixed = {n: self._to(t) for n, t in model.named_parameters() if n not in weights}
         self._fixed.update({n: self._to(t) for n, t in model.named_buffers()})
-        self._chunks = self._make_chunks(*split_of(data, split), chunk_size)
+        self._chunks = self._make_chunks(*split_of(data, split), chunk)
         self.n_params = sum(t.numel() for t in self.params.values())
         self.n_products = 0
         self._record = record
@@ -262,13 +262,13 @@ class HessianOperator(LinearOperator):
             return t.to(self.device, self.torch_dtype)
         return t.to(self.device)
 
-    def _make_chunks(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int | None):
-        if chunk_size is not None and chunk_size < 1:
-            raise LandscapeError(f"chunk_size must be at least 1, got {chunk_size}")
+    def _make_chunks(self, x: torch.Tensor, y: torch.Tensor, chunk: int | None):
+        if chunk is not None and chunk < 1:
+            raise LandscapeError(f"chunk must be at least 1, got {chunk}")
         x = self._to(x)
         y = y.to(self.device)
         n = len(y)
-        step = n if chunk_size is None else chunk_size
+        step = n if chunk is None else chunk
         return [(x[i:i + step], y[i:i + step], len(y[i:i + step]) / n)
                 for i in range(0, n, step)]
 
@@ -447,7 +447,7 @@ def _grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
 
 def hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
                            loss: LossArg = "cross_entropy",
-                           chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                           chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                            device: str | torch.device | None = None, hvp: str = "double"
                            ) -> torch.Tensor:
     """One product ``H v`` of the mean-loss Hessian with a flat vector.
@@ -456,12 +456,12 @@ def hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
         model: the network (not modified).
         data: ``(inputs, targets)`` or a DataBundle (its train split).
         vector: flat tensor with one entry per trainable parameter.
-        loss, chunk_size, mode, device, hvp: as for ``HessianOperator``.
+        loss, chunk, mode, device, hvp: as for ``HessianOperator``.
 
     Returns:
         ``H v`` as a flat tensor on the product device.
     """
-    op = HessianOperator(model, data, loss, chunk_size, mode, device, hvp)
+    op = HessianOperator(model, data, loss, chunk, mode, device, hvp)
     return op.hvp(vector)
 
 
@@ -474,7 +474,7 @@ def _warn_stochastic(model: nn.Module, mode: str) -> None:
 
 
 def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
-                      mode: str = "eval", chunk_size: int | None = DEFAULT_CHUNK,
+                      mode: str = "eval", chunk: int | None = DEFAULT_CHUNK,
                       device: str | torch.device | None = None) -> bool:
     """Two passes must give the same loss and gradient; warn (warnings.warn) if not.
 
@@ -484,13 +484,13 @@ def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entrop
     Args:
         model: the network (not modified).
         data: ``(inputs, targets)`` or a DataBundle (its train split).
-        loss, mode, chunk_size, device: as for ``HessianOperator``.
+        loss, mode, chunk, device: as for ``HessianOperator``.
 
     Returns:
         True if both passes agreed (to the square root of the dtype's epsilon).
     """
     _warn_stochastic(model, mode)
-    op = HessianOperator(model, data, loss, chunk_size, mode, device)
+    op = HessianOperator(model, data, loss, chunk, mode, device)
     return op.check_determinism()
 
 
@@ -500,7 +500,7 @@ class HessianOptions:
     settings, one object for every solver; unused when a solver is given an operator).
 
     Attributes:
-        loss, chunk_size, mode, device, hvp, dtype, split: as for ``HessianOperator``.
+        loss, chunk, mode, device, hvp, dtype, split: as for ``HessianOperator``.
         check: run the two-pass determinism check first (two gradient passes).
         progress: show a progress bar of products.
         factory: makes the operator in place of ``HessianOperator`` (same arguments), e.g.
@@ -508,7 +508,7 @@ class HessianOptions:
     """
 
     loss: LossArg = "cross_entropy"
-    chunk_size: int | None = DEFAULT_CHUNK
+    chunk: int | None = DEFAULT_CHUNK
     mode: str = "eval"
     device: Any = None
     hvp: str = "double"
@@ -560,7 +560,7 @@ def _operator(source: Any, data: Any, options: HessianOptions | None, record: bo
         raise LandscapeError("a model needs its data: (inputs, targets) or a DataBundle")
     o = options or HessianOptions()
     _warn_stochastic(source, o.mode)
-    op = (o.factory or HessianOperator)(source, data, o.loss, o.chunk_size, o.mode, o.device,
+    op = (o.factory or HessianOperator)(source, data, o.loss, o.chunk, o.mode, o.device,
                                         o.hvp, dtype=o.dtype, split=o.split, record=record,
                                         progress=o.progress)
     if o.check:
@@ -1042,7 +1042,7 @@ def _smooth(nodes: np.ndarray, weights: np.ndarray, sigma: float | None, points:
 # ----------------------------------------------------------------------------- dense reference
 
 def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
-                  chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                   device: str | torch.device | None = None, split: str = "train",
                   columns: int | None = None) -> torch.Tensor:
     """The full Hessian (n_params x n_params) by torch.func, for tiny models and references.
@@ -1050,14 +1050,14 @@ def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
     Args:
         model: the network (not modified).
         data: ``(inputs, targets)`` or a DataBundle (its ``split``).
-        loss, chunk_size, mode, device, split: as for ``HessianOperator``.
+        loss, chunk, mode, device, split: as for ``HessianOperator``.
         columns: Hessian columns per vectorized pass (bounds memory; default all at once).
 
     Returns:
         The symmetric Hessian as a tensor in the products' dtype on the products' device
         (by double backward, column by column, where BatchNorm uses batch statistics).
     """
-    op = HessianOperator(model, data, loss, chunk_size, mode, device, split=split)
+    op = HessianOperator(model, data, loss, chunk, mode, device, split=split)
     if _batch_statistics(op._shell):  # torch.func is unreliable there: n double backwards
         eye = torch.eye(op.n_params, device=op.device, dtype=op.torch_dtype)
         total = torch.stack([op.hvp(e) for e in eye], dim=1)
@@ -1169,14 +1169,14 @@ class DistributedHessianOperator(HessianOperator):
     sum is taken in another order).
 
     Args:
-        model, data, loss, chunk_size, mode, device, hvp, dtype, split, record, progress,
+        model, data, loss, chunk, mode, device, hvp, dtype, split, record, progress,
             graph_cache: as for ``landscape.hessian.HessianOperator`` (all ranks give the same;
             ``device`` defaults to ``context.device``; only rank 0 shows progress).
         context: from ``init_distributed``.
     """
 
     def __init__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy",
-                 chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                 chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
                  progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES, *,
@@ -1192,7 +1192,7 @@ class DistributedHessianOperator(HessianOperator):
         self.total_examples = n
         self._link = Link(context)
         self._released = False
-        super().__init__(model, (x[lo:hi], y[lo:hi]), loss, chunk_size, mode,
+        super().__init__(model, (x[lo:hi], y[lo:hi]), loss, chunk, mode,
                          device if device is not None else context.device, hvp, dtype,
                          "train", record, progress and context.is_main, graph_cache)
 
@@ -1292,7 +1292,7 @@ class DistributedHessian:
         self.finished = False
 
     def __call__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy",
-                 chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                 chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
                  progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES
@@ -1302,7 +1302,7 @@ class DistributedHessian:
         if callable(loss):
             raise DistributedError("a distributed Hessian needs a named loss (cross_entropy or "
                                    "mse), not a callable: the other ranks must rebuild it")
-        settings = dict(loss=loss, chunk_size=chunk_size, mode=mode, hvp=hvp, dtype=dtype,
+        settings = dict(loss=loss, chunk=chunk, mode=mode, hvp=hvp, dtype=dtype,
                         split=split, graph_cache=graph_cache)
         self._send(settings)
         return DistributedHessianOperator(model, data, record=record, progress=progress,
@@ -1358,7 +1358,7 @@ def serve_hessian_products(model: nn.Module, data: Any, context: DistContext) ->
 
 def sharded_hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
                                    loss: Any = "cross_entropy",
-                                   chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                                   chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                                    hvp: str = "double", dtype: torch.dtype | None = None,
                                    *, context: DistContext | None) -> torch.Tensor:
     """``H v`` of the mean loss over ``data``, each rank working on its shard (a collective:
@@ -1368,7 +1368,7 @@ def sharded_hessian_vector_product(model: nn.Module, data: Any, vector: torch.Te
         model: the network (not modified); the same on every rank.
         data: ``(inputs, targets)`` or a DataBundle (its train split); the same on every rank.
         vector: flat tensor, one entry per trainable parameter.
-        loss, chunk_size, mode, hvp, dtype: as for ``landscape.hessian.HessianOperator``.
+        loss, chunk, mode, hvp, dtype: as for ``landscape.hessian.HessianOperator``.
         context: from ``init_distributed``; None computes the one-process product.
 
     Returns:
@@ -1377,9 +1377,9 @@ def sharded_hessian_vector_product(model: nn.Module, data: Any, vector: torch.Te
     import torch.distributed as dist
 
     if context is None or context.world_size == 1:
-        return hessian_vector_product(model, data, vector, loss, chunk_size, mode,
+        return hessian_vector_product(model, data, vector, loss, chunk, mode,
                                       None if context is None else context.device, hvp)
-    op = DistributedHessianOperator(model, data, loss, chunk_size, mode, hvp=hvp, dtype=dtype,
+    op = DistributedHessianOperator(model, data, loss, chunk, mode, hvp=hvp, dtype=dtype,
                                     context=context)
     v = vector.to(op.device, op.torch_dtype).reshape(-1).clone()
     if v.numel() != op.n_params:
