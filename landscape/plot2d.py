@@ -262,6 +262,9 @@ def axis_labels(surface: Surface, labels: Sequence[str] | None = None,
 
 def _short(name: str, width: int = 18) -> str:
     stem = Path(name).stem if name.endswith((".pt", ".pth")) else name
+    if stem == "model" and Path(name).parent.name:
+        # `landscape train` names every run's weights model.pt: the run folder tells them apart
+        stem = Path(name).parent.name
     return stem if len(stem) <= width else stem[:width - 1] + "…"
 
 
@@ -361,6 +364,27 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
         if title:
             ax.set_title(title)
     return _finish(fig, out, dpi)
+
+
+def plot_paths(paths: Sequence[Surface], *, log: bool = True, title: str | None = None,
+               size: tuple[float, float] = (6.0, 4.0), out: str | os.PathLike | None = None,
+               dpi: float | None = None) -> Figure:
+    """Paths between the same two minima on one axis (``landscape connect``'s trained curve
+    against the straight line): loss and accuracy over t, each path named by its
+    provenance (``path_label``).
+
+    Args:
+        paths: 1-D surfaces over t in [0, 1] (e.g. ``ConnectResult.curve`` and ``.line``).
+        log, title, size, out, dpi: as in ``plot_lines``.
+
+    Returns:
+        The figure.
+    """
+    runs = [p for p in paths if p is not None]
+    names = [str(_prov_lookup(s, ("path_label",)) or surface_name(s, k))
+             for k, s in enumerate(runs)]
+    return plot_lines(runs, labels=names, log=log, size=size, out=out, dpi=dpi,
+                      title=title or "Between two minima: " + " vs ".join(names))
 
 
 def _anchor_lines(ax, surface: Surface) -> None:
