@@ -122,7 +122,9 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
         raise LandscapeError("--out, --line-out and --figure must be different files")
     for path, option in zip(outputs, ("--out", "--out (its state file)", "--line-out",
                                       "--figure")):
-        guard_output(path, inputs=paths, force=force or resume, option=option)
+        # A leftover state gets its own message below (continue it or start over).
+        guard_output(path, inputs=paths, force=force or resume or path == state,
+                     option=option)
     if state.exists() and not (resume or force):
         raise LandscapeError(f"{str(state)!r} holds an earlier curve's training state: continue "
                              "it with --resume or start over with --force")
@@ -154,7 +156,8 @@ def _report(result, out, line_path) -> None:
     if result.epochs_resumed:
         click.echo(f"resumed after epoch {result.epochs_resumed}", err=True)
     for key, s in result.summary.items():
-        click.echo(f"{key:6s} train loss: ends {s['endpoint_train_loss']:.4g}, max "
+        label = getattr(result, key).provenance["path_label"]
+        click.echo(f"{label:14s} train loss: ends {s['endpoint_train_loss']:.4g}, max "
                    f"{s['max_train_loss']:.4g} (barrier {s['train_barrier']:.4g});  test error: "
                    f"ends {100 * s['endpoint_test_error']:.2f}%, max "
                    f"{100 * s['max_test_error']:.2f}%")
