@@ -81,7 +81,8 @@ def _with_study_options(func, default_out: str):
         click.option("--out", type=click.Path(file_okay=False), default=default_out,
                      show_default=True, help="Folder for every output."),
         click.option("--quick", is_flag=True,
-                     help="Coarse grids and fewer Hessian products (same two models)."),
+                     help="A smoke run: half the training epochs, coarse grids and fewer "
+                          "Hessian products."),
         click.option("--force", is_flag=True, help="Recompute steps already done."),
         click.option("--no-3d", "no_3d", is_flag=True, help="Skip the 3-D (pyvista) figure."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -110,8 +111,9 @@ def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, q
 def demo_command(out, quick, force, no_3d, quiet, device):
     """The built-in study: MNIST-1D CNN, batch 32 vs full batch; writes OUT/report.html.
 
-    No download: MNIST-1D is generated on the fly. About 2-4 minutes on 2 CPU cores
-    (--quick: under a minute of analysis on top of the same training).
+    No download: MNIST-1D is generated on the fly. About 3-4 minutes on 2 CPU cores
+    (--quick: a smoke run with half the training, coarse grids and fewer products). Also
+    trains the network from three more seeds for the "V versus W" section.
     """
     _run({"device": device}, out, quick, force, no_3d, quiet)
 
@@ -157,7 +159,7 @@ def _data_and_model_options(func):
 @click.option("--momentum", type=float, default=0.9, show_default=True,
               help="Momentum of both runs (sgd, rmsprop).")
 @click.option("--plane-points", type=click.IntRange(min=3), default=None,
-              help="Points per side of the 2-D grids (default 41; --quick 13).")
+              help="Points per side of the 2-D grids (default 31; --quick 13).")
 @click.option("--line-points", type=click.IntRange(min=3), default=None,
               help="Points of the 1-D surfaces (default 51; --quick 21).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,

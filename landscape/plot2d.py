@@ -531,11 +531,12 @@ def _colorbar_ticks(norm: Normalize) -> np.ndarray:
     return ticks[(ticks >= lo - 1e-9 * span) & (ticks <= hi + 1e-9 * span)]
 
 
-def _grid_panels(n: int, size: tuple[float, float] | None, colorbar: bool = True):
+def _grid_panels(n: int, size: tuple[float, float] | None, colorbar: bool = True,
+                 share: bool = True):
     size = size or (4.3 * n + (1.1 if colorbar else 0.3), 4.3)
     # "compressed" lays out equal-aspect panels and their colour bar without wasted space
     fig = _new_figure(size, "compressed")
-    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, n, sharex=share, sharey=share, squeeze=False)[0]
     return fig, list(axes)
 
 
@@ -585,7 +586,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                   axis_names: Sequence[str] | None = None, title: str | None = None,
                   cmap: str = "viridis", mark_min: bool = True, anchors: bool = True,
                   size: tuple[float, float] | None = None,
-                  out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+                  out: str | os.PathLike | None = None, dpi: float | None = None,
+                  share_axes: bool = True) -> Figure:
     """Contour lines, filled contours or a heatmap of a 2-D surface; several side by side.
 
     Panels share one colour normalization, one set of levels and one colour bar, so equal
@@ -607,6 +609,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
+        share_axes: one x and y range for all panels; False for planes of different
+            extent (a random plane beside the plane through three minima).
 
     Returns:
         The figure (``fig.axes[:n]`` are the panels, the last axes the colour bar).
@@ -620,7 +624,7 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
     extend = _extend(values, norm)
     names = _panel_labels(labels, items) if len(items) > 1 or labels else [""]
     with rc_context(STYLE):
-        fig, axes = _grid_panels(len(items), size)
+        fig, axes = _grid_panels(len(items), size, share=share_axes)
         mappable = None
         for k, (ax, s, z) in enumerate(zip(axes, items, values)):
             x, y = np.asarray(s.x, float), np.asarray(s.y, float)
