@@ -63,7 +63,7 @@ def _labels(text: str | None, paths: list[Path]) -> tuple[str, str]:
 @click.option("--epochs", type=click.IntRange(min=0), default=20, show_default=True,
               help="Passes over the training set while training the bend (0: the untrained "
                    "bend at the midpoint).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01,
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05,
               show_default=True, help="SGD learning rate of the bend.")
 @click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True), default=0.9,
               show_default=True, help="SGD momentum.")

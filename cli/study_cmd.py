@@ -81,8 +81,7 @@ def _with_study_options(func, default_out: str):
         click.option("--out", type=click.Path(file_okay=False), default=default_out,
                      show_default=True, help="Folder for every output."),
         click.option("--quick", is_flag=True,
-                     help="A smoke run: half the training epochs, coarse grids and fewer "
-                          "Hessian products."),
+                     help="Coarse grids and fewer Hessian products (same two models)."),
         click.option("--force", is_flag=True, help="Recompute steps already done."),
         click.option("--no-3d", "no_3d", is_flag=True, help="Skip the 3-D (pyvista) figure."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -112,8 +111,8 @@ def demo_command(out, quick, force, no_3d, quiet, device):
     """The built-in study: MNIST-1D CNN, batch 32 vs full batch; writes OUT/report.html.
 
     No download: MNIST-1D is generated on the fly. About 3-4 minutes on 2 CPU cores
-    (--quick: a smoke run with half the training, coarse grids and fewer products). Also
-    trains the network from three more seeds for the "V versus W" section.
+    (--quick: coarse grids and fewer products on top of the same training). Also trains
+    the network from three more seeds for the "V versus W" section.
     """
     _run({"device": device}, out, quick, force, no_3d, quiet)
 

@@ -55,7 +55,7 @@ class ConnectOptions:
 
     curve: str = "bezier"
     epochs: int = 20
-    lr: float = 0.01
+    lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 0.0
     batch_size: int = 64
