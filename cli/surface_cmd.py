@@ -160,9 +160,16 @@ def _load(path: str):
     return model, info, sha256_file(path)
 
 
-def _labels(paths: list[str]) -> list[str]:
-    """Short names of checkpoints: file names, with their folder when file names repeat
-    (``runs/sb/model.pt`` and ``runs/lb/model.pt`` -> ``sb/model.pt``, ``lb/model.pt``)."""
+def _labels(paths: list[str], given: str | None = None) -> list[str]:
+    """Names of checkpoints on figures: ``given`` (comma-separated, from --labels), else file
+    names, with their folder when file names repeat (``runs/sb/model.pt`` and
+    ``runs/lb/model.pt`` -> ``sb/model.pt``, ``lb/model.pt``, drawn as ``sb`` and ``lb``)."""
+    if given is not None:
+        names = [n.strip() for n in given.split(",")]
+        if len(names) != len(paths) or not all(names):
+            raise click.BadParameter(f"{given!r}: give {len(paths)} names separated by commas",
+                                     param_hint="--labels")
+        return names
     names = [Path(p).name for p in paths]
     if len(set(names)) == len(names):
         return names
@@ -372,10 +379,13 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 @_range_option("alpha", "-1:2:61", "Interpolation coefficients, min:max:num (0 = A, 1 = B).")
 @click.option("--kind", type=click.Choice(["weights", "states"]), default="states",
               show_default=True, help="states: interpolate BatchNorm statistics too.")
+@click.option("--labels", "anchor_names", default=None,
+              help="Names of A and B on figures, comma-separated (default: run folder or "
+                   "file names).")
 @surface_options
 @wraps_threads
 def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_subset,
-                        test_subset, data_seed, alpha, kind, opts):
+                        test_subset, data_seed, alpha, kind, anchor_names, opts):
     """Metrics along (1 - alpha) A + alpha B (A's dataset unless given)."""
     from landscape.directions import interpolation_direction
 
@@ -387,7 +397,8 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
     recipe = {"type": "interpolation", "kind": kind, "checkpoint": str(checkpoint_a),
               "checkpoint_sha256": digest_a, "checkpoint_b": str(checkpoint_b),
               "checkpoint_b_sha256": digest_b}
-    anchors = {"coords": [[0.0], [1.0]], "labels": _labels([checkpoint_a, checkpoint_b])}
+    anchors = {"coords": [[0.0], [1.0]],
+               "labels": _labels([checkpoint_a, checkpoint_b], anchor_names)}
     opts["loss"] = _default_loss(opts["loss"], info)
     _run(model_a, bundle, dirs, alpha, None, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)
@@ -404,10 +415,13 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
               help="Second axis: the part of C - A orthogonal to B - A, same length as B - A.")
 @click.option("--kind", type=click.Choice(["weights", "states"]), default="states",
               show_default=True, help="states: include BatchNorm statistics.")
+@click.option("--labels", "anchor_names", default=None,
+              help="Names of A, B and C on figures, comma-separated (default: run folder or "
+                   "file names).")
 @surface_options
 @wraps_threads
 def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, train_subset,
-                  test_subset, data_seed, x, y, orthogonal, kind, opts):
+                  test_subset, data_seed, x, y, orthogonal, kind, anchor_names, opts):
     """Surface on the plane through A, B and C (origin A, axes B - A and C - A)."""
     from landscape.directions import plane_directions
 
@@ -422,7 +436,8 @@ def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, 
               "checkpoint": str(checkpoint_a), "checkpoint_sha256": loaded[0][2],
               "checkpoints": [str(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)],
               "checkpoints_sha256": [d for _, _, d in loaded]}
-    anchors = {"coords": coords, "labels": _labels([checkpoint_a, checkpoint_b, checkpoint_c])}
+    anchors = {"coords": coords,
+               "labels": _labels([checkpoint_a, checkpoint_b, checkpoint_c], anchor_names)}
     opts["loss"] = _default_loss(opts["loss"], info)
     _run(model_a, bundle, dirs, x, y, opts, recipe,
          dict(recipe, dataset=bundle.spec, model=info["model"]), anchors=anchors)

@@ -19,9 +19,9 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, mnist1d_small):
-    """Two `landscape train`-style run folders (untrained MLPs of two seeds)."""
+    """Three `landscape train`-style run folders (untrained MLPs of three seeds)."""
     root = tmp_path_factory.mktemp("runs")
-    for seed, name in ((0, "seed0"), (1, "seed1")):
+    for seed, name in ((0, "seed0"), (1, "seed1"), (2, "seed2")):
         model = build_model("mlp", mnist1d_small, seed=seed, width=8, depth=1)
         save_checkpoint(root / name / "model.pt", model)
     return root
@@ -103,3 +103,25 @@ def test_connect_help():
     assert result.exit_code == 0
     for option in ("--curve", "--epochs", "--resume", "--force", "--figure", "--labels"):
         assert option in result.output
+
+
+def test_plane_and_line_name_their_minima(runs, tmp_path):
+    from landscape.plot2d import anchors_of, plot_contours
+
+    models = [runs / f"seed{k}" / "model.pt" for k in range(3)]
+    out = tmp_path / "plane.h5"
+    result = run("plane", *models, "--x", "0:1:3", "--y", "0:1:3", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    plane = load_surface(out)
+    assert list(anchors_of(plane)[1]) == ["seed0/model.pt", "seed1/model.pt", "seed2/model.pt"]
+    fig = plot_contours(plane)
+    drawn = [t.get_text() for t in fig.axes[0].texts]
+    assert {"seed0", "seed1", "seed2"} <= set(drawn) and "model" not in drawn
+    named = run("plane", *models, "--x", "0:1:3", "--y", "0:1:3", "--out", tmp_path / "n.h5",
+                "--labels", "a,b,c", "--quiet")
+    assert named.exit_code == 0, named.output
+    assert list(anchors_of(load_surface(tmp_path / "n.h5"))[1]) == ["a", "b", "c"]
+    bad = run("interpolate", *models[:2], "--alpha", "0:1:3", "--out", tmp_path / "l.h5",
+              "--labels", "a,b,c", "--quiet")
+    assert "give 2 names" in one_line_error(bad, code=2)
+    assert not (tmp_path / "l.h5").exists()
