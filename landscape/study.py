@@ -109,7 +109,7 @@ class StudyConfig:
     seeds_run: RunSpec = RunSpec(batch_size=128, lr=0.05, epochs=30)
     w_plane_points: int = 17
     w_plane_margin: float = 0.35
-    curve_epochs: int = 10
+    curve_epochs: int = 30
     curve_points: int = 21
 
     @classmethod
@@ -119,7 +119,7 @@ class StudyConfig:
         settings: dict[str, Any] = dict(line_points=21, plane_points=13, interp_points=25,
                                         top_k=3, trace_products=30, density_probes=1,
                                         density_steps=40, eps=(1e-3,), sharpness_samples=3,
-                                        w_plane_points=11, curve_points=11, curve_epochs=5,
+                                        w_plane_points=11, curve_points=11, curve_epochs=10,
                                         seeds_run=RunSpec(batch_size=128, lr=0.05, epochs=20))
         settings.update(overrides)
         return cls(**settings)
