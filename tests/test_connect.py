@@ -178,3 +178,22 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(minima, tmp_path):
     whole = torch.load(tmp_path / "whole.pt.bend")
     assert cut.keys() == whole.keys()
     assert all(torch.equal(cut[k], whole[k]) for k in whole)
+
+
+def test_batchnorm_statistics_are_recomputed_along_the_curve(mnist1d_small):
+    import copy
+
+    a, b = (build_model("cnn1d", mnist1d_small, seed=s, batchnorm=True, channels=4)
+            for s in (0, 1))
+    result = connect(a, b, mnist1d_small, progress=False,
+                     options=ConnectOptions(epochs=1, batch_size=64, points=3, device="cpu"))
+    assert result.curve.provenance["batchnorm_recomputed"] is True
+    # At t = 0 the curve is model a with its BatchNorm statistics recomputed on the train set.
+    ref = copy.deepcopy(a)
+    recompute_batchnorm(ref, mnist1d_small.train[0])
+    loss_fn = loss_function("cross_entropy", mnist1d_small.num_classes)
+    loss, acc = evaluate_split(ref, *mnist1d_small.test, loss_fn)
+    assert result.curve.metrics["test_loss"][0] == pytest.approx(loss, rel=1e-6)
+    assert result.curve.metrics["test_acc"][0] == acc
+    # The endpoints themselves are left as they were (their own running statistics).
+    assert not torch.equal(a[2].running_mean, ref[2].running_mean)
