@@ -158,7 +158,7 @@ def _data_and_model_options(func):
 @click.option("--momentum", type=float, default=0.9, show_default=True,
               help="Momentum of both runs (sgd, rmsprop).")
 @click.option("--plane-points", type=click.IntRange(min=3), default=None,
-              help="Points per side of the 2-D grids (default 31; --quick 13).")
+              help="Points per side of the 2-D grids (default 25; --quick 13).")
 @click.option("--line-points", type=click.IntRange(min=3), default=None,
               help="Points of the 1-D surfaces (default 51; --quick 21).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
