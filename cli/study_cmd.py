@@ -63,6 +63,15 @@ def _print_result(result) -> None:
     echo_table([r for r in table_rows(result.summary)],
                ("quantity", "small batch", "large batch", "large / small"))
     click.echo("")
+    if result.summary.get("v_versus_w"):
+        from landscape.report import v_versus_w_rows
+
+        echo_table(v_versus_w_rows(result.summary["v_versus_w"]),
+                   ("V versus W", "shape", "basins", "barrier"))
+        click.echo("")
+    steps = result.summary.get("step_seconds") or {}
+    if steps:
+        click.echo("seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
     for name in ("report_html", "report_md", "summary"):
         click.echo(f"{name.replace('_', ' '):12s} {result.files[name]}")
     click.echo(f"done in {result.seconds:.0f} s"
