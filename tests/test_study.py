@@ -53,7 +53,7 @@ def test_summary_report_and_figures_agree(quick_study):
     assert re.search(r"\| top Hessian eigenvalue \| [^|]+ \| " + re.escape(f"{top:.4g}"), md)
     acc = f"{100 * summary['small_batch']['test_accuracy']:.1f}%"
     assert f"| test accuracy | {acc} |" in md and acc in html
-    assert any("[7/7]" in line for line in lines)
+    assert any("[8/8]" in line for line in lines)
 
 
 def test_rerun_reuses_every_step(quick_study):
