@@ -731,8 +731,10 @@ def _vw_figures(config: StudyConfig, vw: dict[str, Any], surfaces, out: Path,
             from .plot3d import render_surface
 
             files["v_versus_w_3d"] = figs / "v_versus_w_3d.png"
-            render_surface(pair, files["v_versus_w_3d"], metric="train_loss", labels=labels,
-                           zmax=vmax, log=True, size=(700, 560))
+            # Short titles: a 3-D panel's title is centred and clipped at the panel's edge.
+            render_surface(pair, files["v_versus_w_3d"], metric="train_loss",
+                           labels=["V: one minimum", "W: three minima"], zmax=vmax, log=True,
+                           size=(700, 560))
         except LandscapeError as exc:
             files.pop("v_versus_w_3d", None)
             say(f"    3-D figure of V versus W skipped: {exc}")
