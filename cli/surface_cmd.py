@@ -127,6 +127,20 @@ def _load(path: str):
     return model, info, sha256_file(path)
 
 
+def _anchor_labels(paths: list[str], given: str | None) -> list[str]:
+    """Names of the models on figures: ``given`` (comma-separated, from --labels), else their
+    run folder or file names (``landscape.checkpoint.checkpoint_labels``)."""
+    from landscape.checkpoint import checkpoint_labels
+
+    if given is None:
+        return checkpoint_labels(paths)
+    names = [n.strip() for n in given.split(",")]
+    if len(names) != len(paths) or not all(names):
+        raise click.BadParameter(f"{given!r}: give {len(paths)} names separated by commas",
+                                 param_hint="--labels")
+    return names
+
+
 # ----------------------------------------------------------------------------------------
 # the shared run
 
@@ -285,12 +299,14 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 @_range_option("alpha", "-1:2:61", "Interpolation coefficients, min:max:num (0 = A, 1 = B).")
 @click.option("--kind", type=click.Choice(["weights", "states"]), default="states",
               show_default=True, help="states: interpolate BatchNorm statistics too.")
+@click.option("--labels", "anchor_names", default=None,
+              help="Names of A and B on figures, comma-separated (default: run folder or "
+                   "file names).")
 @surface_options
 @wraps_threads
 def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_subset,
-                        test_subset, data_seed, alpha, kind, opts):
+                        test_subset, data_seed, alpha, kind, anchor_names, opts):
     """Metrics along (1 - alpha) A + alpha B (A's dataset unless given)."""
-    from landscape.checkpoint import checkpoint_labels
     from landscape.directions import interpolation_direction
 
     model_a, info, digest_a = _load(checkpoint_a)
@@ -302,7 +318,7 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
               "checkpoint_sha256": digest_a, "checkpoint_b": str(checkpoint_b),
               "checkpoint_b_sha256": digest_b}
     anchors = {"coords": [[0.0], [1.0]],
-               "labels": checkpoint_labels([checkpoint_a, checkpoint_b])}
+               "labels": _anchor_labels([checkpoint_a, checkpoint_b], anchor_names)}
     _run(model_a, bundle, dirs, alpha, None, opts, info, recipe, anchors=anchors)
 
 
@@ -317,12 +333,14 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
               help="Second axis: the part of C - A orthogonal to B - A, same length as B - A.")
 @click.option("--kind", type=click.Choice(["weights", "states"]), default="states",
               show_default=True, help="states: include BatchNorm statistics.")
+@click.option("--labels", "anchor_names", default=None,
+              help="Names of A, B and C on figures, comma-separated (default: run folder or "
+                   "file names).")
 @surface_options
 @wraps_threads
 def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, train_subset,
-                  test_subset, data_seed, x, y, orthogonal, kind, opts):
+                  test_subset, data_seed, x, y, orthogonal, kind, anchor_names, opts):
     """Surface on the plane through A, B and C (origin A, axes B - A and C - A)."""
-    from landscape.checkpoint import checkpoint_labels
     from landscape.directions import plane_directions
     from landscape.grid import auto_axis
 
@@ -338,7 +356,8 @@ def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, 
               "checkpoints": [str(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)],
               "checkpoints_sha256": [d for _, _, d in loaded]}
     anchors = {"coords": coords,
-               "labels": checkpoint_labels([checkpoint_a, checkpoint_b, checkpoint_c])}
+               "labels": _anchor_labels([checkpoint_a, checkpoint_b, checkpoint_c],
+                                        anchor_names)}
     _run(model_a, bundle, dirs, x, y, opts, info, recipe, anchors=anchors)
 
 

@@ -93,7 +93,7 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
 @click.option("--width", type=click.IntRange(min=1), default=None,
               help="Width (mlp, vgg9, resnets).")
-@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp); layers, 6 n + 2 (resnet1d).")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "gelu"]), default=None,
               help="Activation (mlp, cnn1d, lenet).")
 @click.option("--batchnorm/--no-batchnorm", default=None,

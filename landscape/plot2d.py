@@ -262,6 +262,9 @@ def axis_labels(surface: Surface, labels: Sequence[str] | None = None,
 
 def _short(name: str, width: int = 18) -> str:
     stem = Path(name).stem if name.endswith((".pt", ".pth")) else name
+    if stem == "model" and Path(name).parent.name:
+        # `landscape train` names every run's weights model.pt: the run folder tells them apart
+        stem = Path(name).parent.name
     return stem if len(stem) <= width else stem[:width - 1] + "…"
 
 
@@ -361,6 +364,27 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
         if title:
             ax.set_title(title)
     return _finish(fig, out, dpi)
+
+
+def plot_paths(paths: Sequence[Surface], *, log: bool = True, title: str | None = None,
+               size: tuple[float, float] = (6.0, 4.0), out: str | os.PathLike | None = None,
+               dpi: float | None = None) -> Figure:
+    """Paths between the same two minima on one axis (``landscape connect``'s trained curve
+    against the straight line): loss and accuracy over t, each path named by its
+    provenance (``path_label``).
+
+    Args:
+        paths: 1-D surfaces over t in [0, 1] (e.g. ``ConnectResult.curve`` and ``.line``).
+        log, title, size, out, dpi: as in ``plot_lines``.
+
+    Returns:
+        The figure.
+    """
+    runs = [p for p in paths if p is not None]
+    names = [str(_prov_lookup(s, ("path_label",)) or surface_name(s, k))
+             for k, s in enumerate(runs)]
+    return plot_lines(runs, labels=names, log=log, size=size, out=out, dpi=dpi,
+                      title=title or "Between two minima: " + " vs ".join(names))
 
 
 def _anchor_lines(ax, surface: Surface) -> None:
@@ -507,11 +531,12 @@ def _colorbar_ticks(norm: Normalize) -> np.ndarray:
     return ticks[(ticks >= lo - 1e-9 * span) & (ticks <= hi + 1e-9 * span)]
 
 
-def _grid_panels(n: int, size: tuple[float, float] | None, colorbar: bool = True):
+def _grid_panels(n: int, size: tuple[float, float] | None, colorbar: bool = True,
+                 share: bool = True):
     size = size or (4.3 * n + (1.1 if colorbar else 0.3), 4.3)
     # "compressed" lays out equal-aspect panels and their colour bar without wasted space
     fig = _new_figure(size, "compressed")
-    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, n, sharex=share, sharey=share, squeeze=False)[0]
     return fig, list(axes)
 
 
@@ -561,7 +586,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                   axis_names: Sequence[str] | None = None, title: str | None = None,
                   cmap: str = "viridis", mark_min: bool = True, anchors: bool = True,
                   size: tuple[float, float] | None = None,
-                  out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+                  out: str | os.PathLike | None = None, dpi: float | None = None,
+                  share_axes: bool = True) -> Figure:
     """Contour lines, filled contours or a heatmap of a 2-D surface; several side by side.
 
     Panels share one colour normalization, one set of levels and one colour bar, so equal
@@ -583,6 +609,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
+        share_axes: one x and y range for all panels; False for planes of different
+            extent (a random plane beside the plane through three minima).
 
     Returns:
         The figure (``fig.axes[:n]`` are the panels, the last axes the colour bar).
@@ -596,7 +624,7 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
     extend = _extend(values, norm)
     names = _panel_labels(labels, items) if len(items) > 1 or labels else [""]
     with rc_context(STYLE):
-        fig, axes = _grid_panels(len(items), size)
+        fig, axes = _grid_panels(len(items), size, share=share_axes)
         mappable = None
         for k, (ax, s, z) in enumerate(zip(axes, items, values)):
             x, y = np.asarray(s.x, float), np.asarray(s.y, float)

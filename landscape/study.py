@@ -57,8 +57,10 @@ class StudyConfig:
         seed: initialization seed (shared by both runs), shuffling seed and direction seed.
         small, large: the two training runs.
         line_points, line_range: 1-D filter-normalized surfaces.
-        plane_points, plane_range: 2-D filter-normalized surfaces (square grid). The default
-            half-width 0.5 holds the basins of the MNIST-1D CNN (its loss passes 10 near 0.6).
+        plane_points, plane_range: 2-D filter-normalized surfaces (square grid, training
+            loss and accuracy only: the figures and basin shapes use the training loss). The
+            default half-width 0.5 holds the basins of the MNIST-1D CNN (its loss passes 10
+            near 0.6); 25 points per side resolve them (step 0.042, a fifth of their width).
         interp_points, interp_range: interpolation from the small- to the large-batch model.
         top_k: Hessian eigenvalues per model.
         trace_products: Hessian-vector products for the trace (Hutch++).
@@ -69,6 +71,11 @@ class StudyConfig:
         rise: loss increase that bounds a basin (basin width).
         render_3d: draw the 3-D figure (pyvista, offscreen).
         device: torch device (None: best available).
+        v_versus_w: run the "V versus W" section: the same network trained from ``seeds``
+            (k >= 3) with ``seeds_run``, the plane through the first three minima
+            (``w_plane_points`` per side, ``w_plane_margin`` beyond them), and the straight
+            line against a trained Bezier curve (``curve_epochs``, ``curve_points``) between
+            the first two.
     """
 
     dataset: str = "mnist1d"
@@ -83,27 +90,37 @@ class StudyConfig:
     large: RunSpec = RunSpec(batch_size="full", lr=0.1, epochs=600)
     line_points: int = 51
     line_range: tuple[float, float] = (-0.5, 0.5)
-    plane_points: int = 41
+    plane_points: int = 25
     plane_range: tuple[float, float] = (-0.5, 0.5)
     interp_points: int = 61
     interp_range: tuple[float, float] = (-1.0, 2.0)
     top_k: int = 5
-    trace_products: int = 90
-    density_probes: int = 3
-    density_steps: int = 80
+    trace_products: int = 60
+    density_probes: int = 2
+    density_steps: int = 60
     eps: tuple[float, ...] = (1e-3, 5e-4)
     rho: float = 0.05
     sharpness_samples: int = 10
     rise: float = 0.1
     render_3d: bool = True
     device: str | None = None
+    v_versus_w: bool = True
+    seeds: tuple[int, ...] = (1, 2, 3)
+    seeds_run: RunSpec = RunSpec(batch_size=128, lr=0.05, epochs=30)
+    w_plane_points: int = 17
+    w_plane_margin: float = 0.35
+    curve_epochs: int = 30
+    curve_points: int = 21
 
     @classmethod
     def quick(cls, **overrides: Any) -> "StudyConfig":
-        """The same two models with coarse grids and fewer products: a smoke run."""
+        """The same two models with coarse grids and fewer products: a smoke run (the
+        V-versus-W seeds train for 20 epochs instead of 30)."""
         settings: dict[str, Any] = dict(line_points=21, plane_points=13, interp_points=25,
                                         top_k=3, trace_products=30, density_probes=1,
-                                        density_steps=40, eps=(1e-3,), sharpness_samples=3)
+                                        density_steps=40, eps=(1e-3,), sharpness_samples=3,
+                                        w_plane_points=11, curve_points=11, curve_epochs=10,
+                                        seeds_run=RunSpec(batch_size=128, lr=0.05, epochs=20))
         settings.update(overrides)
         return cls(**settings)
 
@@ -183,6 +200,25 @@ class _Steps:
         write_json(self.path, self.state)
 
 
+class _Clock:
+    """Wall seconds per step (``summary["step_seconds"]``), to see where the time goes."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.seconds[name] = round(time.perf_counter() - t0, 2)
+        return timed()
+
+
 def _key(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -206,24 +242,42 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
     """
     start = time.perf_counter()
     out, say, steps, bundle = _open(config, out_dir, force, log)
-    total = 7
+    total = 8 if config.v_versus_w else 7
+    clock = _Clock()
     say(f"[1/{total}] training the small- and the large-batch model")
-    models, histories, train_keys = _train_both(config, bundle, out, steps, progress, say)
+    with clock("train"):
+        models, histories, train_keys = _train_both(config, bundle, out, steps, progress, say)
     say(f"[2/{total}] interpolating from the small- to the large-batch model")
-    interp = _interpolation(config, bundle, models, out, steps, train_keys, progress)
+    with clock("interpolation"):
+        interp = _interpolation(config, bundle, models, out, steps, train_keys, progress)
     say(f"[3/{total}] 1-D and 2-D filter-normalized surfaces")
-    surfaces = _surfaces(config, bundle, models, out, steps, train_keys, progress)
+    with clock("surfaces"):
+        surfaces = _surfaces(config, bundle, models, out, steps, train_keys, progress)
     say(f"[4/{total}] Hessian eigenvalues, trace and spectral density")
-    curvature = _curvature(config, bundle, models, out, steps, train_keys, progress)
+    with clock("curvature"):
+        curvature = _curvature(config, bundle, models, out, steps, train_keys, progress)
     say(f"[5/{total}] sharpness")
-    sharp = _sharpness(config, bundle, models, out, steps, train_keys, progress)
-    say(f"[6/{total}] basin shapes and summary")
+    with clock("sharpness"):
+        sharp = _sharpness(config, bundle, models, out, steps, train_keys, progress)
+    vw = None
+    if config.v_versus_w:
+        say(f"[6/{total}] V versus W: {len(config.seeds)} seeds, the plane through three "
+            "minima, the line and a curve between two")
+        with clock("v_versus_w"):
+            vw = _v_versus_w(config, bundle, out, steps, progress, say)
+    say(f"[{total - 1}/{total}] basin shapes and summary")
     shapes = _shapes(config, surfaces)
     summary = _summary(config, bundle, models, histories, curvature, sharp, shapes, interp,
                        surfaces)
-    say(f"[7/{total}] figures and report")
-    figures = _figures(config, interp, surfaces, curvature, histories, out, say)
+    if vw is not None:
+        summary["v_versus_w"] = _vw_summary(config, vw, shapes)
+    say(f"[{total}/{total}] figures and report")
+    with clock("figures"):
+        figures = _figures(config, interp, surfaces, curvature, histories, out, say)
+        if vw is not None:
+            figures.update(_vw_figures(config, vw, surfaces, out, say))
     summary["figures"] = {k: str(p.relative_to(out)) for k, p in figures.items()}
+    summary["step_seconds"] = clock.seconds
     summary["seconds"] = time.perf_counter() - start
     summary["reused_steps"] = list(steps.reused)
     from .report import write_report
@@ -238,31 +292,37 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
 
 def _train_both(config: StudyConfig, bundle, out: Path, steps: _Steps, progress: bool,
                 say: Callable[[str], None]):
+    models, histories, keys = {}, {}, {}
+    for label, run in config.runs().items():
+        models[label], histories[label], keys[label] = _train_run(
+            config, bundle, out, steps, progress, say, label, run, config.seed)
+    return models, histories, keys
+
+
+def _train_run(config, bundle, out: Path, steps: _Steps, progress: bool,
+               say: Callable[[str], None], label: str, run: RunSpec, seed: int):
+    """Train one run into ``out/runs/<label>`` (or reuse it); returns model, history, key."""
     from .checkpoint import load_checkpoint
     from .models import build_model
     from .train import TrainConfig, load_history, train
 
-    models, histories, keys = {}, {}, {}
-    for label, run in config.runs().items():
-        run_dir = out / "runs" / label
-        key = _key(dataclasses.asdict(run), bundle.spec, config.model, config.model_options,
-                   config.seed, config.device)
-        keys[label] = key
-        if not steps.current(f"train_{label}", key, [run_dir / "model.pt"]):
-            model = build_model(config.model, bundle, seed=config.seed, **config.model_options)
-            tc = TrainConfig(optimizer=run.optimizer, lr=run.lr, momentum=run.momentum,
-                             weight_decay=run.weight_decay, batch_size=run.batch_size,
-                             epochs=run.epochs, seed=config.seed, device=config.device,
-                             eval_every=max(1, run.epochs // 100), progress=progress)
-            result = train(model, bundle, tc, out_dir=run_dir)
-            if result.diverged:
-                raise LandscapeError(f"{LABELS[label]} run: {result.message}")
-            steps.mark(f"train_{label}", key)
-            say(f"    {LABELS[label]}: test acc {result.final['test_acc']:.3f} "
-                f"({result.seconds:.0f} s)")
-        models[label], _ = load_checkpoint(run_dir / "model.pt", builder=config.model)
-        histories[label] = load_history(run_dir)
-    return models, histories, keys
+    run_dir = out / "runs" / label
+    key = _key(dataclasses.asdict(run), bundle.spec, config.model, config.model_options,
+               seed, config.device)
+    if not steps.current(f"train_{label}", key, [run_dir / "model.pt"]):
+        model = build_model(config.model, bundle, seed=seed, **config.model_options)
+        tc = TrainConfig(optimizer=run.optimizer, lr=run.lr, momentum=run.momentum,
+                         weight_decay=run.weight_decay, batch_size=run.batch_size,
+                         epochs=run.epochs, seed=seed, device=config.device,
+                         eval_every=max(1, run.epochs // 100), progress=progress)
+        result = train(model, bundle, tc, out_dir=run_dir)
+        name = LABELS.get(label, label)
+        if result.diverged:
+            raise LandscapeError(f"{name} run: {result.message}")
+        steps.mark(f"train_{label}", key)
+        say(f"    {name}: test acc {result.final['test_acc']:.3f} ({result.seconds:.0f} s)")
+    model, _ = load_checkpoint(run_dir / "model.pt", builder=config.model)
+    return model, load_history(run_dir), key
 
 
 def _interpolation(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
@@ -321,8 +381,10 @@ def _surfaces(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
             "1d": compute_surface(model, bundle, dpath, x=line, out=paths["1d"], force=True,
                                   options=options,
                                   provenance=provenance(step=f"1-D surface {label}")),
+            # The planes' test metrics were never drawn or summarized: a fifth of their cost.
             "2d": compute_surface(model, bundle, dpath, x=plane, y=plane, out=paths["2d"],
-                                  force=True, options=options,
+                                  force=True,
+                                  options=dataclasses.replace(options, metrics=_METRICS[:2]),
                                   provenance=provenance(step=f"2-D surface {label}")),
         }
         steps.mark(f"surfaces_{label}", key)
@@ -381,6 +443,78 @@ def _per_model_json(step: str, models, out: Path, steps: _Steps, train_keys: dic
         write_json(path, result[label])
         steps.mark(f"{step}_{label}", key)
     return result
+
+
+def _v_versus_w(config: StudyConfig, bundle, out: Path, steps: _Steps, progress: bool,
+                say: Callable[[str], None]) -> dict[str, Any]:
+    """Many minima of one network: ``config.seeds`` runs of ``config.seeds_run``, the plane
+    through the first three minima, and the straight line against a trained Bezier curve
+    between the first two."""
+    if len(config.seeds) < 3 or len(set(config.seeds)) != len(config.seeds):
+        raise LandscapeError(f"V versus W needs at least three different seeds, got "
+                             f"{list(config.seeds)}")
+    minima, keys, finals = {}, {}, {}
+    for seed in config.seeds:
+        label = f"seed_{seed}"
+        minima[label], history, keys[label] = _train_run(
+            config, bundle, out, steps, progress, say, label, config.seeds_run, seed)
+        finals[label] = history["epochs"][-1]
+    labels = list(minima)
+    names = [label.replace("_", " ") for label in labels]
+    plane = _w_plane(config, bundle, [minima[k] for k in labels[:3]], names[:3],
+                     [keys[k] for k in labels[:3]], out, steps, progress)
+    curve, line = _w_curve(config, bundle, [minima[k] for k in labels[:2]], names[:2],
+                           [keys[k] for k in labels[:2]], out, steps, progress)
+    return {"names": names, "finals": finals, "plane": plane, "curve": curve, "line": line}
+
+
+def _w_plane(config: StudyConfig, bundle, models, names, keys, out: Path, steps: _Steps,
+             progress: bool):
+    from .directions import plane_directions
+    from .store import load_surface
+    from .surface import SurfaceOptions, compute_surface
+
+    path = out / "surfaces" / "w_plane.h5"
+    key = _key(keys, config.w_plane_points, config.w_plane_margin)
+    if steps.current("w_plane", key, [path]):
+        return load_surface(path)
+    # Orthogonal axes of equal length: distances on the figure are true distances.
+    dirs, coords = plane_directions(*models, orthogonal=True)
+    m, n = config.w_plane_margin, config.w_plane_points
+    x = np.linspace(coords[:, 0].min() - m, coords[:, 0].max() + m, n)
+    y = np.linspace(coords[:, 1].min() - m, coords[:, 1].max() + m, n)
+    surface = compute_surface(
+        models[0], bundle, dirs, x=x, y=y, out=path, force=True,
+        options=SurfaceOptions(metrics=_METRICS, progress=progress, device=config.device),
+        anchors={"coords": coords, "labels": np.array(names)},
+        provenance=provenance(step="plane through three minima", type="plane",
+                              axis_labels=[f"{names[1]} - {names[0]}",
+                                           f"{names[2]} - {names[0]} (orthogonal part)"]))
+    steps.mark("w_plane", key)
+    return surface
+
+
+def _w_curve(config: StudyConfig, bundle, models, names, keys, out: Path, steps: _Steps,
+             progress: bool):
+    from .connect import ConnectOptions, connect
+    from .store import load_surface, save_surface
+
+    paths = [out / "surfaces" / "w_curve.h5", out / "surfaces" / "w_line.h5"]
+    key = _key(keys, config.curve_epochs, config.curve_points, config.seed, config.device)
+    if steps.current("w_curve", key, paths):
+        return load_surface(paths[0]), load_surface(paths[1])
+    state = out / "curves" / f"bezier_{key}.state.pt"
+    for stale in state.parent.glob("*.state.pt"):  # states of other settings cannot resume
+        if stale != state:
+            stale.unlink()
+    options = ConnectOptions(epochs=config.curve_epochs, points=config.curve_points,
+                             seed=config.seed, device=config.device)
+    result = connect(*models, bundle, options=options, state_path=state, resume=True,
+                     progress=progress, names=tuple(names))
+    save_surface(paths[0], result.curve)
+    save_surface(paths[1], result.line)
+    steps.mark("w_curve", key)
+    return result.curve, result.line
 
 
 def _shapes(config: StudyConfig, surfaces) -> dict[str, dict[str, Any]]:
@@ -473,6 +607,40 @@ def _summary(config, bundle, models, histories, curvature, sharp, shapes, interp
     }
 
 
+def _vw_summary(config: StudyConfig, vw: dict[str, Any], shapes) -> dict[str, Any]:
+    """``summary["v_versus_w"]``: basin counts, barrier heights and the curve's maximum."""
+    from .connect import path_summary
+    from .shape import surface_shape
+
+    def shape_of(surface) -> dict[str, Any]:
+        shape = surface_shape(surface, metric="train_loss", rise=config.rise)
+        return {"label": shape.label, "basins": shape.n_basins, "rule": shape.rule,
+                "minima": [{"at": list(at), "train_loss": v} for at, v, _ in shape.minima],
+                "barriers": [{"at": list(at), "saddle": saddle,
+                              "height": saddle - next(v for a, v, _ in shape.minima if a == at)}
+                             for at, saddle in shape.barriers]}
+
+    paths = path_summary(vw["curve"], vw["line"])
+    v2d = shapes["small_batch"]["2d"]
+    return {
+        "seeds": list(config.seeds),
+        "seeds_run": dataclasses.asdict(config.seeds_run),
+        "seed_runs": {name: {"train_loss": f["train_loss"], "train_accuracy": f["train_acc"],
+                             "test_accuracy": f["test_acc"]}
+                      for name, f in zip(vw["names"], vw["finals"].values())},
+        "v": {"surface": "surfaces/small_batch_2d.h5", "label": v2d["label"],
+              "basins": v2d["n_basins"], "rule": v2d.get("rule", "")},
+        "w_plane": {"surface": "surfaces/w_plane.h5", "through": vw["names"][:3],
+                    **shape_of(vw["plane"])},
+        "line": {"surface": "surfaces/w_line.h5", "between": vw["names"][:2],
+                 **shape_of(vw["line"]), **paths["line"]},
+        "curve": {"surface": "surfaces/w_curve.h5", "kind": "bezier",
+                  "epochs": config.curve_epochs, **shape_of(vw["curve"]), **paths["curve"]},
+        "curve_max_train_loss": paths["curve"]["max_train_loss"],
+        "line_max_train_loss": paths["line"]["max_train_loss"],
+    }
+
+
 def _barrier(interp) -> float | None:
     """Highest train loss between the two models (alpha in [0, 1]) above the higher end."""
     x, loss = interp.x, interp.metrics["train_loss"]
@@ -532,6 +700,53 @@ def _figures(config, interp, surfaces, curvature, histories, out: Path,
             files.pop("surface_3d", None)
             say(f"    3-D figure skipped: {exc}")
     return files
+
+
+def _vw_figures(config: StudyConfig, vw: dict[str, Any], surfaces, out: Path,
+                say: Callable[[str], None]) -> dict[str, Path]:
+    """The V beside the W (2-D, and 3-D when enabled) on one colour scale, and the line
+    between two minima against their curve."""
+    from .plot2d import plot_contours, plot_paths
+
+    figs = out / "figures"
+    files = {"v_versus_w_2d": figs / "v_versus_w_2d.png",
+             "v_versus_w_paths": figs / "v_versus_w_paths.png"}
+    pair = [surfaces["small_batch"]["2d"], vw["plane"]]
+    labels = ["V: one minimum (small batch)", "W: three minima (" + ", ".join(vw["names"][:3])
+              + ")"]
+    vmax = _vw_vmax(vw["plane"])
+    plot_contours(pair, metric="train_loss", kind="filled", labels=labels, vmax=vmax,
+                  log=True, levels=24, share_axes=False,
+                  title="One basin versus three (training loss, shared log scale)",
+                  out=files["v_versus_w_2d"])
+    plot_paths([vw["curve"], vw["line"]],
+               title=f"Between {vw['names'][0]} and {vw['names'][1]}: curve vs straight line",
+               out=files["v_versus_w_paths"])
+    if config.render_3d:
+        try:
+            from .plot3d import render_surface
+
+            files["v_versus_w_3d"] = figs / "v_versus_w_3d.png"
+            # Short titles: a 3-D panel's title is centred and clipped at the panel's edge.
+            render_surface(pair, files["v_versus_w_3d"], metric="train_loss",
+                           labels=["V: one minimum", "W: three minima"], zmax=vmax, log=True,
+                           size=(700, 560))
+        except LandscapeError as exc:
+            files.pop("v_versus_w_3d", None)
+            say(f"    3-D figure of V versus W skipped: {exc}")
+    return files
+
+
+def _vw_vmax(plane) -> float:
+    """Colour clip of the V-versus-W figures: well above the highest barrier between the
+    three minima, so their basins and the saddles between them get distinct colours, but
+    below the far corners' loss, which would squeeze the basins into one colour."""
+    from .shape import surface_shape
+
+    shape = surface_shape(plane, metric="train_loss", rise=0.1)
+    saddles = [saddle for _, saddle in shape.barriers]
+    top = max(saddles) if saddles else float(np.nanmax(plane.metrics["train_loss"]))
+    return float(min(max(3.0 * top, 0.5), 10.0))
 
 
 def _plane_vmax(surfaces) -> float:

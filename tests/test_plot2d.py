@@ -288,3 +288,23 @@ def test_unknown_suffix_and_failed_save_leave_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         plot2d.save_figure(fig, tmp_path / "fig.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_paths_names_each_path_and_planes_of_different_extent_keep_their_axes():
+    t = np.linspace(0, 1, 11)
+    paths = [Surface(x=t, y=None, metrics={"train_loss": 0.1 + h * np.sin(np.pi * t),
+                                           "train_acc": 1 - 0.1 * np.sin(np.pi * t)},
+                     done=np.ones(11, bool), provenance={"path_label": name},
+                     anchors={"coords": np.array([[0.0], [1.0]]),
+                              "labels": np.array(["runs/a/model.pt", "runs/b/model.pt"])})
+             for name, h in (("bezier curve", 0.05), ("straight line", 2.0))]
+    fig = plot2d.plot_paths(paths)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["bezier curve", "straight line"]
+    # The endpoints are named by their run folders.
+    assert {"a", "b"} <= {t.get_text() for t in fig.axes[0].texts}
+    wide = Surface(x=np.linspace(-1, 2, 31), y=np.linspace(-1, 2, 31),
+                   metrics={"train_loss": funnel().metrics["train_loss"]},
+                   done=np.ones((31, 31), bool))
+    fig = plot2d.plot_contours([funnel(), wide], share_axes=False)
+    assert fig.axes[0].get_xlim() != fig.axes[1].get_xlim()
