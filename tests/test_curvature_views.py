@@ -1,0 +1,127 @@
+"""Curvature-aligned directions, warm-started top eigenvalues, per-batch spread and the
+sharpness tracking hook of training, against dense Hessians of tiny float64 models."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.directions import hessian_directions, random_directions
+from landscape.errors import LandscapeError
+from landscape.hessian import (dense_hessian, directional_curvature, hessian_eigenvalues,
+                               per_batch_top_eigenvalue, top_eigenpair)
+from landscape.models import build_model
+from landscape.params import flatten
+from landscape.sharpness import rescale_relu_layers
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist1d_small):
+    """A float64 ReLU MLP (40 -> 8 -> 8 -> 10) on 64 MNIST-1D examples, briefly trained."""
+    x, y = mnist1d_small.train[0][:64].double(), mnist1d_small.train[1][:64]
+    model = build_model("mlp", mnist1d_small, seed=0, width=8).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), (x, y)
+
+
+def _dense_top(model, data, k=2):
+    vals, vecs = torch.linalg.eigh(dense_hessian(model, data))
+    return vals.flip(0)[:k].numpy(), vecs.flip(1)[:, :k].numpy()
+
+
+# ----------------------------------------------------------------------------- directions
+
+def test_eigenvector_slices_curve_as_the_dense_eigenvalues(tiny):
+    """Along each unit top eigenvector the second difference of the loss at 0 is the dense
+    Hessian's eigenvalue (float64, h = 1e-4: relative 1e-5; the issue asks for 1%). A longer
+    step crosses ReLU kinks: at h = 1e-3 the second slice was 2.3x off here."""
+    model, data = tiny
+    want, vecs = _dense_top(model, data)
+    hd = hessian_directions(model, data, count=2)
+    np.testing.assert_allclose(hd.eigenvalues, want, rtol=1e-8)
+    assert np.all(hd.residuals < 1e-6 * want)
+    for k, d in enumerate(hd.directions):
+        flat = flatten(d)
+        assert float(flat.norm()) == pytest.approx(1.0, rel=1e-12)
+        assert abs(float(flat @ torch.from_numpy(vecs[:, k]))) == pytest.approx(1.0, rel=1e-8)
+        assert directional_curvature(model, data, flat, step=1e-4) == pytest.approx(want[k],
+                                                                        rel=1e-5)
+    recipe = hd.recipe()
+    assert recipe["type"] == "hessian" and recipe["unit"] == "unit parameter-space norm"
+    assert recipe["eigenvalues"] == pytest.approx(list(want), rel=1e-8)
+
+
+def test_eigenvector_directions_are_seeded_and_signed(tiny):
+    model, data = tiny
+    a = hessian_directions(model, data, count=1, seed=0).directions[0]
+    b = hessian_directions(model, data, count=1, seed=5).directions[0]
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-8)  # the sign is fixed
+    flat = flatten(a)
+    assert float(flat[flat.abs().argmax()]) > 0
+
+
+def test_filter_normalized_eigenvector(tiny):
+    model, data = tiny
+    (d,) = hessian_directions(model, data, count=1, norm="filter").directions
+    weights = dict(model.named_parameters())
+    for n, t in d.items():
+        if t.ndim == 1:
+            assert not t.any()  # biases zeroed, as for random directions
+        else:
+            torch.testing.assert_close(t.norm(dim=1), weights[n].detach().norm(dim=1))
+    with pytest.raises(LandscapeError):
+        hessian_directions(model, data, norm="layer")
+
+
+def test_eigenvector_slices_change_under_rescaling_filter_normalized_do_not(tiny):
+    """Dinh et al.: rescaling layers 1 and 3 by 10 and 1/10 keeps the function. The raw
+    eigenvector slice's curvature follows the raw eigenvalue and changes; the
+    filter-normalized random slice is the same curve (float64: relative 1e-9)."""
+    model, data = tiny
+    scaled = rescale_relu_layers(copy.deepcopy(model), "1", "3", 10.0)
+    raw = [directional_curvature(m, data, flatten(hessian_directions(m, data).directions[0]))
+           for m in (model, scaled)]
+    assert abs(raw[1] / raw[0] - 1) > 1.0
+    curves = []
+    for m in (model, scaled):
+        (d,) = random_directions(m, count=1, norm="filter", seed=3)
+        curves.append([directional_curvature(m, data, flatten(d), step=s) for s in (0.1, 0.3)])
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- top eigenpair
+
+def test_top_eigenpair_cold_and_warm(tiny):
+    model, data = tiny
+    want, vecs = _dense_top(model, data, 1)
+    cold = top_eigenpair(model, data, tol=1e-6)
+    assert cold.converged and cold.value == pytest.approx(want[0], rel=1e-9)
+    warm = top_eigenpair(model, data, start=vecs[:, 0], tol=1e-6)
+    assert warm.n_products <= 2 and warm.value == pytest.approx(want[0], rel=1e-12)
+    with pytest.raises(LandscapeError):
+        top_eigenpair(model, data, start=np.ones(3))
+
+
+# ----------------------------------------------------------------------------- per batch
+
+def test_per_batch_spread_shrinks_as_the_batch_grows(mnist1d_small):
+    """Seeded case: 8 disjoint batches of 16 versus 8 of 128 on a float64 MLP."""
+    model = build_model("mlp", mnist1d_small, seed=0, width=8).double().eval()
+    x, y = mnist1d_small.train[0].double(), mnist1d_small.train[1]
+    small = per_batch_top_eigenvalue(model, (x, y), 8, 16, seed=0, full=False)
+    large = per_batch_top_eigenvalue(model, (x, y), 2, 128, seed=0)
+    assert small.disjoint and large.disjoint and len(small.values) == 8
+    assert large.std < 0.5 * small.std
+    want = float(torch.linalg.eigvalsh(dense_hessian(model, (x, y)))[-1])
+    assert large.full == pytest.approx(want, rel=1e-6)
+    assert small.to_dict()["full"] is None
+    with pytest.raises(LandscapeError):
+        per_batch_top_eigenvalue(model, (x, y), 2, 10_000)
