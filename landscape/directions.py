@@ -44,6 +44,7 @@ from torch import nn
 
 from ._util import atomic_path, sha256_tensors
 from .errors import LandscapeError, StoreError
+from .hessian import hessian_eigenvalues
 from .params import is_bias_or_norm, named_tensors, norm_layer_names
 
 Direction = dict[str, torch.Tensor]
@@ -266,8 +267,6 @@ def hessian_directions(model: nn.Module, data: Any, count: int = 1, *, norm: str
     Returns:
         HessianDirections, keyed like the model's trainable weights.
     """
-    from .hessian import hessian_eigenvalues
-
     _check_choice("norm", norm, ("none", "filter"))
     _check_choice("ignore", ignore, IGNORES)
     if count < 1:

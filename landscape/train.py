@@ -24,6 +24,7 @@ from ._util import atomic_path, pick_device, progress, write_json
 from .checkpoint import save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
+from .hessian import top_eigenpair
 
 OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -56,6 +57,9 @@ class TrainConfig:
         compile: compile the model for the training steps with ``torch.compile``.
         compile_backend: the ``torch.compile`` backend (``inductor`` needs a C++ compiler on
             the CPU; ``aot_eager`` traces without generating code).
+        track_eigenvalues: every N epochs (and at the end) record the top Hessian eigenvalue
+            of the mean training loss as ``lambda_max`` in the history (0: never); see
+            ``SharpnessTracker``.
     """
 
     optimizer: str = "sgd"
@@ -80,6 +84,7 @@ class TrainConfig:
     progress: bool = True
     compile: bool = False
     compile_backend: str = "inductor"
+    track_eigenvalues: int = 0
 
     def resolved_batch(self, n_train: int) -> int:
         """The batch size in examples for a training set of ``n_train``."""
@@ -114,6 +119,9 @@ class TrainConfig:
             raise LandscapeError("epochs must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise LandscapeError("steps must be at least 1")
+        if self.track_eigenvalues < 0:
+            raise LandscapeError(f"track_eigenvalues must be >= 0 epochs, "
+                                 f"got {self.track_eigenvalues}")
         if self.compile:
             import torch._dynamo
 
@@ -253,6 +261,8 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     step, diverged, message = 0, False, ""
     start = time.perf_counter()
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
+    tracker = (SharpnessTracker(config.track_eigenvalues, (xtr, ytr), config.loss)
+               if config.track_eigenvalues else None)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen).to(device) if batch < n else None
@@ -282,8 +292,11 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         seen = sum(sizes)
         seconds = time.perf_counter() - t0
         last = epoch == epochs or step >= total_steps
-        if epoch % config.eval_every == 0 or last:
+        tracked = tracker is not None and tracker.due(epoch, last)
+        if epoch % config.eval_every == 0 or last or tracked:
             entry = _evaluate(model, xtr, ytr, xte, yte, loss_fn)
+            if tracker is not None:  # every entry gets the fields (NaN between measurements)
+                entry.update(tracker.measure(model) if tracked else tracker.blank())
             entry.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
                          batch_loss=running / max(seen, 1), epoch_seconds=seconds,
                          samples_per_s=seen / seconds if seconds > 0 else float("nan"),
@@ -310,6 +323,60 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
                                       "seconds": elapsed})
     return TrainResult(history=history, final=final, seconds=elapsed, diverged=diverged,
                        message=message, out_dir=out, checkpoints=checkpoints)
+
+
+def stability_threshold(optimizer: str, lr: float, momentum: float = 0.0,
+                        nesterov: bool = False) -> float | None:
+    """The top Hessian eigenvalue above which gradient descent on a quadratic diverges.
+
+    ``2 / lr`` for plain gradient descent, ``2 (1 + beta) / lr`` with heavy-ball momentum
+    ``beta`` (PyTorch's SGD), ``(2 + 2 beta) / ((1 + 2 beta) lr)`` with Nesterov momentum
+    (Cohen et al. 2021). None for adaptive optimizers, which have no such fixed threshold.
+    """
+    if optimizer != "sgd":
+        return None
+    if nesterov and momentum > 0:
+        return (2 + 2 * momentum) / ((1 + 2 * momentum) * lr)
+    return 2 * (1 + momentum) / lr
+
+
+class SharpnessTracker:
+    """The top Hessian eigenvalue of the mean training loss, every ``every`` epochs of a run.
+
+    Each measurement is a Lanczos run warm-started from the previous top eigenvector
+    (``landscape.hessian.top_eigenpair``), stopped at a residual of ``tol`` times the value:
+    while training changes the model slowly, a handful of products. Eval-mode layers.
+
+    Args:
+        every: epochs between measurements (the last epoch is always measured).
+        data: ``(inputs, targets)`` of the whole training set, on the training device.
+        loss: the training loss name.
+        tol: Lanczos residual relative to the value.
+        max_products: most products per measurement.
+    """
+
+    FIELDS = ("lambda_max", "lambda_max_residual", "lambda_max_products")
+
+    def __init__(self, every: int, data: tuple[torch.Tensor, torch.Tensor],
+                 loss: str = "cross_entropy", tol: float = 1e-3, max_products: int = 40):
+        self.every, self.data, self.loss = every, data, loss
+        self.tol, self.max_products = tol, max_products
+        self.vector = None
+
+    def due(self, epoch: int, last: bool) -> bool:
+        """Whether ``epoch`` is measured."""
+        return epoch % self.every == 0 or last
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        """The history fields for the model as it is now."""
+        pair = top_eigenpair(model, self.data, self.vector, tol=self.tol,
+                             max_products=self.max_products, loss=self.loss)
+        self.vector = pair.vector
+        return dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products)))
+
+    def blank(self) -> dict[str, float]:
+        """The fields of an epoch without a measurement."""
+        return dict.fromkeys(self.FIELDS, float("nan"))
 
 
 def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:

@@ -125,3 +125,61 @@ def test_per_batch_spread_shrinks_as_the_batch_grows(mnist1d_small):
     assert small.to_dict()["full"] is None
     with pytest.raises(LandscapeError):
         per_batch_top_eigenvalue(model, (x, y), 2, 10_000)
+
+
+# ----------------------------------------------------------------------------- tracking
+
+def test_tracking_equals_a_fresh_lanczos_at_each_checkpoint(mnist1d_small, tmp_path):
+    """``track_eigenvalues``: each recorded lambda_max equals eigsh at tol 1e-8 on the
+    checkpoint written at that epoch, to 1e-4 (relative); warm starts need few products."""
+    from landscape.checkpoint import load_checkpoint
+    from landscape.train import TrainConfig, train
+
+    model = build_model("mlp", mnist1d_small, seed=0, width=8)
+    config = TrainConfig(lr=0.05, momentum=0.0, batch_size="full", epochs=4,
+                         track_eigenvalues=2, checkpoint_every=1, progress=False)
+    result = train(model, mnist1d_small, config, out_dir=tmp_path)
+    tracked = [e for e in result.history if np.isfinite(e["lambda_max"])]
+    assert [e["epoch"] for e in tracked] == [2, 4]
+    assert all(set(e) >= {"lambda_max", "lambda_max_residual"} for e in result.history)
+    for entry in tracked:
+        ckpt, _ = load_checkpoint(tmp_path / "checkpoints" / f"epoch_{entry['epoch']:04d}.pt")
+        fresh = hessian_eigenvalues(ckpt, mnist1d_small.train, k=1, tol=1e-8)
+        assert entry["lambda_max"] == pytest.approx(float(fresh.values[-1]), rel=1e-4)
+    assert tracked[-1]["lambda_max_products"] <= 10  # warm-started (cold: 20 here)
+    with pytest.raises(LandscapeError):
+        TrainConfig(track_eigenvalues=-1).validate()
+
+
+def test_stability_thresholds():
+    from landscape.train import stability_threshold
+
+    assert stability_threshold("sgd", 0.1) == pytest.approx(20.0)
+    assert stability_threshold("sgd", 0.1, 0.9) == pytest.approx(38.0)
+    assert stability_threshold("sgd", 0.1, 0.9, nesterov=True) == pytest.approx(3.8 / 0.28)
+    assert stability_threshold("adam", 0.1) is None
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from landscape_cli.main import cli
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_train_tracks_eigenvalues(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    res = _cli("train", "--model", "mlp", "--train-subset", "128", "--test-subset", "64",
+               "--epochs", "3", "--batch-size", "full", "--lr", "0.1", "--momentum", "0",
+               "--track-eigenvalues", "2", "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "stability threshold 20" in res.output
+    epochs = json.loads((out / "history.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs if e["lambda_max"] == e["lambda_max"]] == [2, 3]
+    assert "lambda_max" in (out / "history.csv").read_text().splitlines()[0]
+    bad = _cli("train", "--track-eigenvalues", "-1", "--out", tmp_path / "bad")
+    assert bad.exit_code != 0 and not (tmp_path / "bad").exists()
