@@ -1185,7 +1185,7 @@ class BatchSpread:
 
 
 def per_batch_top_eigenvalue(model: nn.Module, data: Any, n_batches: int, batch_size: int, *,
-                             seed: int = 0, tol: float = 1e-4, full: bool = True,
+                             seed: int = 0, tol: float = 1e-3, full: bool = True,
                              max_products: int = 200, loss: LossArg = "cross_entropy",
                              chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
                              device: str | torch.device | None = None) -> BatchSpread:

@@ -921,3 +921,112 @@ def plot_sweep(rows: Sequence[dict[str, Any]], x: str, ys: Sequence[str], *,
     if title:
         ax.set_title(title)
     return _finish(fig, out, dpi)
+
+
+# ----------------------------------------------------------------------------- sharpness views
+
+def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
+                   labels: Sequence[str] | None = None,
+                   thresholds: Sequence[float | None] | None = None,
+                   threshold_names: Sequence[str] | None = None, log: bool = True,
+                   title: str | None = None, size: tuple[float, float] = (6.0, 4.0),
+                   out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+    """The top Hessian eigenvalue against optimizer steps, one colour per run, with each run's
+    stability threshold (e.g. ``2/lr``, ``2(1+beta)/lr``) as a dashed line of its colour.
+
+    Args:
+        histories: per run, history entries with ``step`` and ``lambda_max`` (entries whose
+            ``lambda_max`` is missing or NaN are skipped), as ``train(track_eigenvalues=N)``
+            records them.
+        labels: one legend label per run.
+        thresholds: one threshold per run (None: none drawn for it).
+        threshold_names: how each threshold is written in the legend (e.g. ``2(1+β)/lr``).
+        log: logarithmic eigenvalue axis (runs and thresholds often differ 10x or more).
+        title, size, out, dpi: figure options.
+
+    Returns:
+        The figure.
+    """
+    runs = [list(h) for h in histories]
+    names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
+    limits = list(thresholds) if thresholds is not None else [None] * len(runs)
+    texts = list(threshold_names) if threshold_names else ["threshold"] * len(runs)
+    if not runs or len(names) != len(runs) or len(limits) != len(runs):
+        raise LandscapeError("plot_sharpness needs one label and one threshold per run")
+    with rc_context(STYLE):
+        fig = _new_figure(size)
+        ax = fig.add_subplot()
+        drawn = 0
+        for k, (hist, name, limit) in enumerate(zip(runs, names, limits)):
+            color = RUN_COLORS[k % len(RUN_COLORS)]
+            pts = np.array([(e["step"], e["lambda_max"]) for e in hist
+                            if e.get("lambda_max") is not None
+                            and np.isfinite(e["lambda_max"])], dtype=float).reshape(-1, 2)
+            if len(pts):
+                ax.plot(pts[:, 0], pts[:, 1], "o-", ms=3, color=color,
+                        label=rf"{name}: $\lambda_{{max}}$")
+                drawn += 1
+            if limit is not None:
+                ax.axhline(limit, color=color, ls="--", lw=1.3,
+                           label=f"{name}: {texts[k]} = {limit:.3g}")
+        if not drawn:
+            raise LandscapeError("no lambda_max in these histories (train with "
+                                 "--track-eigenvalues)")
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(r"top Hessian eigenvalue $\lambda_{max}$")
+        ax.grid(True, alpha=0.25, which="both")
+        ax.figure.legend(loc="outside upper center", ncol=2, fontsize=8.5)
+        if title:
+            ax.set_title(title)
+    return _finish(fig, out, dpi)
+
+
+def plot_batch_spread(spreads: Sequence[dict[str, Any]], *, title: str | None = None,
+                      size: tuple[float, float] = (6.0, 4.0),
+                      out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+    """Histograms of the top eigenvalue over mini-batches, one per batch size, on shared bins,
+    with the full-data value as a vertical line.
+
+    Args:
+        spreads: per batch size, ``{"batch_size", "values", "full"}`` (as
+            ``BatchSpread.to_dict()`` gives).
+        title, size, out, dpi: figure options.
+
+    Returns:
+        The figure.
+    """
+    if not spreads:
+        raise LandscapeError("no per-batch eigenvalues to plot")
+    every = np.concatenate([np.asarray(s["values"], float) for s in spreads])
+    full = next((s["full"] for s in spreads if s.get("full") is not None), None)
+    span = every if full is None else np.append(every, full)
+    log = bool(span.min() > 0 and span.max() / span.min() > 10)
+    bins = (np.geomspace(span.min(), span.max(), 25) if log
+            else np.linspace(span.min(), span.max(), 25))
+    with rc_context(STYLE):
+        fig = _new_figure(size)
+        ax = fig.add_subplot()
+        for k, s in enumerate(spreads):
+            vals = np.asarray(s["values"], float)
+            spread = f" ± {vals.std(ddof=1):.3g}" if len(vals) > 1 else ""
+            ax.hist(vals, bins=bins, histtype="stepfilled", alpha=0.35,
+                    color=RUN_COLORS[k % len(RUN_COLORS)], edgecolor="none")
+            ax.hist(vals, bins=bins, histtype="step", lw=1.6,
+                    color=RUN_COLORS[k % len(RUN_COLORS)],
+                    label=f"batch {s['batch_size']}: {vals.mean():.3g}{spread} "
+                          f"({len(vals)} batches)")
+        if full is not None:
+            ax.axvline(full, color="black", ls="--", lw=1.4, label=f"full data: {full:.3g}")
+        if log:
+            ax.set_xscale("log")
+        ax.margins(x=0.04)
+        ax.set_xlabel(r"top Hessian eigenvalue $\lambda_{max}$ of a mini-batch's loss")
+        ax.set_ylabel("batches")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.25)
+        ax.figure.legend(loc="outside upper center", ncol=1, fontsize=8.5)
+        if title:
+            ax.set_title(title)
+    return _finish(fig, out, dpi)

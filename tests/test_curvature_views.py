@@ -113,15 +113,16 @@ def test_top_eigenpair_cold_and_warm(tiny):
 # ----------------------------------------------------------------------------- per batch
 
 def test_per_batch_spread_shrinks_as_the_batch_grows(mnist1d_small):
-    """Seeded case: 8 disjoint batches of 16 versus 8 of 128 on a float64 MLP."""
+    """Seeded case: 6 disjoint batches of 8 examples versus 2 of 128 on a float64 MLP; the
+    full-data value agrees with the dense Hessian to 1e-4 (Lanczos residual 1e-3)."""
     model = build_model("mlp", mnist1d_small, seed=0, width=8).double().eval()
     x, y = mnist1d_small.train[0].double(), mnist1d_small.train[1]
-    small = per_batch_top_eigenvalue(model, (x, y), 8, 16, seed=0, full=False)
+    small = per_batch_top_eigenvalue(model, (x, y), 6, 8, seed=0, full=False)
     large = per_batch_top_eigenvalue(model, (x, y), 2, 128, seed=0)
-    assert small.disjoint and large.disjoint and len(small.values) == 8
+    assert small.disjoint and large.disjoint and len(small.values) == 6
     assert large.std < 0.5 * small.std
     want = float(torch.linalg.eigvalsh(dense_hessian(model, (x, y)))[-1])
-    assert large.full == pytest.approx(want, rel=1e-6)
+    assert large.full == pytest.approx(want, rel=1e-4)
     assert small.to_dict()["full"] is None
     with pytest.raises(LandscapeError):
         per_batch_top_eigenvalue(model, (x, y), 2, 10_000)
@@ -183,3 +184,35 @@ def test_cli_train_tracks_eigenvalues(tmp_path):
     assert "lambda_max" in (out / "history.csv").read_text().splitlines()[0]
     bad = _cli("train", "--track-eigenvalues", "-1", "--out", tmp_path / "bad")
     assert bad.exit_code != 0 and not (tmp_path / "bad").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    res = _cli("train", "--model", "mlp", "--width", "8", "--train-subset", "128",
+               "--test-subset", "64", "--epochs", "2", "--batch-size", "full", "--out", out,
+               "--quiet")
+    assert res.exit_code == 0, res.output
+    return out / "model.pt"
+
+
+def test_cli_hessian_per_batch(tiny_checkpoint, tmp_path):
+    import json
+
+    spec, fig = tmp_path / "spec.json", tmp_path / "spread.png"
+    res = _cli("hessian", tiny_checkpoint, "--top-k", "0", "--per-batch", "4", "--batch-size",
+               "8,32", "--out", spec, "--figure", fig, "--quiet")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(spec.read_text())["per_batch"]
+    assert [r["batch_size"] for r in rows] == [8, 32] and len(rows[0]["values"]) == 4
+    assert rows[0]["full"] == rows[1]["full"] and rows[1]["disjoint"]
+    assert fig.stat().st_size > 0 and "full data (128 examples)" in res.output
+    from cli_helpers import one_line_error
+
+    for extra in (["--per-batch", "4"], ["--batch-size", "8"],
+                  ["--per-batch", "2", "--batch-size", "x"],
+                  ["--per-batch", "2", "--batch-size", "8", "--figure", tmp_path / "f.txt"]):
+        res = _cli("hessian", tiny_checkpoint, "--top-k", "0", *extra, "--out",
+                   tmp_path / "bad.json")
+        one_line_error(res, res.exit_code)
+        assert not (tmp_path / "bad.json").exists()
