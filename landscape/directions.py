@@ -292,6 +292,33 @@ def hessian_directions(model: nn.Module, data: Any, count: int = 1, *, norm: str
                              n_products=res.n_products)
 
 
+def hessian_surface_directions(model: nn.Module, data: Any, count: int, *, norm: str = "none",
+                               ignore: str = "biasbn", kind: str = "weights",
+                               loss: Any = "cross_entropy", seed: int = 0,
+                               device: str | torch.device | None = None
+                               ) -> tuple[list[Direction], dict[str, Any]]:
+    """``hessian_directions`` for a surface: the directions and what to record about them
+    (``HessianDirections.recipe()``, for the directions file and the surface's provenance).
+
+    Args:
+        model, data, count, norm, ignore, loss, seed, device: as for ``hessian_directions``
+            (``norm`` ``none`` or ``filter``; a DataBundle gives its train split).
+        kind: must be ``weights``: the Hessian is over the trainable weights only.
+
+    Returns:
+        ``(directions, recipe)``.
+    """
+    if kind != "weights":
+        raise LandscapeError("Hessian directions perturb the weights only (kind 'weights'); "
+                             f"got {kind!r}")
+    if norm not in ("none", "filter"):
+        raise LandscapeError(f"Hessian directions are unit-norm ('none') or filter-normalized "
+                             f"('filter'), not {norm!r}")
+    found = hessian_directions(model, data, count, norm=norm, ignore=ignore, loss=loss,
+                               seed=seed, device=device)
+    return found.directions, found.recipe()
+
+
 # ----------------------------------------------------------------------------------------
 # directions between checkpoints
 

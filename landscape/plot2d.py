@@ -254,10 +254,21 @@ def axis_labels(surface: Surface, labels: Sequence[str] | None = None,
         if len(ends) == 2 and all(ends):
             return rf"$\alpha$  (0: {_short(ends[0])}, 1: {_short(ends[1])})", "direction 2"
         return r"interpolation $\alpha$", "direction 2"
+    if prov.get("type") == "hessian":
+        return _eigen_axis(prov, 0), _eigen_axis(prov, 1)
     norm = prov.get("norm")
     if prov.get("type") == "random" and isinstance(norm, str) and norm not in ("none", ""):
         return f"direction 1 ({norm}-normalized)", f"direction 2 ({norm}-normalized)"
     return "direction 1", "direction 2"
+
+
+def _eigen_axis(prov: dict[str, Any], k: int) -> str:
+    """'top Hessian eigenvector (λ = 20.1; unit norm)' for direction ``k`` of a recipe."""
+    values = prov.get("eigenvalues") or []
+    unit = "unit norm" if prov.get("norm") == "none" else f"{prov.get('norm')}-normalized"
+    which = ("top" if k == 0 else f"#{k + 1}") + " Hessian eigenvector"
+    value = f"λ = {values[k]:.3g}; " if k < len(values) else ""
+    return f"{which} ({value}{unit})"
 
 
 def _short(name: str, width: int = 18) -> str:

@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from cli_helpers import one_line_error
+
 from landscape.directions import hessian_directions, random_directions
 from landscape.errors import LandscapeError
 from landscape.hessian import (dense_hessian, directional_curvature, hessian_eigenvalues,
@@ -207,8 +209,6 @@ def test_cli_hessian_per_batch(tiny_checkpoint, tmp_path):
     assert [r["batch_size"] for r in rows] == [8, 32] and len(rows[0]["values"]) == 4
     assert rows[0]["full"] == rows[1]["full"] and rows[1]["disjoint"]
     assert fig.stat().st_size > 0 and "full data (128 examples)" in res.output
-    from cli_helpers import one_line_error
-
     for extra in (["--per-batch", "4"], ["--batch-size", "8"],
                   ["--per-batch", "2", "--batch-size", "x"],
                   ["--per-batch", "2", "--batch-size", "8", "--figure", tmp_path / "f.txt"]):
@@ -216,3 +216,28 @@ def test_cli_hessian_per_batch(tiny_checkpoint, tmp_path):
                    tmp_path / "bad.json")
         one_line_error(res, res.exit_code)
         assert not (tmp_path / "bad.json").exists()
+
+
+def test_cli_surface_along_hessian_eigenvectors(tiny_checkpoint, tmp_path):
+    from landscape.directions import load_directions
+    from landscape.plot2d import axis_labels
+    from landscape.store import load_surface
+
+    out = tmp_path / "eig.h5"
+    res = _cli("surface", tiny_checkpoint, "--directions", "hessian", "--x", "-0.2:0.2:5",
+               "--y", "-0.2:0.2:5", "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    dirs, info = load_directions(tmp_path / "eig.directions.h5")
+    prov = info["provenance"]
+    assert prov["type"] == "hessian" and prov["norm"] == "none" and len(dirs) == 2
+    assert prov["eigenvalues"][0] >= prov["eigenvalues"][1] > 0
+    assert max(prov["residuals"]) < 1e-4 * prov["eigenvalues"][0]
+    norms = [float(torch.sqrt(sum((t.double() ** 2).sum() for t in d.values()))) for d in dirs]
+    assert norms == pytest.approx([1.0, 1.0], rel=1e-5)
+    xl, yl = axis_labels(load_surface(out))
+    assert xl.startswith("top Hessian eigenvector") and "unit norm" in xl and "#2" in yl
+    for extra in (["--norm", "layer"], ["--kind", "states"]):
+        bad = _cli("surface", tiny_checkpoint, "--directions", "hessian", *extra, "--out",
+                   tmp_path / "bad.h5")
+        one_line_error(bad)
+        assert not (tmp_path / "bad.h5").exists()
