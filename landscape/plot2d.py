@@ -22,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from ._util import atomic_path
 from .errors import LandscapeError
+from .shape import basin_shape
 from .surface import Surface
 
 FORMATS = ("png", "pdf", "svg")
@@ -312,13 +313,14 @@ def _panel_labels(labels: Sequence[str] | None, surfaces: list[Surface]) -> list
 def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | None = None,
                accuracy: Sequence[str] | bool = True, *, labels: Sequence[str] | None = None,
                log: bool = False, vmax: float | None = None, xlabel: str | None = None,
-               title: str | None = None, anchors: bool = True,
+               title: str | None = None, anchors: bool = True, rise: float | None = None,
                size: tuple[float, float] = (6.0, 4.0),
                out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """Loss (left axis) and accuracy (right axis) along a direction or an interpolation.
 
     Runs are told apart by colour, train and test by solid and dashed lines, loss and accuracy
-    by line width.
+    by line width. A linear loss axis starts at 0 and is capped near the minima by default
+    (``loss_cap``), so that curves compare by width; ``log`` shows depth instead.
 
     Args:
         surfaces: one 1-D surface or several (overlaid, e.g. small vs large batch).
@@ -327,10 +329,13 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
             False: none. Fractions in [0, 1] are shown as percent.
         labels: one legend label per run (default: file names).
         log: logarithmic loss axis.
-        vmax: upper limit of the loss axis (clip a huge far loss).
+        vmax: upper limit of the loss axis; default ``loss_cap`` of the loss curves (on a
+            linear axis), ``inf`` for the whole range.
         xlabel: x-axis label (default: from the surface's direction names).
         title: figure title.
         anchors: mark the models an interpolation runs between (dotted vertical lines).
+        rise: mark on each run's first loss curve its basin width at ``rise`` above the
+            value at 0 (``landscape.shape.basin_shape``), a bar with the width in the legend.
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
@@ -351,6 +356,10 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
     if not left and not right:
         raise LandscapeError("nothing to plot: no loss metrics; available: "
                              + (", ".join(sorted(common)) or "none"))
+    if vmax is None and left and not log and all(m.endswith("loss") for m in left):
+        vmax = loss_cap([metric_values(s, m, 1, "a line plot") for s in runs for m in left],
+                        rise=rise or 0.1)
+    names = list(names)
     with rc_context(STYLE):
         fig = _new_figure(size)
         ax = fig.add_subplot()
@@ -361,6 +370,8 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
             for m in left:
                 _curve(ax, x, metric_values(surface, m, 1, "a line plot"), m, color, 2.0,
                        log=log)
+            if rise and left:
+                names[k] += _width_bar(ax, x, metric_values(surface, left[0], 1), rise, color)
             for m in right:
                 y = metric_values(surface, m, 1, "a line plot")
                 _curve(ax2 or ax, x, _percent(y, runs, m), m, color, 1.1, alpha=0.75)
@@ -422,7 +433,9 @@ def _label_value_axes(ax, ax2, left, right, runs, log, vmax) -> None:
                       ", ".join(pretty(m) for m in left))
         if log:
             ax.set_yscale("log")
-        if vmax is not None:
+        elif vmax is not None and np.isfinite(vmax):
+            ax.set_ylim(bottom=0.0)  # a linear axis from 0: heights compare as they are
+        if vmax is not None and np.isfinite(vmax):
             ax.set_ylim(top=vmax)
     target = ax2 if ax2 is not None else (None if left else ax)
     if target is not None and right:
@@ -431,6 +444,62 @@ def _label_value_axes(ax, ax2, left, right, runs, log, vmax) -> None:
         if frac:
             target.set_ylim(-2, 102)
     ax.grid(True, alpha=0.25)
+
+
+def loss_cap(arrays: Sequence[np.ndarray], rise: float = 0.1) -> float:
+    """A top for a loss axis or colour scale that shows every basin: near the minima, not at
+    the grid's worst corner.
+
+    The lowest of the arrays' medians (so the flattest panel's basin fills the range and a
+    sharp one's shows as a small one), raised to at least the lowest value plus ``2 rise``
+    (so every basin's edge at ``+rise`` is inside), rounded up to 1, 2 or 5 times a power of
+    ten, and never above the largest value.
+
+    Args:
+        arrays: the values of each curve or panel (NaN ignored).
+        rise: the loss rise that bounds a basin.
+
+    Returns:
+        The cap.
+    """
+    parts = [np.asarray(a, float).ravel() for a in arrays]
+    parts = [p[np.isfinite(p)] for p in parts]
+    parts = [p for p in parts if p.size]
+    if not parts:
+        raise LandscapeError("no computed points to plot")
+    lowest = min(float(p.min()) for p in parts)
+    highest = max(float(p.max()) for p in parts)
+    cap = _round_up(max(min(float(np.median(p)) for p in parts), lowest + 2 * rise))
+    return cap if cap < highest else highest
+
+
+def _round_up(value: float) -> float:
+    """The smallest of 1, 2, 5 times a power of ten that is at least ``value`` (> 0)."""
+    if not value > 0:
+        return value
+    decade = 10.0 ** np.floor(np.log10(value))
+    return float(next(m * decade for m in (1, 2, 5, 10) if m * decade >= value * (1 - 1e-12)))
+
+
+def _is_round(value: float) -> bool:
+    """Two significant digits at most (0.5, 1.5, 20, 0.02; not 0.538119)."""
+    return value != 0 and np.isclose(value, float(f"{value:.2g}"), rtol=1e-9, atol=0)
+
+
+def _width_bar(ax, x: np.ndarray, y: np.ndarray, rise: float, color: str) -> str:
+    """Draw the basin's extent at ``rise`` above the value at 0; return the legend text."""
+    finite = np.isfinite(y)
+    if finite.sum() < 3:
+        return ""
+    shape = basin_shape(x[finite], y[finite], rise=rise)
+    level = shape.center_value + rise
+    lo, hi = shape.radii
+    left = shape.center[0] - (lo if lo is not None else shape.center[0] - x[finite][0])
+    right = shape.center[0] + (hi if hi is not None else x[finite][-1] - shape.center[0])
+    ax.plot([left, right], [level, level], color=color, lw=1.3, ls=(0, (4, 2)), zorder=4)
+    ax.plot([left, right], [level, level], "|", color=color, ms=9, mew=1.8, zorder=4)
+    width = f"{shape.width:.3g}" if shape.width is not None else "beyond the grid"
+    return f" (basin width {width} at +{rise:g})"
 
 
 def _line_legend(ax, names, left, right) -> None:
@@ -488,7 +557,7 @@ def shared_scale(arrays: Sequence[np.ndarray], levels: int | Sequence[float] = 2
         n = int(levels)
         if n < 2:
             raise LandscapeError(f"levels must be at least 2, got {n}")
-        level_arr = np.geomspace(lo, hi, n) if log else _nice_levels(lo, hi, n)
+        level_arr = _nice_log_levels(lo, hi, n) if log else _nice_levels(lo, hi, n)
     else:
         level_arr = np.unique(np.asarray(levels, dtype=float))
         if level_arr.size < 2:
@@ -503,6 +572,23 @@ def _nice_levels(lo: float, hi: float, n: int) -> np.ndarray:
     inner = MaxNLocator(nbins=max(n - 1, 1), steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
     span = hi - lo
     inner = inner[(inner > lo + 1e-9 * span) & (inner < hi - 1e-9 * span)]
+    return np.concatenate([[lo], inner, [hi]])
+
+
+_LOG_MANTISSAS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
+                  (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0))
+
+
+def _nice_log_levels(lo: float, hi: float, n: int) -> np.ndarray:
+    """About ``n`` round levels (1, 2, 5 x 10^k and finer) spaced about evenly on a log
+    scale from ``lo`` to ``hi`` (both ends kept, as in ``_nice_levels``)."""
+    decades = np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+    inner = np.array([])
+    for mantissas in _LOG_MANTISSAS:
+        values = np.array([m * 10.0 ** d for d in decades for m in mantissas])
+        inner = values[(values > lo * (1 + 1e-9)) & (values < hi * (1 - 1e-9))]
+        if len(inner) >= n - 2:
+            break
     return np.concatenate([[lo], inner, [hi]])
 
 
@@ -542,10 +628,24 @@ def _draw_panel(ax, x, y, z, kind, norm, levels, cmap, extend, line_labels=True)
         if line_labels and len(cs.levels):
             ticks = _colorbar_ticks(norm)
             marked = [v for v in cs.levels if np.isclose(v, ticks, rtol=1e-6).any()]
-            ax.clabel(cs, marked or cs.levels[::max(1, len(cs.levels) // 5)], inline=True,
-                      fontsize=8, fmt=FuncFormatter(lambda v, _: f"{v:g}"))
+            if not marked:  # never a label like 0.538119: round levels only
+                marked = [v for v in cs.levels if _is_round(v)][::max(1, len(cs.levels) // 5)]
+            if marked:
+                ax.clabel(cs, marked, inline=True, fontsize=8,
+                          fmt=FuncFormatter(lambda v, _: f"{v:g}"))
         return cs
     raise LandscapeError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS_2D)}")
+
+
+def _basin_edge(ax, x, y, z, rise: float) -> str:
+    """Dashed line where the loss is ``rise`` above its value at the centre; the width text."""
+    if np.isfinite(z).sum() < 4:
+        return ""
+    shape = basin_shape(x, np.where(np.isfinite(z), z, np.inf), y, rise=rise)
+    ax.contour(x, y, np.ma.masked_invalid(z.T), levels=[shape.center_value + rise],
+               colors="white", linewidths=1.6, linestyles="--", zorder=4)
+    width = f"{shape.width:.3g}" if shape.width is not None else "beyond the grid"
+    return f"basin width {width} at +{rise:g} (dashed)"
 
 
 def _mark_minimum(ax, x, y, z) -> None:
@@ -571,12 +671,13 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                   labels: Sequence[str] | None = None,
                   axis_names: Sequence[str] | None = None, title: str | None = None,
                   cmap: str = "viridis", mark_min: bool = True, anchors: bool = True,
-                  size: tuple[float, float] | None = None,
+                  rise: float | None = None, size: tuple[float, float] | None = None,
                   out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """Contour lines, filled contours or a heatmap of a 2-D surface; several side by side.
 
     Panels share one colour normalization, one set of levels and one colour bar, so equal
-    colours mean equal values across panels.
+    colours mean equal values across panels. A loss metric's colour range is capped near the
+    minima by default (``loss_cap``), so every basin shows.
 
     Args:
         surfaces: one 2-D surface or several (one panel each, e.g. small | large batch).
@@ -585,12 +686,15 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
         levels: number of contour levels or the levels themselves.
         log: logarithmic levels and colour scale.
         vmin, vmax: colour limits; ``vmax`` clips huge far losses (they take the top colour).
+            Default for a ``*loss`` metric: ``loss_cap`` of the panels; ``inf``: no cap.
         labels: panel titles (default: file names; "" for none).
         axis_names: names of the two directions (default: from the surface).
         title: figure title.
         cmap: matplotlib colour map.
         mark_min: mark the smallest value with a star.
         anchors: mark the models a plane was drawn through (stored with the surface).
+        rise: draw each panel's basin edge, ``rise`` above its value at (0, 0), as a dashed
+            white line, and give its mean width (``basin_shape``) in the panel title.
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
@@ -603,20 +707,26 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
     items = _as_list(surfaces)
     check_cmap(cmap)
     values = [metric_values(s, metric, 2, f"a {kind} plot") for s in items]
-    norm, lv = shared_scale(values, levels, log, vmin, vmax)
+    if vmax is None and metric.endswith("loss"):
+        vmax = loss_cap(values, rise=rise or 0.1)
+    norm, lv = shared_scale(values, levels, log, vmin,
+                            vmax if vmax is None or np.isfinite(vmax) else None)
     extend = _extend(values, norm)
     names = _panel_labels(labels, items) if len(items) > 1 or labels else [""]
+    names = names + [""] * (len(items) - len(names))
     with rc_context(STYLE):
         fig, axes = _grid_panels(len(items), size)
         mappable = None
         for k, (ax, s, z) in enumerate(zip(axes, items, values)):
             x, y = np.asarray(s.x, float), np.asarray(s.y, float)
             mappable = _draw_panel(ax, x, y, z, kind, norm, lv, cmap, extend)
+            if rise:
+                names[k] = "\n".join(filter(None, [names[k], _basin_edge(ax, x, y, z, rise)]))
             if anchors:
                 _anchor_points(ax, s)
             if mark_min:
                 _mark_minimum(ax, x, y, z)
-            _decorate(ax, s, axis_names, names[k] if k < len(names) else "", first=k == 0)
+            _decorate(ax, s, axis_names, names[k], first=k == 0)
         _colorbar(fig, mappable, axes, pretty(metric) + (" (log scale)" if log else ""), extend)
         if title:
             fig.suptitle(title)
@@ -650,9 +760,12 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
                     metric: str = "train_loss", kind: str = "contour",
                     levels: int | Sequence[float] = 20, log: bool = False,
                     vmax: float | None = None, title: str | None = None,
-                    size: tuple[float, float] = (5.6, 4.6),
+                    size: tuple[float, float] | None = None,
                     out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """A training path drawn over the loss contours of its PCA plane.
+
+    The plane keeps equal axis scales (distances are true), so the figure takes the grid's
+    shape by default instead of leaving bands empty; the legend goes where the path is not.
 
     Args:
         surface: 2-D surface over the PCA plane.
@@ -662,7 +775,7 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
             default the surface's; shown on the axis labels.
         metric, kind, levels, log, vmax: as in ``plot_contours``.
         title: figure title.
-        size: width, height in inches.
+        size: width, height in inches (default: from the grid's aspect ratio).
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
 
@@ -670,6 +783,10 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
         The figure.
     """
     stored_path, stored_var = trajectory_of(surface)
+    if size is None:
+        aspect = np.ptp(np.asarray(surface.y, float)) / max(np.ptp(np.asarray(surface.x,
+                                                                               float)), 1e-12)
+        size = (6.4, float(np.clip(5.0 * aspect, 2.2, 6.0)) + (1.3 if title else 1.0))
     coords = _as_path(path) if path is not None else stored_path
     if coords is None:
         raise LandscapeError(f"{surface.path or 'surface'}: no trajectory to draw (pass a (T, 2) "
@@ -685,7 +802,7 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
                 label="start", zorder=7)
         ax.plot(*coords[-1], "s", ms=8, color="#D62728", mec="black", ls="none", label="end",
                 zorder=7)
-        ax.legend(loc="upper right", fontsize=8.5)
+        ax.legend(loc="best", fontsize=8.5)  # "best" avoids the drawn path
         xl, yl = axis_labels(surface, None, var)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)

@@ -67,6 +67,10 @@ class StudyConfig:
         rho: adaptive sharpness radius (l2).
         sharpness_samples: draws for average-case adaptive sharpness.
         rise: loss increase that bounds a basin (basin width).
+        track_points: measurements of the top Hessian eigenvalue during each training run
+            (warm-started Lanczos; 0: none).
+        eigen_points, eigen_range: 1-D slices along each model's top Hessian eigenvector
+            (unit norm; 0 points: none).
         render_3d: draw the 3-D figure (pyvista, offscreen).
         device: torch device (None: best available).
     """
@@ -95,6 +99,9 @@ class StudyConfig:
     rho: float = 0.05
     sharpness_samples: int = 10
     rise: float = 0.1
+    track_points: int = 12
+    eigen_points: int = 41
+    eigen_range: tuple[float, float] = (-0.5, 0.5)
     render_3d: bool = True
     device: str | None = None
 
@@ -102,6 +109,7 @@ class StudyConfig:
     def quick(cls, **overrides: Any) -> "StudyConfig":
         """The same two models with coarse grids and fewer products: a smoke run."""
         settings: dict[str, Any] = dict(line_points=21, plane_points=13, interp_points=25,
+                                        eigen_points=21,
                                         top_k=3, trace_products=30, density_probes=1,
                                         density_steps=40, eps=(1e-3,), sharpness_samples=3)
         settings.update(overrides)
@@ -215,14 +223,16 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
     surfaces = _surfaces(config, bundle, models, out, steps, train_keys, progress)
     say(f"[4/{total}] Hessian eigenvalues, trace and spectral density")
     curvature = _curvature(config, bundle, models, out, steps, train_keys, progress)
-    say(f"[5/{total}] sharpness")
+    say(f"[5/{total}] sharpness and slices along the top Hessian eigenvector")
     sharp = _sharpness(config, bundle, models, out, steps, train_keys, progress)
+    eigen = _eigen_slices(config, bundle, models, out, steps, train_keys, progress)
     say(f"[6/{total}] basin shapes and summary")
     shapes = _shapes(config, surfaces)
     summary = _summary(config, bundle, models, histories, curvature, sharp, shapes, interp,
                        surfaces)
+    summary["eigen_slices"] = {k: v["check"] for k, v in eigen.items()}
     say(f"[7/{total}] figures and report")
-    figures = _figures(config, interp, surfaces, curvature, histories, out, say)
+    figures = _figures(config, interp, surfaces, curvature, histories, out, say, eigen)
     summary["figures"] = {k: str(p.relative_to(out)) for k, p in figures.items()}
     summary["seconds"] = time.perf_counter() - start
     summary["reused_steps"] = list(steps.reused)
@@ -245,15 +255,17 @@ def _train_both(config: StudyConfig, bundle, out: Path, steps: _Steps, progress:
     models, histories, keys = {}, {}, {}
     for label, run in config.runs().items():
         run_dir = out / "runs" / label
+        every = max(1, run.epochs // config.track_points) if config.track_points else 0
         key = _key(dataclasses.asdict(run), bundle.spec, config.model, config.model_options,
-                   config.seed, config.device)
+                   config.seed, config.device, every)
         keys[label] = key
         if not steps.current(f"train_{label}", key, [run_dir / "model.pt"]):
             model = build_model(config.model, bundle, seed=config.seed, **config.model_options)
             tc = TrainConfig(optimizer=run.optimizer, lr=run.lr, momentum=run.momentum,
                              weight_decay=run.weight_decay, batch_size=run.batch_size,
                              epochs=run.epochs, seed=config.seed, device=config.device,
-                             eval_every=max(1, run.epochs // 100), progress=progress)
+                             eval_every=max(1, run.epochs // 100), progress=progress,
+                             track_eigenvalues=every)
             result = train(model, bundle, tc, out_dir=run_dir)
             if result.diverged:
                 raise LandscapeError(f"{LABELS[label]} run: {result.message}")
@@ -354,6 +366,50 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
     settings = (config.top_k, config.trace_products, config.density_probes,
                 config.density_steps, config.seed)
     return _per_model_json("curvature", models, out, steps, train_keys, settings, measure)
+
+
+def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
+                  train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
+    """Per model: a 1-D surface along its own top Hessian eigenvector (unit norm), and the
+    check that the loss's second difference there (float64, h = 1e-4) is the eigenvalue."""
+    from .directions import hessian_directions, save_directions
+    from .hessian import directional_curvature
+    from .params import flatten
+    from .store import load_surface
+    from .surface import compute_surface
+
+    if not config.eigen_points:
+        return {}
+    result: dict[str, dict[str, Any]] = {}
+    line = np.linspace(*config.eigen_range, config.eigen_points)
+    for label, model in models.items():
+        dpath = out / "directions" / f"{label}_hessian.h5"
+        paths = {"surface": out / "surfaces" / f"{label}_eigen_1d.h5",
+                 "check": out / "curvature" / f"{label}_eigen_slice.json"}
+        key = _key(train_keys[label], config.seed, config.eigen_range, config.eigen_points)
+        if steps.current(f"eigen_{label}", key, [dpath, *paths.values()]):
+            result[label] = {"surface": load_surface(paths["surface"]),
+                             "check": json.loads(paths["check"].read_text())}
+            continue
+        found = hessian_directions(model, bundle, count=1, seed=config.seed,
+                                   device=config.device)
+        save_directions(dpath, found.directions, provenance(step=f"eigenvector {label}",
+                                                            **found.recipe()), overwrite=True)
+        second = directional_curvature(model, bundle.train, flatten(found.directions[0]),
+                                       step=1e-4, device=config.device)
+        value = float(found.eigenvalues[0])
+        check = {"eigenvalue": value, "residual": float(found.residuals[0]),
+                 "second_difference": second, "step": 1e-4,
+                 "relative_error": abs(second - value) / abs(value)}
+        write_json(paths["check"], check)
+        surface = compute_surface(model, bundle, found.directions, x=line, metrics=_METRICS,
+                                  store=paths["surface"], force=True, progress=progress,
+                                  device=config.device, directions_path=str(dpath),
+                                  seed=config.seed, provenance=provenance(
+                                      step=f"eigenvector slice {label}", **found.recipe()))
+        result[label] = {"surface": surface, "check": check}
+        steps.mark(f"eigen_{label}", key)
+    return result
 
 
 def _sharpness(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
