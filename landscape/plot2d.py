@@ -312,9 +312,10 @@ def _panel_labels(labels: Sequence[str] | None, surfaces: list[Surface]) -> list
 
 def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | None = None,
                accuracy: Sequence[str] | bool = True, *, labels: Sequence[str] | None = None,
-               log: bool = False, vmax: float | None = None, xlabel: str | None = None,
-               title: str | None = None, anchors: bool = True, rise: float | None = None,
-               size: tuple[float, float] = (6.0, 4.0),
+               log: bool = False, vmin: float | None = None, vmax: float | None = None,
+               xlabel: str | None = None, title: str | None = None, anchors: bool = True,
+               rise: float | None = None,
+               note: str | None = None, size: tuple[float, float] = (6.0, 4.0),
                out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """Loss (left axis) and accuracy (right axis) along a direction or an interpolation.
 
@@ -329,6 +330,7 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
             False: none. Fractions in [0, 1] are shown as percent.
         labels: one legend label per run (default: file names).
         log: logarithmic loss axis.
+        vmin: lower limit of the loss axis (default 0 on a linear capped axis).
         vmax: upper limit of the loss axis; default ``loss_cap`` of the loss curves (on a
             linear axis), ``inf`` for the whole range.
         xlabel: x-axis label (default: from the surface's direction names).
@@ -336,6 +338,7 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
         anchors: mark the models an interpolation runs between (dotted vertical lines).
         rise: mark on each run's first loss curve its basin width at ``rise`` above the
             value at 0 (``landscape.shape.basin_shape``), a bar with the width in the legend.
+        note: a small caption under the axes (what the axis unit means, a caveat).
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
@@ -379,9 +382,13 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
         if anchors:
             _anchor_lines(ax, runs[0])
         _label_value_axes(ax, ax2, left, right, runs, log, vmax)
+        if vmin is not None:
+            ax.set_ylim(bottom=vmin)
         _line_legend(ax, names if len(runs) > 1 or labels else [], left, right)
         if title:
             ax.set_title(title)
+        if note:
+            fig.supxlabel(note, fontsize=8, color="0.3", wrap=True)
     return _finish(fig, out, dpi)
 
 
@@ -759,7 +766,8 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
                     explained_variance: Sequence[float] | None = None, *,
                     metric: str = "train_loss", kind: str = "contour",
                     levels: int | Sequence[float] = 20, log: bool = False,
-                    vmax: float | None = None, title: str | None = None,
+                    vmin: float | None = None, vmax: float | None = None,
+                    title: str | None = None,
                     size: tuple[float, float] | None = None,
                     out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """A training path drawn over the loss contours of its PCA plane.
@@ -773,7 +781,7 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
             carries (see ``trajectory_of``).
         explained_variance: variance explained by the two components (fractions or percent);
             default the surface's; shown on the axis labels.
-        metric, kind, levels, log, vmax: as in ``plot_contours``.
+        metric, kind, levels, log, vmin, vmax: as in ``plot_contours``.
         title: figure title.
         size: width, height in inches (default: from the grid's aspect ratio).
         out: save to this .png/.pdf/.svg file.
@@ -792,8 +800,8 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
         raise LandscapeError(f"{surface.path or 'surface'}: no trajectory to draw (pass a (T, 2) "
                              "path or use a surface made from a training trajectory)")
     var = explained_variance if explained_variance is not None else stored_var
-    fig = plot_contours(surface, metric, kind, levels=levels, log=log, vmax=vmax, title=title,
-                        mark_min=False, size=size)
+    fig = plot_contours(surface, metric, kind, levels=levels, log=log, vmin=vmin, vmax=vmax,
+                        title=title, mark_min=False, size=size)
     ax = fig.axes[0]
     with rc_context(STYLE):
         ax.plot(coords[:, 0], coords[:, 1], "-", color="#D62728", lw=1.8, zorder=6)

@@ -360,7 +360,8 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
             "trace": trace.estimate, "trace_stderr": trace.stderr,
             "trace_products": trace.n_products,
             "density": {"grid": density.grid.tolist(), "density": density.density.tolist(),
-                        "sigma": density.sigma, "n_products": density.n_products},
+                        "sigma": density.sigma, "n_products": density.n_products,
+                        "nodes": density.nodes.tolist(), "weights": density.weights.tolist()},
         }
 
     settings = (config.top_k, config.trace_products, config.density_probes,
@@ -549,8 +550,12 @@ def _config_dict(config: StudyConfig) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- figures
 
 def _figures(config, interp, surfaces, curvature, histories, out: Path,
-             say: Callable[[str], None]) -> dict[str, Path]:
-    from .plot2d import plot_contours, plot_density, plot_history, plot_lines
+             say: Callable[[str], None], eigen=None) -> dict[str, Path]:
+    """The study's figures. Where minima are compared, a linear loss axis capped near the
+    minima (``plot2d.loss_cap``) with each basin's width at ``config.rise`` marked, so that a
+    glance ranks them as the measured widths do; one kernel width for both spectra."""
+    from .plot2d import (plot_contours, plot_density, plot_history, plot_lines,
+                         plot_sharpness)
 
     figs = out / "figures"
     labels = [LABELS["small_batch"], LABELS["large_batch"]]
@@ -564,43 +569,61 @@ def _figures(config, interp, surfaces, curvature, histories, out: Path,
     }
     plot_lines(interp, labels=["small batch -> large batch"],
                xlabel=r"$\alpha$ in $(1-\alpha)\,\theta_{small} + \alpha\,\theta_{large}$",
-               title="Linear interpolation between the two minima", log=True,
+               title="Linear interpolation between the two minima",
                out=files["interpolation"])
-    plot_lines([surfaces[k]["1d"] for k in order], labels=labels,
-               xlabel="filter-normalized direction", title="Loss along a random direction",
-               log=True,
-               out=files["lines_1d"])
-    vmax = _plane_vmax(surfaces)
+    plot_lines([surfaces[k]["1d"] for k in order], labels=labels, rise=config.rise,
+               xlabel="random filter-normalized direction (the same seed for both)",
+               title="Loss along a random direction", out=files["lines_1d"])
     plot_contours([surfaces[k]["2d"] for k in order], metric="train_loss", kind="filled",
-                  labels=labels, vmax=vmax, log=True, levels=24,
-                  title="Training loss around each minimum (log scale)",
+                  labels=labels, rise=config.rise, levels=12,
+                  title="Training loss on a random filter-normalized plane",
                   out=files["contours_2d"])
-    plot_density([curvature[k]["density"] for k in order], labels=labels,
-                 title="Hessian spectral density", out=files["spectrum"])
+    densities, sigma = _shared_densities([curvature[k]["density"] for k in order])
+    plot_density(densities, labels=labels, out=files["spectrum"],
+                 title=f"Hessian spectral density (one Gaussian kernel, σ = {sigma:.2g})")
     plot_history([histories[k]["epochs"] for k in order], labels=labels,
                  out=files["training"])
+    if eigen:
+        files["eigen_slices"] = figs / "eigen_slices.png"
+        plot_lines([eigen[k]["surface"] for k in order], labels=labels, rise=config.rise,
+                   xlabel="distance along each model's own top Hessian eigenvector "
+                          "(unit parameter-space norm)",
+                   title="Loss along the sharpest direction of each minimum",
+                   note="Unit-norm eigenvector slices change under a function-preserving "
+                        "rescaling of ReLU layers (Dinh et al. 2017); filter-normalized "
+                        "random slices do not.", out=files["eigen_slices"])
+    if any("lambda_max" in e for k in order for e in histories[k]["epochs"]):
+        files["sharpness"] = figs / "sharpness.png"
+        runs = [config.runs()[k] for k in order]
+        plot_sharpness([histories[k]["epochs"] for k in order], labels=labels,
+                       thresholds=[_threshold(r) for r in runs],
+                       threshold_names=["2(1+β)/lr" if r.momentum else "2/lr" for r in runs],
+                       title="Sharpness during training", out=files["sharpness"])
     if config.render_3d:
         try:
             from .plot3d import render_surface
 
             files["surface_3d"] = figs / "surface_3d.png"
             render_surface([surfaces[k]["2d"] for k in order], files["surface_3d"],
-                           metric="train_loss", labels=labels, zmax=vmax, log=True,
-                           size=(700, 560))
+                           metric="train_loss", labels=labels, size=(700, 560))
         except LandscapeError as exc:  # rendering is optional; the numbers are not
             files.pop("surface_3d", None)
             say(f"    3-D figure skipped: {exc}")
     return files
 
 
-def _plane_vmax(surfaces) -> float:
-    """A shared clip for the 2-D figures: the small-batch plane's largest finite loss, so the
-    flat basin fills the colour range and the sharp one saturates where it leaves it."""
-    values = np.concatenate([np.ravel(s["2d"].metrics["train_loss"]) for s in surfaces.values()])
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return 10.0
-    small = surfaces["small_batch"]["2d"].metrics["train_loss"]
-    small = small[np.isfinite(small)]
-    top = float(np.max(small)) if small.size else float(np.max(values))
-    return float(min(max(top, 1e-3), 10.0))
+def _threshold(run: RunSpec) -> float | None:
+    from .train import stability_threshold
+
+    return stability_threshold(run.optimizer, run.lr, run.momentum)
+
+
+def _shared_densities(spectra: list[dict[str, Any]]) -> tuple[list[tuple], float]:
+    """Both densities smoothed with one kernel on one grid (from the stored Ritz nodes and
+    weights); the stored curves as they are if an older step left no nodes."""
+    from .hessian import common_densities
+
+    if not all("nodes" in s and "weights" in s for s in spectra):
+        return [(s["grid"], s["density"]) for s in spectra], max(s["sigma"] for s in spectra)
+    dens, grid, sigma = common_densities([(s["nodes"], s["weights"]) for s in spectra])
+    return [(grid, d) for d in dens], sigma

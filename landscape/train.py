@@ -355,7 +355,8 @@ class SharpnessTracker:
         max_products: most products per measurement.
     """
 
-    FIELDS = ("lambda_max", "lambda_max_residual", "lambda_max_products")
+    FIELDS = ("lambda_max", "lambda_max_residual", "lambda_max_products",
+              "lambda_max_seconds")
 
     def __init__(self, every: int, data: tuple[torch.Tensor, torch.Tensor],
                  loss: str = "cross_entropy", tol: float = 1e-3, max_products: int = 40):
@@ -372,7 +373,8 @@ class SharpnessTracker:
         pair = top_eigenpair(model, self.data, self.vector, tol=self.tol,
                              max_products=self.max_products, loss=self.loss)
         self.vector = pair.vector
-        return dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products)))
+        return dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products,
+                                      pair.seconds)))
 
     def blank(self) -> dict[str, float]:
         """The fields of an epoch without a measurement."""

@@ -241,3 +241,28 @@ def test_cli_surface_along_hessian_eigenvectors(tiny_checkpoint, tmp_path):
                    tmp_path / "bad.h5")
         one_line_error(bad)
         assert not (tmp_path / "bad.h5").exists()
+
+
+def test_cli_plot_log_needs_a_positive_vmin_and_draws_round_levels(tmp_path, monkeypatch):
+    from landscape import plot2d
+    from landscape.store import save_surface
+    from landscape.surface import Surface
+
+    x = np.linspace(-1, 1, 15)
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    loss = 0.003 + 40 * (xx ** 2 + yy ** 2)
+    path = save_surface(tmp_path / "s.h5", Surface(x=x, y=x, metrics={"train_loss": loss},
+                                                   done=np.ones(loss.shape, bool)))
+    drawn = []
+    real = plot2d.plot_contours
+    monkeypatch.setattr(plot2d, "plot_contours",
+                        lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    res = _cli("plot", path, "--log", "--vmin", "0.01", "--out", tmp_path / "c.png")
+    assert res.exit_code == 0, res.output
+    (cs,) = [c for c in drawn[0].axes[0].collections if hasattr(c, "levels")][:1]
+    assert cs.norm.vmin == 0.01 and all(plot2d._is_round(v) for v in cs.levels)
+    labels = [t.get_text() for t in drawn[0].axes[0].texts]
+    assert labels and all(plot2d._is_round(float(t)) for t in labels)
+    res = _cli("plot", path, "--log", "--vmin", "0", "--out", tmp_path / "bad.png")
+    assert res.exit_code != 0 and "positive --vmin" in res.output
+    assert not (tmp_path / "bad.png").exists()
