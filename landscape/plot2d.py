@@ -388,7 +388,9 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
         if title:
             ax.set_title(title)
         if note:
-            fig.supxlabel(note, fontsize=8, color="0.3", wrap=True)
+            import textwrap
+
+            fig.supxlabel(textwrap.fill(note, int(size[0] * 15)), fontsize=8, color="0.3")
     return _finish(fig, out, dpi)
 
 
@@ -506,7 +508,7 @@ def _width_bar(ax, x: np.ndarray, y: np.ndarray, rise: float, color: str) -> str
     ax.plot([left, right], [level, level], color=color, lw=1.3, ls=(0, (4, 2)), zorder=4)
     ax.plot([left, right], [level, level], "|", color=color, ms=9, mew=1.8, zorder=4)
     width = f"{shape.width:.3g}" if shape.width is not None else "beyond the grid"
-    return f" (basin width {width} at +{rise:g})"
+    return f": width {width} at +{rise:g}"
 
 
 def _line_legend(ax, names, left, right) -> None:
@@ -522,8 +524,10 @@ def _line_legend(ax, names, left, right) -> None:
         handles += [Line2D([], [], color="0.3", lw=2.2, label="loss (left)"),
                     Line2D([], [], color="0.3", lw=1.1, alpha=0.75, label="accuracy (right)")]
     if handles:  # above the axes, so that it never hides a curve
+        widest = max(len(h.get_label()) for h in handles)
+        fit = 4 if widest <= 14 else 3 if widest <= 20 else 2 if widest <= 36 else 1
         ax.figure.legend(handles=handles, loc="outside upper center",
-                         ncol=min(len(handles), 3 if len(handles) > 4 else 4))
+                         ncol=min(len(handles), fit, 3 if len(handles) > 4 else 4))
 
 
 # ----------------------------------------------------------------------------- 2-D panels
@@ -794,7 +798,7 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
     if size is None:
         aspect = np.ptp(np.asarray(surface.y, float)) / max(np.ptp(np.asarray(surface.x,
                                                                                float)), 1e-12)
-        size = (6.4, float(np.clip(5.0 * aspect, 2.2, 6.0)) + (1.3 if title else 1.0))
+        size = (6.4, float(np.clip(5.0 * aspect, 2.2, 6.0)) + (1.1 if title else 0.8))
     coords = _as_path(path) if path is not None else stored_path
     if coords is None:
         raise LandscapeError(f"{surface.path or 'surface'}: no trajectory to draw (pass a (T, 2) "
@@ -1110,6 +1114,9 @@ def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
                                  "--track-eigenvalues)")
         if log:
             ax.set_yscale("log")
+        ends = [max(e["step"] for e in h) for h in runs if h]
+        if min(ends) > 0 and max(ends) > 4 * min(ends):  # runs of very different lengths
+            ax.set_xscale("log")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(r"top Hessian eigenvalue $\lambda_{max}$")
         ax.grid(True, alpha=0.25, which="both")

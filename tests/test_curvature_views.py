@@ -7,9 +7,9 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from cli_helpers import one_line_error
+from test_sharpness import tiny  # noqa: F401  (the float64 MLP on 64 examples)
 
 from landscape.directions import hessian_directions, random_directions
 from landscape.errors import LandscapeError
@@ -18,19 +18,6 @@ from landscape.hessian import (dense_hessian, directional_curvature, hessian_eig
 from landscape.models import build_model
 from landscape.params import flatten
 from landscape.sharpness import rescale_relu_layers
-
-
-@pytest.fixture(scope="module")
-def tiny(mnist1d_small):
-    """A float64 ReLU MLP (40 -> 8 -> 8 -> 10) on 64 MNIST-1D examples, briefly trained."""
-    x, y = mnist1d_small.train[0][:64].double(), mnist1d_small.train[1][:64]
-    model = build_model("mlp", mnist1d_small, seed=0, width=8).double()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval(), (x, y)
 
 
 def _dense_top(model, data, k=2):

@@ -166,7 +166,7 @@ def test_rise_marks_basin_widths_in_lines_and_panels():
             and np.ptp(ln.get_ydata()) == 0 and ln.get_linestyle() != "None"]
     assert np.ptp(bars[0].get_xdata()) == pytest.approx(2 / 12, abs=1e-9)
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "flat (basin width 0.167 at +0.1)" in texts
+    assert "flat: width 0.167 at +0.1" in texts
     fig = plot2d.plot_contours(flat, rise=0.1, labels=["flat"])
     assert fig.axes[0].get_title().startswith("flat\nbasin width 0.16")
 
