@@ -253,3 +253,26 @@ def test_cli_plot_log_needs_a_positive_vmin_and_draws_round_levels(tmp_path, mon
     res = _cli("plot", path, "--log", "--vmin", "0", "--out", tmp_path / "bad.png")
     assert res.exit_code != 0 and "positive --vmin" in res.output
     assert not (tmp_path / "bad.png").exists()
+
+
+# ----------------------------------------------------------------------------- spectra
+
+def test_one_kernel_width_for_every_density_in_a_figure():
+    """Two spectra of very different spans (as a flat and a sharp minimum give): one sigma,
+    0.4% of the joint span, one grid, each density integrating to 1; the study's figure step
+    draws both with it."""
+    from landscape.hessian import _smooth, common_densities
+    from landscape.study import _shared_densities
+
+    narrow = (np.array([0.0, 0.5, 2.3]), np.array([0.6, 0.3, 0.1]))
+    wide = (np.array([-0.1, 3.0, 20.0]), np.array([0.7, 0.2, 0.1]))
+    own = [_smooth(n, w, None, 100)[2] for n, w in (narrow, wide)]
+    assert own[1] > 5 * own[0]  # smoothed alone, the kernels would differ this much
+    dens, grid, sigma = common_densities([narrow, wide])
+    assert sigma == pytest.approx(0.004 * 20.1)
+    for d in dens:
+        assert np.trapezoid(d, grid) == pytest.approx(1.0, rel=1e-9)
+    stored = [{"grid": [0, 1], "density": [1, 1], "sigma": s, "nodes": n.tolist(),
+               "weights": w.tolist()} for s, (n, w) in zip(own, (narrow, wide))]
+    pairs, shared = _shared_densities(stored)
+    assert shared == pytest.approx(sigma) and np.array_equal(pairs[0][0], pairs[1][0])
