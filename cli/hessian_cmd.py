@@ -110,8 +110,9 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @wraps_threads
 def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, top_k,
                     bottom_k, want_trace, trace_products, want_density, density_probes,
-                    density_steps, per_batch, batch_sizes, figure, split, mode, tol, bottom_tol, method, hvp, chunk_size, loss,
-                    seed, device, out, force, quiet, dist_timeout):
+                    density_steps, per_batch, batch_sizes, figure, split, mode, tol,
+                    bottom_tol, method, hvp, chunk_size, loss, seed, device, out, force, quiet,
+                    dist_timeout):
     """Hessian eigenvalues (with residuals), trace and density of CHECKPOINT's loss.
 
     Under torchrun the examples are shared by the ranks; rank 0 prints and writes --out.
