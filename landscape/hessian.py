@@ -1100,10 +1100,10 @@ class TopEigenpair:
 
 
 def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, *,
-                  tol: float = 1e-3, max_products: int = 100, seed: int = 0,
-                  loss: LossArg = "cross_entropy", chunk_size: int | None = DEFAULT_CHUNK,
-                  mode: str = "eval", device: str | torch.device | None = None
-                  ) -> TopEigenpair:
+                  tol: float = 1e-3, max_products: int = 100, min_products: int = 1,
+                  seed: int = 0, loss: LossArg = "cross_entropy",
+                  chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                  device: str | torch.device | None = None) -> TopEigenpair:
     """The largest Hessian eigenvalue by Lanczos (full reorthogonalization) from ``start``.
 
     Started from the previous top eigenvector of a slowly changing model (training, a
@@ -1118,6 +1118,9 @@ def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, 
         start: start vector (any norm; None or zero: a Gaussian vector from ``seed``).
         tol: stopping residual relative to the top Ritz value.
         max_products: most products (Lanczos steps).
+        min_products: fewest products: a Krylov space of a few vectors can find an eigenvalue
+            that has overtaken the one ``start`` points at (any Ritz pair with a small
+            residual is near *some* eigenpair, not necessarily the top one).
         seed: seed of the random start vector.
         loss, chunk_size, mode, device: as for ``HessianOperator``.
 
@@ -1136,7 +1139,8 @@ def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, 
         v0 = _rng_vector(np.random.default_rng(seed), op.n_params)
 
     def done(theta: np.ndarray, s: np.ndarray, beta: float) -> bool:
-        return beta * abs(s[-1, -1]) <= tol * max(abs(theta[-1]), 1e-300)
+        return (len(theta) >= min_products
+                and beta * abs(s[-1, -1]) <= tol * max(abs(theta[-1]), 1e-300))
 
     keep: dict[str, Any] = {}
     theta, s, _ = _lanczos(op.matvec, v0, min(max_products, op.n_params), stop=done,

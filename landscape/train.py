@@ -344,8 +344,10 @@ class SharpnessTracker:
     """The top Hessian eigenvalue of the mean training loss, every ``every`` epochs of a run.
 
     Each measurement is a Lanczos run warm-started from the previous top eigenvector
-    (``landscape.hessian.top_eigenpair``), stopped at a residual of ``tol`` times the value:
-    while training changes the model slowly, a handful of products. Eval-mode layers.
+    (``landscape.hessian.top_eigenpair``), of at least ``min_products`` steps (so that an
+    eigenvalue overtaking the previous top one is seen) and stopped at a residual of ``tol``
+    times the value: while training changes the model slowly, a handful of products.
+    Eval-mode layers.
 
     Args:
         every: epochs between measurements (the last epoch is always measured).
@@ -353,15 +355,17 @@ class SharpnessTracker:
         loss: the training loss name.
         tol: Lanczos residual relative to the value.
         max_products: most products per measurement.
+        min_products: fewest products per measurement.
     """
 
     FIELDS = ("lambda_max", "lambda_max_residual", "lambda_max_products",
               "lambda_max_seconds")
 
     def __init__(self, every: int, data: tuple[torch.Tensor, torch.Tensor],
-                 loss: str = "cross_entropy", tol: float = 1e-3, max_products: int = 40):
+                 loss: str = "cross_entropy", tol: float = 1e-3, max_products: int = 40,
+                 min_products: int = 4):
         self.every, self.data, self.loss = every, data, loss
-        self.tol, self.max_products = tol, max_products
+        self.tol, self.max_products, self.min_products = tol, max_products, min_products
         self.vector = None
 
     def due(self, epoch: int, last: bool) -> bool:
@@ -371,7 +375,8 @@ class SharpnessTracker:
     def measure(self, model: nn.Module) -> dict[str, float]:
         """The history fields for the model as it is now."""
         pair = top_eigenpair(model, self.data, self.vector, tol=self.tol,
-                             max_products=self.max_products, loss=self.loss)
+                             max_products=self.max_products, min_products=self.min_products,
+                             loss=self.loss)
         self.vector = pair.vector
         return dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products,
                                       pair.seconds)))
