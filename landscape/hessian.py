@@ -1248,7 +1248,7 @@ def per_batch_top_eigenvalue(model: nn.Module, data: Any, n_batches: int, batch_
 # ----------------------------------------------------------------------------- slices
 
 def directional_curvature(model: nn.Module, data: Any, direction: torch.Tensor, *,
-                          step: float = 1e-4, loss: LossArg = "cross_entropy",
+                          step: float = 1e-6, loss: LossArg = "cross_entropy",
                           chunk_size: int | None = DEFAULT_CHUNK,
                           dtype: torch.dtype | None = torch.float64,
                           device: str | torch.device | None = None) -> float:
@@ -1258,8 +1258,11 @@ def directional_curvature(model: nn.Module, data: Any, direction: torch.Tensor, 
     For a unit eigenvector it tends to the eigenvalue as ``h`` shrinks (error of order
     ``h^2``); it is what a 1-D slice of the loss shows at its origin, measured without the
     Hessian. Runs in ``dtype`` (float64 by default, so rounding stays far below the
-    ``h^2`` term). Keep ``h`` small: a step that crosses ReLU kinks adds their slope changes
-    (on a tiny MLP, h = 1e-3 put one eigen-slice 2.3x off; 1e-4 was within 1e-6).
+    ``h^2`` term). Keep ``h`` small: the loss of a ReLU network is only piecewise smooth, and
+    a step that moves pre-activations across zero adds their slope changes, which the
+    Hessian leaves out. On the demo's two CNNs (4,000 examples) the second difference along
+    the top eigenvector was 1.6% and 4.0% above the eigenvalue at h = 1e-4, 0.03% and 0.00%
+    off at 1e-5, 0.00% at 1e-6; on a tiny MLP h = 1e-3 put one slice 2.3x off.
 
     Args:
         model: the network (not modified).

@@ -459,8 +459,9 @@ def loss_cap(arrays: Sequence[np.ndarray], rise: float = 0.1) -> float:
     """A top for a loss axis or colour scale that shows every basin: near the minima, not at
     the grid's worst corner.
 
-    The lowest of the arrays' medians (so the flattest panel's basin fills the range and a
-    sharp one's shows as a small one), raised to at least the lowest value plus ``2 rise``
+    The lowest of the arrays' lower quartiles (so the flattest panel's basin fills the range
+    and a sharp one's shows as a smaller one), raised to at least the lowest value plus
+    ``2 rise``
     (so every basin's edge at ``+rise`` is inside), rounded up to 1, 2 or 5 times a power of
     ten, and never above the largest value.
 
@@ -478,7 +479,7 @@ def loss_cap(arrays: Sequence[np.ndarray], rise: float = 0.1) -> float:
         raise LandscapeError("no computed points to plot")
     lowest = min(float(p.min()) for p in parts)
     highest = max(float(p.max()) for p in parts)
-    cap = _round_up(max(min(float(np.median(p)) for p in parts), lowest + 2 * rise))
+    cap = _round_up(max(min(float(np.quantile(p, 0.25)) for p in parts), lowest + 2 * rise))
     return cap if cap < highest else highest
 
 

@@ -489,8 +489,10 @@ def _add_path(plotter, surface, path, scale: _Scale, metric, log, zmax) -> None:
 def _quantity(metric: str, log: bool, zmax: float | None, height: bool) -> str:
     """One name for what the height axis and the colour bar show (the metric, its clip, and
     for the height on a log scale how it maps)."""
+    clip = ((f" (clipped at {zmax:g})" if height else f"\n(max {zmax:g})")
+            if zmax is not None else "")
     gap = " " if height else "\n"  # the colour bar's column is narrow
-    name = pretty(metric) + (f"{gap}(clipped at {zmax:g})" if zmax is not None else "")
+    name = pretty(metric) + clip
     if log:
         name += ", height log(value + 0.1)" if height else f"{gap}log colours"
     return name

@@ -101,7 +101,7 @@ class StudyConfig:
     rise: float = 0.1
     track_points: int = 12
     eigen_points: int = 41
-    eigen_range: tuple[float, float] = (-0.5, 0.5)
+    eigen_range: tuple[float, float] = (-0.3, 0.3)
     render_3d: bool = True
     device: str | None = None
 
@@ -369,10 +369,16 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
     return _per_model_json("curvature", models, out, steps, train_keys, settings, measure)
 
 
+EIGEN_STEP = 1e-6
+"""Step of the eigen-slice curvature check: longer steps cross ReLU kinks (see
+``landscape.hessian.directional_curvature``)."""
+
+
 def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                   train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
     """Per model: a 1-D surface along its own top Hessian eigenvector (unit norm), and the
-    check that the loss's second difference there (float64, h = 1e-4) is the eigenvalue."""
+    check that the loss's second difference there (float64, h = ``EIGEN_STEP``) is the
+    eigenvalue."""
     from .directions import hessian_directions, save_directions
     from .hessian import directional_curvature
     from .params import flatten
@@ -387,7 +393,8 @@ def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
         dpath = out / "directions" / f"{label}_hessian.h5"
         paths = {"surface": out / "surfaces" / f"{label}_eigen_1d.h5",
                  "check": out / "curvature" / f"{label}_eigen_slice.json"}
-        key = _key(train_keys[label], config.seed, config.eigen_range, config.eigen_points)
+        key = _key(train_keys[label], config.seed, config.eigen_range, config.eigen_points,
+                   EIGEN_STEP)
         if steps.current(f"eigen_{label}", key, [dpath, *paths.values()]):
             result[label] = {"surface": load_surface(paths["surface"]),
                              "check": json.loads(paths["check"].read_text())}
@@ -397,10 +404,10 @@ def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
         save_directions(dpath, found.directions, provenance(step=f"eigenvector {label}",
                                                             **found.recipe()), overwrite=True)
         second = directional_curvature(model, bundle.train, flatten(found.directions[0]),
-                                       step=1e-4, device=config.device)
+                                       step=EIGEN_STEP, device=config.device)
         value = float(found.eigenvalues[0])
         check = {"eigenvalue": value, "residual": float(found.residuals[0]),
-                 "second_difference": second, "step": 1e-4,
+                 "second_difference": second, "step": EIGEN_STEP,
                  "relative_error": abs(second - value) / abs(value)}
         write_json(paths["check"], check)
         surface = compute_surface(model, bundle, found.directions, x=line, metrics=_METRICS,
@@ -571,7 +578,9 @@ def _figures(config, interp, surfaces, curvature, histories, out: Path,
                xlabel=r"$\alpha$ in $(1-\alpha)\,\theta_{small} + \alpha\,\theta_{large}$",
                title="Linear interpolation between the two minima",
                out=files["interpolation"])
-    plot_lines([surfaces[k]["1d"] for k in order], labels=labels, rise=config.rise,
+    losses = dict(metrics=("train_loss", "test_loss"), accuracy=False, labels=labels,
+                  rise=config.rise)
+    plot_lines([surfaces[k]["1d"] for k in order], **losses,
                xlabel="random filter-normalized direction (the same seed for both)",
                title="Loss along a random direction", out=files["lines_1d"])
     plot_contours([surfaces[k]["2d"] for k in order], metric="train_loss", kind="filled",
@@ -585,9 +594,8 @@ def _figures(config, interp, surfaces, curvature, histories, out: Path,
                  out=files["training"])
     if eigen:
         files["eigen_slices"] = figs / "eigen_slices.png"
-        plot_lines([eigen[k]["surface"] for k in order], labels=labels, rise=config.rise,
-                   xlabel="distance along each model's own top Hessian eigenvector "
-                          "(unit parameter-space norm)",
+        plot_lines([eigen[k]["surface"] for k in order], **losses,
+                   xlabel="along each model's own top Hessian eigenvector (unit norm)",
                    title="Loss along the sharpest direction of each minimum",
                    note="Unit-norm eigenvector slices change under a function-preserving "
                         "rescaling of ReLU layers (Dinh et al. 2017); filter-normalized "

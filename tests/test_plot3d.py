@@ -248,7 +248,7 @@ def test_default_height_is_capped_near_the_minima_and_named_once():
             assert tuple(actor.mapper.scalar_range) == pytest.approx(
                 (np.min(sharp.metrics["train_loss"]), cap))
         bar = next(iter(plotter.scalar_bars.values()))
-        assert bar.GetTitle() == "train loss\n(clipped at %g)" % cap
+        assert bar.GetTitle() == "train loss\n(max %g)" % cap
     finally:
         plotter.close()
     assert plot3d._quantity("train_loss", False, cap, True) == f"train loss (clipped at {cap:g})"
