@@ -786,7 +786,8 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
             carries (see ``trajectory_of``).
         explained_variance: variance explained by the two components (fractions or percent);
             default the surface's; shown on the axis labels.
-        metric, kind, levels, log, vmin, vmax: as in ``plot_contours``.
+        metric, kind, levels, log, vmin, vmax: as in ``plot_contours`` (but no cap by
+            default: the path runs from high loss to the minimum).
         title: figure title.
         size: width, height in inches (default: from the grid's aspect ratio).
         out: save to this .png/.pdf/.svg file.
@@ -805,8 +806,10 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
         raise LandscapeError(f"{surface.path or 'surface'}: no trajectory to draw (pass a (T, 2) "
                              "path or use a surface made from a training trajectory)")
     var = explained_variance if explained_variance is not None else stored_var
-    fig = plot_contours(surface, metric, kind, levels=levels, log=log, vmin=vmin, vmax=vmax,
-                        title=title, mark_min=False, size=size)
+    # the path starts high: no cap near the minimum unless asked for
+    fig = plot_contours(surface, metric, kind, levels=levels, log=log, vmin=vmin,
+                        vmax=float("inf") if vmax is None else vmax, title=title,
+                        mark_min=False, size=size)
     ax = fig.axes[0]
     with rc_context(STYLE):
         ax.plot(coords[:, 0], coords[:, 1], "-", color="#D62728", lw=1.8, zorder=6)
