@@ -45,7 +45,7 @@ def _metrics(ctx, param, value: str) -> tuple[str, ...]:
 SHARED_OPTIONS = ("metrics", "loss", "out", "resume", "force", "bn_recalibrate", "precision",
                   "channels_last", "hessian", "checkpoint_seconds", "batch_points", "quiet",
                   "dist_timeout", "device", "dry_run")
-DIRECTION_OPTIONS = ("norm", "ignore", "kind", "seed", "orthogonalize", "orthogonal")
+DIRECTION_OPTIONS = ("norm", "ignore", "kind", "seed", "orthogonalize", "orthogonal", "along")
 """Options that decide a command's directions: on --resume, left out, the saved ones are used."""
 LARGE_GRID = 2500
 """From this many points on, the expected time and file size are printed before the work."""
@@ -269,24 +269,36 @@ def _note(message: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the directions.")
 @click.option("--orthogonalize", is_flag=True,
               help="Make the second direction orthogonal to the first (per filter).")
+@click.option("--directions", "along", type=click.Choice(["random", "hessian"]),
+              default="random", show_default=True, help="hessian: along the top Hessian "
+              "eigenvectors, unit norm (or filter-normalized with an explicit --norm filter).")
 @surface_options
 @wraps_threads
 def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, x,
-                    y, norm, ignore, kind, seed, orthogonalize, opts):
-    """Loss surface around CHECKPOINT along random filter-normalized directions."""
-    from landscape.directions import direction_cosine, random_directions
+                    y, norm, ignore, kind, seed, orthogonalize, along, opts):
+    """Loss surface around CHECKPOINT along random filter-normalized directions (or the top
+    Hessian eigenvectors)."""
+    from landscape.checkpoint import trained_loss
+    from landscape.directions import (direction_cosine, hessian_surface_directions,
+                                      random_directions)
 
     model, info, digest = _load(checkpoint)
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
     dirs = random_directions(model, count=1 if y is None else 2, norm=norm, ignore=ignore,
                              kind=kind, seed=seed, orthogonalize=orthogonalize)
+    found = {}
+    if along == "hessian":  # the library finds, signs and describes the eigenvectors
+        explicit = click.get_current_context().get_parameter_source("norm").name != "DEFAULT"
+        dirs, found = hessian_surface_directions(
+            model, bundle, len(dirs), norm=norm if explicit else "none", ignore=ignore,
+            kind=kind, loss=trained_loss(info, opts["loss"]), seed=seed, device=opts["device"])
     cosine = direction_cosine(dirs[0], dirs[1]) if len(dirs) == 2 else None
     if orthogonalize and y is None:
         _note("warning: --orthogonalize has no effect on a 1-D line (one direction)")
     recipe = {"type": "random", "norm": norm, "ignore": ignore, "kind": kind, "seed": seed,
               "orthogonalize": orthogonalize, "checkpoint": str(checkpoint),
-              "checkpoint_sha256": digest, "cosine": cosine}
+              "checkpoint_sha256": digest, "cosine": cosine, **found}
     if cosine is not None:
         _note(f"cosine between the directions: {cosine:.3g}")
     _run(model, bundle, dirs, x, y, opts, info, recipe)

@@ -126,6 +126,10 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               help="Save a checkpoint every N epochs (0: none; default: about 50 per run).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization and shuffling.")
+@click.option("--track-eigenvalues", "track_every", type=click.IntRange(min=0), default=0,
+              metavar="EVERY", help="Record the top Hessian eigenvalue of the training loss "
+              "every EVERY epochs (and at the end) as lambda_max in the history (warm-started "
+              "Lanczos, a few Hessian-vector products each; 0: never).")
 @device_option
 @click.option("--compile", "compile_model", is_flag=True,
               help="Compile the model for the training steps (torch.compile).")
@@ -140,10 +144,11 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
                   depth, activation, batchnorm, skip, optimizer, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
-                  checkpoint_every, seed, device, compile_model, compile_backend, out, force,
-                  quiet):
+                  checkpoint_every, seed, track_every, device, compile_model, compile_backend,
+                  out, force, quiet):
     """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}."""
     from landscape import TrainConfig, build_model, count_parameters, train
+    from landscape.train import stability_threshold
     from landscape._util import pick_device, provenance, write_json
 
     # Everything is checked before the run folder is touched.
@@ -152,7 +157,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                          steps=steps, schedule=schedule, lr_scaling=lr_scaling, seed=seed,
                          device=device, drop_last=drop_last, loss=loss,
                          checkpoint_every=checkpoint_every, progress=not quiet,
-                         compile=compile_model, compile_backend=compile_backend)
+                         compile=compile_model, compile_backend=compile_backend,
+                         track_eigenvalues=track_every)
     config.validate()
     pick_device(device)
     out_dir = Path(out)
@@ -197,6 +203,11 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
     click.echo(f"train loss {f['train_loss']:.4f}  train acc {f['train_acc']:.4f}  "
                f"test loss {f['test_loss']:.4f}  test acc {f['test_acc']:.4f}  "
                f"({result.seconds:.1f} s)")
+    if track_every:
+        limit = stability_threshold(config.optimizer, result.history[-1]["lr"], momentum,
+                                    nesterov)
+        click.echo(f"top Hessian eigenvalue {f['lambda_max']:.6g}"
+                   + (f" (stability threshold {limit:.4g})" if limit else ""))
 
 
 def register(group: click.Group) -> None:

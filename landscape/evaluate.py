@@ -26,7 +26,7 @@ from torch import nn
 from ._util import float32_mode, pick_device
 from .data import DataBundle, as_splits
 from .errors import LandscapeError
-from .train import loss_function
+from .losses import loss_function
 
 Direction = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -34,7 +34,7 @@ from .data import split_of
 from .distributed import DistContext, DistributedError, Link
 from .errors import LandscapeError, StoreError
 from .params import named_tensors
-from .train import loss_function
+from .losses import loss_function
 
 DEFAULT_CHUNK = 1024
 """Examples per forward pass in a product (bounds memory; the result does not depend on it)."""
@@ -1081,6 +1081,248 @@ def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
         except RuntimeError:  # a layer or loss without forward-mode support: reverse twice
             total += torch.func.jacrev(grad, chunk_size=columns)(flat0)
     return 0.5 * (total + total.T)
+
+
+# ----------------------------------------------------------------------------- warm-started top
+
+@dataclasses.dataclass(frozen=True)
+class TopEigenpair:
+    """The largest Hessian eigenvalue from one Lanczos run (e.g. warm-started).
+
+    Attributes:
+        value: the top Ritz value (never above the largest eigenvalue).
+        vector: its unit Ritz vector (flat, float64), the start of the next run.
+        residual: ``||H v - value v||`` (an eigenvalue lies within it of ``value``).
+        n_products: Hessian-vector products used.
+        converged: True if the residual reached ``tol * |value|``.
+        seconds: wall time.
+    """
+
+    value: float
+    vector: np.ndarray
+    residual: float
+    n_products: int
+    converged: bool
+    seconds: float
+
+
+def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, *,
+                  tol: float = 1e-3, max_products: int = 100, min_products: int = 1,
+                  seed: int = 0, loss: LossArg = "cross_entropy",
+                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                  device: str | torch.device | None = None) -> TopEigenpair:
+    """The largest Hessian eigenvalue by Lanczos (full reorthogonalization) from ``start``.
+
+    Started from the previous top eigenvector of a slowly changing model (training, a
+    neighbouring grid point), a few products suffice: the run stops as soon as the top Ritz
+    residual is below ``tol`` times the Ritz value. Its error is then of the order of the
+    squared residual over the gap to the second eigenvalue (1e-3 gives about 1e-6 relative
+    on a gap of a tenth of the value).
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        start: start vector (any norm; None or zero: a Gaussian vector from ``seed``).
+        tol: stopping residual relative to the top Ritz value.
+        max_products: most products (Lanczos steps).
+        min_products: fewest products: a Krylov space of a few vectors can find an eigenvalue
+            that has overtaken the one ``start`` points at (any Ritz pair with a small
+            residual is near *some* eigenpair, not necessarily the top one).
+        seed: seed of the random start vector.
+        loss, chunk, mode, device: as for ``HessianOperator``.
+
+    Returns:
+        TopEigenpair.
+    """
+    if max_products < 1:
+        raise LandscapeError(f"max_products must be at least 1, got {max_products}")
+    begin = time.perf_counter()
+    op = HessianOperator(model, data, loss, chunk, mode, device)
+    v0 = None if start is None else np.asarray(start, dtype=np.float64).reshape(-1)
+    if v0 is not None and v0.size != op.n_params:
+        raise LandscapeError(f"start vector has {v0.size} entries, the Hessian has "
+                             f"{op.n_params}")
+    if v0 is None or not np.linalg.norm(v0) > 0:
+        v0 = _rng_vector(np.random.default_rng(seed), op.n_params)
+
+    def done(theta: np.ndarray, s: np.ndarray, beta: float) -> bool:
+        return (len(theta) >= min_products
+                and beta * abs(s[-1, -1]) <= tol * max(abs(theta[-1]), 1e-300))
+
+    keep: dict[str, Any] = {}
+    theta, s, _ = _lanczos(op.matvec, v0, min(max_products, op.n_params), stop=done,
+                           out=keep)
+    vector = keep["basis"].T @ s[:, -1]
+    vector /= np.linalg.norm(vector)
+    residual = float(keep["beta"] * abs(s[-1, -1]))
+    return TopEigenpair(value=float(theta[-1]), vector=vector, residual=residual,
+                        n_products=op.n_products,
+                        converged=residual <= tol * max(abs(float(theta[-1])), 1e-300),
+                        seconds=time.perf_counter() - begin)
+
+
+# ----------------------------------------------------------------------------- per batch
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpread:
+    """The top Hessian eigenvalue of the mean loss over several mini-batches.
+
+    Attributes:
+        batch_size: examples per batch.
+        values: the top eigenvalue of each batch.
+        mean, std: their mean and standard deviation (ddof 1; NaN for one batch).
+        full: the full-data top eigenvalue (None if not asked for).
+        disjoint: True if the batches share no example.
+        n_products: Hessian-vector products used, all batches (and the full data) together.
+        seconds: wall time.
+    """
+
+    batch_size: int
+    values: np.ndarray
+    mean: float
+    std: float
+    full: float | None
+    disjoint: bool
+    n_products: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"batch_size": self.batch_size, "values": self.values.tolist(),
+                "mean": self.mean, "std": None if math.isnan(self.std) else self.std,
+                "min": float(self.values.min()), "max": float(self.values.max()),
+                "full": self.full, "disjoint": self.disjoint, "n_products": self.n_products,
+                "seconds": self.seconds}
+
+
+def per_batch_top_eigenvalue(model: nn.Module, data: Any, n_batches: int, batch_size: int, *,
+                             seed: int = 0, tol: float = 1e-3, full: bool = True,
+                             max_products: int = 200, loss: LossArg = "cross_entropy",
+                             chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                             device: str | torch.device | None = None) -> BatchSpread:
+    """How much the top eigenvalue varies from one mini-batch to the next.
+
+    Batches are drawn from a permutation seeded by ``seed``: disjoint slices of it when
+    ``n_batches * batch_size`` examples exist, else each batch its own draw without
+    replacement. Each batch's top eigenvalue is a fresh Lanczos run (``top_eigenpair``).
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        n_batches: how many batches (at least 1).
+        batch_size: examples per batch (at most the data's size).
+        seed: seed of the batches and start vectors.
+        tol: Lanczos residual relative to the value.
+        full: also the top eigenvalue of the whole data.
+        max_products: most products per eigenvalue.
+        loss, chunk, mode, device: as for ``HessianOperator``.
+
+    Returns:
+        BatchSpread.
+    """
+    x, y = split_of(data)
+    n = len(y)
+    if n_batches < 1:
+        raise LandscapeError(f"n_batches must be at least 1, got {n_batches}")
+    if not 1 <= batch_size <= n:
+        raise LandscapeError(f"batch size must be between 1 and the {n} examples, "
+                             f"got {batch_size}")
+    begin = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    disjoint = n_batches * batch_size <= n
+    order = rng.permutation(n)
+    common = dict(tol=tol, max_products=max_products, loss=loss, chunk=chunk,
+                  mode=mode, device=device)
+    values, products = [], 0
+    for b in range(n_batches):
+        idx = (order[b * batch_size:(b + 1) * batch_size] if disjoint
+               else rng.choice(n, size=batch_size, replace=False))
+        idx = torch.from_numpy(np.sort(idx))
+        pair = top_eigenpair(model, (x[idx], y[idx]), seed=seed + b, **common)
+        values.append(pair.value)
+        products += pair.n_products
+    whole = None
+    if full:
+        pair = top_eigenpair(model, (x, y), seed=seed, **common)
+        whole, products = pair.value, products + pair.n_products
+    arr = np.array(values)
+    return BatchSpread(batch_size=batch_size, values=arr, mean=float(arr.mean()),
+                       std=float(arr.std(ddof=1)) if len(arr) > 1 else float("nan"),
+                       full=whole, disjoint=disjoint, n_products=products,
+                       seconds=time.perf_counter() - begin)
+
+
+# ----------------------------------------------------------------------------- slices
+
+def directional_curvature(model: nn.Module, data: Any, direction: torch.Tensor, *,
+                          step: float = 1e-6, loss: LossArg = "cross_entropy",
+                          chunk: int | None = DEFAULT_CHUNK,
+                          dtype: torch.dtype | None = torch.float64,
+                          device: str | torch.device | None = None) -> float:
+    """Second difference of the mean loss along a flat direction, at the model:
+    ``(f(theta + h d) - 2 f(theta) + f(theta - h d)) / h^2`` (eval mode).
+
+    For a unit eigenvector it tends to the eigenvalue as ``h`` shrinks (error of order
+    ``h^2``); it is what a 1-D slice of the loss shows at its origin, measured without the
+    Hessian. Runs in ``dtype`` (float64 by default, so rounding stays far below the
+    ``h^2`` term). Keep ``h`` small: the loss of a ReLU network is only piecewise smooth, and
+    a step that moves pre-activations across zero adds their slope changes, which the
+    Hessian leaves out. On the demo's two CNNs (4,000 examples) the second difference along
+    the top eigenvector was 1.6% and 4.0% above the eigenvalue at h = 1e-4, 0.03% and 0.00%
+    off at 1e-5, 0.00% at 1e-6; on a tiny MLP h = 1e-3 put one slice 2.3x off.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        direction: flat tensor, one entry per trainable parameter (not normalized here).
+        step: the step ``h``.
+        loss, chunk, device: as for ``HessianOperator``.
+        dtype: dtype of the loss evaluations (None: the model's).
+
+    Returns:
+        The second difference.
+    """
+    if not step > 0:
+        raise LandscapeError(f"step must be positive, got {step}")
+    op = HessianOperator(model, data, loss, chunk, "eval", device, dtype=dtype)
+    d = op._split_vector(direction.to(op.device, op.torch_dtype).reshape(-1))
+
+    def at(h: float) -> float:
+        params = {n: t + h * d[n] for n, t in op.params.items()}
+        with torch.no_grad(), op._float32():
+            return sum(float(op._chunk_loss(params, x, y, w)) for x, y, w in op._chunks)
+
+    return (at(step) - 2.0 * at(0.0) + at(-step)) / step ** 2
+
+
+# ----------------------------------------------------------------------------- densities
+
+def common_densities(spectra: list[tuple[np.ndarray, np.ndarray]], sigma: float | None = None,
+                     grid_points: int = 1000) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Smooth several spectra (Ritz nodes, quadrature weights) with ONE Gaussian kernel on
+    ONE grid, so that a figure comparing them shows the same resolution for each.
+
+    Args:
+        spectra: ``(nodes, weights)`` per spectrum (``DensityResult.nodes/.weights``).
+        sigma: kernel width; default 0.4% of the span of all nodes together.
+        grid_points: points of the shared grid.
+
+    Returns:
+        ``(densities, grid, sigma)``: one density per spectrum (each integrates to 1).
+    """
+    if not spectra:
+        raise LandscapeError("no spectra to smooth")
+    nodes = [np.asarray(n, dtype=float).ravel() for n, _ in spectra]
+    weights = [np.asarray(w, dtype=float).ravel() for _, w in spectra]
+    every = np.concatenate(nodes)
+    _, _, sigma = _smooth(every, np.ones_like(every), sigma, 3)
+    grid = np.linspace(every.min() - 6 * sigma, every.max() + 6 * sigma, grid_points)
+    out = []
+    for nd, wt in zip(nodes, weights):
+        z = (grid[:, None] - nd[None, :]) / sigma
+        dens = (np.exp(-0.5 * z ** 2) * wt).sum(axis=1)
+        out.append(dens / np.trapezoid(dens, grid))
+    return out, grid, sigma
 
 
 # ----------------------------------------------------------------------------- spectrum files

@@ -143,11 +143,20 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str]) -> list[tuple
     captions = {
         "interpolation": "Loss and accuracy on the line from the small-batch (alpha=0) to the "
                          "large-batch (alpha=1) minimum.",
-        "lines_1d": "Loss along one filter-normalized random direction around each minimum.",
-        "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale).",
-        "surface_3d": "The same planes in 3-D (shared height and colour scale).",
-        "spectrum": "Hessian spectral density (stochastic Lanczos quadrature).",
+        "lines_1d": "Loss along one filter-normalized random direction around each minimum "
+                    "(linear axis capped near the minima; bars: basin width at +rise).",
+        "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale "
+                       "capped near the minima; dashed: basin edge at +rise).",
+        "surface_3d": "The same planes in 3-D (shared height and colour scale, clipped near "
+                      "the minima).",
+        "spectrum": "Hessian spectral density (stochastic Lanczos quadrature, one Gaussian "
+                    "kernel for both).",
         "training": "Training and test curves.",
+        "eigen_slices": "Loss along each model's own top Hessian eigenvector (unit norm): the "
+                        "curvature that eigenvalues and sharpness measure, which random "
+                        "directions rarely meet.",
+        "sharpness": "Top Hessian eigenvalue during training, with each run's stability "
+                     "threshold 2(1+beta)/lr.",
     }
     blocks: list[tuple] = [
         ("h1", "Sharp versus flat minima: small batch vs large batch"), ("p", intro),

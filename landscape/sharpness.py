@@ -37,7 +37,7 @@ from .directions import random_directions
 from .hessian import HessianOptions, hessian_eigenvalues
 from .errors import LandscapeError
 from .params import flatten, named_tensors, unflatten
-from .train import loss_function
+from .losses import loss_function
 
 LossLike = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DataLike = DataBundle | tuple[torch.Tensor, torch.Tensor]

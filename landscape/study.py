@@ -69,6 +69,12 @@ class StudyConfig:
         rho: adaptive sharpness radius (l2).
         sharpness_samples: draws for average-case adaptive sharpness.
         rise: loss increase that bounds a basin (basin width).
+        track_points: measurements of the top Hessian eigenvalue during each training run
+            (warm-started Lanczos; 0: none). Each costs about ten full-batch training steps
+            of the demo (a gradient graph and at least four products on all 4,000
+            examples): six per run add about 5 s to the demo's 40 s of training.
+        eigen_points, eigen_range: 1-D slices along each model's top Hessian eigenvector
+            (unit norm; 0 points: none).
         render_3d: draw the 3-D figure (pyvista, offscreen).
         device: torch device (None: best available).
         v_versus_w: run the "V versus W" section: the same network trained from ``seeds``
@@ -102,6 +108,9 @@ class StudyConfig:
     rho: float = 0.05
     sharpness_samples: int = 10
     rise: float = 0.1
+    track_points: int = 6
+    eigen_points: int = 41
+    eigen_range: tuple[float, float] = (-0.3, 0.3)
     render_3d: bool = True
     device: str | None = None
     v_versus_w: bool = True
@@ -117,6 +126,7 @@ class StudyConfig:
         """The same two models with coarse grids and fewer products: a smoke run (the
         V-versus-W seeds train for 20 epochs instead of 30)."""
         settings: dict[str, Any] = dict(line_points=21, plane_points=13, interp_points=25,
+                                        eigen_points=21,
                                         top_k=3, trace_products=30, density_probes=1,
                                         density_steps=40, eps=(1e-3,), sharpness_samples=3,
                                         w_plane_points=11, curve_points=11, curve_epochs=10,
@@ -256,9 +266,11 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
     say(f"[4/{total}] Hessian eigenvalues, trace and spectral density")
     with clock("curvature"):
         curvature = _curvature(config, bundle, models, out, steps, train_keys, progress)
-    say(f"[5/{total}] sharpness")
+    say(f"[5/{total}] sharpness and slices along the top Hessian eigenvector")
     with clock("sharpness"):
         sharp = _sharpness(config, bundle, models, out, steps, train_keys, progress)
+    with clock("eigen_slices"):
+        eigen = _eigen_slices(config, bundle, models, out, steps, train_keys, progress)
     vw = None
     if config.v_versus_w:
         say(f"[6/{total}] V versus W: {len(config.seeds)} seeds, the plane through three "
@@ -269,11 +281,12 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
     shapes = _shapes(config, surfaces)
     summary = _summary(config, bundle, models, histories, curvature, sharp, shapes, interp,
                        surfaces)
+    summary["eigen_slices"] = {k: v["check"] for k, v in eigen.items()}
     if vw is not None:
         summary["v_versus_w"] = _vw_summary(config, vw, shapes)
     say(f"[{total}/{total}] figures and report")
     with clock("figures"):
-        figures = _figures(config, interp, surfaces, curvature, histories, out, say)
+        figures = _figures(config, interp, surfaces, curvature, histories, out, say, eigen)
         if vw is not None:
             figures.update(_vw_figures(config, vw, surfaces, out, say))
     summary["figures"] = {k: str(p.relative_to(out)) for k, p in figures.items()}
@@ -295,26 +308,30 @@ def _train_both(config: StudyConfig, bundle, out: Path, steps: _Steps, progress:
     models, histories, keys = {}, {}, {}
     for label, run in config.runs().items():
         models[label], histories[label], keys[label] = _train_run(
-            config, bundle, out, steps, progress, say, label, run, config.seed)
+            config, bundle, out, steps, progress, say, label, run, config.seed, track=True)
     return models, histories, keys
 
 
 def _train_run(config, bundle, out: Path, steps: _Steps, progress: bool,
-               say: Callable[[str], None], label: str, run: RunSpec, seed: int):
-    """Train one run into ``out/runs/<label>`` (or reuse it); returns model, history, key."""
+               say: Callable[[str], None], label: str, run: RunSpec, seed: int,
+               track: bool = False):
+    """Train one run into ``out/runs/<label>`` (or reuse it), with the top Hessian eigenvalue
+    tracked ``config.track_points`` times if ``track``; returns model, history, key."""
     from .checkpoint import load_checkpoint
     from .models import build_model
     from .train import TrainConfig, load_history, train
 
     run_dir = out / "runs" / label
+    every = max(1, run.epochs // config.track_points) if track and config.track_points else 0
     key = _key(dataclasses.asdict(run), bundle.spec, config.model, config.model_options,
-               seed, config.device)
+               seed, config.device, every)
     if not steps.current(f"train_{label}", key, [run_dir / "model.pt"]):
         model = build_model(config.model, bundle, seed=seed, **config.model_options)
         tc = TrainConfig(optimizer=run.optimizer, lr=run.lr, momentum=run.momentum,
                          weight_decay=run.weight_decay, batch_size=run.batch_size,
                          epochs=run.epochs, seed=seed, device=config.device,
-                         eval_every=max(1, run.epochs // 100), progress=progress)
+                         eval_every=max(1, run.epochs // 100), progress=progress,
+                         track_eigenvalues=every)
         result = train(model, bundle, tc, out_dir=run_dir)
         name = LABELS.get(label, label)
         if result.diverged:
@@ -412,6 +429,57 @@ def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
     settings = (config.top_k, config.trace_products, config.density_probes,
                 config.density_steps, config.seed, SPECTRUM_FORMAT_VERSION)
     return _per_model_json("curvature", models, out, steps, train_keys, settings, measure)
+
+
+EIGEN_STEP = 1e-6
+"""Step of the eigen-slice curvature check: longer steps cross ReLU kinks (see
+``landscape.hessian.directional_curvature``)."""
+
+
+def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
+                  train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
+    """Per model: a 1-D surface along its own top Hessian eigenvector (unit norm), and the
+    check that the loss's second difference there (float64, h = ``EIGEN_STEP``) is the
+    eigenvalue."""
+    from .directions import hessian_directions, save_directions
+    from .hessian import directional_curvature
+    from .params import flatten
+    from .store import load_surface
+    from .surface import compute_surface
+
+    if not config.eigen_points:
+        return {}
+    result: dict[str, dict[str, Any]] = {}
+    line = np.linspace(*config.eigen_range, config.eigen_points)
+    for label, model in models.items():
+        dpath = out / "directions" / f"{label}_hessian.h5"
+        paths = {"surface": out / "surfaces" / f"{label}_eigen_1d.h5",
+                 "check": out / "curvature" / f"{label}_eigen_slice.json"}
+        key = _key(train_keys[label], config.seed, config.eigen_range, config.eigen_points,
+                   EIGEN_STEP)
+        if steps.current(f"eigen_{label}", key, [dpath, *paths.values()]):
+            result[label] = {"surface": load_surface(paths["surface"]),
+                             "check": json.loads(paths["check"].read_text())}
+            continue
+        found = hessian_directions(model, bundle, count=1, seed=config.seed,
+                                   device=config.device)
+        save_directions(dpath, found.directions, provenance(step=f"eigenvector {label}",
+                                                            **found.recipe()), overwrite=True)
+        second = directional_curvature(model, bundle.train, flatten(found.directions[0]),
+                                       step=EIGEN_STEP, device=config.device)
+        value = float(found.eigenvalues[0])
+        check = {"eigenvalue": value, "residual": float(found.residuals[0]),
+                 "second_difference": second, "step": EIGEN_STEP,
+                 "relative_error": abs(second - value) / abs(value)}
+        write_json(paths["check"], check)
+        surface = compute_surface(model, bundle, found.directions, x=line, metrics=_METRICS,
+                                  store=paths["surface"], force=True, progress=progress,
+                                  device=config.device, directions_path=str(dpath),
+                                  seed=config.seed, provenance=provenance(
+                                      step=f"eigenvector slice {label}", **found.recipe()))
+        result[label] = {"surface": surface, "check": check}
+        steps.mark(f"eigen_{label}", key)
+    return result
 
 
 def _sharpness(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
@@ -658,8 +726,12 @@ def _config_dict(config: StudyConfig) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- figures
 
 def _figures(config, interp, surfaces, curvature, histories, out: Path,
-             say: Callable[[str], None]) -> dict[str, Path]:
-    from .plot2d import plot_contours, plot_density, plot_history, plot_lines
+             say: Callable[[str], None], eigen=None) -> dict[str, Path]:
+    """The study's figures. Where minima are compared, a linear loss axis capped near the
+    minima (``plot2d.loss_cap``) with each basin's width at ``config.rise`` marked, so that a
+    glance ranks them as the measured widths do; one kernel width for both spectra."""
+    from .plot2d import (plot_contours, plot_density, plot_history, plot_lines,
+                         plot_sharpness)
 
     figs = out / "figures"
     labels = [LABELS["small_batch"], LABELS["large_batch"]]
@@ -673,29 +745,44 @@ def _figures(config, interp, surfaces, curvature, histories, out: Path,
     }
     plot_lines(interp, labels=["small batch -> large batch"],
                xlabel=r"$\alpha$ in $(1-\alpha)\,\theta_{small} + \alpha\,\theta_{large}$",
-               title="Linear interpolation between the two minima", log=True,
+               title="Linear interpolation between the two minima",
                out=files["interpolation"])
-    plot_lines([surfaces[k]["1d"] for k in order], labels=labels,
-               xlabel="filter-normalized direction", title="Loss along a random direction",
-               log=True,
-               out=files["lines_1d"])
-    vmax = _plane_vmax(surfaces)
+    losses = dict(metrics=("train_loss", "test_loss"), accuracy=False, labels=labels,
+                  rise=config.rise)
+    plot_lines([surfaces[k]["1d"] for k in order], **losses,
+               xlabel="random filter-normalized direction (the same seed for both)",
+               title="Loss along a random direction", out=files["lines_1d"])
     plot_contours([surfaces[k]["2d"] for k in order], metric="train_loss", kind="filled",
-                  labels=labels, vmax=vmax, log=True, levels=24,
-                  title="Training loss around each minimum (log scale)",
+                  labels=labels, rise=config.rise, levels=12,
+                  title="Training loss on a random filter-normalized plane",
                   out=files["contours_2d"])
-    plot_density([curvature[k]["density"] for k in order], labels=labels,
-                 title="Hessian spectral density", out=files["spectrum"])
+    densities, sigma = _shared_densities([curvature[k]["density"] for k in order])
+    plot_density(densities, labels=labels, out=files["spectrum"],
+                 title=f"Hessian spectral density (one Gaussian kernel, σ = {sigma:.2g})")
     plot_history([histories[k]["epochs"] for k in order], labels=labels,
                  out=files["training"])
+    if eigen:
+        files["eigen_slices"] = figs / "eigen_slices.png"
+        plot_lines([eigen[k]["surface"] for k in order], **losses,
+                   xlabel="along each model's own top Hessian eigenvector (unit norm)",
+                   title="Loss along the sharpest direction of each minimum",
+                   note="Unit-norm eigenvector slices change under a function-preserving "
+                        "rescaling of ReLU layers (Dinh et al. 2017); filter-normalized "
+                        "random slices do not.", out=files["eigen_slices"])
+    if any("lambda_max" in e for k in order for e in histories[k]["epochs"]):
+        files["sharpness"] = figs / "sharpness.png"
+        runs = [config.runs()[k] for k in order]
+        plot_sharpness([histories[k]["epochs"] for k in order], labels=labels,
+                       thresholds=[_threshold(r) for r in runs],
+                       threshold_names=["2(1+β)/lr" if r.momentum else "2/lr" for r in runs],
+                       title="Sharpness during training", out=files["sharpness"])
     if config.render_3d:
         try:
             from .plot3d import render_surface
 
             files["surface_3d"] = figs / "surface_3d.png"
             render_surface([surfaces[k]["2d"] for k in order], files["surface_3d"],
-                           metric="train_loss", labels=labels, zmax=vmax, log=True,
-                           size=(700, 560))
+                           metric="train_loss", labels=labels, size=(700, 560))
         except LandscapeError as exc:  # rendering is optional; the numbers are not
             files.pop("surface_3d", None)
             say(f"    3-D figure skipped: {exc}")
@@ -737,6 +824,23 @@ def _vw_figures(config: StudyConfig, vw: dict[str, Any], surfaces, out: Path,
     return files
 
 
+def _threshold(run: RunSpec) -> float | None:
+    from .train import stability_threshold
+
+    return stability_threshold(run.optimizer, run.lr, run.momentum)
+
+
+def _shared_densities(spectra: list[dict[str, Any]]) -> tuple[list[tuple], float]:
+    """Both densities smoothed with one kernel on one grid (from the stored Ritz nodes and
+    weights); the stored curves as they are if an older step left no nodes."""
+    from .hessian import common_densities
+
+    if not all("nodes" in s and "weights" in s for s in spectra):
+        return [(s["grid"], s["density"]) for s in spectra], max(s["sigma"] for s in spectra)
+    dens, grid, sigma = common_densities([(s["nodes"], s["weights"]) for s in spectra])
+    return [(grid, d) for d in dens], sigma
+
+
 def _vw_vmax(plane) -> float:
     """Colour clip of the V-versus-W figures: well above the highest barrier between the
     three minima, so their basins and the saddles between them get distinct colours, but
@@ -747,16 +851,3 @@ def _vw_vmax(plane) -> float:
     saddles = [saddle for _, saddle in shape.barriers]
     top = max(saddles) if saddles else float(np.nanmax(plane.metrics["train_loss"]))
     return float(min(max(3.0 * top, 0.5), 10.0))
-
-
-def _plane_vmax(surfaces) -> float:
-    """A shared clip for the 2-D figures: the small-batch plane's largest finite loss, so the
-    flat basin fills the colour range and the sharp one saturates where it leaves it."""
-    values = np.concatenate([np.ravel(s["2d"].metrics["train_loss"]) for s in surfaces.values()])
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return 10.0
-    small = surfaces["small_batch"]["2d"].metrics["train_loss"]
-    small = small[np.isfinite(small)]
-    top = float(np.max(small)) if small.size else float(np.max(values))
-    return float(min(max(top, 1e-3), 10.0))

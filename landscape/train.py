@@ -25,10 +25,11 @@ from ._util import pick_device, progress, write_bytes, write_json
 from .checkpoint import save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
+from .hessian import top_eigenpair
+from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
 
 OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
-LOSSES = ("cross_entropy", "mse")
 HISTORY_SECONDS = 2.0
 """During training, history.json/.csv are rewritten after an epoch when this many seconds
 have passed since the last time, so a killed run keeps its history (status complete: false)."""
@@ -62,6 +63,9 @@ class TrainConfig:
         compile: compile the model for the training steps with ``torch.compile``.
         compile_backend: the ``torch.compile`` backend (``inductor`` needs a C++ compiler on
             the CPU; ``aot_eager`` traces without generating code).
+        track_eigenvalues: every N epochs (and at the end) record the top Hessian eigenvalue
+            of the mean training loss as ``lambda_max`` in the history (0: never); see
+            ``SharpnessTracker``.
     """
 
     optimizer: str = "sgd"
@@ -86,6 +90,7 @@ class TrainConfig:
     progress: bool = True
     compile: bool = False
     compile_backend: str = "inductor"
+    track_eigenvalues: int = 0
 
     def resolved_batch(self, n_train: int) -> int:
         """The batch size in examples for a training set of ``n_train``."""
@@ -120,6 +125,9 @@ class TrainConfig:
             raise LandscapeError("epochs must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise LandscapeError("steps must be at least 1")
+        if self.track_eigenvalues < 0:
+            raise LandscapeError(f"track_eigenvalues must be >= 0 epochs, "
+                                 f"got {self.track_eigenvalues}")
         if self.compile:
             import torch._dynamo
 
@@ -151,27 +159,6 @@ class TrainResult:
     message: str = ""
     out_dir: Path | None = None
     checkpoints: list[Path] = dataclasses.field(default_factory=list)
-
-
-def loss_function(loss: str | Callable, num_classes: int | None = None
-                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Mean loss of logits against integer targets: ``cross_entropy``, ``mse`` (against one-hot
-    targets ``num_classes`` wide; default: as wide as the logits), or a callable, returned as
-    it is. The one definition of the losses for training, surfaces, Hessians and sharpness.
-    """
-    if callable(loss):
-        return loss
-    if loss == "cross_entropy":
-        return nn.functional.cross_entropy
-    if loss == "mse":
-        # written out, not F.mse_loss: torch.func's forward-over-reverse fails inside the
-        # fused mse_loss backward (Hessian products)
-        def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            width = logits.shape[-1] if num_classes is None else num_classes
-            onehot = nn.functional.one_hot(y, width).to(logits.dtype)
-            return ((logits - onehot) ** 2).mean()
-        return mse
-    raise LandscapeError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
 
 
 @torch.no_grad()
@@ -268,6 +255,8 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     start = time.perf_counter()
     written = time.monotonic()  # when history.json was last written (a kill keeps it)
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
+    tracker = (SharpnessTracker(config.track_eigenvalues, (xtr, ytr), config.loss)
+               if config.track_eigenvalues else None)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen).to(device) if batch < n else None
@@ -297,8 +286,11 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         seen = sum(sizes)
         seconds = time.perf_counter() - t0
         last = epoch == epochs or step >= total_steps
-        if epoch % config.eval_every == 0 or last:
+        tracked = tracker is not None and tracker.due(epoch, last)
+        if epoch % config.eval_every == 0 or last or tracked:
             entry = _evaluate(model, xtr, ytr, xte, yte, loss_fn)
+            if tracker is not None:  # every entry gets the fields (NaN between measurements)
+                entry.update(tracker.measure(model) if tracked else tracker.blank())
             entry.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
                          batch_loss=running / max(seen, 1), epoch_seconds=seconds,
                          samples_per_s=seen / seconds if seconds > 0 else float("nan"),
@@ -328,6 +320,67 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
                                       "message": message, "seconds": elapsed})
     return TrainResult(history=history, final=final, seconds=elapsed, diverged=diverged,
                        message=message, out_dir=out, checkpoints=checkpoints)
+
+
+def stability_threshold(optimizer: str, lr: float, momentum: float = 0.0,
+                        nesterov: bool = False) -> float | None:
+    """The top Hessian eigenvalue above which gradient descent on a quadratic diverges.
+
+    ``2 / lr`` for plain gradient descent, ``2 (1 + beta) / lr`` with heavy-ball momentum
+    ``beta`` (PyTorch's SGD), ``(2 + 2 beta) / ((1 + 2 beta) lr)`` with Nesterov momentum
+    (Cohen et al. 2021). None for adaptive optimizers, which have no such fixed threshold.
+    """
+    if optimizer != "sgd":
+        return None
+    if nesterov and momentum > 0:
+        return (2 + 2 * momentum) / ((1 + 2 * momentum) * lr)
+    return 2 * (1 + momentum) / lr
+
+
+class SharpnessTracker:
+    """The top Hessian eigenvalue of the mean training loss, every ``every`` epochs of a run.
+
+    Each measurement is a Lanczos run warm-started from the previous top eigenvector
+    (``landscape.hessian.top_eigenpair``), of at least ``min_products`` steps (so that an
+    eigenvalue overtaking the previous top one is seen) and stopped at a residual of ``tol``
+    times the value: while training changes the model slowly, a handful of products.
+    Eval-mode layers.
+
+    Args:
+        every: epochs between measurements (the last epoch is always measured).
+        data: ``(inputs, targets)`` of the whole training set, on the training device.
+        loss: the training loss name.
+        tol: Lanczos residual relative to the value.
+        max_products: most products per measurement.
+        min_products: fewest products per measurement.
+    """
+
+    FIELDS = ("lambda_max", "lambda_max_residual", "lambda_max_products",
+              "lambda_max_seconds")
+
+    def __init__(self, every: int, data: tuple[torch.Tensor, torch.Tensor],
+                 loss: str = "cross_entropy", tol: float = 1e-3, max_products: int = 40,
+                 min_products: int = 4):
+        self.every, self.data, self.loss = every, data, loss
+        self.tol, self.max_products, self.min_products = tol, max_products, min_products
+        self.vector = None
+
+    def due(self, epoch: int, last: bool) -> bool:
+        """Whether ``epoch`` is measured."""
+        return epoch % self.every == 0 or last
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        """The history fields for the model as it is now."""
+        pair = top_eigenpair(model, self.data, self.vector, tol=self.tol,
+                             max_products=self.max_products, min_products=self.min_products,
+                             loss=self.loss)
+        self.vector = pair.vector
+        return dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products,
+                                      pair.seconds)))
+
+    def blank(self) -> dict[str, float]:
+        """The fields of an epoch without a measurement."""
+        return dict.fromkeys(self.FIELDS, float("nan"))
 
 
 def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:
