@@ -67,8 +67,8 @@ class Evaluator:
     """
 
     def __init__(self, model: nn.Module, data: DataBundle | tuple[torch.Tensor, torch.Tensor],
-                 directions: Sequence[Direction], metrics: Sequence[str] = ("train_loss",
-                                                                            "train_acc"),
+                 directions: Sequence[Direction], *,
+                 metrics: Sequence[str] = ("train_loss", "train_acc"),
                  loss: str | LossFn = "cross_entropy", bn_recalibrate: bool = False,
                  precision: str = "fp32", device: str | torch.device | None = None,
                  chunk: int = 8192, num_classes: int | None = None,

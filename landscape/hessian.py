@@ -212,7 +212,7 @@ class HessianOperator(LinearOperator):
         progress: a progress bar counting products.
     """
 
-    def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
+    def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy", *,
                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
@@ -461,7 +461,7 @@ def hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
     Returns:
         ``H v`` as a flat tensor on the product device.
     """
-    op = HessianOperator(model, data, loss, chunk, mode, device, hvp)
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device, hvp=hvp)
     return op.hvp(vector)
 
 
@@ -490,7 +490,7 @@ def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entrop
         True if both passes agreed (to the square root of the dtype's epsilon).
     """
     _warn_stochastic(model, mode)
-    op = HessianOperator(model, data, loss, chunk, mode, device)
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
     return op.check_determinism()
 
 
@@ -560,9 +560,9 @@ def _operator(source: Any, data: Any, options: HessianOptions | None, record: bo
         raise LandscapeError("a model needs its data: (inputs, targets) or a DataBundle")
     o = options or HessianOptions()
     _warn_stochastic(source, o.mode)
-    op = (o.factory or HessianOperator)(source, data, o.loss, o.chunk, o.mode, o.device,
-                                        o.hvp, dtype=o.dtype, split=o.split, record=record,
-                                        progress=o.progress)
+    op = (o.factory or HessianOperator)(source, data, o.loss, chunk=o.chunk, mode=o.mode,
+                                        device=o.device, hvp=o.hvp, dtype=o.dtype,
+                                        split=o.split, record=record, progress=o.progress)
     if o.check:
         try:
             op.check_determinism()
@@ -1057,7 +1057,7 @@ def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
         The symmetric Hessian as a tensor in the products' dtype on the products' device
         (by double backward, column by column, where BatchNorm uses batch statistics).
     """
-    op = HessianOperator(model, data, loss, chunk, mode, device, split=split)
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device, split=split)
     if _batch_statistics(op._shell):  # torch.func is unreliable there: n double backwards
         eye = torch.eye(op.n_params, device=op.device, dtype=op.torch_dtype)
         total = torch.stack([op.hvp(e) for e in eye], dim=1)
@@ -1137,7 +1137,7 @@ def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, 
     if max_products < 1:
         raise LandscapeError(f"max_products must be at least 1, got {max_products}")
     begin = time.perf_counter()
-    op = HessianOperator(model, data, loss, chunk, mode, device)
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
     v0 = None if start is None else np.asarray(start, dtype=np.float64).reshape(-1)
     if v0 is not None and v0.size != op.n_params:
         raise LandscapeError(f"start vector has {v0.size} entries, the Hessian has "
@@ -1284,7 +1284,7 @@ def directional_curvature(model: nn.Module, data: Any, direction: torch.Tensor, 
     """
     if not step > 0:
         raise LandscapeError(f"step must be positive, got {step}")
-    op = HessianOperator(model, data, loss, chunk, "eval", device, dtype=dtype)
+    op = HessianOperator(model, data, loss, chunk=chunk, device=device, dtype=dtype)
     d = op._split_vector(direction.to(op.device, op.torch_dtype).reshape(-1))
 
     def at(h: float) -> float:
@@ -1417,11 +1417,11 @@ class DistributedHessianOperator(HessianOperator):
         context: from ``init_distributed``.
     """
 
-    def __init__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy",
+    def __init__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy", *,
                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
-                 progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES, *,
+                 progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES,
                  context: DistContext):
         x, y = split_of(data, split)
         n = len(y)
@@ -1434,9 +1434,10 @@ class DistributedHessianOperator(HessianOperator):
         self.total_examples = n
         self._link = Link(context)
         self._released = False
-        super().__init__(model, (x[lo:hi], y[lo:hi]), loss, chunk, mode,
-                         device if device is not None else context.device, hvp, dtype,
-                         "train", record, progress and context.is_main, graph_cache)
+        super().__init__(model, (x[lo:hi], y[lo:hi]), loss, chunk=chunk, mode=mode,
+                         device=device if device is not None else context.device, hvp=hvp,
+                         dtype=dtype, record=record, progress=progress and context.is_main,
+                         graph_cache=graph_cache)
 
     def _collective(self, what: str, fn: Callable[[], Any]) -> Any:
         return self._link.call(what, fn)
@@ -1533,7 +1534,7 @@ class DistributedHessian:
         self._link = Link(context)
         self.finished = False
 
-    def __call__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy",
+    def __call__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy", *,
                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
@@ -1621,8 +1622,8 @@ def sharded_hessian_vector_product(model: nn.Module, data: Any, vector: torch.Te
     if context is None or context.world_size == 1:
         return hessian_vector_product(model, data, vector, loss, chunk, mode,
                                       None if context is None else context.device, hvp)
-    op = DistributedHessianOperator(model, data, loss, chunk, mode, hvp=hvp, dtype=dtype,
-                                    context=context)
+    op = DistributedHessianOperator(model, data, loss, chunk=chunk, mode=mode, hvp=hvp,
+                                    dtype=dtype, context=context)
     v = vector.to(op.device, op.torch_dtype).reshape(-1).clone()
     if v.numel() != op.n_params:
         raise LandscapeError(f"vector has {v.numel()} entries, the Hessian has {op.n_params}")

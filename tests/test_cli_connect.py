@@ -113,7 +113,7 @@ def test_plane_and_line_name_their_minima(runs, tmp_path):
     result = run("plane", *models, "--x", "0:1:3", "--y", "0:1:3", "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     plane = load_surface(out)
-    assert list(anchors_of(plane)[1]) == ["seed0/model.pt", "seed1/model.pt", "seed2/model.pt"]
+    assert list(anchors_of(plane)[1]) == ["seed0", "seed1", "seed2"]  # run folder names
     fig = plot_contours(plane)
     drawn = [t.get_text() for t in fig.axes[0].texts]
     assert {"seed0", "seed1", "seed2"} <= set(drawn) and "model" not in drawn
