@@ -66,15 +66,15 @@ def _labels(text: str | None, paths: list[Path]) -> tuple[str, str]:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05,
               show_default=True, help="SGD learning rate of the bend.")
 @click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True), default=0.9,
-              show_default=True, help="SGD momentum.")
+              help="SGD momentum.", show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="L2 penalty on the bend.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Examples per step (one t drawn per step).")
 @click.option("--points", type=click.IntRange(min=3), default=21, show_default=True,
               help="Evaluation points along t in [0, 1].")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the shuffling and the draws of t.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffling "
+              "and the draws of t.")
 @click.option("--line-out", type=click.Path(dir_okay=False), default=None,
               help="Also write the straight line here (default: OUT's name + _line).")
 @click.option("--no-line", is_flag=True, help="Do not evaluate the straight line.")

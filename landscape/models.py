@@ -106,23 +106,25 @@ def vgg9(input_shape, num_classes, batchnorm: bool = True, width: int = 64) -> n
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with an optional identity/projection shortcut."""
+    """Two convolutions (kernel 3; 2-D, or 1-D with ``dims=1``) with an optional identity or
+    projection shortcut; with ``skip=False`` the same layers without the addition."""
 
-    def __init__(self, cin: int, cout: int, stride: int, skip: bool, batchnorm: bool):
+    def __init__(self, cin: int, cout: int, stride: int, skip: bool, batchnorm: bool,
+                 dims: int = 2):
         super().__init__()
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
         self.skip = skip
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=not batchnorm)
-        self.bn1 = _norm("2d", cout, batchnorm)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=not batchnorm)
-        self.bn2 = _norm("2d", cout, batchnorm)
+        self.conv1 = conv(cin, cout, 3, stride, 1, bias=not batchnorm)
+        self.bn1 = _norm(f"{dims}d", cout, batchnorm)
+        self.conv2 = conv(cout, cout, 3, 1, 1, bias=not batchnorm)
+        self.bn2 = _norm(f"{dims}d", cout, batchnorm)
         self.shortcut: nn.Module = nn.Identity()
         if skip and (stride != 1 or cin != cout):
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=not batchnorm),
-                                          _norm("2d", cout, batchnorm))
+            self.shortcut = nn.Sequential(conv(cin, cout, 1, stride, bias=not batchnorm),
+                                          _norm(f"{dims}d", cout, batchnorm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
         if self.skip:
             out = out + self.shortcut(x)
         return torch.relu(out)
@@ -164,29 +166,6 @@ def resnet56(input_shape, num_classes, skip: bool = True, batchnorm: bool = True
     return CifarResNet(input_shape, num_classes, 9, skip, batchnorm, width)
 
 
-class Block1d(nn.Module):
-    """Two 1-D convolutions (kernel 3) with an optional identity/projection shortcut; with
-    ``skip=False`` the same layers without the addition."""
-
-    def __init__(self, cin: int, cout: int, stride: int, skip: bool, batchnorm: bool):
-        super().__init__()
-        self.skip = skip
-        self.conv1 = nn.Conv1d(cin, cout, 3, stride, 1, bias=not batchnorm)
-        self.bn1 = _norm("1d", cout, batchnorm)
-        self.conv2 = nn.Conv1d(cout, cout, 3, 1, 1, bias=not batchnorm)
-        self.bn2 = _norm("1d", cout, batchnorm)
-        self.shortcut: nn.Module = nn.Identity()
-        if skip and (stride != 1 or cin != cout):
-            self.shortcut = nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=not batchnorm),
-                                          _norm("1d", cout, batchnorm))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        if self.skip:
-            out = out + self.shortcut(x)
-        return torch.relu(out)
-
-
 class ResNet1d(nn.Module):
     """Residual network for 1-D signals (MNIST-1D): a stem convolution, three stages of ``n``
     blocks (``width``, 2 ``width``, 4 ``width`` channels; stride 2 between stages), global
@@ -206,8 +185,8 @@ class ResNet1d(nn.Module):
         for stage in range(3):
             cout = width * 2 ** stage
             for i in range(n):
-                blocks.append(Block1d(cin, cout, 2 if (i == 0 and stage > 0) else 1, skip,
-                                      batchnorm))
+                blocks.append(BasicBlock(cin, cout, 2 if (i == 0 and stage > 0) else 1, skip,
+                                         batchnorm, dims=1))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(cin, num_classes)
