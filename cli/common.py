@@ -182,6 +182,44 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
     return load_dataset(**spec)
 
 
+SURFACE_SUFFIXES = (".h5", ".hdf5")
+"""Names a surface file may have: it is HDF5 whatever it is called."""
+
+
+def surface_out_callback(ctx: click.Context, param: click.Parameter, value: str | None
+                         ) -> str | None:
+    """Click callback of a surface ``--out``: refuse a name that is not ``.h5``/``.hdf5``
+    (``--out s.png`` wrote HDF5 under an image's name)."""
+    if value is not None and Path(value).suffix.lower() not in SURFACE_SUFFIXES:
+        raise click.BadParameter(f"{value!r}: a surface file is HDF5; name it .h5 or .hdf5 "
+                                 "(figures come from `landscape plot`)")
+    return value
+
+
+def split_names(values: tuple[str, ...] | str | None, count: int | None = None,
+                option: str = "--labels") -> list[str] | None:
+    """Names from a repeatable option: given once, split at commas (``\\,`` is a comma inside
+    a name); given several times, one name each, commas and all.
+
+    Raises:
+        click.BadParameter: ``count`` names were needed and another number was given.
+    """
+    if isinstance(values, str):
+        values = (values,)
+    if not values:
+        return None
+    if len(values) == 1:
+        parts = values[0].replace("\\,", "\0").split(",")
+        names = [part.replace("\0", ",").strip() for part in parts]
+    else:
+        names = [value.strip() for value in values]
+    if count is not None and len(names) != count:
+        raise click.BadParameter(f"{len(names)} labels for {count} inputs (give one each: "
+                                 f"separated by commas, or {option} once per label; a comma "
+                                 "inside a label is written \\,)", param_hint=option)
+    return names
+
+
 def parse_batch(value: str) -> int | str:
     """A batch size option: a positive integer or ``full``."""
     if value == "full":
