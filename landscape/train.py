@@ -401,6 +401,8 @@ def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                              "checkpoint)")
     blob = read_checkpoint(path)
     state = blob["extra"].get("resume") or {}
+    if not {"optimizer", "shuffle", "history", "config"} <= set(state):
+        raise LandscapeError(f"{str(path)!r} is not a resume state of `landscape train`")
     ours = dataclasses.asdict(config)
     changed = [k for k, v in state.get("config", {}).items()
                if k not in RESUME_IGNORED and ours.get(k) != v]

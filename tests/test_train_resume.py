@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from landscape import TrainConfig, build_model, train
+from landscape import TrainConfig, build_model, save_checkpoint, train
 from landscape.errors import LandscapeError
 from landscape_cli.main import cli
 
@@ -143,6 +143,10 @@ def test_resume_refuses_other_settings_and_missing_state(tmp_path, mnist1d_small
     with pytest.raises(LandscapeError, match="lr differ"):
         train(build_model("mlp", mnist1d_small), mnist1d_small, other, out_dir=tmp_path / "run",
               resume=True)
+    save_checkpoint(tmp_path / "run" / "resume.pt", model)  # a checkpoint, not a resume state
+    with pytest.raises(LandscapeError, match="not a resume state"):
+        train(build_model("mlp", mnist1d_small), mnist1d_small, config,
+              out_dir=tmp_path / "run", resume=True)
 
 
 def test_cli_resume_errors_are_one_line(tmp_path):
