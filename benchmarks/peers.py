@@ -170,7 +170,7 @@ def memory_rows(rec: Recorder, name: str, model, x, y) -> None:
     for label, kw in (("1024-example chunks, graph kept (default)", {}),
                       ("1024-example chunks, graph recomputed", {"graph_cache": 0}),
                       ("one chunk of all examples, graph recomputed",
-                       {"chunk_size": None, "graph_cache": 0})):
+                       {"chunk": None, "graph_cache": 0})):
         def product(kw=kw) -> dict[str, Any]:
             op = HessianOperator(model, (x, y), **kw)
             op.hvp(v)

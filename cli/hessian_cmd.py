@@ -30,6 +30,20 @@ STOPPING_RULE = {
 """What ``converged`` means for each solver (written to the JSON as ``stopping_rule``)."""
 
 
+def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers",
+                                 param_hint="--batch-size") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: batch sizes must be positive",
+                                 param_hint="--batch-size")
+    return sizes
+
+
 @click.command("hessian")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @dataset_options
@@ -50,6 +64,14 @@ STOPPING_RULE = {
 @click.option("--density-steps", type=click.IntRange(min=MIN_DENSITY_STEPS), default=90,
               show_default=True, help="Lanczos steps per density probe (80-100 is usual; at "
               f"least {MIN_DENSITY_STEPS}; capped by the number of parameters).")
+@click.option("--per-batch", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Also the top eigenvalue of N mini-batches of --batch-size examples each "
+              "(mean, spread, and the full-data value beside them).")
+@click.option("--batch-size", "batch_sizes", default=None, callback=_batch_sizes,
+              help="Examples per --per-batch batch; several comma-separated sizes compare "
+              "them (e.g. 128,512,2048).")
+@click.option("--figure", type=click.Path(dir_okay=False), default=None,
+              help="Histogram of the --per-batch eigenvalues (.png, .pdf or .svg).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train",
               show_default=True, help="Data split whose mean loss is differentiated.")
 @click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
@@ -87,8 +109,9 @@ STOPPING_RULE = {
 @wraps_threads
 def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, top_k,
                     bottom_k, want_trace, trace_products, want_density, density_probes,
-                    density_steps, split, mode, tol, bottom_tol, method, hvp, chunk_size, loss,
-                    seed, device, out, force, quiet, dist_timeout):
+                    density_steps, per_batch, batch_sizes, figure, split, mode, tol,
+                    bottom_tol, method, hvp, chunk_size, loss, seed, device, out, force, quiet,
+                    dist_timeout):
     """Hessian eigenvalues (with residuals), trace and density of CHECKPOINT's loss.
 
     Under torchrun the examples are shared by the ranks; rank 0 prints and writes --out.
@@ -100,10 +123,14 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     from landscape.hessian import DistributedHessian, serve_hessian_products
     from landscape.errors import LandscapeError
 
-    if top_k + bottom_k == 0 and not (want_trace or want_density):
-        raise LandscapeError("nothing to compute: give --top-k/--bottom-k, --trace or --density")
+    if top_k + bottom_k == 0 and not (want_trace or want_density or per_batch):
+        raise LandscapeError("nothing to compute: give --top-k/--bottom-k, --trace, --density "
+                             "or --per-batch")
+    _check_per_batch(per_batch, batch_sizes, figure)
+    for path, option in ((out, "--out"), (figure, "--figure")):
+        if path:
+            guard_output(path, inputs=(checkpoint,), force=force, option=option)
     if out:
-        guard_output(out, inputs=(checkpoint,), force=force, option="--out")
         # held until the command ends: one writer per file, writability known before the work
         click.get_current_context().with_resource(main_output_lock(out))
     model, info = load_checkpoint(checkpoint)
@@ -118,7 +145,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
             serve_hessian_products(model, data, ctx)
             return
         factory = DistributedHessian(ctx) if ctx else None
-        common = hs.HessianOptions(loss=loss, chunk_size=chunk_size or hs.DEFAULT_CHUNK,
+        common = hs.HessianOptions(loss=loss, chunk=chunk_size or hs.DEFAULT_CHUNK,
                                    mode=mode, device=dev, hvp=hvp, progress=not quiet,
                                    factory=factory)
         ranks = f", {ctx.world_size} ranks" if ctx else ""
@@ -126,6 +153,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
                    f"parameters) on {bundle.name} {split} ({len(data[1])} examples), {mode} "
                    f"mode, {dev}{ranks}", err=True)
         results: dict[str, Any] = {}
+        extra_fields: dict[str, Any] = {}
         try:
             if top_k + bottom_k:
                 results["eigen"] = _eigenvalues(model, data, top_k, bottom_k, tol, bottom_tol,
@@ -136,6 +164,9 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
             if want_density:
                 results["density"] = _density(model, data, density_probes, density_steps,
                                               seed, common)
+            if per_batch:
+                extra_fields["per_batch"] = _per_batch(model, data, per_batch, batch_sizes,
+                                                       seed, common, figure)
         finally:
             if factory:
                 factory.finish()
@@ -145,7 +176,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
         extra = {"distributed": {"world_size": ctx.world_size, "backend": ctx.backend}} \
             if ctx else {}
         report = hs.spectrum_record(
-            **results, checkpoint=str(checkpoint), dataset=bundle.spec, split=split, mode=mode,
+            **results, **extra_fields, checkpoint=str(checkpoint), dataset=bundle.spec, split=split, mode=mode,
             loss=loss, provenance=provenance(checkpoint=str(checkpoint),
                                              checkpoint_sha256=sha256_file(checkpoint),
                                              device=str(dev), seed=seed, **extra))
@@ -178,6 +209,53 @@ def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol:
                    "--tol (relative) between two iterations; residuals, not bounded by it, "
                    f"reach {_relative(res.values, res.residuals)} of |eigenvalue|")
     return res
+
+
+def _check_per_batch(per_batch, batch_sizes, figure) -> None:
+    import os
+
+    from landscape.errors import LandscapeError
+    from landscape.plot2d import figure_format
+
+    if per_batch and not batch_sizes:
+        raise LandscapeError("--per-batch needs --batch-size (examples per batch)")
+    if batch_sizes and not per_batch:
+        raise LandscapeError("--batch-size is for --per-batch N")
+    if figure and not per_batch:
+        raise LandscapeError("--figure draws the --per-batch eigenvalues: give --per-batch")
+    if per_batch and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise LandscapeError("--per-batch runs in one process, not under torchrun")
+    if figure:
+        figure_format(figure)
+
+
+def _per_batch(model, data, n_batches: int, sizes: tuple[int, ...], seed: int, common: dict,
+               figure: str | None) -> list[dict]:
+    from landscape import hessian as hs
+    from landscape.errors import LandscapeError
+
+    n = len(data[1])
+    if max(sizes) > n:
+        raise LandscapeError(f"--batch-size {max(sizes)} is larger than the {n} examples")
+    options = {k: getattr(common, k) for k in ("loss", "chunk", "mode", "device")}
+    rows, spreads, full = [], [], None
+    for size in sizes:
+        res = hs.per_batch_top_eigenvalue(model, data, n_batches, size, seed=seed,
+                                          full=full is None, **options)
+        full = res.full if full is None else full
+        spreads.append(dict(res.to_dict(), full=full))
+        rows.append((size, f"{res.mean:.6g}", f"{res.std:.3g}", f"{res.values.min():.6g}",
+                     f"{res.values.max():.6g}", f"{res.std / res.mean:.1%}"))
+    echo_table(rows, ("batch", "mean", "std", "min", "max", "std/mean"))
+    click.echo(f"full data ({n} examples): top eigenvalue {full:.6g}; {n_batches} batches "
+               "each" + ("" if all(s["disjoint"] for s in spreads) else
+                         " (drawn independently: too few examples for disjoint batches)"))
+    if figure:
+        from landscape.plot2d import plot_batch_spread
+
+        plot_batch_spread(spreads, out=figure)
+        click.echo(f"wrote {figure}", err=True)
+    return spreads
 
 
 def _relative(values, residuals) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import hessian_cmd, plot_cmd, shape_cmd, study_cmd, surface_cmd, train_cmd
+from . import connect_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd, surface_cmd, train_cmd
 from .common import LandscapeGroup
 
 
@@ -38,7 +38,7 @@ def info() -> None:
     click.echo(f"{'dataset cache':18s} {cache_dir()}")
 
 
-for _module in (train_cmd, surface_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd):
+for _module in (train_cmd, surface_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd, connect_cmd):
     _module.register(cli)
 
 

@@ -188,7 +188,8 @@ def load_eigenvalues(path: str) -> list[float]:
               help="Output figure: .png, .pdf or .svg.")
 @click.option("--vmin", type=float, default=None, help="Bottom of the colour scale.")
 @click.option("--vmax", type=float, default=None,
-              help="Clip: top of the colour scale / loss axis (eig-ratio: default 0.5).")
+              help="Clip: top of the colour scale / loss axis (default for a loss: near the "
+              "minima, so every basin shows; 'inf': the whole range; eig-ratio: 0.5).")
 @click.option("--log", is_flag=True, help="Logarithmic levels, colours or loss axis.")
 @click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True,
               help="Number of contour levels (about; round numbers are chosen).")
@@ -209,6 +210,9 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     from landscape import plot2d
 
     plot2d.figure_format(out)  # an unknown suffix fails before any work
+    if log and vmin is not None and not vmin > 0:
+        raise click.BadParameter(f"{vmin:g}: a log scale needs a positive --vmin",
+                                 param_hint="--vmin")
     names = _split_labels(labels, len(inputs))
     axes = _axis_names(axis_names)
     figsize = _size(size, "10x4")
@@ -253,7 +257,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
         common["size"] = figsize
     if kind == "line":
         plot2d.plot_lines(surfaces, [metric] if metric else None, accuracy=metric is None,
-                          labels=names, log=log, vmax=vmax,
+                          labels=names, log=log, vmin=vmin, vmax=vmax,
                           xlabel=axes[0] if axes else None, **common)
     elif kind == "eig-ratio":
         plot2d.plot_eig_ratio(surfaces, vmax=0.5 if vmax is None else vmax, labels=names,
@@ -263,7 +267,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
             raise click.BadParameter("--kind trajectory labels its axes with the explained "
                                      "variance", param_hint="--axis-names")
         plot2d.plot_trajectory(surfaces[0], metric=metric or "train_loss", levels=levels,
-                               log=log, vmax=vmax, **common)
+                               log=log, vmin=vmin, vmax=vmax, **common)
     else:
         plot2d.plot_contours(surfaces, metric or "train_loss", kind, levels=levels, log=log,
                              vmin=vmin, vmax=vmax, labels=names, axis_names=axes,

@@ -23,12 +23,19 @@ def _fmt(value: float | None, digits: int = 4) -> str:
               help="The central basin ends where the metric first rises this much above the "
                    "centre.")
 @click.option("--threshold", type=float, default=None,
-              help="Depth a minimum needs to count as a basin (default: 5% of the metric's "
-                   "range).")
+              help="Absolute depth a minimum needs to count as a basin (default: the relative "
+                   "rule, depth >= RELATIVE x (value + FLOOR), set by the loss at each minimum "
+                   "and not by how far the grid reaches).")
+@click.option("--relative", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Relative rule: the barrier must exceed the minimum's loss by this factor "
+                   "(1: the loss at least doubles).")
+@click.option("--floor", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Relative rule: added to the minimum's loss, so that near-zero losses still "
+                   "need a barrier this high.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the numbers to this JSON file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
-def shape_command(surface, metric, rise, threshold, json_out, force):
+def shape_command(surface, metric, rise, threshold, relative, floor, json_out, force):
     """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE."""
     from landscape._util import provenance, sha256_file, write_json
     from landscape.errors import LandscapeError
@@ -45,7 +52,8 @@ def shape_command(surface, metric, rise, threshold, json_out, force):
     surf = load_surface(surface)
     bad = _nonfinite_points(surface, surf, metric)
     try:
-        shape = surface_shape(surf, metric, rise=rise, threshold=threshold)
+        shape = surface_shape(surf, metric, rise=rise, threshold=threshold,
+                              relative=relative, floor=floor)
     except LandscapeError as exc:
         raise LandscapeError(f"{surface}: {exc}") from None
     _echo_shape(surface, metric, shape)
@@ -87,7 +95,7 @@ def _echo_shape(path: str, metric: str, shape) -> None:
     axes = "xy"[:shape.ndim]
     click.echo(f"{path}: {metric} on a {shape.ndim}-D grid")
     click.echo(f"label          {shape.label}  ({shape.n_basins} basin"
-               f"{'' if shape.n_basins == 1 else 's'} deeper than {shape.threshold:.4g})")
+               f"{'' if shape.n_basins == 1 else 's'}; a basin needs {shape.rule})")
     center = ", ".join(f"{c:.4g}" for c in shape.center)
     click.echo(f"centre         ({center})  value {shape.center_value:.6g}")
     click.echo(f"width          {_fmt(shape.width)}  (loss +{shape.rise:g}; mean over "
@@ -95,9 +103,11 @@ def _echo_shape(path: str, metric: str, shape) -> None:
     for name, w, c in zip(axes, shape.axis_widths, shape.curvature):
         click.echo(f"along {name}        width {_fmt(w)}  curvature {c:.4g}")
     if shape.minima:
-        rows = [(k + 1, ", ".join(f"{v:.4g}" for v in at), f"{value:.6g}", f"{depth:.4g}")
+        # The deepest basin never merges: its depth is the grid's range, it has no barrier.
+        rows = [(k + 1, ", ".join(f"{v:.4g}" for v in at), f"{value:.6g}",
+                 "-" if k == 0 else f"{value + depth:.6g}", "-" if k == 0 else f"{depth:.4g}")
                 for k, (at, value, depth) in enumerate(shape.minima)]
-        echo_table(rows, ("basin", "at", "value", "depth"))
+        echo_table(rows, ("basin", "at", "value", "saddle", "barrier"))
 
 
 def _warn_grid(shape) -> None:

@@ -62,6 +62,15 @@ def _print_result(result) -> None:
     echo_table([r for r in table_rows(result.summary)],
                ("quantity", "small batch", "large batch", "large / small"))
     click.echo("")
+    if result.summary.get("v_versus_w"):
+        from landscape.report import v_versus_w_rows
+
+        echo_table(v_versus_w_rows(result.summary["v_versus_w"]),
+                   ("V versus W", "shape", "basins", "barrier"))
+        click.echo("")
+    steps = result.summary.get("step_seconds") or {}
+    if steps:
+        click.echo("seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
     for name in ("report_html", "report_md", "summary"):
         click.echo(f"{name.replace('_', ' '):12s} {result.files[name]}")
     click.echo(f"done in {result.seconds:.0f} s"
@@ -109,8 +118,9 @@ def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, q
 def demo_command(out, quick, force, no_3d, quiet, device):
     """The built-in study: MNIST-1D CNN, batch 32 vs full batch; writes OUT/report.html.
 
-    No download: MNIST-1D is generated on the fly. About 2-4 minutes on 2 CPU cores
-    (--quick: under a minute of analysis on top of the same training).
+    No download: MNIST-1D is generated on the fly. About 3-4 minutes on 2 CPU cores
+    (--quick: coarse grids and fewer products on top of the same training). Also trains
+    the network from three more seeds for the "V versus W" section.
     """
     _run({"device": device}, out, quick, force, no_3d, quiet)
 
@@ -156,7 +166,7 @@ def _data_and_model_options(func):
 @click.option("--momentum", type=float, default=0.9, show_default=True,
               help="Momentum of both runs (sgd, rmsprop).")
 @click.option("--plane-points", type=click.IntRange(min=3), default=None,
-              help="Points per side of the 2-D grids (default 41; --quick 13).")
+              help="Points per side of the 2-D grids (default 25; --quick 13).")
 @click.option("--line-points", type=click.IntRange(min=3), default=None,
               help="Points of the 1-D surfaces (default 51; --quick 21).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,

@@ -44,7 +44,11 @@ def _metrics(ctx, param, value: str) -> tuple[str, ...]:
 
 SHARED_OPTIONS = ("metrics", "loss", "out", "resume", "force", "bn_recalibrate", "precision",
                   "channels_last", "hessian", "checkpoint_seconds", "batch_points", "quiet",
-                  "dist_timeout", "device")
+                  "dist_timeout", "device", "dry_run")
+DIRECTION_OPTIONS = ("norm", "ignore", "kind", "seed", "orthogonalize", "orthogonal", "along")
+"""Options that decide a command's directions: on --resume, left out, the saved ones are used."""
+LARGE_GRID = 2500
+"""From this many points on, the expected time and file size are printed before the work."""
 
 
 def surface_options(func):
@@ -93,6 +97,9 @@ def surface_options(func):
                      help="Grid points per batched forward (default: 1 on CPU, 16 on GPU "
                           "for small models)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the points, expected time (one point measured) and file size; "
+                          "compute and write nothing."),
         click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True),
                      default=1800.0, show_default=True,
                      help="Under torchrun: seconds a rank waits for the others before the run "
@@ -121,6 +128,20 @@ def _load(path: str):
     return model, info, sha256_file(path)
 
 
+def _anchor_labels(paths: list[str], given: str | None) -> list[str]:
+    """Names of the models on figures: ``given`` (comma-separated, from --labels), else their
+    run folder or file names (``landscape.checkpoint.checkpoint_labels``)."""
+    from landscape.checkpoint import checkpoint_labels
+
+    if given is None:
+        return checkpoint_labels(paths)
+    names = [n.strip() for n in given.split(",")]
+    if len(names) != len(paths) or not all(names):
+        raise click.BadParameter(f"{given!r}: give {len(paths)} names separated by commas",
+                                 param_hint="--labels")
+    return names
+
+
 # ----------------------------------------------------------------------------------------
 # the shared run
 
@@ -133,13 +154,21 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], info: dict[str, Any],
     from landscape.distributed import PeerError, init_distributed, shutdown
     from landscape.surface import SurfaceOptions, compute_surface, summary_line
 
+    x, y, dirs, stored = _resumed(opts, x, y, dirs)
     options = SurfaceOptions(
-        metrics=opts["metrics"], loss=trained_loss(info, opts["loss"]),
-        bn_recalibrate=opts["bn_recalibrate"], precision=opts["precision"],
-        channels_last=opts["channels_last"], hessian=opts["hessian"],
-        seed=recipe.get("seed", 0), device=opts["device"],
+        metrics=stored.get("metrics", opts["metrics"]),
+        loss=stored.get("loss") or trained_loss(info, opts["loss"]),
+        bn_recalibrate=stored.get("bn_recalibrate", opts["bn_recalibrate"]),
+        precision=stored.get("precision", opts["precision"]),
+        channels_last=stored.get("channels_last", opts["channels_last"]),
+        hessian=stored.get("hessian", opts["hessian"]),
+        seed=stored.get("seed", recipe.get("seed", 0)), device=opts["device"],
         batch_points=opts["batch_points"], checkpoint_seconds=opts["checkpoint_seconds"],
         progress=not opts["quiet"])
+    if opts["dry_run"] or len(x) * (1 if y is None else len(y)) >= LARGE_GRID:
+        _cost(model, bundle, dirs, x, y, options, opts["dry_run"])
+        if opts["dry_run"]:
+            return None
     context = init_distributed(opts["device"], opts["dist_timeout"])
     try:
         surface = compute_surface(model, bundle, dirs, x, y, options=options, out=opts["out"],
@@ -164,6 +193,55 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], info: dict[str, Any],
     else:
         click.echo(f"{opts['out']}: {summary_line(surface)}")
     return surface
+
+
+def _given(name: str) -> bool:
+    """True when the command line (or the environment) set option ``name``."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _resumed(opts: dict[str, Any], x, y, dirs):
+    """On --resume of an existing file, what it was made with stands in for every option the
+    command line leaves out: the grid, the evaluation settings, and the saved directions.
+
+    Returns:
+        (x, y, directions, stored settings to use).
+    """
+    from landscape.store import stored_settings
+    from landscape.surface import directions_file_for
+
+    out = Path(opts["out"])
+    if not (opts["resume"] and out.is_file()):
+        return x, y, dirs, {}
+    stored = stored_settings(out)
+    if not (_given("x") or _given("alpha")):
+        x = stored["x"]
+    if not _given("y"):
+        y = stored["y"]
+    saved = directions_file_for(out)
+    if saved.is_file() and not any(_given(name) for name in DIRECTION_OPTIONS):
+        dirs = str(saved)
+    return x, y, dirs, {k: v for k, v in stored.items()
+                        if k not in ("x", "y") and not _given(k)}
+
+
+def _cost(model, bundle, dirs, x, y, options, dry_run: bool) -> None:
+    """Print what the surface will cost (rank 0 only)."""
+    from landscape.distributed import is_main_process
+    from landscape.surface import estimate_surface
+
+    if not is_main_process():
+        return
+    cost = estimate_surface(model, bundle, dirs, x, y, options=options)
+    hours, rest = divmod(cost["seconds"], 3600)
+    took = f"{hours:.0f} h {rest / 60:.0f} min" if hours else f"{rest / 60:.1f} min"
+    click.echo(f"{cost['points']:,} points, about {took} at {cost['seconds_per_point']:.3g} s a "
+               f"point (one point measured now, one process), file about "
+               f"{cost['file_bytes'] / 2**20:.1f} MiB" + ("; --dry-run: nothing computed"
+                                                         if dry_run else ""), err=True)
 
 
 def _note(message: str) -> None:
@@ -192,24 +270,36 @@ def _note(message: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the directions.")
 @click.option("--orthogonalize", is_flag=True,
               help="Make the second direction orthogonal to the first (per filter).")
+@click.option("--directions", "along", type=click.Choice(["random", "hessian"]),
+              default="random", show_default=True, help="hessian: along the top Hessian "
+              "eigenvectors, unit norm (or filter-normalized with an explicit --norm filter).")
 @surface_options
 @wraps_threads
 def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, x,
-                    y, norm, ignore, kind, seed, orthogonalize, opts):
-    """Loss surface around CHECKPOINT along random filter-normalized directions."""
-    from landscape.directions import direction_cosine, random_directions
+                    y, norm, ignore, kind, seed, orthogonalize, along, opts):
+    """Loss surface around CHECKPOINT along random filter-normalized directions (or the top
+    Hessian eigenvectors)."""
+    from landscape.checkpoint import trained_loss
+    from landscape.directions import (direction_cosine, hessian_surface_directions,
+                                      random_directions)
 
     model, info, digest = _load(checkpoint)
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
     dirs = random_directions(model, count=1 if y is None else 2, norm=norm, ignore=ignore,
                              kind=kind, seed=seed, orthogonalize=orthogonalize)
+    found = {}
+    if along == "hessian":  # the library finds, signs and describes the eigenvectors
+        explicit = click.get_current_context().get_parameter_source("norm").name != "DEFAULT"
+        dirs, found = hessian_surface_directions(
+            model, bundle, len(dirs), norm=norm if explicit else "none", ignore=ignore,
+            kind=kind, loss=trained_loss(info, opts["loss"]), seed=seed, device=opts["device"])
     cosine = direction_cosine(dirs[0], dirs[1]) if len(dirs) == 2 else None
     if orthogonalize and y is None:
         _note("warning: --orthogonalize has no effect on a 1-D line (one direction)")
     recipe = {"type": "random", "norm": norm, "ignore": ignore, "kind": kind, "seed": seed,
               "orthogonalize": orthogonalize, "checkpoint": str(checkpoint),
-              "checkpoint_sha256": digest, "cosine": cosine}
+              "checkpoint_sha256": digest, "cosine": cosine, **found}
     if cosine is not None:
         _note(f"cosine between the directions: {cosine:.3g}")
     _run(model, bundle, dirs, x, y, opts, info, recipe)
@@ -222,12 +312,14 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 @_range_option("alpha", "-1:2:61", "Interpolation coefficients, min:max:num (0 = A, 1 = B).")
 @click.option("--kind", type=click.Choice(["weights", "states"]), default="states",
               show_default=True, help="states: interpolate BatchNorm statistics too.")
+@click.option("--labels", "anchor_names", default=None,
+              help="Names of A and B on figures, comma-separated (default: run folder or "
+                   "file names).")
 @surface_options
 @wraps_threads
 def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_subset,
-                        test_subset, data_seed, alpha, kind, opts):
+                        test_subset, data_seed, alpha, kind, anchor_names, opts):
     """Metrics along (1 - alpha) A + alpha B (A's dataset unless given)."""
-    from landscape.checkpoint import checkpoint_labels
     from landscape.directions import interpolation_direction
 
     model_a, info, digest_a = _load(checkpoint_a)
@@ -239,7 +331,7 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
               "checkpoint_sha256": digest_a, "checkpoint_b": str(checkpoint_b),
               "checkpoint_b_sha256": digest_b}
     anchors = {"coords": [[0.0], [1.0]],
-               "labels": checkpoint_labels([checkpoint_a, checkpoint_b])}
+               "labels": _anchor_labels([checkpoint_a, checkpoint_b], anchor_names)}
     _run(model_a, bundle, dirs, alpha, None, opts, info, recipe, anchors=anchors)
 
 
@@ -254,12 +346,14 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
               help="Second axis: the part of C - A orthogonal to B - A, same length as B - A.")
 @click.option("--kind", type=click.Choice(["weights", "states"]), default="states",
               show_default=True, help="states: include BatchNorm statistics.")
+@click.option("--labels", "anchor_names", default=None,
+              help="Names of A, B and C on figures, comma-separated (default: run folder or "
+                   "file names).")
 @surface_options
 @wraps_threads
 def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, train_subset,
-                  test_subset, data_seed, x, y, orthogonal, kind, opts):
+                  test_subset, data_seed, x, y, orthogonal, kind, anchor_names, opts):
     """Surface on the plane through A, B and C (origin A, axes B - A and C - A)."""
-    from landscape.checkpoint import checkpoint_labels
     from landscape.directions import plane_directions
     from landscape.grid import auto_axis
 
@@ -275,7 +369,8 @@ def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, 
               "checkpoints": [str(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)],
               "checkpoints_sha256": [d for _, _, d in loaded]}
     anchors = {"coords": coords,
-               "labels": checkpoint_labels([checkpoint_a, checkpoint_b, checkpoint_c])}
+               "labels": _anchor_labels([checkpoint_a, checkpoint_b, checkpoint_c],
+                                        anchor_names)}
     _run(model_a, bundle, dirs, x, y, opts, info, recipe, anchors=anchors)
 
 

@@ -98,7 +98,7 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
 @click.option("--width", type=click.IntRange(min=1), default=None,
               help="Width (mlp, vgg9, resnets).")
-@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp); layers, 6 n + 2 (resnet1d).")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "gelu"]), default=None,
               help="Activation (mlp, cnn1d, lenet).")
 @click.option("--batchnorm/--no-batchnorm", default=None,
@@ -131,6 +131,10 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               help="Save a checkpoint every N epochs (0: none; default: about 50 per run).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization and shuffling.")
+@click.option("--track-eigenvalues", "track_every", type=click.IntRange(min=0), default=0,
+              metavar="EVERY", help="Record the top Hessian eigenvalue of the training loss "
+              "every EVERY epochs (and at the end) as lambda_max in the history (warm-started "
+              "Lanczos, a few Hessian-vector products each; 0: never).")
 @device_option
 @click.option("--compile", "compile_model", is_flag=True,
               help="Compile the model for the training steps (torch.compile).")
@@ -151,8 +155,8 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
                   depth, activation, batchnorm, skip, optimizer, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
-                  checkpoint_every, seed, device, compile_model, compile_backend, out, force,
-                  resume, trust_code, quiet):
+                  checkpoint_every, seed, track_every, device, compile_model, compile_backend,
+                  out, force, resume, trust_code, quiet):
     """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}.
 
     An interrupted run (Ctrl-C, a kill) continues with `landscape train --resume OUT`.
@@ -160,8 +164,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
     if resume is not None:
         folder = Path(resume or out)
         with _interrupt_message(folder, force=False):
-            result = _resume_run(folder, model_name, device, quiet, trust_code)
-        _report(result, folder)
+            result, config = _resume_run(folder, model_name, device, quiet, trust_code)
+        _report(result, folder, config)
         return
     from landscape import TrainConfig, build_model, count_parameters, train
     from landscape._util import output_lock, pick_device, provenance, write_json
@@ -172,7 +176,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                          steps=steps, schedule=schedule, lr_scaling=lr_scaling, seed=seed,
                          device=device, drop_last=drop_last, loss=loss,
                          checkpoint_every=checkpoint_every, progress=not quiet,
-                         compile=compile_model, compile_backend=compile_backend)
+                         compile=compile_model, compile_backend=compile_backend,
+                         track_eigenvalues=track_every)
     config.validate()
     pick_device(device)
     out_dir = Path(out)
@@ -210,7 +215,7 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                    f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr} -> {out_dir}",
                    err=True)
         result = train(model, bundle, config, out_dir=out_dir)
-    _report(result, out_dir)
+    _report(result, out_dir, config)
 
 
 def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
@@ -248,7 +253,7 @@ def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
         model, info = load_checkpoint(folder / RESUME_FILE)
         bundle = bundle_from(None, None, None, None, None, like=info["dataset"])
     click.echo(f"resuming {folder} from its last checkpoint", err=True)
-    return train(model, bundle, config, out_dir=folder, resume=True)
+    return train(model, bundle, config, out_dir=folder, resume=True), config
 
 
 @contextlib.contextmanager
@@ -268,8 +273,10 @@ def _interrupt_message(out: Path, force: bool) -> Iterator[None]:
         sys.exit(130)
 
 
-def _report(result, out_dir: Path) -> None:
-    """Print the final metrics, or the divergence (exit 3)."""
+def _report(result, out_dir: Path, config) -> None:
+    """Print the final metrics (and the tracked top eigenvalue), or the divergence (exit 3)."""
+    from landscape.train import stability_threshold
+
     if result.diverged:
         click.echo(f"error: {result.message}; checkpoints so far kept in {out_dir}", err=True)
         sys.exit(3)
@@ -277,6 +284,11 @@ def _report(result, out_dir: Path) -> None:
     click.echo(f"train loss {f['train_loss']:.4f}  train acc {f['train_acc']:.4f}  "
                f"test loss {f['test_loss']:.4f}  test acc {f['test_acc']:.4f}  "
                f"({result.seconds:.1f} s)")
+    if config.track_eigenvalues:
+        limit = stability_threshold(config.optimizer, result.history[-1]["lr"],
+                                    config.momentum, config.nesterov)
+        click.echo(f"top Hessian eigenvalue {f['lambda_max']:.6g}"
+                   + (f" (stability threshold {limit:.4g})" if limit else ""))
 
 
 def register(group: click.Group) -> None:

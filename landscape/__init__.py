@@ -8,16 +8,17 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .connect import ConnectOptions, ConnectResult, connect
 from .data import DataBundle, load_dataset
 from .directions import (TrajectoryPCA, direction_cosine, interpolation_direction,
                          load_directions, plane_directions, random_directions, save_directions,
                          trajectory_pca)
 from .errors import LandscapeError
 from .evaluate import Evaluator
-from .hessian import (dense_hessian, extreme_eigenvalues, hessian_density, hessian_eigenvalues,
-                      hessian_trace)
+from .hessian import (HessianOptions, dense_hessian, extreme_eigenvalues, hessian_density,
+                      hessian_eigenvalues, hessian_trace)
 from .models import build_model, count_parameters
-from .shape import BasinShape, basin_shape, surface_shape
+from .shape import BasinShape, basin_shape, path_barrier, surface_shape
 from .sharpness import (adaptive_sharpness, average_sharpness, epsilon_sharpness,
                         measure_sharpness, reparametrization_report, rescale_relu_layers)
 from .store import load_surface, save_surface
@@ -27,8 +28,8 @@ from .train import TrainConfig, TrainResult, train
 _LAZY = {
     "plot_lines": "plot2d", "plot_contours": "plot2d", "plot_trajectory": "plot2d",
     "plot_eig_ratio": "plot2d", "plot_density": "plot2d", "plot_eigenvalues": "plot2d",
-    "plot_history": "plot2d",
-    "plot_sweep": "plot2d", "render_surface": "plot3d", "orbit_animation": "plot3d",
+    "plot_history": "plot2d", "plot_sweep": "plot2d", "plot_paths": "plot2d",
+    "render_surface": "plot3d", "orbit_animation": "plot3d",
     "export_vtk": "plot3d",
 }
 
@@ -55,15 +56,17 @@ __all__ = [
     "Surface", "SurfaceOptions", "compute_surface", "Evaluator", "load_surface", "save_surface",
     # curvature
     "hessian_eigenvalues", "extreme_eigenvalues", "hessian_trace", "hessian_density",
-    "dense_hessian",
+    "dense_hessian", "HessianOptions",
     # sharpness and basin shape
     "epsilon_sharpness", "adaptive_sharpness", "average_sharpness", "measure_sharpness",
     "reparametrization_report", "rescale_relu_layers", "basin_shape", "surface_shape",
-    "BasinShape",
+    "BasinShape", "path_barrier",
+    # many minima
+    "connect", "ConnectOptions", "ConnectResult",
     # figures (matplotlib and pyvista load on first use)
     "plot_lines", "plot_contours", "plot_trajectory", "plot_eig_ratio", "plot_density",
-    "plot_eigenvalues", "plot_history", "plot_sweep", "render_surface", "orbit_animation",
-    "export_vtk",
+    "plot_eigenvalues", "plot_history", "plot_sweep", "plot_paths", "render_surface",
+    "orbit_animation", "export_vtk",
     # errors
     "LandscapeError",
 ]

@@ -160,6 +160,17 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def write_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` of ``obj`` through ``write_bytes``. Serialized in memory: torch.save to a
+    file stores the file's (temporary) name inside the archive, so identical objects would give
+    files, and hashes, that differ."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes(path, buffer.getvalue())
+
+
 def write_hdf5(path: str | os.PathLike, fill: Callable[[Any], None]) -> Path:
     """Build an HDF5 file in memory with ``fill(h5py_file)``, then ``write_bytes`` it.
 

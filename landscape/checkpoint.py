@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import io
 import os
 import re
 import sys
@@ -27,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ._util import write_bytes
+from ._util import write_torch
 from .errors import CheckpointError
 
 FORMAT = "landscape-checkpoint"
@@ -53,11 +52,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict[str, 
     blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": _canonical(spec),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "extra": _canonical(extra or {})}
-    # Serialized in memory: torch.save to a file stores the file's name inside the archive,
-    # and a temporary name made identical runs' checkpoints (and their hashes) differ.
-    buffer = io.BytesIO()
-    torch.save(blob, buffer)
-    return write_bytes(path, buffer.getvalue())
+    return write_torch(path, blob)  # byte-identical for identical runs
 
 
 def _canonical(obj: Any) -> Any:

@@ -146,14 +146,10 @@ def _mnist1d(seed: int, cache: bool) -> tuple[Split, Split, int]:
     blob = {k: torch.as_tensor(raw[k], dtype=torch.float32 if k.startswith("x") else torch.int64)
             for k in ("x", "y", "x_test", "y_test")}
     if cache:
-        import io
-
-        from ._util import write_bytes
+        from ._util import write_torch
         from .errors import WriteError
-        buffer = io.BytesIO()
-        torch.save(blob, buffer)
         try:
-            write_bytes(path, buffer.getvalue())
+            write_torch(path, blob)
         except WriteError:
             pass  # an unwritable cache only costs time
     return (blob["x"], blob["y"]), (blob["x_test"], blob["y_test"]), 10

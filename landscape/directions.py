@@ -44,6 +44,7 @@ from torch import nn
 
 from ._util import json_text, sha256_tensors, write_hdf5
 from .errors import LandscapeError, StoreError
+from .hessian import HessianOptions, hessian_eigenvalues
 from .params import is_bias_or_norm, named_tensors, norm_layer_names
 
 Direction = dict[str, torch.Tensor]
@@ -188,6 +189,122 @@ def direction_cosine(d1: Direction, d2: Direction) -> float:
     n1 = _total_norm(d1[n] for n in names)
     n2 = _total_norm(d2[n] for n in names)
     return dot / (n1 * n2) if n1 > 0 and n2 > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------------------
+# curvature-aligned directions
+
+
+@dataclasses.dataclass(frozen=True)
+class HessianDirections:
+    """Directions along the top Hessian eigenvectors of a model's mean loss.
+
+    Attributes:
+        directions: one direction per eigenvector, largest eigenvalue first.
+        eigenvalues: the eigenvalues, descending.
+        residuals: ``||H v - lambda v||`` of each unit eigenvector.
+        norm: ``none`` (unit Euclidean norm over all weights: the slice's second derivative
+            at 0 is the eigenvalue) or ``filter`` (each filter rescaled to its weights' norm,
+            like the random directions; the eigenvector's shape is then bent).
+        n_products: Hessian-vector products used.
+    """
+
+    directions: list[Direction]
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    norm: str
+    n_products: int
+
+    def recipe(self) -> dict[str, Any]:
+        """What the directions file and a surface record about them."""
+        unit = ("unit parameter-space norm" if self.norm == "none"
+                else f"{self.norm}-normalized")
+        return {"type": "hessian", "norm": self.norm, "unit": unit,
+                "eigenvalues": [float(v) for v in self.eigenvalues],
+                "residuals": [float(r) for r in self.residuals],
+                "n_products": self.n_products}
+
+
+def hessian_directions(model: nn.Module, data: Any, count: int = 1, *, norm: str = "none",
+                       ignore: str = "biasbn", loss: Any = "cross_entropy", seed: int = 0,
+                       tol: float = 1e-6, device: str | torch.device | None = None,
+                       mode: str = "eval") -> HessianDirections:
+    """Directions along the ``count`` top Hessian eigenvectors (Lanczos, ``hessian_eigenvalues``).
+
+    Random filter-normalized directions see the average curvature; the curvature that
+    eigenvalue and Keskar sharpness numbers measure lives in a few directions that random
+    ones almost never hit. A slice along a unit eigenvector shows it: its second derivative
+    at 0 is the eigenvalue. Unlike filter-normalized random slices, such slices change under
+    a function-preserving rescaling of ReLU layers (Dinh et al. 2017), as the eigenvalues do.
+    Each eigenvector's sign puts its largest entry positive, so a seed gives one answer.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        count: how many eigenvectors (1 for a line, 2 for a plane).
+        norm: ``none`` (unit norm) or ``filter`` (per-filter weights' norms; ``ignore`` then
+            zeroes bias and normalization entries as for random directions).
+        ignore: ``biasbn`` or ``none`` (used with ``norm="filter"`` only).
+        loss: ``cross_entropy``, ``mse`` or a mean-reduced callable.
+        seed: seed of the Lanczos start vector.
+        tol: Lanczos tolerance (residual relative to the eigenvalue).
+        device: where products run.
+        mode: ``eval`` or ``train`` layers.
+
+    Returns:
+        HessianDirections, keyed like the model's trainable weights.
+    """
+    _check_choice("norm", norm, ("none", "filter"))
+    _check_choice("ignore", ignore, IGNORES)
+    if count < 1:
+        raise LandscapeError(f"count must be at least 1, got {count}")
+    res = hessian_eigenvalues(model, data, k=count, which="largest", tol=tol,
+                              return_vectors=True, seed=seed,
+                              options=HessianOptions(loss=loss, device=device, mode=mode,
+                                                     check=False))
+    order = np.argsort(res.values)[::-1]
+    entries = {n: t.detach() for n, t in named_tensors(model, "weights").items()}
+    skip = _ignored(model, entries, ignore) if norm == "filter" else set()
+    dirs = []
+    for i in order:
+        vec = np.asarray(res.vectors[:, i], dtype=np.float64)
+        vec = vec * (1.0 if vec[np.argmax(np.abs(vec))] >= 0 else -1.0)
+        raw = {n: t.to("cpu", _float_dtype(t)).clone()
+               for n, t in _unflatten_np(vec, entries, entries).items()}
+        for n in skip:
+            raw[n].zero_()
+        _normalize(raw, entries, "filter" if norm == "filter" else "none", skip)
+        dirs.append({n: raw[n].to(entries[n].device) for n in entries})
+    return HessianDirections(directions=dirs, eigenvalues=np.asarray(res.values)[order],
+                             residuals=np.asarray(res.residuals)[order], norm=norm,
+                             n_products=res.n_products)
+
+
+def hessian_surface_directions(model: nn.Module, data: Any, count: int, *, norm: str = "none",
+                               ignore: str = "biasbn", kind: str = "weights",
+                               loss: Any = "cross_entropy", seed: int = 0,
+                               device: str | torch.device | None = None
+                               ) -> tuple[list[Direction], dict[str, Any]]:
+    """``hessian_directions`` for a surface: the directions and what to record about them
+    (``HessianDirections.recipe()``, for the directions file and the surface's provenance).
+
+    Args:
+        model, data, count, norm, ignore, loss, seed, device: as for ``hessian_directions``
+            (``norm`` ``none`` or ``filter``; a DataBundle gives its train split).
+        kind: must be ``weights``: the Hessian is over the trainable weights only.
+
+    Returns:
+        ``(directions, recipe)``.
+    """
+    if kind != "weights":
+        raise LandscapeError("Hessian directions perturb the weights only (kind 'weights'); "
+                             f"got {kind!r}")
+    if norm not in ("none", "filter"):
+        raise LandscapeError(f"Hessian directions are unit-norm ('none') or filter-normalized "
+                             f"('filter'), not {norm!r}")
+    found = hessian_directions(model, data, count, norm=norm, ignore=ignore, loss=loss,
+                               seed=seed, device=device)
+    return found.directions, found.recipe()
 
 
 # ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from torch import nn
 from ._util import float32_mode, pick_device
 from .data import DataBundle, as_splits
 from .errors import LandscapeError
-from .train import loss_function
+from .losses import loss_function
 
 Direction = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -67,8 +67,8 @@ class Evaluator:
     """
 
     def __init__(self, model: nn.Module, data: DataBundle | tuple[torch.Tensor, torch.Tensor],
-                 directions: Sequence[Direction], metrics: Sequence[str] = ("train_loss",
-                                                                            "train_acc"),
+                 directions: Sequence[Direction], *,
+                 metrics: Sequence[str] = ("train_loss", "train_acc"),
                  loss: str | LossFn = "cross_entropy", bn_recalibrate: bool = False,
                  precision: str = "fp32", device: str | torch.device | None = None,
                  chunk: int = 8192, num_classes: int | None = None,

@@ -29,11 +29,12 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, aslinearoperator, eigsh
 from torch import nn
 
+from ._util import float32_mode
 from .data import split_of
 from .distributed import DistContext, DistributedError, Link
 from .errors import LandscapeError, StoreError
 from .params import named_tensors
-from .train import loss_function
+from .losses import loss_function
 
 DEFAULT_CHUNK = 1024
 """Examples per forward pass in a product (bounds memory; the result does not depend on it)."""
@@ -194,7 +195,7 @@ class HessianOperator(LinearOperator):
         model: the network (never modified).
         data: ``(inputs, targets)`` or a DataBundle (its ``split``).
         loss: ``cross_entropy``, ``mse`` or a mean-reduced ``loss(outputs, targets)``.
-        chunk_size: examples per forward pass; each chunk is weighted by its size, so the
+        chunk: examples per forward pass; each chunk is weighted by its size, so the
             product is exact for any chunking (in eval mode).
         mode: ``eval`` (default: BatchNorm running statistics, no dropout) or ``train``.
         device: where products run; default the model's device.
@@ -211,8 +212,8 @@ class HessianOperator(LinearOperator):
         progress: a progress bar counting products.
     """
 
-    def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
-                 chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+    def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy", *,
+                 chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
                  progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES):
@@ -240,7 +241,7 @@ class HessianOperator(LinearOperator):
         self.params = {n: self._to(t) for n, t in weights.items()}
         self._fixed = {n: self._to(t) for n, t in model.named_parameters() if n not in weights}
         self._fixed.update({n: self._to(t) for n, t in model.named_buffers()})
-        self._chunks = self._make_chunks(*split_of(data, split), chunk_size)
+        self._chunks = self._make_chunks(*split_of(data, split), chunk)
         self.n_params = sum(t.numel() for t in self.params.values())
         self.n_products = 0
         self._record = record
@@ -261,13 +262,13 @@ class HessianOperator(LinearOperator):
             return t.to(self.device, self.torch_dtype)
         return t.to(self.device)
 
-    def _make_chunks(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int | None):
-        if chunk_size is not None and chunk_size < 1:
-            raise LandscapeError(f"chunk_size must be at least 1, got {chunk_size}")
+    def _make_chunks(self, x: torch.Tensor, y: torch.Tensor, chunk: int | None):
+        if chunk is not None and chunk < 1:
+            raise LandscapeError(f"chunk must be at least 1, got {chunk}")
         x = self._to(x)
         y = y.to(self.device)
         n = len(y)
-        step = n if chunk_size is None else chunk_size
+        step = n if chunk is None else chunk
         return [(x[i:i + step], y[i:i + step], len(y[i:i + step]) / n)
                 for i in range(0, n, step)]
 
@@ -298,7 +299,6 @@ class HessianOperator(LinearOperator):
 
     def _float32(self):
         """Full-precision float32 math on CUDA (no TF32 convolutions or matmuls)."""
-        from ._util import float32_mode
         return float32_mode("ieee", enabled=self.device.type == "cuda")
 
     # --- products
@@ -447,7 +447,7 @@ def _grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
 
 def hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
                            loss: LossArg = "cross_entropy",
-                           chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                           chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                            device: str | torch.device | None = None, hvp: str = "double"
                            ) -> torch.Tensor:
     """One product ``H v`` of the mean-loss Hessian with a flat vector.
@@ -456,12 +456,12 @@ def hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
         model: the network (not modified).
         data: ``(inputs, targets)`` or a DataBundle (its train split).
         vector: flat tensor with one entry per trainable parameter.
-        loss, chunk_size, mode, device, hvp: as for ``HessianOperator``.
+        loss, chunk, mode, device, hvp: as for ``HessianOperator``.
 
     Returns:
         ``H v`` as a flat tensor on the product device.
     """
-    op = HessianOperator(model, data, loss, chunk_size, mode, device, hvp)
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device, hvp=hvp)
     return op.hvp(vector)
 
 
@@ -474,7 +474,7 @@ def _warn_stochastic(model: nn.Module, mode: str) -> None:
 
 
 def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
-                      mode: str = "eval", chunk_size: int | None = DEFAULT_CHUNK,
+                      mode: str = "eval", chunk: int | None = DEFAULT_CHUNK,
                       device: str | torch.device | None = None) -> bool:
     """Two passes must give the same loss and gradient; warn (warnings.warn) if not.
 
@@ -484,13 +484,13 @@ def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entrop
     Args:
         model: the network (not modified).
         data: ``(inputs, targets)`` or a DataBundle (its train split).
-        loss, mode, chunk_size, device: as for ``HessianOperator``.
+        loss, mode, chunk, device: as for ``HessianOperator``.
 
     Returns:
         True if both passes agreed (to the square root of the dtype's epsilon).
     """
     _warn_stochastic(model, mode)
-    op = HessianOperator(model, data, loss, chunk_size, mode, device)
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
     return op.check_determinism()
 
 
@@ -500,7 +500,7 @@ class HessianOptions:
     settings, one object for every solver; unused when a solver is given an operator).
 
     Attributes:
-        loss, chunk_size, mode, device, hvp, dtype, split: as for ``HessianOperator``.
+        loss, chunk, mode, device, hvp, dtype, split: as for ``HessianOperator``.
         check: run the two-pass determinism check first (two gradient passes).
         progress: show a progress bar of products.
         factory: makes the operator in place of ``HessianOperator`` (same arguments), e.g.
@@ -508,7 +508,7 @@ class HessianOptions:
     """
 
     loss: LossArg = "cross_entropy"
-    chunk_size: int | None = DEFAULT_CHUNK
+    chunk: int | None = DEFAULT_CHUNK
     mode: str = "eval"
     device: Any = None
     hvp: str = "double"
@@ -560,9 +560,9 @@ def _operator(source: Any, data: Any, options: HessianOptions | None, record: bo
         raise LandscapeError("a model needs its data: (inputs, targets) or a DataBundle")
     o = options or HessianOptions()
     _warn_stochastic(source, o.mode)
-    op = (o.factory or HessianOperator)(source, data, o.loss, o.chunk_size, o.mode, o.device,
-                                        o.hvp, dtype=o.dtype, split=o.split, record=record,
-                                        progress=o.progress)
+    op = (o.factory or HessianOperator)(source, data, o.loss, chunk=o.chunk, mode=o.mode,
+                                        device=o.device, hvp=o.hvp, dtype=o.dtype,
+                                        split=o.split, record=record, progress=o.progress)
     if o.check:
         try:
             op.check_determinism()
@@ -1042,7 +1042,7 @@ def _smooth(nodes: np.ndarray, weights: np.ndarray, sigma: float | None, points:
 # ----------------------------------------------------------------------------- dense reference
 
 def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
-                  chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                   device: str | torch.device | None = None, split: str = "train",
                   columns: int | None = None) -> torch.Tensor:
     """The full Hessian (n_params x n_params) by torch.func, for tiny models and references.
@@ -1050,14 +1050,14 @@ def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
     Args:
         model: the network (not modified).
         data: ``(inputs, targets)`` or a DataBundle (its ``split``).
-        loss, chunk_size, mode, device, split: as for ``HessianOperator``.
+        loss, chunk, mode, device, split: as for ``HessianOperator``.
         columns: Hessian columns per vectorized pass (bounds memory; default all at once).
 
     Returns:
         The symmetric Hessian as a tensor in the products' dtype on the products' device
         (by double backward, column by column, where BatchNorm uses batch statistics).
     """
-    op = HessianOperator(model, data, loss, chunk_size, mode, device, split=split)
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device, split=split)
     if _batch_statistics(op._shell):  # torch.func is unreliable there: n double backwards
         eye = torch.eye(op.n_params, device=op.device, dtype=op.torch_dtype)
         total = torch.stack([op.hvp(e) for e in eye], dim=1)
@@ -1081,6 +1081,248 @@ def dense_hessian(model: nn.Module, data: Any, loss: LossArg = "cross_entropy",
         except RuntimeError:  # a layer or loss without forward-mode support: reverse twice
             total += torch.func.jacrev(grad, chunk_size=columns)(flat0)
     return 0.5 * (total + total.T)
+
+
+# ----------------------------------------------------------------------------- warm-started top
+
+@dataclasses.dataclass(frozen=True)
+class TopEigenpair:
+    """The largest Hessian eigenvalue from one Lanczos run (e.g. warm-started).
+
+    Attributes:
+        value: the top Ritz value (never above the largest eigenvalue).
+        vector: its unit Ritz vector (flat, float64), the start of the next run.
+        residual: ``||H v - value v||`` (an eigenvalue lies within it of ``value``).
+        n_products: Hessian-vector products used.
+        converged: True if the residual reached ``tol * |value|``.
+        seconds: wall time.
+    """
+
+    value: float
+    vector: np.ndarray
+    residual: float
+    n_products: int
+    converged: bool
+    seconds: float
+
+
+def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, *,
+                  tol: float = 1e-3, max_products: int = 100, min_products: int = 1,
+                  seed: int = 0, loss: LossArg = "cross_entropy",
+                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                  device: str | torch.device | None = None) -> TopEigenpair:
+    """The largest Hessian eigenvalue by Lanczos (full reorthogonalization) from ``start``.
+
+    Started from the previous top eigenvector of a slowly changing model (training, a
+    neighbouring grid point), a few products suffice: the run stops as soon as the top Ritz
+    residual is below ``tol`` times the Ritz value. Its error is then of the order of the
+    squared residual over the gap to the second eigenvalue (1e-3 gives about 1e-6 relative
+    on a gap of a tenth of the value).
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        start: start vector (any norm; None or zero: a Gaussian vector from ``seed``).
+        tol: stopping residual relative to the top Ritz value.
+        max_products: most products (Lanczos steps).
+        min_products: fewest products: a Krylov space of a few vectors can find an eigenvalue
+            that has overtaken the one ``start`` points at (any Ritz pair with a small
+            residual is near *some* eigenpair, not necessarily the top one).
+        seed: seed of the random start vector.
+        loss, chunk, mode, device: as for ``HessianOperator``.
+
+    Returns:
+        TopEigenpair.
+    """
+    if max_products < 1:
+        raise LandscapeError(f"max_products must be at least 1, got {max_products}")
+    begin = time.perf_counter()
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
+    v0 = None if start is None else np.asarray(start, dtype=np.float64).reshape(-1)
+    if v0 is not None and v0.size != op.n_params:
+        raise LandscapeError(f"start vector has {v0.size} entries, the Hessian has "
+                             f"{op.n_params}")
+    if v0 is None or not np.linalg.norm(v0) > 0:
+        v0 = _rng_vector(np.random.default_rng(seed), op.n_params)
+
+    def done(theta: np.ndarray, s: np.ndarray, beta: float) -> bool:
+        return (len(theta) >= min_products
+                and beta * abs(s[-1, -1]) <= tol * max(abs(theta[-1]), 1e-300))
+
+    keep: dict[str, Any] = {}
+    theta, s, _ = _lanczos(op.matvec, v0, min(max_products, op.n_params), stop=done,
+                           out=keep)
+    vector = keep["basis"].T @ s[:, -1]
+    vector /= np.linalg.norm(vector)
+    residual = float(keep["beta"] * abs(s[-1, -1]))
+    return TopEigenpair(value=float(theta[-1]), vector=vector, residual=residual,
+                        n_products=op.n_products,
+                        converged=residual <= tol * max(abs(float(theta[-1])), 1e-300),
+                        seconds=time.perf_counter() - begin)
+
+
+# ----------------------------------------------------------------------------- per batch
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpread:
+    """The top Hessian eigenvalue of the mean loss over several mini-batches.
+
+    Attributes:
+        batch_size: examples per batch.
+        values: the top eigenvalue of each batch.
+        mean, std: their mean and standard deviation (ddof 1; NaN for one batch).
+        full: the full-data top eigenvalue (None if not asked for).
+        disjoint: True if the batches share no example.
+        n_products: Hessian-vector products used, all batches (and the full data) together.
+        seconds: wall time.
+    """
+
+    batch_size: int
+    values: np.ndarray
+    mean: float
+    std: float
+    full: float | None
+    disjoint: bool
+    n_products: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"batch_size": self.batch_size, "values": self.values.tolist(),
+                "mean": self.mean, "std": None if math.isnan(self.std) else self.std,
+                "min": float(self.values.min()), "max": float(self.values.max()),
+                "full": self.full, "disjoint": self.disjoint, "n_products": self.n_products,
+                "seconds": self.seconds}
+
+
+def per_batch_top_eigenvalue(model: nn.Module, data: Any, n_batches: int, batch_size: int, *,
+                             seed: int = 0, tol: float = 1e-3, full: bool = True,
+                             max_products: int = 200, loss: LossArg = "cross_entropy",
+                             chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                             device: str | torch.device | None = None) -> BatchSpread:
+    """How much the top eigenvalue varies from one mini-batch to the next.
+
+    Batches are drawn from a permutation seeded by ``seed``: disjoint slices of it when
+    ``n_batches * batch_size`` examples exist, else each batch its own draw without
+    replacement. Each batch's top eigenvalue is a fresh Lanczos run (``top_eigenpair``).
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        n_batches: how many batches (at least 1).
+        batch_size: examples per batch (at most the data's size).
+        seed: seed of the batches and start vectors.
+        tol: Lanczos residual relative to the value.
+        full: also the top eigenvalue of the whole data.
+        max_products: most products per eigenvalue.
+        loss, chunk, mode, device: as for ``HessianOperator``.
+
+    Returns:
+        BatchSpread.
+    """
+    x, y = split_of(data)
+    n = len(y)
+    if n_batches < 1:
+        raise LandscapeError(f"n_batches must be at least 1, got {n_batches}")
+    if not 1 <= batch_size <= n:
+        raise LandscapeError(f"batch size must be between 1 and the {n} examples, "
+                             f"got {batch_size}")
+    begin = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    disjoint = n_batches * batch_size <= n
+    order = rng.permutation(n)
+    common = dict(tol=tol, max_products=max_products, loss=loss, chunk=chunk,
+                  mode=mode, device=device)
+    values, products = [], 0
+    for b in range(n_batches):
+        idx = (order[b * batch_size:(b + 1) * batch_size] if disjoint
+               else rng.choice(n, size=batch_size, replace=False))
+        idx = torch.from_numpy(np.sort(idx))
+        pair = top_eigenpair(model, (x[idx], y[idx]), seed=seed + b, **common)
+        values.append(pair.value)
+        products += pair.n_products
+    whole = None
+    if full:
+        pair = top_eigenpair(model, (x, y), seed=seed, **common)
+        whole, products = pair.value, products + pair.n_products
+    arr = np.array(values)
+    return BatchSpread(batch_size=batch_size, values=arr, mean=float(arr.mean()),
+                       std=float(arr.std(ddof=1)) if len(arr) > 1 else float("nan"),
+                       full=whole, disjoint=disjoint, n_products=products,
+                       seconds=time.perf_counter() - begin)
+
+
+# ----------------------------------------------------------------------------- slices
+
+def directional_curvature(model: nn.Module, data: Any, direction: torch.Tensor, *,
+                          step: float = 1e-6, loss: LossArg = "cross_entropy",
+                          chunk: int | None = DEFAULT_CHUNK,
+                          dtype: torch.dtype | None = torch.float64,
+                          device: str | torch.device | None = None) -> float:
+    """Second difference of the mean loss along a flat direction, at the model:
+    ``(f(theta + h d) - 2 f(theta) + f(theta - h d)) / h^2`` (eval mode).
+
+    For a unit eigenvector it tends to the eigenvalue as ``h`` shrinks (error of order
+    ``h^2``); it is what a 1-D slice of the loss shows at its origin, measured without the
+    Hessian. Runs in ``dtype`` (float64 by default, so rounding stays far below the
+    ``h^2`` term). Keep ``h`` small: the loss of a ReLU network is only piecewise smooth, and
+    a step that moves pre-activations across zero adds their slope changes, which the
+    Hessian leaves out. On the demo's two CNNs (4,000 examples) the second difference along
+    the top eigenvector was 1.6% and 4.0% above the eigenvalue at h = 1e-4, 0.03% and 0.00%
+    off at 1e-5, 0.00% at 1e-6; on a tiny MLP h = 1e-3 put one slice 2.3x off.
+
+    Args:
+        model: the network (not modified).
+        data: ``(inputs, targets)`` or a DataBundle (its train split).
+        direction: flat tensor, one entry per trainable parameter (not normalized here).
+        step: the step ``h``.
+        loss, chunk, device: as for ``HessianOperator``.
+        dtype: dtype of the loss evaluations (None: the model's).
+
+    Returns:
+        The second difference.
+    """
+    if not step > 0:
+        raise LandscapeError(f"step must be positive, got {step}")
+    op = HessianOperator(model, data, loss, chunk=chunk, device=device, dtype=dtype)
+    d = op._split_vector(direction.to(op.device, op.torch_dtype).reshape(-1))
+
+    def at(h: float) -> float:
+        params = {n: t + h * d[n] for n, t in op.params.items()}
+        with torch.no_grad(), op._float32():
+            return sum(float(op._chunk_loss(params, x, y, w)) for x, y, w in op._chunks)
+
+    return (at(step) - 2.0 * at(0.0) + at(-step)) / step ** 2
+
+
+# ----------------------------------------------------------------------------- densities
+
+def common_densities(spectra: list[tuple[np.ndarray, np.ndarray]], sigma: float | None = None,
+                     grid_points: int = 1000) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Smooth several spectra (Ritz nodes, quadrature weights) with ONE Gaussian kernel on
+    ONE grid, so that a figure comparing them shows the same resolution for each.
+
+    Args:
+        spectra: ``(nodes, weights)`` per spectrum (``DensityResult.nodes/.weights``).
+        sigma: kernel width; default 0.4% of the span of all nodes together.
+        grid_points: points of the shared grid.
+
+    Returns:
+        ``(densities, grid, sigma)``: one density per spectrum (each integrates to 1).
+    """
+    if not spectra:
+        raise LandscapeError("no spectra to smooth")
+    nodes = [np.asarray(n, dtype=float).ravel() for n, _ in spectra]
+    weights = [np.asarray(w, dtype=float).ravel() for _, w in spectra]
+    every = np.concatenate(nodes)
+    _, _, sigma = _smooth(every, np.ones_like(every), sigma, 3)
+    grid = np.linspace(every.min() - 6 * sigma, every.max() + 6 * sigma, grid_points)
+    out = []
+    for nd, wt in zip(nodes, weights):
+        z = (grid[:, None] - nd[None, :]) / sigma
+        dens = (np.exp(-0.5 * z ** 2) * wt).sum(axis=1)
+        out.append(dens / np.trapezoid(dens, grid))
+    return out, grid, sigma
 
 
 # ----------------------------------------------------------------------------- spectrum files
@@ -1169,17 +1411,17 @@ class DistributedHessianOperator(HessianOperator):
     sum is taken in another order).
 
     Args:
-        model, data, loss, chunk_size, mode, device, hvp, dtype, split, record, progress,
+        model, data, loss, chunk, mode, device, hvp, dtype, split, record, progress,
             graph_cache: as for ``landscape.hessian.HessianOperator`` (all ranks give the same;
             ``device`` defaults to ``context.device``; only rank 0 shows progress).
         context: from ``init_distributed``.
     """
 
-    def __init__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy",
-                 chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+    def __init__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy", *,
+                 chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
-                 progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES, *,
+                 progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES,
                  context: DistContext):
         x, y = split_of(data, split)
         n = len(y)
@@ -1192,9 +1434,10 @@ class DistributedHessianOperator(HessianOperator):
         self.total_examples = n
         self._link = Link(context)
         self._released = False
-        super().__init__(model, (x[lo:hi], y[lo:hi]), loss, chunk_size, mode,
-                         device if device is not None else context.device, hvp, dtype,
-                         "train", record, progress and context.is_main, graph_cache)
+        super().__init__(model, (x[lo:hi], y[lo:hi]), loss, chunk=chunk, mode=mode,
+                         device=device if device is not None else context.device, hvp=hvp,
+                         dtype=dtype, record=record, progress=progress and context.is_main,
+                         graph_cache=graph_cache)
 
     def _collective(self, what: str, fn: Callable[[], Any]) -> Any:
         return self._link.call(what, fn)
@@ -1291,8 +1534,8 @@ class DistributedHessian:
         self._link = Link(context)
         self.finished = False
 
-    def __call__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy",
-                 chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+    def __call__(self, model: nn.Module, data: Any, loss: Any = "cross_entropy", *,
+                 chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                  device: str | torch.device | None = None, hvp: str = "double",
                  dtype: torch.dtype | None = None, split: str = "train", record: bool = False,
                  progress: bool = False, graph_cache: int = GRAPH_CACHE_BYTES
@@ -1302,7 +1545,7 @@ class DistributedHessian:
         if callable(loss):
             raise DistributedError("a distributed Hessian needs a named loss (cross_entropy or "
                                    "mse), not a callable: the other ranks must rebuild it")
-        settings = dict(loss=loss, chunk_size=chunk_size, mode=mode, hvp=hvp, dtype=dtype,
+        settings = dict(loss=loss, chunk=chunk, mode=mode, hvp=hvp, dtype=dtype,
                         split=split, graph_cache=graph_cache)
         self._send(settings)
         return DistributedHessianOperator(model, data, record=record, progress=progress,
@@ -1358,7 +1601,7 @@ def serve_hessian_products(model: nn.Module, data: Any, context: DistContext) ->
 
 def sharded_hessian_vector_product(model: nn.Module, data: Any, vector: torch.Tensor,
                                    loss: Any = "cross_entropy",
-                                   chunk_size: int | None = DEFAULT_CHUNK, mode: str = "eval",
+                                   chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
                                    hvp: str = "double", dtype: torch.dtype | None = None,
                                    *, context: DistContext | None) -> torch.Tensor:
     """``H v`` of the mean loss over ``data``, each rank working on its shard (a collective:
@@ -1368,7 +1611,7 @@ def sharded_hessian_vector_product(model: nn.Module, data: Any, vector: torch.Te
         model: the network (not modified); the same on every rank.
         data: ``(inputs, targets)`` or a DataBundle (its train split); the same on every rank.
         vector: flat tensor, one entry per trainable parameter.
-        loss, chunk_size, mode, hvp, dtype: as for ``landscape.hessian.HessianOperator``.
+        loss, chunk, mode, hvp, dtype: as for ``landscape.hessian.HessianOperator``.
         context: from ``init_distributed``; None computes the one-process product.
 
     Returns:
@@ -1377,10 +1620,10 @@ def sharded_hessian_vector_product(model: nn.Module, data: Any, vector: torch.Te
     import torch.distributed as dist
 
     if context is None or context.world_size == 1:
-        return hessian_vector_product(model, data, vector, loss, chunk_size, mode,
+        return hessian_vector_product(model, data, vector, loss, chunk, mode,
                                       None if context is None else context.device, hvp)
-    op = DistributedHessianOperator(model, data, loss, chunk_size, mode, hvp=hvp, dtype=dtype,
-                                    context=context)
+    op = DistributedHessianOperator(model, data, loss, chunk=chunk, mode=mode, hvp=hvp,
+                                    dtype=dtype, context=context)
     v = vector.to(op.device, op.torch_dtype).reshape(-1).clone()
     if v.numel() != op.n_params:
         raise LandscapeError(f"vector has {v.numel()} entries, the Hessian has {op.n_params}")

@@ -164,9 +164,72 @@ def resnet56(input_shape, num_classes, skip: bool = True, batchnorm: bool = True
     return CifarResNet(input_shape, num_classes, 9, skip, batchnorm, width)
 
 
+class Block1d(nn.Module):
+    """Two 1-D convolutions (kernel 3) with an optional identity/projection shortcut; with
+    ``skip=False`` the same layers without the addition."""
+
+    def __init__(self, cin: int, cout: int, stride: int, skip: bool, batchnorm: bool):
+        super().__init__()
+        self.skip = skip
+        self.conv1 = nn.Conv1d(cin, cout, 3, stride, 1, bias=not batchnorm)
+        self.bn1 = _norm("1d", cout, batchnorm)
+        self.conv2 = nn.Conv1d(cout, cout, 3, 1, 1, bias=not batchnorm)
+        self.bn2 = _norm("1d", cout, batchnorm)
+        self.shortcut: nn.Module = nn.Identity()
+        if skip and (stride != 1 or cin != cout):
+            self.shortcut = nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=not batchnorm),
+                                          _norm("1d", cout, batchnorm))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        if self.skip:
+            out = out + self.shortcut(x)
+        return torch.relu(out)
+
+
+class ResNet1d(nn.Module):
+    """Residual network for 1-D signals (MNIST-1D): a stem convolution, three stages of ``n``
+    blocks (``width``, 2 ``width``, 4 ``width`` channels; stride 2 between stages), global
+    average pooling and a linear head: ``6 n + 2`` layers."""
+
+    def __init__(self, input_shape, num_classes: int, n: int, skip: bool = True,
+                 batchnorm: bool = True, width: int = 8):
+        super().__init__()
+        if len(input_shape) not in (1, 2):
+            raise LandscapeError(f"resnet1d needs 1-D signals (L,) or (C, L); this dataset's "
+                                 f"inputs have shape {tuple(input_shape)}")
+        in_ch = 1 if len(input_shape) == 1 else input_shape[0]
+        self.add_channel = _AddChannel()
+        self.conv = nn.Conv1d(in_ch, width, 3, 1, 1, bias=not batchnorm)
+        self.bn = _norm("1d", width, batchnorm)
+        blocks, cin = [], width
+        for stage in range(3):
+            cout = width * 2 ** stage
+            for i in range(n):
+                blocks.append(Block1d(cin, cout, 2 if (i == 0 and stage > 0) else 1, skip,
+                                      batchnorm))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks(torch.relu(self.bn(self.conv(self.add_channel(x)))))
+        return self.head(out.mean(dim=2))
+
+
+def resnet1d(input_shape, num_classes, depth: int = 20, skip: bool = True,
+             batchnorm: bool = True, width: int = 8) -> nn.Module:
+    """1-D ResNet of ``depth`` = 6 n + 2 layers (8, 14, 20, 56, ...) for MNIST-1D;
+    ``skip=False``: the same layers without shortcuts (Li et al. 2018's no-skip nets)."""
+    if depth < 8 or (depth - 2) % 6:
+        raise LandscapeError(f"resnet1d depth must be 6 n + 2 with n >= 1 (8, 14, 20, 56, "
+                             f"...), got {depth}")
+    return ResNet1d(input_shape, num_classes, (depth - 2) // 6, skip, batchnorm, width)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "cnn1d": cnn1d, "lenet": lenet, "vgg9": vgg9,
-    "resnet20": resnet20, "resnet56": resnet56,
+    "resnet20": resnet20, "resnet56": resnet56, "resnet1d": resnet1d,
 }
 
 
@@ -186,7 +249,8 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
     """Build a registered model (or a user's ``module:function``) for a dataset.
 
     Args:
-        name: ``mlp``, ``cnn1d``, ``lenet``, ``vgg9``, ``resnet20``, ``resnet56`` or
+        name: ``mlp``, ``cnn1d``, ``lenet``, ``vgg9``, ``resnet20``, ``resnet56``,
+            ``resnet1d`` or
             ``module:function`` (called as ``function(input_shape, num_classes, **options)``).
         bundle: the DataBundle that fixes input shape and classes (or pass both explicitly).
         seed: initialization seed; the same seed gives the same initial weights.

@@ -22,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from ._util import atomic_path
 from .errors import LandscapeError
+from .shape import basin_shape
 from .surface import Surface
 
 FORMATS = ("png", "pdf", "svg")
@@ -254,14 +255,28 @@ def axis_labels(surface: Surface, labels: Sequence[str] | None = None,
         if len(ends) == 2 and all(ends):
             return rf"$\alpha$  (0: {_short(ends[0])}, 1: {_short(ends[1])})", "direction 2"
         return r"interpolation $\alpha$", "direction 2"
+    if prov.get("type") == "hessian":
+        return _eigen_axis(prov, 0), _eigen_axis(prov, 1)
     norm = prov.get("norm")
     if prov.get("type") == "random" and isinstance(norm, str) and norm not in ("none", ""):
         return f"direction 1 ({norm}-normalized)", f"direction 2 ({norm}-normalized)"
     return "direction 1", "direction 2"
 
 
+def _eigen_axis(prov: dict[str, Any], k: int) -> str:
+    """'top Hessian eigenvector (λ = 20.1; unit norm)' for direction ``k`` of a recipe."""
+    values = prov.get("eigenvalues") or []
+    unit = "unit norm" if prov.get("norm") == "none" else f"{prov.get('norm')}-normalized"
+    which = ("top" if k == 0 else f"#{k + 1}") + " Hessian eigenvector"
+    value = f"λ = {values[k]:.3g}; " if k < len(values) else ""
+    return f"{which} ({value}{unit})"
+
+
 def _short(name: str, width: int = 18) -> str:
     stem = Path(name).stem if name.endswith((".pt", ".pth")) else name
+    if stem == "model" and Path(name).parent.name:
+        # `landscape train` names every run's weights model.pt: the run folder tells them apart
+        stem = Path(name).parent.name
     return stem if len(stem) <= width else stem[:width - 1] + "…"
 
 
@@ -300,14 +315,16 @@ def _panel_labels(labels: Sequence[str] | None, surfaces: list[Surface]) -> list
 
 def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | None = None,
                accuracy: Sequence[str] | bool = True, *, labels: Sequence[str] | None = None,
-               log: bool = False, vmax: float | None = None, xlabel: str | None = None,
-               title: str | None = None, anchors: bool = True,
-               size: tuple[float, float] = (6.0, 4.0),
+               log: bool = False, vmin: float | None = None, vmax: float | None = None,
+               xlabel: str | None = None, title: str | None = None, anchors: bool = True,
+               rise: float | None = None,
+               note: str | None = None, size: tuple[float, float] = (6.0, 4.0),
                out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """Loss (left axis) and accuracy (right axis) along a direction or an interpolation.
 
     Runs are told apart by colour, train and test by solid and dashed lines, loss and accuracy
-    by line width.
+    by line width. A linear loss axis starts at 0 and is capped near the minima by default
+    (``loss_cap``), so that curves compare by width; ``log`` shows depth instead.
 
     Args:
         surfaces: one 1-D surface or several (overlaid, e.g. small vs large batch).
@@ -316,10 +333,15 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
             False: none. Fractions in [0, 1] are shown as percent.
         labels: one legend label per run (default: file names).
         log: logarithmic loss axis.
-        vmax: upper limit of the loss axis (clip a huge far loss).
+        vmin: lower limit of the loss axis (default 0 on a linear capped axis).
+        vmax: upper limit of the loss axis; default ``loss_cap`` of the loss curves (on a
+            linear axis), ``inf`` for the whole range.
         xlabel: x-axis label (default: from the surface's direction names).
         title: figure title.
         anchors: mark the models an interpolation runs between (dotted vertical lines).
+        rise: mark on each run's first loss curve its basin width at ``rise`` above the
+            value at 0 (``landscape.shape.basin_shape``), a bar with the width in the legend.
+        note: a small caption under the axes (what the axis unit means, a caveat).
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
@@ -340,6 +362,10 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
     if not left and not right:
         raise LandscapeError("nothing to plot: no loss metrics; available: "
                              + (", ".join(sorted(common)) or "none"))
+    if vmax is None and left and not log and all(m.endswith("loss") for m in left):
+        vmax = loss_cap([metric_values(s, m, 1, "a line plot") for s in runs for m in left],
+                        rise=rise or 0.1)
+    names = list(names)
     with rc_context(STYLE):
         fig = _new_figure(size)
         ax = fig.add_subplot()
@@ -350,6 +376,8 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
             for m in left:
                 _curve(ax, x, metric_values(surface, m, 1, "a line plot"), m, color, 2.0,
                        log=log)
+            if rise and left:
+                names[k] += _width_bar(ax, x, metric_values(surface, left[0], 1), rise, color)
             for m in right:
                 y = metric_values(surface, m, 1, "a line plot")
                 _curve(ax2 or ax, x, _percent(y, runs, m), m, color, 1.1, alpha=0.75)
@@ -357,10 +385,37 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
         if anchors:
             _anchor_lines(ax, runs[0])
         _label_value_axes(ax, ax2, left, right, runs, log, vmax)
+        if vmin is not None:
+            ax.set_ylim(bottom=vmin)
         _line_legend(ax, names if len(runs) > 1 or labels else [], left, right)
         if title:
             ax.set_title(title)
+        if note:
+            import textwrap
+
+            fig.supxlabel(textwrap.fill(note, int(size[0] * 15)), fontsize=8, color="0.3")
     return _finish(fig, out, dpi)
+
+
+def plot_paths(paths: Sequence[Surface], *, log: bool = True, title: str | None = None,
+               size: tuple[float, float] = (6.0, 4.0), out: str | os.PathLike | None = None,
+               dpi: float | None = None) -> Figure:
+    """Paths between the same two minima on one axis (``landscape connect``'s trained curve
+    against the straight line): loss and accuracy over t, each path named by its
+    provenance (``path_label``).
+
+    Args:
+        paths: 1-D surfaces over t in [0, 1] (e.g. ``ConnectResult.curve`` and ``.line``).
+        log, title, size, out, dpi: as in ``plot_lines``.
+
+    Returns:
+        The figure.
+    """
+    runs = [p for p in paths if p is not None]
+    names = [str(_prov_lookup(s, ("path_label",)) or surface_name(s, k))
+             for k, s in enumerate(runs)]
+    return plot_lines(runs, labels=names, log=log, size=size, out=out, dpi=dpi,
+                      title=title or "Between two minima: " + " vs ".join(names))
 
 
 def _anchor_lines(ax, surface: Surface) -> None:
@@ -411,7 +466,9 @@ def _label_value_axes(ax, ax2, left, right, runs, log, vmax) -> None:
                       ", ".join(pretty(m) for m in left))
         if log:
             ax.set_yscale("log")
-        if vmax is not None:
+        elif vmax is not None and np.isfinite(vmax):
+            ax.set_ylim(bottom=0.0)  # a linear axis from 0: heights compare as they are
+        if vmax is not None and np.isfinite(vmax):
             ax.set_ylim(top=vmax)
     target = ax2 if ax2 is not None else (None if left else ax)
     if target is not None and right:
@@ -420,6 +477,63 @@ def _label_value_axes(ax, ax2, left, right, runs, log, vmax) -> None:
         if frac:
             target.set_ylim(-2, 102)
     ax.grid(True, alpha=0.25)
+
+
+def loss_cap(arrays: Sequence[np.ndarray], rise: float = 0.1) -> float:
+    """A top for a loss axis or colour scale that shows every basin: near the minima, not at
+    the grid's worst corner.
+
+    The lowest of the arrays' lower quartiles (so the flattest panel's basin fills the range
+    and a sharp one's shows as a smaller one), raised to at least the lowest value plus
+    ``2 rise``
+    (so every basin's edge at ``+rise`` is inside), rounded up to 1, 2 or 5 times a power of
+    ten, and never above the largest value.
+
+    Args:
+        arrays: the values of each curve or panel (NaN ignored).
+        rise: the loss rise that bounds a basin.
+
+    Returns:
+        The cap.
+    """
+    parts = [np.asarray(a, float).ravel() for a in arrays]
+    parts = [p[np.isfinite(p)] for p in parts]
+    parts = [p for p in parts if p.size]
+    if not parts:
+        raise LandscapeError("no computed points to plot")
+    lowest = min(float(p.min()) for p in parts)
+    highest = max(float(p.max()) for p in parts)
+    cap = _round_up(max(min(float(np.quantile(p, 0.25)) for p in parts), lowest + 2 * rise))
+    return cap if cap < highest else highest
+
+
+def _round_up(value: float) -> float:
+    """The smallest of 1, 2, 5 times a power of ten that is at least ``value`` (> 0)."""
+    if not value > 0:
+        return value
+    decade = 10.0 ** np.floor(np.log10(value))
+    return float(next(m * decade for m in (1, 2, 5, 10) if m * decade >= value * (1 - 1e-12)))
+
+
+def _is_round(value: float) -> bool:
+    """Two significant digits at most (0.5, 1.5, 20, 0.02; not 0.538119)."""
+    return value != 0 and np.isclose(value, float(f"{value:.2g}"), rtol=1e-9, atol=0)
+
+
+def _width_bar(ax, x: np.ndarray, y: np.ndarray, rise: float, color: str) -> str:
+    """Draw the basin's extent at ``rise`` above the value at 0; return the legend text."""
+    finite = np.isfinite(y)
+    if finite.sum() < 3:
+        return ""
+    shape = basin_shape(x[finite], y[finite], rise=rise)
+    level = shape.center_value + rise
+    lo, hi = shape.radii
+    left = shape.center[0] - (lo if lo is not None else shape.center[0] - x[finite][0])
+    right = shape.center[0] + (hi if hi is not None else x[finite][-1] - shape.center[0])
+    ax.plot([left, right], [level, level], color=color, lw=1.3, ls=(0, (4, 2)), zorder=4)
+    ax.plot([left, right], [level, level], "|", color=color, ms=9, mew=1.8, zorder=4)
+    width = f"{shape.width:.3g}" if shape.width is not None else "beyond the grid"
+    return f": width {width} at +{rise:g}"
 
 
 def _line_legend(ax, names, left, right) -> None:
@@ -435,8 +549,10 @@ def _line_legend(ax, names, left, right) -> None:
         handles += [Line2D([], [], color="0.3", lw=2.2, label="loss (left)"),
                     Line2D([], [], color="0.3", lw=1.1, alpha=0.75, label="accuracy (right)")]
     if handles:  # above the axes, so that it never hides a curve
+        widest = max(len(h.get_label()) for h in handles)
+        fit = 4 if widest <= 14 else 3 if widest <= 20 else 2 if widest <= 36 else 1
         ax.figure.legend(handles=handles, loc="outside upper center",
-                         ncol=min(len(handles), 3 if len(handles) > 4 else 4))
+                         ncol=min(len(handles), fit, 3 if len(handles) > 4 else 4))
 
 
 # ----------------------------------------------------------------------------- 2-D panels
@@ -477,7 +593,7 @@ def shared_scale(arrays: Sequence[np.ndarray], levels: int | Sequence[float] = 2
         n = int(levels)
         if n < 2:
             raise LandscapeError(f"levels must be at least 2, got {n}")
-        level_arr = np.geomspace(lo, hi, n) if log else _nice_levels(lo, hi, n)
+        level_arr = _nice_log_levels(lo, hi, n) if log else _nice_levels(lo, hi, n)
     else:
         level_arr = np.unique(np.asarray(levels, dtype=float))
         if level_arr.size < 2:
@@ -495,6 +611,23 @@ def _nice_levels(lo: float, hi: float, n: int) -> np.ndarray:
     return np.concatenate([[lo], inner, [hi]])
 
 
+_LOG_MANTISSAS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
+                  (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0))
+
+
+def _nice_log_levels(lo: float, hi: float, n: int) -> np.ndarray:
+    """About ``n`` round levels (1, 2, 5 x 10^k and finer) spaced about evenly on a log
+    scale from ``lo`` to ``hi`` (both ends kept, as in ``_nice_levels``)."""
+    decades = np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+    inner = np.array([])
+    for mantissas in _LOG_MANTISSAS:
+        values = np.array([m * 10.0 ** d for d in decades for m in mantissas])
+        inner = values[(values > lo * (1 + 1e-9)) & (values < hi * (1 - 1e-9))]
+        if len(inner) >= n - 2:
+            break
+    return np.concatenate([[lo], inner, [hi]])
+
+
 def _colorbar_ticks(norm: Normalize) -> np.ndarray:
     lo, hi = norm.vmin, norm.vmax
     if isinstance(norm, LogNorm):
@@ -507,11 +640,12 @@ def _colorbar_ticks(norm: Normalize) -> np.ndarray:
     return ticks[(ticks >= lo - 1e-9 * span) & (ticks <= hi + 1e-9 * span)]
 
 
-def _grid_panels(n: int, size: tuple[float, float] | None, colorbar: bool = True):
+def _grid_panels(n: int, size: tuple[float, float] | None, colorbar: bool = True,
+                 share: bool = True):
     size = size or (4.3 * n + (1.1 if colorbar else 0.3), 4.3)
     # "compressed" lays out equal-aspect panels and their colour bar without wasted space
     fig = _new_figure(size, "compressed")
-    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, n, sharex=share, sharey=share, squeeze=False)[0]
     return fig, list(axes)
 
 
@@ -531,10 +665,24 @@ def _draw_panel(ax, x, y, z, kind, norm, levels, cmap, extend, line_labels=True)
         if line_labels and len(cs.levels):
             ticks = _colorbar_ticks(norm)
             marked = [v for v in cs.levels if np.isclose(v, ticks, rtol=1e-6).any()]
-            ax.clabel(cs, marked or cs.levels[::max(1, len(cs.levels) // 5)], inline=True,
-                      fontsize=8, fmt=FuncFormatter(lambda v, _: f"{v:g}"))
+            if not marked:  # never a label like 0.538119: round levels only
+                marked = [v for v in cs.levels if _is_round(v)][::max(1, len(cs.levels) // 5)]
+            if marked:
+                ax.clabel(cs, marked, inline=True, fontsize=8,
+                          fmt=FuncFormatter(lambda v, _: f"{v:g}"))
         return cs
     raise LandscapeError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS_2D)}")
+
+
+def _basin_edge(ax, x, y, z, rise: float) -> str:
+    """Dashed line where the loss is ``rise`` above its value at the centre; the width text."""
+    if np.isfinite(z).sum() < 4:
+        return ""
+    shape = basin_shape(x, np.where(np.isfinite(z), z, np.inf), y, rise=rise)
+    ax.contour(x, y, np.ma.masked_invalid(z.T), levels=[shape.center_value + rise],
+               colors="white", linewidths=1.6, linestyles="--", zorder=4)
+    width = f"{shape.width:.3g}" if shape.width is not None else "beyond the grid"
+    return f"basin width {width} at +{rise:g} (dashed)"
 
 
 def _mark_minimum(ax, x, y, z) -> None:
@@ -560,12 +708,14 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                   labels: Sequence[str] | None = None,
                   axis_names: Sequence[str] | None = None, title: str | None = None,
                   cmap: str = "viridis", mark_min: bool = True, anchors: bool = True,
-                  size: tuple[float, float] | None = None,
-                  out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+                  rise: float | None = None, size: tuple[float, float] | None = None,
+                  out: str | os.PathLike | None = None, dpi: float | None = None,
+                  share_axes: bool = True) -> Figure:
     """Contour lines, filled contours or a heatmap of a 2-D surface; several side by side.
 
     Panels share one colour normalization, one set of levels and one colour bar, so equal
-    colours mean equal values across panels.
+    colours mean equal values across panels. A loss metric's colour range is capped near the
+    minima by default (``loss_cap``), so every basin shows.
 
     Args:
         surfaces: one 2-D surface or several (one panel each, e.g. small | large batch).
@@ -574,15 +724,20 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
         levels: number of contour levels or the levels themselves.
         log: logarithmic levels and colour scale.
         vmin, vmax: colour limits; ``vmax`` clips huge far losses (they take the top colour).
+            Default for a ``*loss`` metric: ``loss_cap`` of the panels; ``inf``: no cap.
         labels: panel titles (default: file names; "" for none).
         axis_names: names of the two directions (default: from the surface).
         title: figure title.
         cmap: matplotlib colour map.
         mark_min: mark the smallest value with a star.
         anchors: mark the models a plane was drawn through (stored with the surface).
+        rise: draw each panel's basin edge, ``rise`` above its value at (0, 0), as a dashed
+            white line, and give its mean width (``basin_shape``) in the panel title.
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
+        share_axes: one x and y range for all panels; False for planes of different
+            extent (a random plane beside the plane through three minima).
 
     Returns:
         The figure (``fig.axes[:n]`` are the panels, the last axes the colour bar).
@@ -592,20 +747,26 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
     items = _as_list(surfaces)
     check_cmap(cmap)
     values = [metric_values(s, metric, 2, f"a {kind} plot") for s in items]
-    norm, lv = shared_scale(values, levels, log, vmin, vmax)
+    if vmax is None and metric.endswith("loss"):
+        vmax = loss_cap(values, rise=rise or 0.1)
+    norm, lv = shared_scale(values, levels, log, vmin,
+                            vmax if vmax is None or np.isfinite(vmax) else None)
     extend = _extend(values, norm)
     names = _panel_labels(labels, items) if len(items) > 1 or labels else [""]
+    names = names + [""] * (len(items) - len(names))
     with rc_context(STYLE):
-        fig, axes = _grid_panels(len(items), size)
+        fig, axes = _grid_panels(len(items), size, share=share_axes)
         mappable = None
         for k, (ax, s, z) in enumerate(zip(axes, items, values)):
             x, y = np.asarray(s.x, float), np.asarray(s.y, float)
             mappable = _draw_panel(ax, x, y, z, kind, norm, lv, cmap, extend)
+            if rise:
+                names[k] = "\n".join(filter(None, [names[k], _basin_edge(ax, x, y, z, rise)]))
             if anchors:
                 _anchor_points(ax, s)
             if mark_min:
                 _mark_minimum(ax, x, y, z)
-            _decorate(ax, s, axis_names, names[k] if k < len(names) else "", first=k == 0)
+            _decorate(ax, s, axis_names, names[k], first=k == 0)
         _colorbar(fig, mappable, axes, pretty(metric) + (" (log scale)" if log else ""), extend)
         if title:
             fig.suptitle(title)
@@ -638,10 +799,14 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
                     explained_variance: Sequence[float] | None = None, *,
                     metric: str = "train_loss", kind: str = "contour",
                     levels: int | Sequence[float] = 20, log: bool = False,
-                    vmax: float | None = None, title: str | None = None,
-                    size: tuple[float, float] = (5.6, 4.6),
+                    vmin: float | None = None, vmax: float | None = None,
+                    title: str | None = None,
+                    size: tuple[float, float] | None = None,
                     out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """A training path drawn over the loss contours of its PCA plane.
+
+    The plane keeps equal axis scales (distances are true), so the figure takes the grid's
+    shape by default instead of leaving bands empty; the legend goes where the path is not.
 
     Args:
         surface: 2-D surface over the PCA plane.
@@ -649,9 +814,10 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
             carries (see ``trajectory_of``).
         explained_variance: variance explained by the two components (fractions or percent);
             default the surface's; shown on the axis labels.
-        metric, kind, levels, log, vmax: as in ``plot_contours``.
+        metric, kind, levels, log, vmin, vmax: as in ``plot_contours`` (but no cap by
+            default: the path runs from high loss to the minimum).
         title: figure title.
-        size: width, height in inches.
+        size: width, height in inches (default: from the grid's aspect ratio).
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
 
@@ -659,12 +825,18 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
         The figure.
     """
     stored_path, stored_var = trajectory_of(surface)
+    if size is None:
+        aspect = np.ptp(np.asarray(surface.y, float)) / max(np.ptp(np.asarray(surface.x,
+                                                                               float)), 1e-12)
+        size = (6.4, float(np.clip(5.0 * aspect, 2.2, 6.0)) + (1.1 if title else 0.8))
     coords = _as_path(path) if path is not None else stored_path
     if coords is None:
         raise LandscapeError(f"{surface.path or 'surface'}: no trajectory to draw (pass a (T, 2) "
                              "path or use a surface made from a training trajectory)")
     var = explained_variance if explained_variance is not None else stored_var
-    fig = plot_contours(surface, metric, kind, levels=levels, log=log, vmax=vmax, title=title,
+    # the path starts high: no cap near the minimum unless asked for
+    fig = plot_contours(surface, metric, kind, levels=levels, log=log, vmin=vmin,
+                        vmax=float("inf") if vmax is None else vmax, title=title,
                         mark_min=False, size=size)
     ax = fig.axes[0]
     with rc_context(STYLE):
@@ -674,7 +846,7 @@ def plot_trajectory(surface: Surface, path: np.ndarray | None = None,
                 label="start", zorder=7)
         ax.plot(*coords[-1], "s", ms=8, color="#D62728", mec="black", ls="none", label="end",
                 zorder=7)
-        ax.legend(loc="upper right", fontsize=8.5)
+        ax.legend(loc="best", fontsize=8.5)  # "best" avoids the drawn path
         xl, yl = axis_labels(surface, None, var)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
@@ -967,4 +1139,116 @@ def plot_sweep(rows: Sequence[dict[str, Any]], x: str, ys: Sequence[str], *,
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
+    return _finish(fig, out, dpi)
+
+
+# ----------------------------------------------------------------------------- sharpness views
+
+def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
+                   labels: Sequence[str] | None = None,
+                   thresholds: Sequence[float | None] | None = None,
+                   threshold_names: Sequence[str] | None = None, log: bool = True,
+                   title: str | None = None, size: tuple[float, float] = (6.0, 4.0),
+                   out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+    """The top Hessian eigenvalue against optimizer steps, one colour per run, with each run's
+    stability threshold (e.g. ``2/lr``, ``2(1+beta)/lr``) as a dashed line of its colour.
+
+    Args:
+        histories: per run, history entries with ``step`` and ``lambda_max`` (entries whose
+            ``lambda_max`` is missing or NaN are skipped), as ``train(track_eigenvalues=N)``
+            records them.
+        labels: one legend label per run.
+        thresholds: one threshold per run (None: none drawn for it).
+        threshold_names: how each threshold is written in the legend (e.g. ``2(1+β)/lr``).
+        log: logarithmic eigenvalue axis (runs and thresholds often differ 10x or more).
+        title, size, out, dpi: figure options.
+
+    Returns:
+        The figure.
+    """
+    runs = [list(h) for h in histories]
+    names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
+    limits = list(thresholds) if thresholds is not None else [None] * len(runs)
+    texts = list(threshold_names) if threshold_names else ["threshold"] * len(runs)
+    if not runs or len(names) != len(runs) or len(limits) != len(runs):
+        raise LandscapeError("plot_sharpness needs one label and one threshold per run")
+    with rc_context(STYLE):
+        fig = _new_figure(size)
+        ax = fig.add_subplot()
+        drawn = 0
+        for k, (hist, name, limit) in enumerate(zip(runs, names, limits)):
+            color = RUN_COLORS[k % len(RUN_COLORS)]
+            pts = np.array([(e["step"], e["lambda_max"]) for e in hist
+                            if e.get("lambda_max") is not None
+                            and np.isfinite(e["lambda_max"])], dtype=float).reshape(-1, 2)
+            if len(pts):
+                ax.plot(pts[:, 0], pts[:, 1], "o-", ms=3, color=color,
+                        label=rf"{name}: $\lambda_{{max}}$")
+                drawn += 1
+            if limit is not None:
+                ax.axhline(limit, color=color, ls="--", lw=1.3,
+                           label=f"{name}: {texts[k]} = {limit:.3g}")
+        if not drawn:
+            raise LandscapeError("no lambda_max in these histories (train with "
+                                 "--track-eigenvalues)")
+        if log:
+            ax.set_yscale("log")
+        ends = [max(e["step"] for e in h) for h in runs if h]
+        if min(ends) > 0 and max(ends) > 4 * min(ends):  # runs of very different lengths
+            ax.set_xscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(r"top Hessian eigenvalue $\lambda_{max}$")
+        ax.grid(True, alpha=0.25, which="both")
+        ax.figure.legend(loc="outside upper center", ncol=2, fontsize=8.5)
+        if title:
+            ax.set_title(title)
+    return _finish(fig, out, dpi)
+
+
+def plot_batch_spread(spreads: Sequence[dict[str, Any]], *, title: str | None = None,
+                      size: tuple[float, float] = (6.0, 4.0),
+                      out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+    """Histograms of the top eigenvalue over mini-batches, one per batch size, on shared bins,
+    with the full-data value as a vertical line.
+
+    Args:
+        spreads: per batch size, ``{"batch_size", "values", "full"}`` (as
+            ``BatchSpread.to_dict()`` gives).
+        title, size, out, dpi: figure options.
+
+    Returns:
+        The figure.
+    """
+    if not spreads:
+        raise LandscapeError("no per-batch eigenvalues to plot")
+    every = np.concatenate([np.asarray(s["values"], float) for s in spreads])
+    full = next((s["full"] for s in spreads if s.get("full") is not None), None)
+    span = every if full is None else np.append(every, full)
+    log = bool(span.min() > 0 and span.max() / span.min() > 10)
+    bins = (np.geomspace(span.min(), span.max(), 25) if log
+            else np.linspace(span.min(), span.max(), 25))
+    with rc_context(STYLE):
+        fig = _new_figure(size)
+        ax = fig.add_subplot()
+        for k, s in enumerate(spreads):
+            vals = np.asarray(s["values"], float)
+            spread = f" ± {vals.std(ddof=1):.3g}" if len(vals) > 1 else ""
+            ax.hist(vals, bins=bins, histtype="stepfilled", alpha=0.35,
+                    color=RUN_COLORS[k % len(RUN_COLORS)], edgecolor="none")
+            ax.hist(vals, bins=bins, histtype="step", lw=1.6,
+                    color=RUN_COLORS[k % len(RUN_COLORS)],
+                    label=f"batch {s['batch_size']}: {vals.mean():.3g}{spread} "
+                          f"({len(vals)} batches)")
+        if full is not None:
+            ax.axvline(full, color="black", ls="--", lw=1.4, label=f"full data: {full:.3g}")
+        if log:
+            ax.set_xscale("log")
+        ax.margins(x=0.04)
+        ax.set_xlabel(r"top Hessian eigenvalue $\lambda_{max}$ of a mini-batch's loss")
+        ax.set_ylabel("batches")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.25)
+        ax.figure.legend(loc="outside upper center", ncol=1, fontsize=8.5)
+        if title:
+            ax.set_title(title)
     return _finish(fig, out, dpi)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .errors import LandscapeError
-from .plot2d import (RUN_COLORS, atomic_suffixed, axis_labels, check_cmap, metric_values,
-                     pretty, shared_scale, trajectory_of)
+from .plot2d import (RUN_COLORS, atomic_suffixed, axis_labels, check_cmap, loss_cap,
+                     metric_values, pretty, shared_scale, trajectory_of)
 from .surface import Surface
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -298,7 +298,8 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
         metric: metric giving height and colour.
         labels: one label per surface (default: file names).
         log: height log(loss + 0.1) and a log colour scale.
-        zmax: clip heights and colours above this value.
+        zmax: clip heights and colours above this value; default for a ``*loss`` metric:
+            ``plot2d.loss_cap`` (near the minima, so the basins show; ``inf``: no clip).
         overlay: draw all surfaces in one view instead of side by side.
         contours: number of iso-lines (or their values) drawn on the surface; None for none.
         floor: also draw the iso-lines on a plane below the surface (as a contour map).
@@ -325,8 +326,12 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
         raise LandscapeError("no surfaces to render")
     names = _labels(labels, items)
     check_cmap(cmap)
-    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
     colors = [metric_values(s, metric, 2) for s in items]
+    if zmax is None and metric.endswith("loss"):  # the basins, not the grid's worst corner
+        zmax = loss_cap(colors)
+    elif zmax is not None and not np.isfinite(zmax):
+        zmax = None
+    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
     n_levels = contours if contours is not None else 12
     scale = _Scale(meshes, colors, log, z_aspect, n_levels, zmax)
     paths = _scene_paths(items, trajectories)
@@ -345,8 +350,8 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
         if paths[k] is not None:
             _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
         if not overlay or k == len(items) - 1:
-            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl, metric,
-                      log, fs)
+            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl,
+                      _quantity(metric, log, zmax, True), fs)
     _place_cameras(plotter, panels, azimuth, elevation)
     headed = title or len(items) > 1
     if off_screen:  # fit what was drawn (labels included) to the panel, below any heading
@@ -356,7 +361,7 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
     _add_headings(plotter, names, title, overlay, fs)
     if bar:
         plotter.subplot(0, panels)
-        _add_colorbar(plotter, metric, log, scale, cmap, fs)
+        _add_colorbar(plotter, _quantity(metric, log, zmax, False), log, scale, cmap, fs)
     plotter.subplot(0, 0)
     if off_screen:
         plotter.render()  # a later screenshot shows this state, not the framing pass
@@ -481,14 +486,25 @@ def _add_path(plotter, surface, path, scale: _Scale, metric, log, zmax) -> None:
     plotter.add_mesh(pv.Sphere(radius=2.6 * width, center=line.points[-1]), color="#D62728")
 
 
-def _add_axes(plotter, scale: _Scale, shown: list[Surface], xlabel, ylabel, metric, log,
+def _quantity(metric: str, log: bool, zmax: float | None, height: bool) -> str:
+    """One name for what the height axis and the colour bar show (the metric, its clip, and
+    for the height on a log scale how it maps)."""
+    clip = ((f" (clipped at {zmax:g})" if height else f"\n(max {zmax:g})")
+            if zmax is not None else "")
+    gap = " " if height else "\n"  # the colour bar's column is narrow
+    name = pretty(metric) + clip
+    if log:
+        name += ", height log(value + 0.1)" if height else f"{gap}log colours"
+    return name
+
+
+def _add_axes(plotter, scale: _Scale, shown: list[Surface], xlabel, ylabel, ztitle,
               fs) -> None:
     """Axes with the real coordinates and heights, the same height extent in every panel."""
     x = np.concatenate([np.asarray(s.x, float) for s in shown])
     y = np.concatenate([np.asarray(s.y, float) for s in shown])
     top = scale.z(scale.hmax)
     bounds = [x.min(), x.max(), y.min(), y.max(), 0.0, top]
-    ztitle = f"log({pretty(metric)} + 0.1)" if log else pretty(metric)
     plotter.show_bounds(bounds=bounds, axes_ranges=bounds[:4] + [scale.hmin, scale.hmax],
                         xtitle=xlabel, ytitle=ylabel, ztitle=ztitle, font_size=max(11, fs(16)),
                         color="black", location="outer", ticks="outside", bold=False,
@@ -514,7 +530,7 @@ def _place_cameras(plotter, panels: int, azimuth: float, elevation: float) -> No
         plotter.renderers[k].camera = camera
 
 
-def _add_colorbar(plotter, metric: str, log: bool, scale: _Scale, cmap: str, fs) -> None:
+def _add_colorbar(plotter, title: str, log: bool, scale: _Scale, cmap: str, fs) -> None:
     from .plot2d import _colorbar_ticks
 
     pv = _pv()
@@ -523,7 +539,6 @@ def _add_colorbar(plotter, metric: str, log: bool, scale: _Scale, cmap: str, fs)
     dummy.point_data["color"] = [scale.clim[0]]
     actor = plotter.add_mesh(dummy, scalars="color", cmap=cmap, clim=scale.clim,
                              log_scale=log, show_scalar_bar=False, opacity=0.0)
-    title = pretty(metric)
     bar = plotter.add_scalar_bar(title=title, mapper=actor.mapper, vertical=True, color="black",
                                  title_font_size=fs(18), label_font_size=fs(16), n_labels=5,
                                  unconstrained_font_size=True, fmt="%.3g",

@@ -143,11 +143,20 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str]) -> list[tuple
     captions = {
         "interpolation": "Loss and accuracy on the line from the small-batch (alpha=0) to the "
                          "large-batch (alpha=1) minimum.",
-        "lines_1d": "Loss along one filter-normalized random direction around each minimum.",
-        "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale).",
-        "surface_3d": "The same planes in 3-D (shared height and colour scale).",
-        "spectrum": "Hessian spectral density (stochastic Lanczos quadrature).",
+        "lines_1d": "Loss along one filter-normalized random direction around each minimum "
+                    "(linear axis capped near the minima; bars: basin width at +rise).",
+        "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale "
+                       "capped near the minima; dashed: basin edge at +rise).",
+        "surface_3d": "The same planes in 3-D (shared height and colour scale, clipped near "
+                      "the minima).",
+        "spectrum": "Hessian spectral density (stochastic Lanczos quadrature, one Gaussian "
+                    "kernel for both).",
         "training": "Training and test curves.",
+        "eigen_slices": "Loss along each model's own top Hessian eigenvector (unit norm): the "
+                        "curvature that eigenvalues and sharpness measure, which random "
+                        "directions rarely meet.",
+        "sharpness": "Top Hessian eigenvalue during training, with each run's stability "
+                     "threshold 2(1+beta)/lr.",
     }
     blocks: list[tuple] = [
         ("h1", "Sharp versus flat minima: small batch vs large batch"), ("p", intro),
@@ -156,9 +165,61 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str]) -> list[tuple
          table_rows(summary)),
         ("h2", "What the numbers say"), ("ul", findings(summary)), ("h2", "Figures"),
     ]
-    blocks += [("figure", captions.get(k, k), rel) for k, rel in figures.items()]
+    blocks += [("figure", captions.get(k, k), rel) for k, rel in figures.items()
+               if not k.startswith("v_versus_w")]
+    if summary.get("v_versus_w"):
+        blocks += v_versus_w_blocks(summary["v_versus_w"], figures)
     blocks += [("h2", "Provenance"), ("p", provenance_line(summary))]
     return blocks
+
+
+def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str]) -> list[tuple]:
+    """The "V versus W" section: one minimum's plane against the plane through three minima
+    of the same network, and the straight line between two minima against their curve."""
+    run = vw["seeds_run"]
+    runs = vw["seed_runs"]
+    w, curve = vw["w_plane"], vw["curve"]
+    names = ", ".join(runs)
+    intro = (f"The same network trained from {len(runs)} seeds ({names}; batch "
+             f"{run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs): test accuracy "
+             + ", ".join(_pct(r["test_accuracy"]) for r in runs.values())
+             + ". A random plane around one minimum shows one basin (a V); the plane through "
+             "three minima and the straight line between two show several (a W), while a "
+             f"Bezier curve trained between the same two minima ({curve['epochs']} epochs, "
+             "endpoints fixed; Garipov et al. 2018) stays low. A basin counts when "
+             f"{w['rule'] or 'its depth passes the threshold'} (its barrier at least doubles "
+             "the loss).")
+    captions = {
+        "v_versus_w_2d": "Training loss on a random plane around one minimum (left) and on the "
+                         "plane through three minima of the same network (right), one log "
+                         "colour scale; circles: the trained minima, star: the lowest point.",
+        "v_versus_w_3d": "The same two planes in 3-D (shared height and colour scale).",
+        "v_versus_w_paths": "Loss and accuracy from one minimum to another: the straight line "
+                            "(a barrier) against the trained Bezier curve.",
+    }
+    blocks: list[tuple] = [("h2", "V versus W: one minimum against many"), ("p", intro),
+                           ("table", ("landscape", "shape", "basins", "barrier"),
+                            v_versus_w_rows(vw))]
+    blocks += [("figure", captions[k], figures[k]) for k in captions if k in figures]
+    return blocks
+
+
+def v_versus_w_rows(vw: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Rows (landscape, shape, basins, barrier) of the V-versus-W table."""
+    w, line, curve = vw["w_plane"], vw["line"], vw["curve"]
+    barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
+    return [
+        ("random plane around the small-batch minimum", f"{vw['v']['label']}",
+         _fmt(vw["v"]["basins"]), ""),
+        (f"plane through {', '.join(w['through'])}", w["label"], _fmt(w["basins"]),
+         f"barriers {barriers}"),
+        (f"straight line {' to '.join(line['between'])}", line["label"], _fmt(line["basins"]),
+         f"train loss {_fmt(line['endpoint_train_loss'], 3)} -> max "
+         f"{_fmt(line['max_train_loss'], 3)}; test error max {_pct(line['max_test_error'])}"),
+        ("Bezier curve between the same two", curve["label"], _fmt(curve["basins"]),
+         f"train loss {_fmt(curve['endpoint_train_loss'], 3)} -> max "
+         f"{_fmt(curve['max_train_loss'], 3)}; test error max {_pct(curve['max_test_error'])}"),
+    ]
 
 
 def provenance_line(summary: dict[str, Any]) -> str:

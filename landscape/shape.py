@@ -30,7 +30,13 @@ class BasinShape:
         center: coordinates of the grid point taken as the centre.
         center_value: the value there.
         rise: the loss increase that bounds the central basin.
-        threshold: the depth a minimum needs to count as a basin.
+        threshold: the depth the lowest minimum needs to count as a basin (under the
+            relative rule each minimum's own threshold grows with its value).
+        rule: the basin criterion in words, e.g. ``"depth >= 1 x (value + 0.05)"`` or
+            ``"depth >= 0.5 (absolute)"``.
+        barriers: for every basin but the deepest, ``(coordinates, saddle)``: the level of
+            the lowest barrier (saddle) over which it joins a deeper basin; the barrier height
+            is ``saddle - value``, its depth.
         width: mean diameter of the central basin (over directions) where the value first
             reaches ``center_value + rise``; None if on some direction it never does inside the
             grid.
@@ -64,11 +70,14 @@ class BasinShape:
     min_on_edge: bool = False
     min_at: tuple[float, ...] = ()
     width_resolved: bool = True
+    rule: str = ""
+    barriers: tuple[tuple[tuple[float, ...], float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
         out = dataclasses.asdict(self)
         out["minima"] = [{"at": list(c), "value": v, "depth": d} for c, v, d in self.minima]
+        out["barriers"] = [{"at": list(c), "saddle": s} for c, s in self.barriers]
         for key in ("center", "axis_widths", "radii", "curvature", "grid_steps", "min_at"):
             out[key] = list(out[key])
         return out
@@ -145,8 +154,13 @@ def _is_local_min(i: int, flat: np.ndarray, shape: tuple[int, ...]) -> bool:
     return all(flat[i] <= flat[j] or not np.isfinite(flat[j]) for j in _neighbours(i, shape))
 
 
+RELATIVE = 1.0
+FLOOR = 0.05
+
+
 def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, *,
                 rise: float = 0.1, threshold: float | None = None,
+                relative: float = RELATIVE, floor: float = FLOOR,
                 center: Sequence[float] | float = 0.0, directions: int = 16) -> BasinShape:
     """Basin count, central width and curvature of a curve ``values[i] = f(x[i])`` or a surface
     ``values[i, j] = f(x[i], y[j])``, with a V / W label.
@@ -156,8 +170,14 @@ def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, 
         values: shape ``(len(x),)`` or ``(len(x), len(y))``; NaN or inf are walls.
         y: increasing coordinates of the second axis (2-D only).
         rise: the central basin ends where the value first exceeds the centre's by ``rise``.
-        threshold: depth a minimum needs to count as a basin (default 5% of the value range).
-            Noise of amplitude ``a`` makes minima at most about ``2a`` deep.
+        threshold: depth every minimum needs to count as a basin (absolute). None (the
+            default): the relative rule below, set by the loss near each minimum, so that
+            the count does not depend on how far the grid reaches.
+        relative, floor: the relative rule: a minimum of value ``v`` counts when its depth
+            (the barrier over which it joins a deeper basin) is at least
+            ``relative * (v + floor)``: with the defaults, the barrier at least doubles the
+            loss, and is at least ``floor`` high. Noise of amplitude ``a`` makes minima at
+            most about ``2a`` deep.
         center: the point (nearest grid point) taken as the centre, 0 (the model) by default.
         directions: rays from the centre in 2-D, a multiple of 4 (widths average over them).
 
@@ -165,12 +185,13 @@ def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, 
         BasinShape.
     """
     xs, ys, vals = _check_grid(x, values, y)
-    thr = _threshold(vals, threshold)
+    need, thr, rule = _threshold(vals, threshold, relative, floor)
     if not (rise > 0 and math.isfinite(rise)):
         raise LandscapeError(f"rise must be a positive number, got {rise}")
     axes = (xs,) if ys is None else (xs, ys)
     idx = _center_index(axes, center)
-    minima = [m for m in basin_minima(vals) if m[2] >= thr and m[2] > 0]
+    minima = [m for m in basin_minima(vals) if m[2] >= need(m[1]) and m[2] > 0]
+    at = lambda m: tuple(float(a[i]) for a, i in zip(axes, m[0]))  # noqa: E731
     n = len(minima)
     radii = _radii(axes, vals, idx, rise, directions)
     width, axis_widths = _widths(radii, len(axes))
@@ -180,8 +201,8 @@ def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, 
                     or any(w is not None and w < 2.0 * h for w, h in zip(axis_widths, steps)))
     return BasinShape(
         label="flat" if n == 0 else ("V" if n == 1 else "W"), n_basins=n,
-        minima=tuple((tuple(float(a[i]) for a, i in zip(axes, m[0])), m[1], m[2])
-                     for m in minima),
+        minima=tuple((at(m), m[1], m[2]) for m in minima),
+        barriers=tuple((at(m), m[1] + m[2]) for m in minima[1:]), rule=rule,
         ndim=len(axes), center=tuple(float(a[i]) for a, i in zip(axes, idx)),
         center_value=float(vals[idx]), rise=float(rise), threshold=thr, width=width,
         axis_widths=axis_widths, radii=tuple(radii),
@@ -208,15 +229,25 @@ def _minimum_on_edge(vals: np.ndarray) -> tuple[bool, tuple[int, ...]]:
     return bool(np.isfinite(low) and low < float(interior.min())), where
 
 
-def _threshold(vals: np.ndarray, threshold: float | None) -> float:
-    """The basin depth threshold: as given, or 5% of the range of the finite values."""
+def _threshold(vals: np.ndarray, threshold: float | None, relative: float, floor: float):
+    """The basin criterion: ``(need(value) -> depth, threshold at the lowest value, rule)``.
+
+    The old default, a fraction of the whole range, let one far corner of the grid hide
+    every basin; the relative rule looks only at each minimum's own value and barrier."""
     finite = vals[np.isfinite(vals)]
     if finite.size == 0:
         raise LandscapeError("no finite values: nothing to measure")
-    thr = 0.05 * float(finite.max() - finite.min()) if threshold is None else float(threshold)
-    if thr < 0 or not math.isfinite(thr):
-        raise LandscapeError(f"threshold must be >= 0, got {threshold}")
-    return thr
+    if threshold is not None:
+        thr = float(threshold)
+        if thr < 0 or not math.isfinite(thr):
+            raise LandscapeError(f"threshold must be >= 0, got {threshold}")
+        return (lambda _v: thr), thr, f"depth >= {thr:g} (absolute)"
+    for name, v in (("relative", relative), ("floor", floor)):
+        if not (v >= 0 and math.isfinite(v)):
+            raise LandscapeError(f"{name} must be >= 0, got {v}")
+    lowest = float(finite.min())
+    return ((lambda v: relative * (max(v, 0.0) + floor)), relative * (max(lowest, 0.0) + floor),
+            f"depth >= {relative:g} x (value + {floor:g})")
 
 
 def _center_index(axes: tuple[np.ndarray, ...], center: Sequence[float] | float
@@ -333,14 +364,15 @@ def _crossing(r: np.ndarray, f: np.ndarray, level: float) -> float | None:
 
 
 def surface_shape(surface, metric: str = "train_loss", *, rise: float = 0.1,
-                  threshold: float | None = None, directions: int = 16) -> BasinShape:
+                  threshold: float | None = None, relative: float = RELATIVE,
+                  floor: float = FLOOR, directions: int = 16) -> BasinShape:
     """``basin_shape`` of one metric of a ``landscape.surface.Surface``.
 
     Args:
         surface: a complete 1-D or 2-D Surface.
         metric: which loss (``train_loss``, ``test_loss``, ...); accuracies are refused, their
             minima are not basins.
-        rise, threshold, directions: as in ``basin_shape``.
+        rise, threshold, relative, floor, directions: as in ``basin_shape``.
 
     Returns:
         BasinShape.
@@ -357,7 +389,23 @@ def surface_shape(surface, metric: str = "train_loss", *, rise: float = 0.1,
         raise LandscapeError(f"surface is incomplete ({done} of {np.size(surface.done)} points "
                              "computed): finish it before measuring its shape")
     return basin_shape(surface.x, surface.metrics[metric], surface.y, rise=rise,
-                       threshold=threshold, directions=directions)
+                       threshold=threshold, relative=relative, floor=floor,
+                       directions=directions)
+
+
+def path_barrier(values: np.ndarray) -> float | None:
+    """Barrier of a path between two minima sampled from end to end: the highest value
+    minus the higher of the two ends (0 when the path never rises above its ends; None when
+    no value is finite).
+
+    Args:
+        values: the metric along the path, first and last entries at the two minima.
+    """
+    vals = np.asarray(values, dtype=float).reshape(-1)
+    if vals.size < 2 or not np.isfinite(vals).any():
+        return None
+    ends = max(vals[0], vals[-1])
+    return float(max(np.nanmax(vals) - ends, 0.0))
 
 
 def _is_accuracy(metric: str) -> bool:

@@ -31,11 +31,13 @@ import torch
 from torch import nn
 
 from ._util import float32_mode
+from ._util import progress as bar_of
 from .data import DataBundle, split_of
 from .directions import random_directions
+from .hessian import HessianOptions, hessian_eigenvalues
 from .errors import LandscapeError
 from .params import flatten, named_tensors, unflatten
-from .train import loss_function
+from .losses import loss_function
 
 LossLike = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 DataLike = DataBundle | tuple[torch.Tensor, torch.Tensor]
@@ -530,7 +532,6 @@ def measure_sharpness(model: nn.Module, data: DataLike, *, eps: Sequence[float] 
     Returns:
         SharpnessSummary.
     """
-    from ._util import progress as bar_of
 
     check_subspace_dim(model, subspace_dim)
     common = dict(split=split, loss=loss, seed=seed, chunk=chunk)
@@ -701,7 +702,6 @@ def _change(name: str, before: float, after: float, invariant: bool, note: str =
 
 def _top_eigenvalue(model: nn.Module, data: DataLike, split: str, loss: LossLike
                     ) -> tuple[float, str]:
-    from .hessian import HessianOptions, hessian_eigenvalues
 
     result = hessian_eigenvalues(model, data, k=1, options=HessianOptions(loss=loss, split=split))
     return float(result.values[-1]), "hessian_eigenvalues(k=1), Lanczos"

@@ -233,6 +233,27 @@ def resumable(path: str | os.PathLike, identity: dict[str, Any], x: np.ndarray,
     return existing
 
 
+def stored_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """What a surface file was made with, to resume it with nothing else given: its axes
+    ``x`` and ``y`` and the evaluation settings of its identity (``metrics``, ``loss``,
+    ``precision``, ``channels_last``, ``bn_recalibrate``, ``hessian``, ``seed``; a callable
+    loss is not stored by name, and is left out).
+
+    Raises:
+        StoreError: the file is missing or not a surface file.
+    """
+    surface = load_surface(path)
+    identity = surface.provenance.get("identity", {})
+    out: dict[str, Any] = {"x": surface.x, "y": surface.y}
+    for key in ("metrics", "loss", "precision", "channels_last", "bn_recalibrate", "hessian",
+                "seed"):
+        if identity.get(key) is not None:
+            out[key] = tuple(identity[key]) if key == "metrics" else identity[key]
+    if out.get("loss") not in ("cross_entropy", "mse"):
+        out.pop("loss", None)
+    return out
+
+
 def check_output(out: str | os.PathLike, *, resume: bool = False, force: bool = False) -> None:
     """Refuse, before any work, an output that is not a file, or that exists while neither
     resumed nor forced (StoreError, one line)."""

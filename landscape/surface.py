@@ -156,6 +156,28 @@ def compute_surface(model, data, directions, x, y=None, *,
         run.close()
 
 
+def estimate_surface(model, data, directions, x, y=None, *,
+                     options: SurfaceOptions | None = None) -> dict[str, Any]:
+    """What a surface would cost, from one point evaluated now (nothing is written).
+
+    Returns:
+        ``points``, ``seconds_per_point`` (the measured point, set-up excluded), ``seconds``
+        (their product), ``file_bytes`` (the surface file, approximately).
+    """
+    run = SurfaceRun(model, data, directions, x, y, options=options or SurfaceOptions())
+    try:
+        points = grid_size(run.x, run.y)
+        run.compute([0])  # warm-up: first calls allocate
+        start = time.perf_counter()
+        run.compute([points // 2])
+        per_point = time.perf_counter() - start
+    finally:
+        run.close()
+    axes = len(run.x) + (0 if run.y is None else len(run.y))
+    return {"points": points, "seconds_per_point": per_point, "seconds": per_point * points,
+            "file_bytes": points * (8 * len(run.options.names) + 1) + 8 * axes + 16384}
+
+
 def directions_file_for(out: str | os.PathLike) -> Path:
     """``surf.h5`` -> ``surf.directions.h5``: where a surface's directions are saved."""
     out = Path(out)
@@ -478,4 +500,4 @@ def _hessian_fn(evaluator: Evaluator, options: SurfaceOptions
 
 
 __all__ = ["Surface", "SurfaceOptions", "SurfaceRun", "compute_surface", "directions_file_for",
-           "grid_coords", "select_points", "summary_line"]
+           "estimate_surface", "grid_coords", "select_points", "summary_line"]

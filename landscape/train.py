@@ -27,14 +27,15 @@ from ._util import pick_device, progress, write_bytes, write_json
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
+from .hessian import top_eigenpair
+from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
 
 OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
-LOSSES = ("cross_entropy", "mse")
 HISTORY_SECONDS = 2.0
 """During training, history.json/.csv are rewritten after an epoch when this many seconds
 have passed since the last time, so a killed run keeps its history (status complete: false)."""
-TIMING_KEYS = ("epoch_seconds", "samples_per_s", "elapsed")
+TIMING_KEYS = ("epoch_seconds", "samples_per_s", "elapsed", "lambda_max_seconds")
 """History entries that differ between identical runs (kept out of checkpoints)."""
 RESUME_FILE = "resume.pt"
 """In a run folder: the state to continue an interrupted run (model, optimizer, every random
@@ -70,6 +71,9 @@ class TrainConfig:
         compile: compile the model for the training steps with ``torch.compile``.
         compile_backend: the ``torch.compile`` backend (``inductor`` needs a C++ compiler on
             the CPU; ``aot_eager`` traces without generating code).
+        track_eigenvalues: every N epochs (and at the end) record the top Hessian eigenvalue
+            of the mean training loss as ``lambda_max`` in the history (0: never); see
+            ``SharpnessTracker``.
     """
 
     optimizer: str = "sgd"
@@ -94,6 +98,7 @@ class TrainConfig:
     progress: bool = True
     compile: bool = False
     compile_backend: str = "inductor"
+    track_eigenvalues: int = 0
 
     def resolved_batch(self, n_train: int) -> int:
         """The batch size in examples for a training set of ``n_train``."""
@@ -128,6 +133,9 @@ class TrainConfig:
             raise LandscapeError("epochs must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise LandscapeError("steps must be at least 1")
+        if self.track_eigenvalues < 0:
+            raise LandscapeError(f"track_eigenvalues must be >= 0 epochs, "
+                                 f"got {self.track_eigenvalues}")
         if self.compile:
             import torch._dynamo
 
@@ -159,27 +167,6 @@ class TrainResult:
     message: str = ""
     out_dir: Path | None = None
     checkpoints: list[Path] = dataclasses.field(default_factory=list)
-
-
-def loss_function(loss: str | Callable, num_classes: int | None = None
-                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Mean loss of logits against integer targets: ``cross_entropy``, ``mse`` (against one-hot
-    targets ``num_classes`` wide; default: as wide as the logits), or a callable, returned as
-    it is. The one definition of the losses for training, surfaces, Hessians and sharpness.
-    """
-    if callable(loss):
-        return loss
-    if loss == "cross_entropy":
-        return nn.functional.cross_entropy
-    if loss == "mse":
-        # written out, not F.mse_loss: torch.func's forward-over-reverse fails inside the
-        # fused mse_loss backward (Hessian products)
-        def mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            width = logits.shape[-1] if num_classes is None else num_classes
-            onehot = nn.functional.one_hot(y, width).to(logits.dtype)
-            return ((logits - onehot) ** 2).mean()
-        return mse
-    raise LandscapeError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
 
 
 @torch.no_grad()
@@ -278,17 +265,21 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     if resume:
         if out is None:
             raise LandscapeError("resume needs the run folder (out_dir)")
-        done, step, history = _restore(out, model, optimizer, gen, config)
+        done, step, history, warm_start = _restore(out, model, optimizer, gen, config)
     elif out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {**dataclasses.asdict(config), "resolved_batch": batch,
                                          "resolved_lr": lr, "steps_total": total_steps})
         if every:
             checkpoints.append(_save(model, out / "checkpoints" / "epoch_0000.pt", 0, {}))
-            _save_resume(out, model, config, optimizer, gen, 0, 0, history)
+            _save_resume(out, model, config, optimizer, gen, 0, 0, history, None)
     start = time.perf_counter()
     written = time.monotonic()  # when history.json was last written (a kill keeps it)
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
+    tracker = (SharpnessTracker(config.track_eigenvalues, (xtr, ytr), config.loss)
+               if config.track_eigenvalues else None)
+    if resume and tracker is not None:
+        tracker.vector = warm_start
     bar.update(done)
     for epoch in range(done + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -319,8 +310,11 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         seen = sum(sizes)
         seconds = time.perf_counter() - t0
         last = epoch == epochs or step >= total_steps
-        if epoch % config.eval_every == 0 or last:
+        tracked = tracker is not None and tracker.due(epoch, last)
+        if epoch % config.eval_every == 0 or last or tracked:
             entry = _evaluate(model, xtr, ytr, xte, yte, loss_fn)
+            if tracker is not None:  # every entry gets the fields (NaN between measurements)
+                entry.update(tracker.measure(model) if tracked else tracker.blank())
             entry.update(epoch=epoch, step=step, lr=optimizer.param_groups[0]["lr"],
                          batch_loss=running / max(seen, 1), epoch_seconds=seconds,
                          samples_per_s=seen / seconds if seconds > 0 else float("nan"),
@@ -332,7 +326,8 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         if out is not None and every and (epoch % every == 0 or last):
             checkpoints.append(_save(model, out / "checkpoints" / f"epoch_{epoch:04d}.pt", epoch,
                                      history[-1] if history else {}))
-            written = _save_resume(out, model, config, optimizer, gen, epoch, step, history)
+            written = _save_resume(out, model, config, optimizer, gen, epoch, step, history,
+                                   tracker)
         if out is not None and history and time.monotonic() - written >= HISTORY_SECONDS:
             written = _write_history(out, history, {"complete": False, "diverged": False,
                                                     "message": "", "seconds": None})
@@ -356,6 +351,67 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
                        message=message, out_dir=out, checkpoints=checkpoints)
 
 
+def stability_threshold(optimizer: str, lr: float, momentum: float = 0.0,
+                        nesterov: bool = False) -> float | None:
+    """The top Hessian eigenvalue above which gradient descent on a quadratic diverges.
+
+    ``2 / lr`` for plain gradient descent, ``2 (1 + beta) / lr`` with heavy-ball momentum
+    ``beta`` (PyTorch's SGD), ``(2 + 2 beta) / ((1 + 2 beta) lr)`` with Nesterov momentum
+    (Cohen et al. 2021). None for adaptive optimizers, which have no such fixed threshold.
+    """
+    if optimizer != "sgd":
+        return None
+    if nesterov and momentum > 0:
+        return (2 + 2 * momentum) / ((1 + 2 * momentum) * lr)
+    return 2 * (1 + momentum) / lr
+
+
+class SharpnessTracker:
+    """The top Hessian eigenvalue of the mean training loss, every ``every`` epochs of a run.
+
+    Each measurement is a Lanczos run warm-started from the previous top eigenvector
+    (``landscape.hessian.top_eigenpair``), of at least ``min_products`` steps (so that an
+    eigenvalue overtaking the previous top one is seen) and stopped at a residual of ``tol``
+    times the value: while training changes the model slowly, a handful of products.
+    Eval-mode layers.
+
+    Args:
+        every: epochs between measurements (the last epoch is always measured).
+        data: ``(inputs, targets)`` of the whole training set, on the training device.
+        loss: the training loss name.
+        tol: Lanczos residual relative to the value.
+        max_products: most products per measurement.
+        min_products: fewest products per measurement.
+    """
+
+    FIELDS = ("lambda_max", "lambda_max_residual", "lambda_max_products",
+              "lambda_max_seconds")
+
+    def __init__(self, every: int, data: tuple[torch.Tensor, torch.Tensor],
+                 loss: str = "cross_entropy", tol: float = 1e-3, max_products: int = 40,
+                 min_products: int = 4):
+        self.every, self.data, self.loss = every, data, loss
+        self.tol, self.max_products, self.min_products = tol, max_products, min_products
+        self.vector = None
+
+    def due(self, epoch: int, last: bool) -> bool:
+        """Whether ``epoch`` is measured."""
+        return epoch % self.every == 0 or last
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        """The history fields for the model as it is now."""
+        pair = top_eigenpair(model, self.data, self.vector, tol=self.tol,
+                             max_products=self.max_products, min_products=self.min_products,
+                             loss=self.loss)
+        self.vector = pair.vector
+        return dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products,
+                                      pair.seconds)))
+
+    def blank(self) -> dict[str, float]:
+        """The fields of an epoch without a measurement."""
+        return dict.fromkeys(self.FIELDS, float("nan"))
+
+
 def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:
     train_loss, train_acc = evaluate_split(model, xtr, ytr, loss_fn)
     test_loss, test_acc = evaluate_split(model, xte, yte, loss_fn)
@@ -369,10 +425,11 @@ def _save(model: nn.Module, path: Path, epoch: int, metrics: dict[str, Any]) -> 
 
 def _save_resume(out: Path, model: nn.Module, config: TrainConfig,
                  optimizer: torch.optim.Optimizer, gen: torch.Generator, epoch: int, step: int,
-                 history: list[dict[str, Any]]) -> float:
+                 history: list[dict[str, Any]], tracker: SharpnessTracker | None) -> float:
     """At a checkpoint: history and ``model.pt`` made current, then the resume state written
-    (last, so a kill in between resumes from the earlier, complete state). Returns the time
-    history was written."""
+    (last, so a kill in between resumes from the earlier, complete state; with the tracker's
+    warm start, so tracked eigenvalues continue identically too). Returns the time history
+    was written."""
     written = _write_history(out, history, {"complete": False, "diverged": False,
                                             "message": "", "seconds": None})
     final = _stable(history[-1]) if history else {}
@@ -385,15 +442,18 @@ def _save_resume(out: Path, model: nn.Module, config: TrainConfig,
              "shuffle": gen.get_state(), "torch": torch.get_rng_state(), "cuda": cuda,
              "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
                        *np_state[2:]],
-             "python": random.getstate()}
+             "python": random.getstate(),
+             "warm_start": None if tracker is None or tracker.vector is None
+             else torch.from_numpy(np.array(tracker.vector))}
     save_checkpoint(out / RESUME_FILE, model, extra={"resume": state})
     return written
 
 
 def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-             gen: torch.Generator, config: TrainConfig) -> tuple[int, int, list[dict[str, Any]]]:
+             gen: torch.Generator, config: TrainConfig
+             ) -> tuple[int, int, list[dict[str, Any]], np.ndarray | None]:
     """Load the resume state of ``out`` into the model, optimizer and random generators;
-    returns (epochs done, steps done, history so far)."""
+    returns (epochs done, steps done, history so far, the eigenvalue tracker's warm start)."""
     path = out / RESUME_FILE
     if not path.is_file():
         raise LandscapeError(f"{str(out)!r} holds no interrupted run to resume (no "
@@ -418,7 +478,9 @@ def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     random.setstate(state["python"])
-    return state["epoch"], state["step"], list(state["history"])
+    warm = state.get("warm_start")
+    return (state["epoch"], state["step"], list(state["history"]),
+            None if warm is None else warm.numpy())
 
 
 def _stable(entry: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def test_shape_of_a_double_well_surface(surface_files, tmp_path):
 def test_shape_options_and_1d(surface_files):
     result = run("shape", surface_files["plane"], "--metric", "test_loss", "--rise", "0.5")
     assert result.exit_code == 0, result.output
-    assert "label          V  (1 basin " in result.output
+    assert "label          V  (1 basin; a basin needs depth >= 1 x (value + 0.05))" in result.output
     line = run("shape", surface_files["line"], "--rise", "0.5")
     assert line.exit_code == 0, line.output
     assert "width          1  " in line.output  # |x| reaches 0.5 at +-0.5

@@ -293,3 +293,41 @@ def test_resuming_a_finished_surface_says_so(run_dir, tmp_path):
     assert invoke(*args).exit_code == 0
     result = invoke(*args, "--resume")
     assert result.exit_code == 0 and "already complete, nothing computed" in result.output
+
+
+def test_resume_needs_only_the_output_and_equals_one_run(run_dir, tmp_path):
+    """--resume reads the grid, the settings and the directions from the file: a partial run
+    made with --seed 3, a 5 x 3 grid and two metrics finishes with nothing else given."""
+    from landscape.surface import SurfaceOptions, compute_surface
+
+    ckpt = run_dir / "model.pt"
+    full = tmp_path / "full.h5"
+    args = ["--x=-1:1:5", "--y=0:1:3", "--seed", "3", "--metrics", "train_loss,test_acc"]
+    assert invoke("surface", ckpt, *args, "--out", full, *QUIET).exit_code == 0
+    # the same surface, stopped after 4 points (as a kill would leave it)
+    part = tmp_path / "part.h5"
+    model, info = load_checkpoint(ckpt)
+    reference = load_surface(full)
+    compute_surface(model, load_dataset(**info["dataset"]), tmp_path / "full.directions.h5",
+                    reference.x, reference.y, out=part, points=range(4),
+                    options=SurfaceOptions(metrics=("train_loss", "test_acc"), progress=False),
+                    directions_recipe={"type": "random", "seed": 3})
+    assert int(load_surface(part).done.sum()) == 4
+    result = invoke("surface", ckpt, "--out", part, "--resume", *QUIET)
+    assert result.exit_code == 0, result.output
+    assert "15/15 points" in result.stdout
+    finished = load_surface(part)
+    for name in ("train_loss", "test_acc"):
+        assert np.array_equal(finished.metrics[name], reference.metrics[name])
+    # an option given on the command line still counts: another grid is refused
+    bad = invoke("surface", ckpt, "--out", part, "--resume", "--x=-1:1:7", *QUIET)
+    assert bad.exit_code != 0 and "grid x" in bad.output
+
+
+def test_dry_run_prints_the_cost_and_writes_nothing(run_dir, tmp_path):
+    result = invoke("surface", run_dir / "model.pt", "--x=-1:1:101", "--y=-1:1:101",
+                    "--out", tmp_path / "s.h5", "--dry-run", *QUIET)
+    assert result.exit_code == 0, result.output
+    assert "10,201 points, about" in result.stderr and "MiB" in result.stderr
+    assert "nothing computed" in result.stderr
+    assert _files(tmp_path) == []

@@ -107,19 +107,19 @@ def worker(out_dir: Path) -> None:
     model, data, vector = hessian_problem()
     # 1. a collective product: rank 1 passes another vector, rank 0's is used
     hv = sharded_hessian_vector_product(model, data, vector if ctx.is_main else -vector,
-                                        chunk_size=50, context=ctx)
+                                        chunk=50, context=ctx)
     np.save(out_dir / f"hv{ctx.rank}.npy", hv.numpy())
     # 2. rank 0 drives scipy's eigsh and a loss-and-gradient pass; rank 1 serves
     if ctx.is_main:
         with DistributedHessian(ctx) as make:
-            op = make(model, data, chunk_size=50)
+            op = make(model, data, chunk=50)
             loss, grad = op.loss_and_grad()
             vals = sla.eigsh(op, k=3, which="LA", tol=1e-10,
                              v0=np.random.default_rng(0).standard_normal(op.n_params),
                              return_eigenvectors=False)
             op.close()
             # a second operator (as hessian_trace after hessian_eigenvalues would make)
-            second = make(model, data, chunk_size=None, hvp="forward")
+            second = make(model, data, chunk=None, hvp="forward")
             np.save(out_dir / "hv_second.npy", second.hvp(vector).numpy())
             second.close()
         np.save(out_dir / "grad.npy", grad.numpy())
@@ -185,7 +185,7 @@ def test_sharded_product_equals_single_process_product(gloo_run):
     out, report, _ = gloo_run
     assert report["world_size"] == 2 and report["backend"] == "gloo"
     model, data, vector = hessian_problem()
-    ref = hessian_vector_product(model, data, vector, chunk_size=50).numpy()
+    ref = hessian_vector_product(model, data, vector, chunk=50).numpy()
     hv0, hv1 = np.load(out / "hv0.npy"), np.load(out / "hv1.npy")
     assert np.array_equal(hv0, hv1)  # every rank gets the same product
     # float64: the sum over shards differs from the one-process sum only by rounding
@@ -205,7 +205,7 @@ def test_rank0_drives_eigsh_over_shards(gloo_run):
     model, data, _ = hessian_problem()
     exact = torch.linalg.eigvalsh(dense_hessian(model, data)).numpy()[-3:]
     np.testing.assert_allclose(report["eig"], exact, rtol=1e-8)
-    loss, grad = HessianOperator(model, data, chunk_size=50).loss_and_grad()
+    loss, grad = HessianOperator(model, data, chunk=50).loss_and_grad()
     assert report["loss"] == pytest.approx(loss, rel=1e-13)
     np.testing.assert_allclose(np.load(out / "grad.npy"), grad.numpy(), rtol=0,
                                atol=1e-13 * float(grad.abs().max()))

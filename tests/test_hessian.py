@@ -135,10 +135,10 @@ def test_products_match_dense_hessian(case, data, hvp):
 def test_unequal_chunks_give_the_same_product(tanh_case, data):
     model, h, _ = tanh_case
     v = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    whole = hs.HessianOperator(model, data, chunk_size=None).hvp(v)
+    whole = hs.HessianOperator(model, data, chunk=None).hvp(v)
     for chunk in (25, 7, 50):  # 96 = 25+25+25+21 = 13*7+5 = 50+46
         for cache in (0, hs.GRAPH_CACHE_BYTES):
-            part = hs.HessianOperator(model, data, chunk_size=chunk, graph_cache=cache).hvp(v)
+            part = hs.HessianOperator(model, data, chunk=chunk, graph_cache=cache).hvp(v)
             assert torch.linalg.norm(part - whole) <= 1e-13 * torch.linalg.norm(whole)
 
 
@@ -198,7 +198,7 @@ def test_quadratic_loss_hessian_is_its_matrix():
 
     model = Point(torch.tensor(rng.standard_normal(n)))
     data = (torch.zeros(5, 1, dtype=torch.float64), torch.zeros(5))
-    op = hs.HessianOperator(model, data, loss=quadratic, chunk_size=2)
+    op = hs.HessianOperator(model, data, loss=quadratic, chunk=2)
     dense = op @ np.eye(n)
     np.testing.assert_allclose(dense, a.numpy(), rtol=0, atol=1e-14)
     np.testing.assert_allclose(hs.dense_hessian(model, data, loss=quadratic).numpy(), a.numpy(),
@@ -215,7 +215,7 @@ def test_mse_regression_hessian_closed_form():
     y = torch.randint(0, 4, (40,), generator=gen)
     model = nn.Linear(6, 4, bias=False).double()
     expected = 2.0 / (40 * 4) * torch.kron(torch.eye(4, dtype=torch.float64), x.T @ x)
-    got = hs.dense_hessian(model, (x, y), loss="mse", chunk_size=15)
+    got = hs.dense_hessian(model, (x, y), loss="mse", chunk=15)
     assert torch.allclose(got, expected, rtol=0, atol=1e-14)
     # Hutch++ is exact once its sketch spans the range of H (here all 24 dimensions)
     tr = hs.hessian_trace(model, (x, y), n_products=75, seed=0,
@@ -345,7 +345,7 @@ def test_train_mode_batchnorm_matches_its_dense_hessian(data):
     h = autograd_hessian(model, *data)
     with pytest.warns(UserWarning, match="BatchNorm"):
         res = hs.hessian_eigenvalues(model, data, k=2, tol=1e-10,
-                                     options=hs.HessianOptions(mode="train", chunk_size=None))
+                                     options=hs.HessianOptions(mode="train", chunk=None))
     assert res.mode == "train"
     assert rel(res.values, torch.linalg.eigvalsh(h).numpy()[-2:]) <= 1e-6
     assert_unchanged(model, before)  # running statistics were updated on copies only
@@ -354,10 +354,10 @@ def test_train_mode_batchnorm_matches_its_dense_hessian(data):
     eps = 1e-5
     diff = (_train_grad(model, data, eps * v) - _train_grad(model, data, -eps * v)) / (2 * eps)
     with pytest.warns(UserWarning, match="batch statistics"):
-        op = hs.HessianOperator(model, data, mode="train", chunk_size=None, hvp="forward")
+        op = hs.HessianOperator(model, data, mode="train", chunk=None, hvp="forward")
     assert op.hvp_method == "double"
     assert torch.linalg.norm(op.hvp(v) - diff) <= 1e-6 * torch.linalg.norm(diff)
-    assert torch.allclose(hs.dense_hessian(model, data, mode="train", chunk_size=None), h,
+    assert torch.allclose(hs.dense_hessian(model, data, mode="train", chunk=None), h,
                           rtol=0, atol=1e-12)
 
 

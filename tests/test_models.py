@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from landscape.errors import LandscapeError
 from landscape.models import build_model, count_parameters, rebuild_model
@@ -72,3 +73,36 @@ def test_user_model(tmp_path, mnist1d_small):
                    "        torch.nn.Linear(hidden, num_classes))\n")
     model = build_model(f"{src}:net", mnist1d_small, hidden=7)
     assert count_parameters(model) == 40 * 7 + 7 + 7 * 10 + 10
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+def test_resnet1d_without_skips_is_the_same_network_minus_the_additions(depth, mnist1d_small):
+    skip = build_model("resnet1d", mnist1d_small, seed=0, depth=depth)
+    plain = build_model("resnet1d", mnist1d_small, seed=0, depth=depth, skip=False)
+    # Parameters: the plain net's are exactly the skip net's minus the projection shortcuts.
+    with_skip = dict(skip.named_parameters())
+    without = dict(plain.named_parameters())
+    extra = set(with_skip) - set(without)
+    assert not set(without) - set(with_skip)
+    assert extra and all(".shortcut." in name for name in extra)
+    convs = sum(1 for m in plain.modules() if isinstance(m, nn.Conv1d))
+    assert convs + 1 == depth  # 6 n + 1 convolutions and the linear head
+    # Forward: copy the shared weights, drop the additions by hand, compare.
+    plain.load_state_dict({k: v for k, v in skip.state_dict().items() if ".shortcut." not in k})
+    skip.eval(), plain.eval()
+    x = mnist1d_small.train[0][:16]
+    with torch.no_grad():
+        for block in skip.blocks:
+            block.skip = False
+        assert torch.equal(skip(x), plain(x))
+        for block in skip.blocks:
+            block.skip = True
+        assert not torch.allclose(skip(x), plain(x))
+
+
+def test_resnet1d_depth_and_batchnorm_options(mnist1d_small):
+    no_bn = build_model("resnet1d", mnist1d_small, depth=8, batchnorm=False)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in no_bn.modules())
+    assert no_bn(mnist1d_small.train[0][:4]).shape == (4, 10)
+    with pytest.raises(LandscapeError, match="6 n \\+ 2"):
+        build_model("resnet1d", mnist1d_small, depth=10)

@@ -112,7 +112,7 @@ def test_side_by_side_panels_share_colour_scale_and_levels(kind, tmp_path):
     flat, sharp = funnel(), double_well()
     out = tmp_path / f"{kind}.png"
     fig = plot2d.plot_contours([flat, sharp], kind=kind, labels=["small", "large"],
-                               size=(8, 3.5), dpi=50, out=out)
+                               size=(8, 3.5), dpi=50, out=out, vmax=float("inf"))
     assert_real_image(out, (400, 175))
     panels = fig.axes[:2]
     arts = [mappables(ax) for ax in panels]
@@ -131,7 +131,47 @@ def test_side_by_side_panels_share_colour_scale_and_levels(kind, tmp_path):
     assert all(ax.get_aspect() == 1.0 for ax in panels)
 
 
-def test_vmax_clips_and_log_levels_are_geometric():
+def test_default_loss_cap_shows_every_basin_not_the_worst_corner():
+    """Three panels, one with a corner at loss 651: the default colour range stops near the
+    minima (round), below the corner, above every panel's basin edge (+0.1)."""
+    flat, sharp = funnel(), double_well()
+    far = _surface(flat.x, flat.y, flat.metrics["train_loss"] + 650 * (flat.x[:, None] > 0.9)
+                   * (flat.y[None, :] > 0.9), "far")
+    panels = [flat, sharp, far]
+    fig = plot2d.plot_contours(panels, kind="filled")
+    cs = mappables(fig.axes[0])[0]
+    cap = cs.norm.vmax
+    values = [p.metrics["train_loss"] for p in panels]
+    assert cap == plot2d.loss_cap(values) and plot2d._is_round(cap)
+    assert cap < 0.1 * max(v.max() for v in values) and cs.extend == "max"
+    for v in values:
+        assert cap > v.min() + 0.1  # each basin's +0.1 edge is inside the colour range
+    # a metric that is not a loss keeps its full range; an explicit vmax wins; inf: no cap
+    fig = plot2d.plot_contours(panels, "train_acc", kind="filled")
+    assert mappables(fig.axes[0])[0].norm.vmax == pytest.approx(max(v.max() for v in
+                                                                    (1 / (1 + x) for x in values)))
+    assert mappables(plot2d.plot_contours(sharp, vmax=3.0).axes[0])[0].norm.vmax == 3.0
+    assert plot2d.loss_cap([np.array([0.01, 0.02])]) == 0.02  # never above the largest value
+
+
+def test_rise_marks_basin_widths_in_lines_and_panels():
+    """The width drawn is basin_shape's: funnel 0.05 + 1.2 r reaches +0.1 at r = 1/12."""
+    flat = funnel(61)
+    line = line_of(flat, "flat")
+    fig = plot2d.plot_lines([line, line_of(double_well(61), "sharp")], ["train_loss"],
+                            accuracy=False, labels=["flat", "sharp"], rise=0.1)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0.0  # linear loss axis from 0, capped near the minima
+    bars = [ln for ln in ax.get_lines() if len(ln.get_ydata()) == 2
+            and np.ptp(ln.get_ydata()) == 0 and ln.get_linestyle() != "None"]
+    assert np.ptp(bars[0].get_xdata()) == pytest.approx(2 / 12, abs=1e-9)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "flat: width 0.167 at +0.1" in texts
+    fig = plot2d.plot_contours(flat, rise=0.1, labels=["flat"])
+    assert fig.axes[0].get_title().startswith("flat\nbasin width 0.16")
+
+
+def test_vmax_clips_and_log_levels_are_round():
     sharp = double_well()
     fig = plot2d.plot_contours(sharp, kind="filled", vmax=3.0)
     cs = mappables(fig.axes[0])[0]
@@ -140,8 +180,13 @@ def test_vmax_clips_and_log_levels_are_geometric():
     fig = plot2d.plot_contours(sharp, kind="filled", log=True, levels=9)
     cs = mappables(fig.axes[0])[0]
     assert isinstance(cs.norm, LogNorm)
-    ratios = cs.levels[1:] / cs.levels[:-1]
-    np.testing.assert_allclose(ratios, ratios[0])
+    inner = cs.levels[1:-1]
+    assert len(inner) >= 5 and all(plot2d._is_round(v) for v in inner)
+    ratios = inner[1:] / inner[:-1]  # about even on the log scale
+    assert ratios.min() > 1.1 and ratios.max() < 3.5
+    norm, levels = plot2d.shared_scale([np.array([0.003, 651.0])], levels=20, log=True,
+                                       vmin=0.01)
+    assert norm.vmin == 0.01 and all(plot2d._is_round(v) for v in levels[:-1])  # top: 651
 
 
 def test_linear_levels_are_round_numbers_inside_the_range():
@@ -288,3 +333,23 @@ def test_unknown_suffix_and_failed_save_leave_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         plot2d.save_figure(fig, tmp_path / "fig.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_paths_names_each_path_and_planes_of_different_extent_keep_their_axes():
+    t = np.linspace(0, 1, 11)
+    paths = [Surface(x=t, y=None, metrics={"train_loss": 0.1 + h * np.sin(np.pi * t),
+                                           "train_acc": 1 - 0.1 * np.sin(np.pi * t)},
+                     done=np.ones(11, bool), provenance={"path_label": name},
+                     anchors={"coords": np.array([[0.0], [1.0]]),
+                              "labels": np.array(["runs/a/model.pt", "runs/b/model.pt"])})
+             for name, h in (("bezier curve", 0.05), ("straight line", 2.0))]
+    fig = plot2d.plot_paths(paths)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["bezier curve", "straight line"]
+    # The endpoints are named by their run folders.
+    assert {"a", "b"} <= {t.get_text() for t in fig.axes[0].texts}
+    wide = Surface(x=np.linspace(-1, 2, 31), y=np.linspace(-1, 2, 31),
+                   metrics={"train_loss": funnel().metrics["train_loss"]},
+                   done=np.ones((31, 31), bool))
+    fig = plot2d.plot_contours([funnel(), wide], share_axes=False)
+    assert fig.axes[0].get_xlim() != fig.axes[1].get_xlim()

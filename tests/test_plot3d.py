@@ -126,7 +126,8 @@ def test_render_offscreen_png(tmp_path):
 
 def test_side_by_side_shares_colour_range_and_height_scale():
     flat, sharp = funnel(), double_well()
-    plotter = plot3d.build_scene([flat, sharp], labels=["small", "large"], size=SMALL)
+    plotter = plot3d.build_scene([flat, sharp], labels=["small", "large"], size=SMALL,
+                                 zmax=float("inf"))
     try:
         lo = min(np.min(s.metrics["train_loss"]) for s in (flat, sharp))
         hi = max(np.max(s.metrics["train_loss"]) for s in (flat, sharp))
@@ -230,3 +231,25 @@ def test_importing_the_module_leaves_pyvista_unloaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_default_height_is_capped_near_the_minima_and_named_once():
+    """By default the loss is clipped at plot2d.loss_cap (the basins fill the height), and the
+    height axis and the colour bar name the same quantity, clip included."""
+    from landscape.plot2d import loss_cap
+
+    flat, sharp = funnel(), double_well()
+    cap = loss_cap([s.metrics["train_loss"] for s in (flat, sharp)])
+    assert cap < 0.2 * np.max(sharp.metrics["train_loss"])
+    plotter = plot3d.build_scene([flat, sharp], size=SMALL, contours=None)
+    try:
+        for k in range(2):
+            (actor,) = surface_actors(plotter.renderers[k])
+            assert tuple(actor.mapper.scalar_range) == pytest.approx(
+                (np.min(sharp.metrics["train_loss"]), cap))
+        bar = next(iter(plotter.scalar_bars.values()))
+        assert bar.GetTitle() == "train loss\n(max %g)" % cap
+    finally:
+        plotter.close()
+    assert plot3d._quantity("train_loss", False, cap, True) == f"train loss (clipped at {cap:g})"
+    assert plot3d._quantity("train_loss", True, None, True).startswith("train loss, height log")

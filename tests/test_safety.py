@@ -276,10 +276,11 @@ def test_nan_weights_through_hessian_are_one_line_and_write_nothing(tmp_path, sm
         assert "non-finite weights" in line and "1 of" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.pt"]
     # the library, told to accept them, stops at the first non-finite product
-    from landscape.hessian import hessian_eigenvalues, hessian_trace
+    from landscape.hessian import HessianOptions, hessian_eigenvalues, hessian_trace
     loaded, _ = load_checkpoint(path, allow_nonfinite=True)
-    for run in (lambda: hessian_eigenvalues(loaded, small, k=2, check=False),
-                lambda: hessian_trace(loaded, small, n_products=6, check=False)):
+    unchecked = HessianOptions(check=False)
+    for run in (lambda: hessian_eigenvalues(loaded, small, k=2, options=unchecked),
+                lambda: hessian_trace(loaded, small, n_products=6, options=unchecked)):
         with pytest.raises(LandscapeError, match="Hessian-vector product is not finite"):
             run()
 

@@ -140,7 +140,8 @@ def test_nan_is_a_wall():
     # An infinite wall that cuts a curve in two leaves two regions, each with its minimum.
     cut = 3 * np.abs(X)
     cut[150] = np.inf
-    assert [m[0][0] for m in basin_shape(X, cut).minima] == pytest.approx([0.0, 0.51])
+    assert [m[0][0] for m in basin_shape(X, cut, threshold=0.05).minima] == pytest.approx(
+        [0.0, 0.51])
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -259,3 +260,43 @@ def test_surface_shape_refuses_an_accuracy():
     assert surface_shape(surf, "test_loss").label == "V"
     with pytest.raises(LandscapeError, match="accuracy.*use test_loss"):
         surface_shape(surf, "test_acc")
+
+
+def _three_wells(x, y, reach=0.0):
+    """Three Gaussian wells (bottom 0, plateau 2) at the corners of a triangle, plus a wall
+    ``reach * r^4`` that only matters far from them."""
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    centres = ((0.0, 0.0), (1.0, 0.0), (0.5, 0.9))
+    wells = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 0.15 ** 2)) for cx, cy in centres)
+    r2 = (xx - 0.5) ** 2 + (yy - 0.3) ** 2
+    return 2.0 * (1.0 - np.clip(wells, 0, 1)) + reach * r2 ** 2
+
+
+def test_three_wells_give_three_basins_whatever_the_grid_reaches():
+    near = np.linspace(-0.4, 1.4, 37)
+    far = np.linspace(-4.0, 5.0, 181)
+    small = basin_shape(near, _three_wells(near, near), near)
+    big_vals = _three_wells(far, far, reach=1.0)
+    big = basin_shape(far, big_vals, far)
+    assert small.n_basins == big.n_basins == 3 and big.label == "W"
+    assert sorted(round(m[0][0], 1) for m in big.minima) == [0.0, 0.5, 1.0]
+    # Barriers: each of the two shallower basins joins a deeper one over the plateau (2).
+    assert len(big.barriers) == 2
+    assert all(1.5 < saddle <= 2.0 + 1e-9 for _, saddle in big.barriers)
+    assert big.rule == "depth >= 1 x (value + 0.05)"
+    # The old rule, 5% of the whole range, hides them once the grid reaches far enough.
+    old = 0.05 * (np.nanmax(big_vals) - np.nanmin(big_vals))
+    assert basin_shape(far, big_vals, far, threshold=old).n_basins == 1
+
+
+def test_relative_rule_ignores_ripples_on_a_high_plateau():
+    # A V whose walls carry ripples of 0.3 at loss ~ 5: basins a person would not see there,
+    # while the same ripple depth near the bottom (loss ~ 0.01) is a real second basin.
+    x = np.linspace(-1, 1, 401)
+    v = 10 * np.abs(x) + 0.3 * (np.abs(x) > 0.4) * np.sin(40 * x) ** 2
+    assert basin_shape(x, v).n_basins == 1
+    assert basin_shape(x, v, threshold=0.01).n_basins > 5  # the ripples are local minima
+    w = np.minimum(10 * np.abs(x + 0.3), 10 * np.abs(x - 0.3)) + 0.01
+    shape = basin_shape(x, w)
+    assert shape.n_basins == 2 and shape.barriers[0][1] == pytest.approx(3.01, abs=0.03)
+    assert "absolute" in basin_shape(x, w, threshold=0.5).rule

@@ -53,7 +53,7 @@ def test_summary_report_and_figures_agree(quick_study):
     assert re.search(r"\| top Hessian eigenvalue \| [^|]+ \| " + re.escape(f"{top:.4g}"), md)
     acc = f"{100 * summary['small_batch']['test_accuracy']:.1f}%"
     assert f"| test accuracy | {acc} |" in md and acc in html
-    assert any("[7/7]" in line for line in lines)
+    assert any("[8/8]" in line for line in lines)
 
 
 def test_rerun_reuses_every_step(quick_study):
@@ -87,3 +87,23 @@ def test_study_cli_bad_batch_is_one_line(tmp_path):
     res = CliRunner().invoke(cli, ["study", "--small-batch", "0", "--out", str(tmp_path / "s")])
     assert res.exit_code != 0 and "positive integer or 'full'" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "s").exists()
+
+
+def test_v_versus_w_section(quick_study):
+    result, out, _ = quick_study
+    vw = result.summary["v_versus_w"]
+    # One minimum's random plane is a V; the plane through three minima of the same network
+    # shows three basins, each separated by a barrier that at least doubles the loss.
+    assert vw["v"]["basins"] == 1 and vw["v"]["label"] == "V"
+    assert vw["w_plane"]["basins"] == 3 and vw["w_plane"]["label"] == "W"
+    assert len(vw["w_plane"]["barriers"]) == 2
+    assert all(b["height"] > 0.5 for b in vw["w_plane"]["barriers"])
+    # The straight line between two minima rises far above its ends; the trained curve less.
+    assert vw["line"]["basins"] == 2 and vw["line"]["train_barrier"] > 0.5
+    assert vw["curve_max_train_loss"] < vw["line_max_train_loss"]
+    assert vw["curve"]["max_test_error"] < vw["line"]["max_test_error"]
+    for name in ("v_versus_w_2d", "v_versus_w_paths"):
+        assert (out / result.summary["figures"][name]).is_file()
+    report = (out / "report.md").read_text()
+    assert "V versus W" in report and "v_versus_w_2d.png" in report
+    assert set(result.summary["step_seconds"]) >= {"train", "surfaces", "v_versus_w"}

@@ -77,13 +77,14 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("optimizer,track", [("sgd", 0), ("adam", 0), ("sgd", 1)])
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, mnist1d_small,
-                                                                  optimizer):
+                                                                  optimizer, track):
     # dropout-free models draw no global random numbers; a global draw between the stop and the
-    # resume checks that the torch, numpy and python generators come back from the state too
+    # resume checks that the torch, numpy and python generators come back from the state too.
+    # With eigenvalue tracking, the warm start of its Lanczos runs is resumed as well.
     config = TrainConfig(optimizer=optimizer, lr=0.01, batch_size=32, epochs=4,
-                         checkpoint_every=1, progress=False)
+                         checkpoint_every=1, progress=False, track_eigenvalues=track)
     whole = build_model("mlp", mnist1d_small, seed=1)
     train(whole, mnist1d_small, config, out_dir=tmp_path / "whole")
 
@@ -103,6 +104,9 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, mnis
             p.zero_()
     result = train(cut, mnist1d_small, config, out_dir=tmp_path / "cut", resume=True)
     assert [e["epoch"] for e in result.history] == [1, 2, 3, 4]
+    whole_history = json.loads((tmp_path / "whole" / "history.json").read_text())["epochs"]
+    for field in ("train_loss", "test_acc") + (("lambda_max",) if track else ()):
+        assert [e[field] for e in result.history] == [e[field] for e in whole_history], field
     for (name, a), b in zip(whole.state_dict().items(), cut.state_dict().values()):
         assert torch.equal(a, b), name
     assert (tmp_path / "cut" / "model.pt").read_bytes() == \
