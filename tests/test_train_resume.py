@@ -16,8 +16,8 @@ from landscape_cli.main import cli
 
 from cli_helpers import one_line_error
 
-# 30 epochs of 32 steps: long enough that a kill lands mid-run, short enough for a test.
-RUN = ("--model", "mlp", "--train-subset", "256", "--test-subset", "64", "--batch-size", "8",
+# 30 epochs of 16 steps: long enough that a kill lands mid-run, short enough for a test.
+RUN = ("--model", "mlp", "--train-subset", "256", "--test-subset", "64", "--batch-size", "16",
        "--lr", "0.05", "--epochs", "30", "--checkpoint-every", "1", "--threads", "1", "--quiet")
 
 
@@ -34,6 +34,7 @@ def _same_weights(a, b):
         assert torch.equal(sa[name], sb[name]), name
 
 
+@pytest.mark.slow  # two fresh processes that import torch: 15-50 s on the shared machine
 def test_sigkill_at_a_random_epoch_then_resume_is_bit_identical(tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     res = CliRunner().invoke(cli, ["train", *RUN, "--out", str(reference)],
