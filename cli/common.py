@@ -9,7 +9,22 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from landscape.errors import LandscapeError
+# Nothing of `landscape` (torch) is imported here: `--help` and `--version` answer at once, and
+# each command imports what it uses in its body.
+
+
+def user_error(message: str) -> Exception:
+    """A ``LandscapeError`` (one line on stderr, non-zero exit), imported only when raised."""
+    from landscape.errors import LandscapeError
+
+    return LandscapeError(message)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``LandscapeError``, without importing ``landscape`` to ask: if
+    ``landscape.errors`` was never imported, nothing can have raised one."""
+    errors = sys.modules.get("landscape.errors")
+    return errors is not None and isinstance(exc, errors.LandscapeError)
 
 
 class LandscapeGroup(click.Group):
@@ -19,17 +34,16 @@ class LandscapeGroup(click.Group):
         ctx.meta["landscape.argv"] = list(args)
         return super().parse_args(ctx, args)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and cmd.callback is not None \
+                and not getattr(cmd.callback, "records_command_line", False):
+            cmd.callback = _recording_command_line(cmd.callback)
+        return name, cmd, rest
+
     def invoke(self, ctx: click.Context) -> Any:
-        import shlex
-
-        from landscape._util import COMMAND_LINE
-
-        argv = ctx.meta.get("landscape.argv", [])
-        token = COMMAND_LINE.set(" ".join(["landscape", *map(shlex.quote, argv)]))
         try:
             return super().invoke(ctx)
-        except LandscapeError as exc:
-            raise click.ClickException(str(exc)) from None
         except OSError as exc:
             text = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)
             raise click.ClickException(text) from None
@@ -40,8 +54,29 @@ class LandscapeGroup(click.Group):
             click.echo("interrupted: work saved so far is kept (surface commands continue with "
                        "--resume)", err=True)
             sys.exit(130)
+        except Exception as exc:
+            if not _is_user_error(exc):
+                raise
+            raise click.ClickException(str(exc)) from None
+
+
+def _recording_command_line(callback: Callable) -> Callable:
+    """``callback`` run with the command line recorded for provenance. Set when the command
+    runs, not when the group dispatches: `landscape CMD --help` must not import `landscape`."""
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        import shlex
+
+        from landscape._util import COMMAND_LINE
+
+        argv = click.get_current_context().meta.get("landscape.argv", [])
+        token = COMMAND_LINE.set(" ".join(["landscape", *map(shlex.quote, argv)]))
+        try:
+            return callback(*args, **kwargs)
         finally:
             COMMAND_LINE.reset(token)
+    wrapper.records_command_line = True
+    return wrapper
 
 
 def dataset_options(func: Callable) -> Callable:
@@ -116,12 +151,12 @@ def guard_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
         same = (path.exists() and Path(src).exists() and os.path.samefile(path, src)) or \
             path.resolve() == Path(src).resolve()
         if same:
-            raise LandscapeError(f"{option} {str(out)!r} is an input of this command; write the "
+            raise user_error(f"{option} {str(out)!r} is an input of this command; write the "
                                  "result to another file")
     if path.is_dir():
-        raise LandscapeError(f"{option} {str(out)!r} is a folder, not a file")
+        raise user_error(f"{option} {str(out)!r} is a folder, not a file")
     if path.exists() and not force:
-        raise LandscapeError(f"{str(out)!r} already exists: overwrite it with --force or write "
+        raise user_error(f"{str(out)!r} already exists: overwrite it with --force or write "
                              "to another file")
 
 
@@ -136,7 +171,7 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
         spec = {"name": dataset}
     elif dataset is None and like is not None and names_code(spec.get("name")) \
             and not code_trusted():
-        raise LandscapeError(f"the checkpoint names code for its dataset "
+        raise user_error(f"the checkpoint names code for its dataset "
                              f"({spec['name']!r}): loading it would import and run that code. "
                              "If you trust it, pass --trust-code, or name the dataset with "
                              "--dataset")
@@ -145,6 +180,44 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
         if value is not None:
             spec[key] = value
     return load_dataset(**spec)
+
+
+SURFACE_SUFFIXES = (".h5", ".hdf5")
+"""Names a surface file may have: it is HDF5 whatever it is called."""
+
+
+def surface_out_callback(ctx: click.Context, param: click.Parameter, value: str | None
+                         ) -> str | None:
+    """Click callback of a surface ``--out``: refuse a name that is not ``.h5``/``.hdf5``
+    (``--out s.png`` wrote HDF5 under an image's name)."""
+    if value is not None and Path(value).suffix.lower() not in SURFACE_SUFFIXES:
+        raise click.BadParameter(f"{value!r}: a surface file is HDF5; name it .h5 or .hdf5 "
+                                 "(figures come from `landscape plot`)")
+    return value
+
+
+def split_names(values: tuple[str, ...] | str | None, count: int | None = None,
+                option: str = "--labels") -> list[str] | None:
+    """Names from a repeatable option: given once, split at commas (``\\,`` is a comma inside
+    a name); given several times, one name each, commas and all.
+
+    Raises:
+        click.BadParameter: ``count`` names were needed and another number was given.
+    """
+    if isinstance(values, str):
+        values = (values,)
+    if not values:
+        return None
+    if len(values) == 1:
+        parts = values[0].replace("\\,", "\0").split(",")
+        names = [part.replace("\0", ",").strip() for part in parts]
+    else:
+        names = [value.strip() for value in values]
+    if count is not None and len(names) != count:
+        raise click.BadParameter(f"{len(names)} labels for {count} inputs (give one each: "
+                                 f"separated by commas, or {option} once per label; a comma "
+                                 "inside a label is written \\,)", param_hint=option)
+    return names
 
 
 def parse_batch(value: str) -> int | str:

@@ -196,8 +196,10 @@ def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol:
                                  bottom_tol=bottom_tol, seed=seed, method=method,
                                  k_smallest=bottom_k or None, options=common)
     n_bottom = bottom_k if which != "largest" else 0
-    rows = [("bottom" if i < n_bottom else "top", f"{v:.8g}", f"{r:.2e}")
-            for i, (v, r) in enumerate(zip(res.values, res.residuals))]
+    # largest first, as eigenvalues are named (lambda_1 the top one); the file keeps the
+    # solver's ascending order
+    rows = [("bottom" if i < n_bottom else "top", f"{res.values[i]:.8g}",
+             f"{res.residuals[i]:.2e}") for i in reversed(range(len(res.values)))]
     echo_table(rows, ("end", "eigenvalue", "residual"))
     click.echo(f"{res.n_products} Hessian-vector products, {res.seconds:.2f} s, {res.mode} mode, "
                f"{res.method}, products by {res.hvp}"

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import click
 
-import landscape
-
 from . import connect_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd, surface_cmd, train_cmd
 from .common import LandscapeGroup
 
 
 @click.group(cls=LandscapeGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(landscape.__version__, "--version", "-V", prog_name="landscape")
+# The version from the installed package's metadata: importing `landscape` (torch) for it
+# made `--version` take seconds.
+@click.version_option(None, "--version", "-V", package_name="landscape-minima",
+                      prog_name="landscape")
 def cli() -> None:
     """Loss landscapes, Hessian spectra and sharpness of neural-network minima.
 

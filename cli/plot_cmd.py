@@ -7,17 +7,18 @@ from typing import Any
 
 import click
 
-PLOT_KINDS = ("line", "contour", "filled", "heatmap", "eig-ratio", "density", "trajectory")
+from .common import split_names
+
+PLOT_KINDS = ("line", "contour", "filled", "heatmap", "eig-ratio", "density", "trajectory",
+              "history", "eigenvalues")
+JSON_KINDS = ("density", "history", "eigenvalues")
+"""What a .json input can be drawn as: a spectrum file's density or eigenvalues, or a
+training run's history.json."""
+NAMES_HELP = ("once with commas (a comma inside a name: \\,), or once per name")
 
 
-def _split_labels(text: str | None, count: int) -> list[str] | None:
-    if text is None:
-        return None
-    labels = [part.strip() for part in text.split(",")]
-    if len(labels) != count:
-        raise click.BadParameter(f"{len(labels)} labels for {count} inputs (give one each, "
-                                 "separated by commas)", param_hint="--labels")
-    return labels
+def _split_labels(labels: tuple[str, ...], count: int) -> list[str] | None:
+    return split_names(labels, count, "--labels")
 
 
 def _size(text: str | None, what: str, cast=float) -> tuple | None:
@@ -35,14 +36,12 @@ def _size(text: str | None, what: str, cast=float) -> tuple | None:
     return w, h
 
 
-def _axis_names(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    names = [a.strip() for a in text.split(",")]
-    if len(names) > 2:
-        raise click.BadParameter(f"{len(names)} names for at most 2 directions",
+def _axis_names(names: tuple[str, ...]) -> list[str] | None:
+    axes = split_names(names, option="--axis-names")
+    if axes and len(axes) > 2:
+        raise click.BadParameter(f"{len(axes)} names for at most 2 directions",
                                  param_hint="--axis-names")
-    return names
+    return axes
 
 
 MAX_PIXELS = 30_000
@@ -90,30 +89,99 @@ def load_density(path: str) -> tuple[Any, Any]:
     from landscape.errors import LandscapeError
     from landscape.plot2d import density_arrays
 
-    try:
-        obj = json.loads(Path(path).read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise LandscapeError(f"{path}: not a JSON file (a spectral density is read from the "
-                             "JSON that `landscape hessian --density --out spec.json` writes)") \
-            from None
+    obj = _read_json(path)
     try:
         return density_arrays(obj)
     except LandscapeError as exc:
         raise LandscapeError(f"{path}: {exc}") from None
 
 
-def _default_kind(inputs: tuple[str, ...], surfaces: list | None) -> str:
+def _default_kind(inputs: tuple[str, ...], surfaces: list | None) -> str | None:
+    """The kind of figure the inputs make by default; None: read the surfaces first."""
     if all(p.lower().endswith(".json") for p in inputs):
-        return "density"
-    return "line" if surfaces and surfaces[0].ndim == 1 else "contour"
+        return _json_kind(_read_json(inputs[0]))
+    if surfaces is None:
+        return None
+    return "line" if surfaces[0].ndim == 1 else "contour"
+
+
+def _read_json(path: str) -> Any:
+    """A JSON input, or one clear error."""
+    from landscape.errors import LandscapeError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LandscapeError(f"{path}: not a JSON file (plot reads spectra that `landscape "
+                             "hessian --out spec.json` writes, and runs' history.json)") from None
+
+
+def _json_kind(obj: Any) -> str:
+    """history for a run's history.json; density for a spectrum with one; else eigenvalues."""
+    if isinstance(obj, dict) and "epochs" in obj and "status" in obj:
+        return "history"
+    if isinstance(obj, dict) and obj.get("format") == "landscape-spectrum" \
+            and "eigenvalues" in obj and "density" not in obj:
+        return "eigenvalues"
+    return "density"
+
+
+def _draw_json(kind: str, inputs: tuple[str, ...], names: list[str] | None, log: bool,
+               title: str | None, figsize: tuple | None, out: str, dpi: int) -> None:
+    """Figures of .json inputs, all of one kind, overlaid."""
+    from landscape import plot2d
+
+    if kind == "density":
+        spectra = [load_density(p) for p in inputs]
+        plot2d.plot_density(spectra, labels=names or [Path(p).stem for p in inputs], log=log,
+                            title=title, size=figsize or (6.0, 4.0), out=out, dpi=dpi)
+    elif kind == "history":
+        histories = [load_history_file(p) for p in inputs]
+        plot2d.plot_history(histories, labels=names or _run_names(inputs), log=log,
+                            title=title, size=figsize, out=out, dpi=dpi)
+    else:
+        values = [load_eigenvalues(p) for p in inputs]
+        plot2d.plot_eigenvalues(values, labels=names or [Path(p).stem for p in inputs],
+                                title=title, size=figsize or (6.0, 4.0), out=out, dpi=dpi)
+
+
+def _run_names(inputs: tuple[str, ...]) -> list[str]:
+    """A run's name is its folder's (``runs/small/history.json`` -> ``small``)."""
+    return [Path(p).resolve().parent.name or Path(p).stem for p in inputs]
+
+
+def load_history_file(path: str) -> list[dict[str, Any]]:
+    """The per-epoch entries of a run's ``history.json``; one clear error otherwise."""
+    from landscape.errors import LandscapeError
+
+    obj = _read_json(path)
+    if _json_kind(obj) != "history":
+        raise LandscapeError(f"{path}: not a training history (the history.json that "
+                             "`landscape train` writes in its run folder)")
+    if not obj["epochs"]:
+        raise LandscapeError(f"{path}: the run has no evaluated epoch yet")
+    return obj["epochs"]
+
+
+def load_eigenvalues(path: str) -> list[float]:
+    """The eigenvalues of a spectrum file (``landscape hessian --top-k ... --out``)."""
+    from landscape.errors import LandscapeError
+    from landscape.hessian import load_spectrum
+
+    record = load_spectrum(path)
+    if "eigenvalues" not in record:
+        raise LandscapeError(f"{path}: holds no eigenvalues (compute them with `landscape "
+                             "hessian --top-k K --out spec.json`)")
+    return record["eigenvalues"]["values"]
 
 
 @click.command("plot")
 @click.argument("inputs", metavar="SURFACE...", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False))
 @click.option("--kind", type=click.Choice(PLOT_KINDS), default=None,
-              help="What to draw (default: line for 1-D surfaces, contour for 2-D ones, "
-                   "density for .json spectra).")
+              help="What to draw (default: line for 1-D surfaces, contour for 2-D ones; for "
+                   ".json files, history for a run's history.json, density for spectra with "
+                   "one, else eigenvalues).")
 @click.option("--metric", default=None,
               help="Metric to draw (default: train_loss; for line, every loss and accuracy).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
@@ -125,9 +193,10 @@ def _default_kind(inputs: tuple[str, ...], surfaces: list | None) -> str:
 @click.option("--log", is_flag=True, help="Logarithmic levels, colours or loss axis.")
 @click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True,
               help="Number of contour levels (about; round numbers are chosen).")
-@click.option("--labels", default=None,
-              help="Comma-separated names, one per input (legend or panel titles).")
-@click.option("--axis-names", default=None, help="Comma-separated names of the directions.")
+@click.option("--labels", multiple=True,
+              help="Names, one per input (legend or panel titles): " + NAMES_HELP + ".")
+@click.option("--axis-names", multiple=True,
+              help="Names of the directions: " + NAMES_HELP + ".")
 @click.option("--title", default=None, help="Figure title.")
 @click.option("--dpi", type=click.IntRange(min=10), default=200, show_default=True,
               help="Resolution of PNG output.")
@@ -135,8 +204,9 @@ def _default_kind(inputs: tuple[str, ...], surfaces: list | None) -> str:
 @click.option("--cmap", default=None, help="Matplotlib colour map (default viridis / magma).")
 def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axis_names, title,
                  dpi, size, cmap):
-    """Draw SURFACE files (or .json spectra) as a figure; several go side by side on one
-    colour scale (or overlaid, for curves and spectra)."""
+    """Draw SURFACE files as a figure (several side by side on one colour scale, or
+    overlaid for curves); or .json files: spectra (density, eigenvalue bars) and training
+    curves from runs' history.json, overlaid."""
     from landscape import plot2d
 
     plot2d.figure_format(out)  # an unknown suffix fails before any work
@@ -147,10 +217,9 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     axes = _axis_names(axis_names)
     figsize = _size(size, "10x4")
     _check_pixels(figsize, dpi)
-    if kind == "density" or (kind is None and _default_kind(inputs, None) == "density"):
-        spectra = [load_density(p) for p in inputs]
-        plot2d.plot_density(spectra, labels=names or [Path(p).stem for p in inputs], log=log,
-                            title=title, size=figsize or (6.0, 4.0), out=out, dpi=dpi)
+    kind = kind or _default_kind(inputs, None)
+    if kind in JSON_KINDS:
+        _draw_json(kind, inputs, names, log, title, figsize, out, dpi)
         click.echo(f"wrote {out}", err=True)
         return
     surfaces = load_surfaces(inputs)
@@ -222,8 +291,9 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
 @click.option("--log", is_flag=True, help="Height log(loss + 0.1) and a log colour scale.")
 @click.option("--zmax", type=float, default=None, help="Clip heights above this loss.")
 @click.option("--overlay", is_flag=True, help="All surfaces in one view instead of side by side.")
-@click.option("--labels", default=None, help="Comma-separated names, one per surface.")
-@click.option("--axis-names", default=None, help="Comma-separated names of the directions.")
+@click.option("--labels", multiple=True, help="Names, one per surface: " + NAMES_HELP + ".")
+@click.option("--axis-names", multiple=True,
+              help="Names of the directions: " + NAMES_HELP + ".")
 @click.option("--title", default=None, help="Text at the top.")
 @click.option("--levels", type=click.IntRange(min=2), default=12, show_default=True,
               help="Contour lines on the surface (about).")

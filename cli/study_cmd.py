@@ -6,22 +6,21 @@ from pathlib import Path
 
 import click
 
-from landscape.errors import LandscapeError
-
-from .common import batch_callback, device_option, parse_batch, wraps_threads
+from .common import batch_callback, device_option, parse_batch, user_error, wraps_threads
 
 
 def _check_out(out: str) -> None:
     """Refuse an ``--out`` that exists and is not a folder."""
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise LandscapeError(f"--out {out!r} exists and is not a folder")
+        raise user_error(f"--out {out!r} exists and is not a folder")
 
 
 def _check_study(config) -> None:
     """Check what the study will build (device, data, model, both training runs) before its
     folder is made, so that a bad option fails at once and leaves nothing behind."""
     from landscape import TrainConfig
+    from landscape.errors import LandscapeError
     from landscape.study import LABELS, load_setup
 
     runs = config.runs()
@@ -31,7 +30,7 @@ def _check_study(config) -> None:
                         weight_decay=run.weight_decay, batch_size=run.batch_size,
                         epochs=run.epochs).validate()
         except LandscapeError as exc:
-            raise LandscapeError(f"{LABELS[label]} run: {exc}") from None
+            raise user_error(f"{LABELS[label]} run: {exc}") from None
     bundle = load_setup(config)
     n_train = len(bundle.train[1])
     sizes = {}
@@ -42,7 +41,7 @@ def _check_study(config) -> None:
                       + ("" if typed == used else f" ({used} of {n_train} examples)"))
     (small, small_text), (large, large_text) = sizes["small"], sizes["large"]
     if small > large:
-        raise LandscapeError(f"{small_text} is larger than {large_text}: swap them")
+        raise user_error(f"{small_text} is larger than {large_text}: swap them")
     if small == large:
         click.echo(f"warning: both runs train with batch {small} ({small_text}, {large_text})",
                    err=True)
@@ -256,7 +255,7 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
         raise click.BadParameter("--min-epochs must not exceed --max-epochs")
     for name, value in (("--base-lr", base_lr), ("--max-lr", max_lr)):
         if not (value > 0 and math.isfinite(value)):
-            raise LandscapeError(f"{name} must be a positive number, got {value}")
+            raise user_error(f"{name} must be a positive number, got {value}")
     config = SweepConfig(dataset=dataset, data_root=data_root, train_subset=train_subset,
                          test_subset=test_subset,
                          model=model_name, model_options={"batchnorm": True} if batchnorm else {},

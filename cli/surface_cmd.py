@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from .common import (bundle_from, code_options, dataset_options, device_option, parse_range,
-                     wraps_threads)
+                     surface_out_callback, wraps_threads)
 
 METRIC_NAMES = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -76,6 +76,7 @@ def surface_options(func):
                      help="Loss (default: the one the checkpoint was trained with, else "
                           "cross_entropy)."),
         click.option("--out", type=click.Path(dir_okay=False), required=True,
+                     callback=surface_out_callback,
                      help="Surface file (.h5); directions go to OUT.directions.h5."),
         click.option("--resume", is_flag=True,
                      help="Continue OUT: compute only its missing points (inputs must match)."),

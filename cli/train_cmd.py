@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -11,16 +12,16 @@ from typing import Iterator
 import click
 from click.core import ParameterSource
 
-from landscape._util import output_lock
-from landscape.errors import LandscapeError
-
 from .common import (batch_callback, bundle_from, dataset_options, device_option,
-                     wraps_threads)
+                     user_error, wraps_threads)
 
 # The files a training run writes into its folder (``landscape.train.train`` and this command).
-RUN_FILES = ("model.pt", "history.json", "history.csv", "config.json", "command.json")
+RUN_FILES = ("model.pt", "history.json", "history.csv", "config.json", "command.json",
+             "resume.pt")
 # Optimizers that take no momentum.
 NO_MOMENTUM = ("rprop", "adam", "adamw")
+# Options that --resume accepts (everything else is the run's own, read from its folder).
+RESUME_OPTIONS = ("resume", "out", "quiet", "device", "threads", "trust_code", "model_name")
 
 
 def holds_run(folder: Path) -> bool:
@@ -33,9 +34,13 @@ def holds_run(folder: Path) -> bool:
 def check_run_folder(out: Path, force: bool) -> None:
     """Refuse an ``--out`` that is not a folder, or that holds a run when ``force`` is off."""
     if out.exists() and not out.is_dir():
-        raise LandscapeError(f"--out {str(out)!r} exists and is not a folder")
+        raise user_error(f"--out {str(out)!r} exists and is not a folder")
+    if not force and (out / "resume.pt").is_file():
+        raise user_error(f"--out {str(out)!r} holds an interrupted training run: continue "
+                             f"it with `landscape train --resume {out}`, or pass --force to "
+                             "replace it")
     if not force and out.is_dir() and holds_run(out):
-        raise LandscapeError(f"--out {str(out)!r} already holds a training run: pass --force "
+        raise user_error(f"--out {str(out)!r} already holds a training run: pass --force "
                              "to replace it, or choose another folder")
 
 
@@ -139,17 +144,31 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               help="Run folder for checkpoints, history and the command.")
 @click.option("--force", is_flag=True,
               help="Replace a run already in --out (its model, checkpoints and history).")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[OUT]",
+              help="Continue the interrupted run in OUT (default: --out) from its last "
+                   "checkpoint, with its own settings; ends as if never interrupted.")
+@click.option("--trust-code", is_flag=True,
+              help="With --resume: let a run whose model or dataset is module:function or "
+                   "file.py:function import and run that code.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @wraps_threads
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
                   depth, activation, batchnorm, skip, optimizer, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
                   checkpoint_every, seed, track_every, device, compile_model, compile_backend,
-                  out, force, quiet):
-    """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}."""
+                  out, force, resume, trust_code, quiet):
+    """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}.
+
+    An interrupted run (Ctrl-C, a kill) continues with `landscape train --resume OUT`.
+    """
+    if resume is not None:
+        folder = Path(resume or out)
+        with _interrupt_message(folder, force=False):
+            result, config = _resume_run(folder, model_name, device, quiet, trust_code)
+        _report(result, folder, config)
+        return
     from landscape import TrainConfig, build_model, count_parameters, train
-    from landscape.train import stability_threshold
-    from landscape._util import pick_device, provenance, write_json
+    from landscape._util import output_lock, pick_device, provenance, write_json
 
     # Everything is checked before the run folder is touched.
     config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
@@ -189,13 +208,75 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
     out_dir.mkdir(parents=True, exist_ok=True)
     click.get_current_context().with_resource(output_lock(out_dir))
     check_run_folder(out_dir, force)  # again, now that no other process can write there
-    with replacing_run(out_dir, force):
+    with _interrupt_message(out_dir, force), replacing_run(out_dir, force):
         write_json(out_dir / "command.json",
                    provenance(model_parameters=count_parameters(model)))
         click.echo(f"training {model_name} ({count_parameters(model):,} parameters) on "
                    f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr} -> {out_dir}",
                    err=True)
         result = train(model, bundle, config, out_dir=out_dir)
+    _report(result, out_dir, config)
+
+
+def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
+                trust_code: bool):
+    """Continue the interrupted run in ``folder`` with the settings it was started with."""
+    import dataclasses
+
+    from landscape import TrainConfig, load_checkpoint, train
+    from landscape._util import output_lock
+    from landscape.checkpoint import trusted_code
+    from landscape.train import RESUME_FILE
+
+    ctx = click.get_current_context()
+    given = [f"--{name.replace('_', '-')}" for name in ctx.params
+             if name not in RESUME_OPTIONS
+             and ctx.get_parameter_source(name) is not ParameterSource.DEFAULT]
+    if given:
+        raise user_error(f"--resume continues a run with its own settings: drop "
+                             f"{', '.join(given)}")
+    if not (folder / "config.json").is_file():
+        raise user_error(f"--resume {str(folder)!r}: not a training run folder "
+                             "(no config.json)")
+    ctx.with_resource(output_lock(folder))
+    if not (folder / RESUME_FILE).is_file():
+        raise user_error(f"--resume {str(folder)!r}: nothing to resume (the run finished, "
+                             "or was trained without checkpoints)")
+    stored = json.loads((folder / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in stored.items() if k in fields})
+    config = dataclasses.replace(config, progress=not quiet,
+                                 device=device if device is not None else config.device)
+    builder = model_name if ctx.get_parameter_source("model_name") \
+        is not ParameterSource.DEFAULT else None
+    with trusted_code(trust_code, builder):
+        model, info = load_checkpoint(folder / RESUME_FILE)
+        bundle = bundle_from(None, None, None, None, None, like=info["dataset"])
+    click.echo(f"resuming {folder} from its last checkpoint", err=True)
+    return train(model, bundle, config, out_dir=folder, resume=True), config
+
+
+@contextlib.contextmanager
+def _interrupt_message(out: Path, force: bool) -> Iterator[None]:
+    """Ctrl-C during training: say what was kept and how to continue, exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if force:
+            text = f"the run that was in {out} is kept as it was (nothing replaced)"
+        elif (out / "resume.pt").is_file():
+            text = (f"checkpoints so far kept; continue from the last one with "
+                    f"`landscape train --resume {out}`")
+        else:
+            text = "no checkpoint was written yet: nothing to resume"
+        click.echo(f"interrupted: {text}", err=True)
+        sys.exit(130)
+
+
+def _report(result, out_dir: Path, config) -> None:
+    """Print the final metrics (and the tracked top eigenvalue), or the divergence (exit 3)."""
+    from landscape.train import stability_threshold
+
     if result.diverged:
         click.echo(f"error: {result.message}; checkpoints so far kept in {out_dir}", err=True)
         sys.exit(3)
@@ -203,9 +284,9 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
     click.echo(f"train loss {f['train_loss']:.4f}  train acc {f['train_acc']:.4f}  "
                f"test loss {f['test_loss']:.4f}  test acc {f['test_acc']:.4f}  "
                f"({result.seconds:.1f} s)")
-    if track_every:
-        limit = stability_threshold(config.optimizer, result.history[-1]["lr"], momentum,
-                                    nesterov)
+    if config.track_eigenvalues:
+        limit = stability_threshold(config.optimizer, result.history[-1]["lr"],
+                                    config.momentum, config.nesterov)
         click.echo(f"top Hessian eigenvalue {f['lambda_max']:.6g}"
                    + (f" (stability threshold {limit:.4g})" if limit else ""))
 

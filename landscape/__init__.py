@@ -27,8 +27,9 @@ from .train import TrainConfig, TrainResult, train
 
 _LAZY = {
     "plot_lines": "plot2d", "plot_contours": "plot2d", "plot_trajectory": "plot2d",
-    "plot_eig_ratio": "plot2d", "plot_density": "plot2d", "plot_history": "plot2d",
-    "plot_sweep": "plot2d", "plot_paths": "plot2d", "render_surface": "plot3d", "orbit_animation": "plot3d",
+    "plot_eig_ratio": "plot2d", "plot_density": "plot2d", "plot_eigenvalues": "plot2d",
+    "plot_history": "plot2d", "plot_sweep": "plot2d", "plot_paths": "plot2d",
+    "render_surface": "plot3d", "orbit_animation": "plot3d",
     "export_vtk": "plot3d",
 }
 
@@ -64,7 +65,8 @@ __all__ = [
     "connect", "ConnectOptions", "ConnectResult",
     # figures (matplotlib and pyvista load on first use)
     "plot_lines", "plot_contours", "plot_trajectory", "plot_eig_ratio", "plot_density",
-    "plot_history", "plot_sweep", "plot_paths", "render_surface", "orbit_animation", "export_vtk",
+    "plot_eigenvalues", "plot_history", "plot_sweep", "plot_paths", "render_surface",
+    "orbit_animation", "export_vtk",
     # errors
     "LandscapeError",
 ]

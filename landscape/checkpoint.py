@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -48,10 +49,24 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, extra: dict[str, 
     if spec is None:
         raise CheckpointError("model was not made by build_model: it has no landscape_spec, "
                               "so the checkpoint could not be reloaded")
-    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec,
+    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": _canonical(spec),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "extra": extra or {}}
+            "extra": _canonical(extra or {})}
     return write_torch(path, blob)  # byte-identical for identical runs
+
+
+def _canonical(obj: Any) -> Any:
+    """A copy whose pickle depends on its content alone: pickle writes a string or container
+    met twice as a back-reference, so equal strings that were one object in one run (a
+    keyword's name) and two in another (read back from a file, as in a resumed run) made the
+    bytes differ. Fresh containers and interned strings make every run's sharing the same."""
+    if isinstance(obj, str):
+        return sys.intern(str(obj))
+    if isinstance(obj, dict):
+        return {_canonical(k): _canonical(v) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_canonical(v) for v in obj)
+    return obj
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

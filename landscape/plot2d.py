@@ -1003,6 +1003,53 @@ def plot_density(spectra: Any, *, labels: Sequence[str] | None = None, log: bool
     return _finish(fig, out, dpi)
 
 
+def plot_eigenvalues(spectra: Sequence[Sequence[float]] | Sequence[float], *,
+                     labels: Sequence[str] | None = None, title: str | None = None,
+                     size: tuple[float, float] = (6.0, 4.0),
+                     out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+    """Hessian eigenvalues as bars, largest first (rank 1 is the top eigenvalue); several
+    spectra (e.g. small vs large batch) side by side at each rank, on one axis.
+
+    Args:
+        spectra: one list of eigenvalues or a list of them (any order; a spectrum file's
+            ``["eigenvalues"]["values"]``); negative values are drawn below zero.
+        labels: one legend label per spectrum.
+        title, size, out, dpi: figure title, size in inches, where to save, resolution.
+
+    Returns:
+        The figure.
+    """
+    single = len(spectra) > 0 and np.ndim(spectra[0]) == 0
+    items = [np.asarray(spectra, dtype=float)] if single else \
+        [np.asarray(s, dtype=float) for s in spectra]
+    if not items or any(v.ndim != 1 or v.size == 0 for v in items):
+        raise LandscapeError("plot_eigenvalues needs one or more non-empty lists of eigenvalues")
+    if not all(np.isfinite(v).all() for v in items):
+        raise LandscapeError("eigenvalues must be finite")
+    if labels is not None and len(labels) != len(items):
+        raise LandscapeError(f"{len(labels)} labels for {len(items)} spectra")
+    width = 0.8 / len(items)
+    with rc_context(STYLE):
+        fig = _new_figure(size)
+        ax = fig.add_subplot()
+        for k, values in enumerate(items):
+            ranks = np.arange(1, values.size + 1)
+            ax.bar(ranks + (k - (len(items) - 1) / 2) * width, np.sort(values)[::-1], width,
+                   color=RUN_COLORS[k % len(RUN_COLORS)],
+                   label=labels[k] if labels is not None else None)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks(np.arange(1, max(v.size for v in items) + 1))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=12))
+        ax.set_xlabel("rank (1 = largest)")
+        ax.set_ylabel(r"eigenvalue $\lambda$")
+        ax.grid(True, axis="y", alpha=0.25)
+        if labels is not None:
+            ax.legend(loc="upper right")
+        if title:
+            ax.set_title(title)
+    return _finish(fig, out, dpi)
+
+
 # ----------------------------------------------------------------------------- runs and sweeps
 
 def plot_history(histories: Sequence[Sequence[dict[str, Any]]], *,

@@ -13,16 +13,18 @@ import dataclasses
 import io
 import json
 import math
+import random
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._util import pick_device, progress, write_bytes, write_json
-from .checkpoint import save_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
 from .hessian import top_eigenpair
@@ -33,8 +35,14 @@ SCHEDULES = ("constant", "cosine", "step")
 HISTORY_SECONDS = 2.0
 """During training, history.json/.csv are rewritten after an epoch when this many seconds
 have passed since the last time, so a killed run keeps its history (status complete: false)."""
-TIMING_KEYS = ("epoch_seconds", "samples_per_s", "elapsed")
+TIMING_KEYS = ("epoch_seconds", "samples_per_s", "elapsed", "lambda_max_seconds")
 """History entries that differ between identical runs (kept out of checkpoints)."""
+RESUME_FILE = "resume.pt"
+"""In a run folder: the state to continue an interrupted run (model, optimizer, every random
+generator, step and history), replaced in one atomic write at each checkpoint and removed
+when the run ends. One file, so that a kill never pairs a model with another epoch's state."""
+RESUME_IGNORED = ("progress", "device")
+"""TrainConfig fields a resumed run may change (they do not change the numbers on one device)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +212,8 @@ def _lr_at(config: TrainConfig, base_lr: float, step: int, total_steps: int,
 
 def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfig(),
           out_dir: str | Path | None = None,
-          callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+          callback: Callable[[dict[str, Any]], None] | None = None, *,
+          resume: bool = False) -> TrainResult:
     """Train ``model`` on ``bundle.train`` with the data resident on the device.
 
     Args:
@@ -214,6 +223,13 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         out_dir: if given, writes ``checkpoints/epoch_XXXX.pt``, ``model.pt``,
             ``history.json``/``.csv`` and ``config.json`` there.
         callback: called with each history entry.
+        resume: continue the interrupted run in ``out_dir`` from its last checkpoint (its
+            ``resume.pt``); ``model`` and ``config`` must be the run's own. The result is
+            bit-identical to a run that was never interrupted (same device).
+
+    Raises:
+        LandscapeError: ``resume`` without a resume state in ``out_dir``, or with another
+            config than the run's.
 
     Returns:
         TrainResult with the per-epoch history; ``diverged`` is set if a NaN/inf loss
@@ -244,20 +260,28 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         every = max(1, epochs // 50)
     out = Path(out_dir) if out_dir is not None else None
     checkpoints: list[Path] = []
-    if out is not None:
+    history: list[dict[str, Any]] = []
+    step, done, diverged, message = 0, 0, False, ""
+    if resume:
+        if out is None:
+            raise LandscapeError("resume needs the run folder (out_dir)")
+        done, step, history, warm_start = _restore(out, model, optimizer, gen, config)
+    elif out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {**dataclasses.asdict(config), "resolved_batch": batch,
                                          "resolved_lr": lr, "steps_total": total_steps})
         if every:
             checkpoints.append(_save(model, out / "checkpoints" / "epoch_0000.pt", 0, {}))
-    history: list[dict[str, Any]] = []
-    step, diverged, message = 0, False, ""
+            _save_resume(out, model, config, optimizer, gen, 0, 0, history, None)
     start = time.perf_counter()
     written = time.monotonic()  # when history.json was last written (a kill keeps it)
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
     tracker = (SharpnessTracker(config.track_eigenvalues, (xtr, ytr), config.loss)
                if config.track_eigenvalues else None)
-    for epoch in range(1, epochs + 1):
+    if resume and tracker is not None:
+        tracker.vector = warm_start
+    bar.update(done)
+    for epoch in range(done + 1, epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen).to(device) if batch < n else None
         first_step, losses, sizes = step, [], []
@@ -302,6 +326,8 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         if out is not None and every and (epoch % every == 0 or last):
             checkpoints.append(_save(model, out / "checkpoints" / f"epoch_{epoch:04d}.pt", epoch,
                                      history[-1] if history else {}))
+            written = _save_resume(out, model, config, optimizer, gen, epoch, step, history,
+                                   tracker)
         if out is not None and history and time.monotonic() - written >= HISTORY_SECONDS:
             written = _write_history(out, history, {"complete": False, "diverged": False,
                                                     "message": "", "seconds": None})
@@ -316,8 +342,11 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         if not diverged:
             save_checkpoint(out / "model.pt", model, extra={"final": _stable(final),
                                                             "config": dataclasses.asdict(config)})
+        else:  # the last checkpoint's model.pt is no final model: the run failed
+            (out / "model.pt").unlink(missing_ok=True)
         _write_history(out, history, {"complete": True, "diverged": diverged,
                                       "message": message, "seconds": elapsed})
+        (out / RESUME_FILE).unlink(missing_ok=True)
     return TrainResult(history=history, final=final, seconds=elapsed, diverged=diverged,
                        message=message, out_dir=out, checkpoints=checkpoints)
 
@@ -392,6 +421,66 @@ def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:
 
 def _save(model: nn.Module, path: Path, epoch: int, metrics: dict[str, Any]) -> Path:
     return save_checkpoint(path, model, extra={"epoch": epoch, "metrics": _stable(metrics)})
+
+
+def _save_resume(out: Path, model: nn.Module, config: TrainConfig,
+                 optimizer: torch.optim.Optimizer, gen: torch.Generator, epoch: int, step: int,
+                 history: list[dict[str, Any]], tracker: SharpnessTracker | None) -> float:
+    """At a checkpoint: history and ``model.pt`` made current, then the resume state written
+    (last, so a kill in between resumes from the earlier, complete state; with the tracker's
+    warm start, so tracked eigenvalues continue identically too). Returns the time history
+    was written."""
+    written = _write_history(out, history, {"complete": False, "diverged": False,
+                                            "message": "", "seconds": None})
+    final = _stable(history[-1]) if history else {}
+    save_checkpoint(out / "model.pt", model, extra={"final": final,
+                                                    "config": dataclasses.asdict(config)})
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+    np_state = np.random.get_state()
+    state = {"epoch": epoch, "step": step, "history": history,
+             "config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
+             "shuffle": gen.get_state(), "torch": torch.get_rng_state(), "cuda": cuda,
+             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                       *np_state[2:]],
+             "python": random.getstate(),
+             "warm_start": None if tracker is None or tracker.vector is None
+             else torch.from_numpy(np.array(tracker.vector))}
+    save_checkpoint(out / RESUME_FILE, model, extra={"resume": state})
+    return written
+
+
+def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             gen: torch.Generator, config: TrainConfig
+             ) -> tuple[int, int, list[dict[str, Any]], np.ndarray | None]:
+    """Load the resume state of ``out`` into the model, optimizer and random generators;
+    returns (epochs done, steps done, history so far, the eigenvalue tracker's warm start)."""
+    path = out / RESUME_FILE
+    if not path.is_file():
+        raise LandscapeError(f"{str(out)!r} holds no interrupted run to resume (no "
+                             f"{RESUME_FILE}: the run finished, or stopped before its first "
+                             "checkpoint)")
+    blob = read_checkpoint(path)
+    state = blob["extra"].get("resume") or {}
+    if not {"optimizer", "shuffle", "history", "config"} <= set(state):
+        raise LandscapeError(f"{str(path)!r} is not a resume state of `landscape train`")
+    ours = dataclasses.asdict(config)
+    changed = [k for k, v in state.get("config", {}).items()
+               if k not in RESUME_IGNORED and ours.get(k) != v]
+    if changed:
+        raise LandscapeError(f"resume with the run's own training settings: "
+                             f"{', '.join(changed)} differ from the run in {str(out)!r}")
+    model.load_state_dict(blob["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    gen.set_state(state["shuffle"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(state["python"])
+    warm = state.get("warm_start")
+    return (state["epoch"], state["step"], list(state["history"]),
+            None if warm is None else warm.numpy())
 
 
 def _stable(entry: dict[str, Any]) -> dict[str, Any]:

@@ -255,12 +255,22 @@ def test_inputs_are_never_overwritten_and_bad_devices_fail_first(run_dir, tmp_pa
     copy = tmp_path / "copy.pt"
     copy.write_bytes((run_dir / "model.pt").read_bytes())
     original = copy.read_bytes()
+    # a checkpoint is never a surface's name (.h5/.hdf5 only) ...
     error = _one_line_error(invoke("surface", copy, "--x=-1:1:3", "--out", copy, "--force",
-                                   *QUIET))
-    assert "is an input of this command" in error
+                                   *QUIET), code=2)
+    assert "name it .h5 or .hdf5" in error
     first = sorted((run_dir / "checkpoints").glob("*.pt"))[0]
-    error = _one_line_error(invoke("trajectory", run_dir, "--out", first, "--force", *QUIET))
+    error = _one_line_error(invoke("trajectory", run_dir, "--out", first, "--force", *QUIET),
+                            code=2)
+    assert "name it .h5 or .hdf5" in error
+    # ... and one that is named like one is still refused as an output
+    named_h5 = tmp_path / "model.h5"
+    named_h5.write_bytes(original)
+    error = _one_line_error(invoke("surface", named_h5, "--x=-1:1:3", "--out", named_h5,
+                                   "--force", *QUIET))
     assert "is an input of this command" in error
+    assert named_h5.read_bytes() == original
+    named_h5.unlink()
     error = _one_line_error(invoke("interpolate", copy, copy, "--out", tmp_path / "i.h5",
                                    *QUIET))
     assert "the two models are identical" in error
