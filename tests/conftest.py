@@ -33,3 +33,20 @@ def mnist1d_full():
 def gen():
     """A seeded torch generator."""
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist1d_small):
+    """A float64 ReLU MLP (40 -> 8 -> 8 -> 10) on 64 MNIST-1D examples, briefly trained."""
+    from torch import nn
+
+    from landscape.models import build_model
+
+    x, y = mnist1d_small.train[0][:64].double(), mnist1d_small.train[1][:64]
+    model = build_model("mlp", mnist1d_small, seed=0, width=8).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), (x, y)

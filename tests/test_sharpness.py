@@ -61,19 +61,6 @@ def quad_min() -> Quadratic:
     return Quadratic(A2, -A2 * W2, W2)
 
 
-@pytest.fixture(scope="module")
-def tiny(mnist1d_small):
-    """A float64 ReLU MLP (40 -> 8 -> 8 -> 10) on 64 MNIST-1D examples, briefly trained."""
-    x, y = mnist1d_small.train[0][:64].double(), mnist1d_small.train[1][:64]
-    model = build_model("mlp", mnist1d_small, seed=0, width=8).double()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval(), (x, y)
-
-
 # ----------------------------------------------------------------------------- Keskar
 
 @pytest.mark.parametrize("eps", [1e-3, 5e-4, 0.05])
