@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from cli_helpers import one_line_error
-from test_sharpness import tiny  # noqa: F401  (the float64 MLP on 64 examples)
 
 from landscape.directions import hessian_directions, random_directions
 from landscape.errors import LandscapeError
