@@ -18,8 +18,23 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._util import provenance, write_json
+from ._util import pick_device, provenance, write_json
+from .checkpoint import load_checkpoint
+from .connect import ConnectOptions, connect, path_summary
+from .data import load_dataset
+from .directions import (hessian_directions, interpolation_direction, plane_directions,
+                         random_directions, save_directions)
 from .errors import LandscapeError
+from .hessian import (SPECTRUM_FORMAT_VERSION, HessianOptions, common_densities,
+                      directional_curvature, hessian_density, hessian_eigenvalues, hessian_trace,
+                      spectrum_record)
+from .models import build_model, count_parameters
+from .params import flatten
+from .shape import surface_shape
+from .sharpness import measure_sharpness
+from .store import load_surface, save_surface
+from .surface import SurfaceOptions, compute_surface
+from .train import TrainConfig, load_history, stability_threshold, train
 
 LABELS = {"small_batch": "small batch", "large_batch": "large batch"}
 
@@ -166,9 +181,6 @@ def load_setup(config) -> Any:
         config: a StudyConfig or SweepConfig (dataset, data_root, data_seed, train_subset,
             test_subset, model, model_options, seed, device).
     """
-    from ._util import pick_device
-    from .data import load_dataset
-    from .models import build_model
 
     pick_device(config.device)
     bundle = load_dataset(config.dataset, root=config.data_root, seed=config.data_seed,
@@ -317,9 +329,6 @@ def _train_run(config, bundle, out: Path, steps: _Steps, progress: bool,
                track: bool = False):
     """Train one run into ``out/runs/<label>`` (or reuse it), with the top Hessian eigenvalue
     tracked ``config.track_points`` times if ``track``; returns model, history, key."""
-    from .checkpoint import load_checkpoint
-    from .models import build_model
-    from .train import TrainConfig, load_history, train
 
     run_dir = out / "runs" / label
     every = max(1, run.epochs // config.track_points) if track and config.track_points else 0
@@ -344,9 +353,6 @@ def _train_run(config, bundle, out: Path, steps: _Steps, progress: bool,
 
 def _interpolation(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                    train_keys: dict[str, str], progress: bool):
-    from .directions import interpolation_direction
-    from .store import load_surface
-    from .surface import SurfaceOptions, compute_surface
 
     path = out / "surfaces" / "interpolation.h5"
     key = _key(train_keys, config.interp_range, config.interp_points)
@@ -372,9 +378,6 @@ def _surfaces(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
               train_keys: dict[str, str], progress: bool):
     """1-D and 2-D surfaces around each model: the same direction seed for both, each
     direction filter-normalized to its own model's weights."""
-    from .directions import random_directions, save_directions
-    from .store import load_surface
-    from .surface import SurfaceOptions, compute_surface
 
     result: dict[str, dict[str, Any]] = {}
     line = np.linspace(*config.line_range, config.line_points)
@@ -410,8 +413,6 @@ def _surfaces(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
 
 def _curvature(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
-    from .hessian import (SPECTRUM_FORMAT_VERSION, HessianOptions, hessian_density,
-                          hessian_eigenvalues, hessian_trace, spectrum_record)
 
     def measure(model) -> dict[str, Any]:
         common = dict(seed=config.seed,
@@ -441,11 +442,6 @@ def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
     """Per model: a 1-D surface along its own top Hessian eigenvector (unit norm), and the
     check that the loss's second difference there (float64, h = ``EIGEN_STEP``) is the
     eigenvalue."""
-    from .directions import hessian_directions, save_directions
-    from .hessian import directional_curvature
-    from .params import flatten
-    from .store import load_surface
-    from .surface import compute_surface
 
     if not config.eigen_points:
         return {}
@@ -472,11 +468,11 @@ def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                  "second_difference": second, "step": EIGEN_STEP,
                  "relative_error": abs(second - value) / abs(value)}
         write_json(paths["check"], check)
-        surface = compute_surface(model, bundle, found.directions, x=line, metrics=_METRICS,
-                                  store=paths["surface"], force=True, progress=progress,
-                                  device=config.device, directions_path=str(dpath),
-                                  seed=config.seed, provenance=provenance(
-                                      step=f"eigenvector slice {label}", **found.recipe()))
+        surface = compute_surface(
+            model, bundle, dpath, x=line, out=paths["surface"], force=True,
+            options=SurfaceOptions(metrics=_METRICS, progress=progress, device=config.device,
+                                   seed=config.seed),
+            provenance=provenance(step=f"eigenvector slice {label}", **found.recipe()))
         result[label] = {"surface": surface, "check": check}
         steps.mark(f"eigen_{label}", key)
     return result
@@ -484,7 +480,6 @@ def _eigen_slices(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
 
 def _sharpness(config: StudyConfig, bundle, models, out: Path, steps: _Steps,
                train_keys: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
-    from .sharpness import measure_sharpness
 
     def measure(model) -> dict[str, Any]:
         return measure_sharpness(model, bundle, eps=config.eps, rho=config.rho,
@@ -538,9 +533,6 @@ def _v_versus_w(config: StudyConfig, bundle, out: Path, steps: _Steps, progress:
 
 def _w_plane(config: StudyConfig, bundle, models, names, keys, out: Path, steps: _Steps,
              progress: bool):
-    from .directions import plane_directions
-    from .store import load_surface
-    from .surface import SurfaceOptions, compute_surface
 
     path = out / "surfaces" / "w_plane.h5"
     key = _key(keys, config.w_plane_points, config.w_plane_margin)
@@ -564,8 +556,6 @@ def _w_plane(config: StudyConfig, bundle, models, names, keys, out: Path, steps:
 
 def _w_curve(config: StudyConfig, bundle, models, names, keys, out: Path, steps: _Steps,
              progress: bool):
-    from .connect import ConnectOptions, connect
-    from .store import load_surface, save_surface
 
     paths = [out / "surfaces" / "w_curve.h5", out / "surfaces" / "w_line.h5"]
     key = _key(keys, config.curve_epochs, config.curve_points, config.seed, config.device)
@@ -586,7 +576,6 @@ def _w_curve(config: StudyConfig, bundle, models, names, keys, out: Path, steps:
 
 
 def _shapes(config: StudyConfig, surfaces) -> dict[str, dict[str, Any]]:
-    from .shape import surface_shape
 
     return {label: {dim: surface_shape(s, metric="train_loss", rise=config.rise).to_dict()
                     for dim, s in by_dim.items()}
@@ -604,7 +593,6 @@ def _finite(value: Any) -> Any:
 
 def _summary(config, bundle, models, histories, curvature, sharp, shapes, interp, surfaces
              ) -> dict[str, Any]:
-    from .models import count_parameters
 
     eig = {label: record["eigenvalues"] for label, record in curvature.items()}
     runs = {}
@@ -677,8 +665,6 @@ def _summary(config, bundle, models, histories, curvature, sharp, shapes, interp
 
 def _vw_summary(config: StudyConfig, vw: dict[str, Any], shapes) -> dict[str, Any]:
     """``summary["v_versus_w"]``: basin counts, barrier heights and the curve's maximum."""
-    from .connect import path_summary
-    from .shape import surface_shape
 
     def shape_of(surface) -> dict[str, Any]:
         shape = surface_shape(surface, metric="train_loss", rise=config.rise)
@@ -825,7 +811,6 @@ def _vw_figures(config: StudyConfig, vw: dict[str, Any], surfaces, out: Path,
 
 
 def _threshold(run: RunSpec) -> float | None:
-    from .train import stability_threshold
 
     return stability_threshold(run.optimizer, run.lr, run.momentum)
 
@@ -833,7 +818,6 @@ def _threshold(run: RunSpec) -> float | None:
 def _shared_densities(spectra: list[dict[str, Any]]) -> tuple[list[tuple], float]:
     """Both densities smoothed with one kernel on one grid (from the stored Ritz nodes and
     weights); the stored curves as they are if an older step left no nodes."""
-    from .hessian import common_densities
 
     if not all("nodes" in s and "weights" in s for s in spectra):
         return [(s["grid"], s["density"]) for s in spectra], max(s["sigma"] for s in spectra)
@@ -845,7 +829,6 @@ def _vw_vmax(plane) -> float:
     """Colour clip of the V-versus-W figures: well above the highest barrier between the
     three minima, so their basins and the saddles between them get distinct colours, but
     below the far corners' loss, which would squeeze the basins into one colour."""
-    from .shape import surface_shape
 
     shape = surface_shape(plane, metric="train_loss", rise=0.1)
     saddles = [saddle for _, saddle in shape.barriers]

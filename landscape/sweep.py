@@ -17,6 +17,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ._util import provenance, write_json
+from .checkpoint import load_checkpoint
+from .hessian import HessianOptions, hessian_eigenvalues
+from .models import build_model
+from .sharpness import epsilon_sharpness
+from .train import TrainConfig, load_history, train
 from .study import _key, _open, _Steps
 
 
@@ -154,9 +159,6 @@ def _measure(config: SweepConfig, bundle, run: SweepRun, out: Path, steps: _Step
     """Train one run (or reuse it) and measure it; the row is cached as JSON."""
     import json
 
-    from .checkpoint import load_checkpoint
-    from .models import build_model
-    from .train import TrainConfig, load_history, train
 
     run_dir = out / "runs" / run.label
     row_path = run_dir / "row.json"
@@ -208,8 +210,6 @@ def _row(run: SweepRun, bundle, result, history: list[dict], target: float) -> d
 
 
 def _curvature(model, bundle, config: SweepConfig) -> dict[str, Any]:
-    from .hessian import HessianOptions, hessian_eigenvalues
-    from .sharpness import epsilon_sharpness
 
     eig = hessian_eigenvalues(model, bundle.train, k=1, tol=1e-3, seed=config.seed,
                               options=HessianOptions(device=config.device))
