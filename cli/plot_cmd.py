@@ -287,6 +287,9 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
               help="Surface as VTK (.vts) for ParaView; several inputs get _1, _2, ... .")
 @click.option("--vtp", "vtp_out", type=click.Path(dir_okay=False), default=None,
               help="The training path of a trajectory surface as VTK polydata (.vtp).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
+              help="Interactive 3-D scene (rotate, zoom) as one self-contained .html file "
+                   "that opens offline (needs pip install 'landscape-minima[web]').")
 @click.option("--metric", default="train_loss", show_default=True, help="Height and colour.")
 @click.option("--log", is_flag=True, help="Height log(loss + 0.1) and a log colour scale.")
 @click.option("--zmax", type=float, default=None, help="Clip heights above this loss.")
@@ -309,24 +312,29 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
 @click.option("--fps", type=click.FloatRange(min=0.1), default=12.0, show_default=True,
               help="Frames per second of the animation.")
 @click.option("--show", is_flag=True, help="Also open an interactive window (needs a display).")
-def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, metric, log, zmax, overlay, labels,
-                   axis_names, title, levels, no_contours, size, azimuth, elevation, frames, fps,
-                   show):
-    """Render SURFACE files in 3-D: screenshot, orbit animation, VTK export."""
+def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, log, zmax,
+                   overlay, labels, axis_names, title, levels, no_contours, size, azimuth,
+                   elevation, frames, fps, show):
+    """Render SURFACE files in 3-D: screenshot, orbit animation, VTK export, interactive
+    HTML scene."""
     import numpy as np
 
     from landscape import plot3d
     from landscape.errors import LandscapeError
 
-    if not any((out, gif, mp4, vtk_out, vtp_out, show)):
-        raise click.UsageError("nothing to do: give --out, --gif, --mp4, --vtk, --vtp or --show")
+    if not any((out, gif, mp4, vtk_out, vtp_out, html_out, show)):
+        raise click.UsageError("nothing to do: give --out, --gif, --mp4, --vtk, --vtp, --html "
+                               "or --show")
     # every output is checked before any work, so a bad one leaves no other file behind
     for path, allowed, what in ((out, plot3d.IMAGE_SUFFIXES, "image"),
                                 (gif, (".gif",), "GIF"), (mp4, (".mp4",), "MP4"),
                                 (vtk_out, (".vts", ".vtk"), "VTK surface"),
-                                (vtp_out, (".vtp", ".vtk"), "VTK trajectory")):
+                                (vtp_out, (".vtp", ".vtk"), "VTK trajectory"),
+                                (html_out, plot3d.HTML_SUFFIXES, "web page")):
         if path is not None:
-            plot3d.check_output(path, allowed, what)
+            plot3d.check_writable(plot3d.check_output(path, allowed, what))
+    if html_out and plot3d.web_export_missing():
+        raise LandscapeError(f"--html: {plot3d.web_export_missing()}")
     if show and not plot3d.has_display():
         raise LandscapeError("--show needs a display (DISPLAY is not set); use --out instead")
     pixels = _size(size, "900x700", int)
@@ -355,6 +363,8 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, metric, log, zmax, o
     _warn_incomplete(surfaces)
     written = _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out,
                               frames, fps, log, zmax)
+    if html_out:
+        written.append(str(plot3d.export_html(surfaces, html_out, metric, **scene)))
     for path in written:
         click.echo(f"wrote {path}", err=True)
     if show:

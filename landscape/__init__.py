@@ -30,7 +30,7 @@ _LAZY = {
     "plot_eig_ratio": "plot2d", "plot_density": "plot2d", "plot_eigenvalues": "plot2d",
     "plot_history": "plot2d", "plot_sweep": "plot2d", "plot_paths": "plot2d",
     "render_surface": "plot3d", "orbit_animation": "plot3d",
-    "export_vtk": "plot3d",
+    "export_vtk": "plot3d", "export_html": "plot3d", "scene_html": "plot3d",
 }
 
 
@@ -66,7 +66,7 @@ __all__ = [
     # figures (matplotlib and pyvista load on first use)
     "plot_lines", "plot_contours", "plot_trajectory", "plot_eig_ratio", "plot_density",
     "plot_eigenvalues", "plot_history", "plot_sweep", "plot_paths", "render_surface",
-    "orbit_animation", "export_vtk",
+    "orbit_animation", "export_vtk", "export_html", "scene_html",
     # errors
     "LandscapeError",
 ]

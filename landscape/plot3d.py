@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ._util import atomic_path
 from .errors import LandscapeError
 from .plot2d import (RUN_COLORS, atomic_suffixed, axis_labels, check_cmap, loss_cap,
                      metric_values, pretty, shared_scale, trajectory_of)
@@ -566,7 +568,8 @@ def _write_image(img: np.ndarray, path: Path) -> None:
 
 def render_surface(surfaces: Surface | Sequence[Surface], out: str | os.PathLike | None = None,
                    metric: str = "train_loss", *, size: tuple[int, int] = (900, 700),
-                   show: bool = False, **scene: Any) -> np.ndarray:
+                   show: bool = False, notebook: bool | str = False,
+                   **scene: Any) -> "np.ndarray | SceneView":
     """Render surfaces offscreen to an image (and a PNG/JPEG file); optionally show a window.
 
     Args:
@@ -575,13 +578,19 @@ def render_surface(surfaces: Surface | Sequence[Surface], out: str | os.PathLike
         metric: metric giving height and colour.
         size: pixels per panel (width, height).
         show: also open an interactive window (needs a display; LandscapeError otherwise).
+        notebook: return a ``SceneView`` that Jupyter shows inline: True for the interactive
+            scene (vtk.js, offline) where the web export is installed and the image
+            elsewhere, "interactive" to insist on it, "static" for the image only.
         **scene: options of ``build_scene`` (labels, log, zmax, overlay, contours, ...).
 
     Returns:
-        The image as an (H, W, 3) uint8 array.
+        The image as an (H, W, 3) uint8 array; with ``notebook``, a ``SceneView`` holding it
+        (``.image``).
     """
     if out is not None:
         out = check_output(out, IMAGE_SUFFIXES, "image")
+    if notebook:
+        _check_notebook(notebook)
     if show and not has_display():
         raise LandscapeError("no display to open a window on (DISPLAY is not set); "
                              "save a screenshot with out=... instead")
@@ -595,6 +604,8 @@ def render_surface(surfaces: Surface | Sequence[Surface], out: str | os.PathLike
     if show:
         window = build_scene(surfaces, metric, size=size, off_screen=False, **scene)
         window.show()
+    if notebook:
+        return _scene_view(surfaces, metric, size, notebook, img, scene)
     return img
 
 
@@ -656,3 +667,478 @@ def _write_movie(images: list[np.ndarray], out: Path, fps: float) -> None:
 def _even(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     return np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+# ----------------------------------------------------------------------------- web and notebooks
+
+HTML_SUFFIXES = (".html", ".htm")
+#: import name -> pip name of what PyVista's web export (trame, vtk.js) needs
+WEB_PACKAGES = {"trame_pyvista": "trame-pyvista", "trame_vtk": "trame-vtk",
+                "nest_asyncio2": "nest_asyncio2"}
+_BAR_PX = 120  # the colour bar's column in the web page
+
+
+def web_export_missing() -> str | None:
+    """None when the interactive HTML export can run here; else one line saying what to
+    install."""
+    from importlib.util import find_spec
+
+    missing = [pip for name, pip in WEB_PACKAGES.items() if find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"the interactive HTML scene needs {', '.join(missing)} (pip install "
+            "'landscape-minima[web]')")
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if a file can be written there; else a one-line LandscapeError.
+
+    Checked before any work: the path is not a folder, and its nearest existing parent is a
+    folder this process may write in (missing folders below it are created on writing).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise LandscapeError(f"{path}: is a folder, not a file")
+    probe = path.absolute().parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise LandscapeError(f"{path}: cannot be written ({probe} is a file, not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise LandscapeError(f"{path}: cannot be written (no permission to write in {probe})")
+    return path
+
+
+def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss", *,
+                    labels: Sequence[str] | None = None, log: bool = False,
+                    zmax: float | None = None, overlay: bool = False,
+                    contours: int | Sequence[float] | None = 12, floor: bool = True,
+                    trajectories: Sequence[np.ndarray | None] | np.ndarray | None = None,
+                    anchors: bool = True, axis_names: Sequence[str] | None = None,
+                    title: str | None = None, cmap: str = "viridis", z_aspect: float = 0.55,
+                    azimuth: float = -60.0, elevation: float = 32.0,
+                    zoom: float = 1.0) -> tuple["pv.Plotter", dict[str, Any]]:
+    """The scene of ``build_scene`` made for vtk.js: the caller exports it and closes it.
+
+    The same meshes, shared height and colour scale, contour lines, floor maps, training
+    paths and axes, plus the models a surface was made from ("anchors") as black points.
+    What vtk.js does not draw the same way is handed over as page settings instead: colours
+    are baked per point (vtk.js has no log colour scale), the colour bar, panel names and
+    title become HTML, and the height axis gets its ticks in loss units from the page.
+
+    Args:
+        surfaces, metric, labels, log, zmax, overlay, contours, floor, trajectories,
+        axis_names, title, cmap, z_aspect, azimuth, elevation: as in ``build_scene``.
+        anchors: mark the models that define the directions (planes through checkpoints).
+        zoom: move the camera closer by this factor (on top of the automatic framing).
+
+    Returns:
+        ``(plotter, page)``: an offscreen plotter with one panel per surface (linked
+        cameras) and the page settings (``_web_page`` reads them).
+    """
+    pv = _pv()
+    items = [surfaces] if isinstance(surfaces, Surface) else list(surfaces)
+    if not items:
+        raise LandscapeError("no surfaces to render")
+    names = _labels(labels, items)
+    check_cmap(cmap)
+    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
+    colors = [metric_values(s, metric, 2) for s in items]
+    scale = _Scale(meshes, colors, log, z_aspect, contours if contours is not None else 12,
+                   zmax)
+    paths = _scene_paths(items, trajectories)
+    panels = 1 if overlay or len(items) == 1 else len(items)
+    size = (900, 700)
+    plotter = pv.Plotter(off_screen=True, shape=(1, panels), border=False,
+                         theme=pv.themes.DocumentTheme(), window_size=(size[0] * panels, size[1]))
+    xl, yl = axis_labels(items[0], axis_names)
+    for k, (surface, mesh) in enumerate(zip(items, meshes)):
+        plotter.subplot(0, 0 if overlay else k)
+        _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
+        if paths[k] is not None:
+            _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
+        if anchors:
+            _add_anchors(plotter, surface, scale, metric, log, zmax)
+        if not overlay or k == len(items) - 1:
+            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl, metric,
+                      log, _font_scale(size))
+    _place_cameras(plotter, panels, azimuth, elevation)
+    bounds = np.array([plotter.renderers[k].ComputeVisiblePropBounds() for k in range(panels)])
+    lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)
+    _bake_colors(plotter, scale, cmap)
+    # vtk.js gets the camera's position, not its zoom; the page moves it to fit its panels
+    fit = {"center": ((lo + hi) / 2).tolist(), "radius": float(np.linalg.norm(hi - lo) / 2),
+           "zoom": float(zoom)}
+    page = {"panels": panels, "meshes": len(items), "names": names, "title": title,
+            "fit": fit,
+            "overlay": overlay, "metric": pretty(metric), "z_ticks": _height_ticks(scale),
+            "colorbar": None if overlay else _colorbar_page(scale, cmap),
+            "legend": [[n, RUN_COLORS[k % len(RUN_COLORS)]] for k, n in enumerate(names)]
+            if overlay else []}
+    return plotter, page
+
+
+def _add_anchors(plotter, surface: Surface, scale: _Scale, metric, log, zmax) -> None:
+    """Black points on the surface where the models that define the directions lie."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    from .plot2d import anchors_of
+
+    coords, _ = anchors_of(surface)
+    if coords is None or coords.shape[1] != 2:
+        return
+    pv = _pv()
+    x, y = np.asarray(surface.x, float), np.asarray(surface.y, float)
+    z = heights(metric_values(surface, metric, 2), log, zmax)
+    fill = np.nanmax(z) if np.isfinite(z).any() else 0.0
+    xy = np.column_stack([np.clip(coords[:, 0], x.min(), x.max()),
+                          np.clip(coords[:, 1], y.min(), y.max())])
+    zi = RegularGridInterpolator((x, y), np.where(np.isfinite(z), z, fill))(xy)
+    rise = (scale.hmax - scale.hmin) * scale.factor or 1.0
+    radius = 0.016 * max(np.ptp(x), np.ptp(y))
+    for (cx, cy), h in zip(coords, zi):
+        plotter.add_mesh(pv.Sphere(radius=radius, center=(cx, cy, scale.z(h) + 0.015 * rise)),
+                         color="black", smooth_shading=True)
+
+
+def _bake_colors(plotter, scale: _Scale, cmap: str) -> None:
+    """Give every actor coloured by the shared scale its colours per point (RGB), so vtk.js
+    shows exactly the colours of the images (it has no log lookup tables)."""
+    from matplotlib import colormaps
+
+    pv = _pv()
+    table = colormaps[cmap]
+    for renderer in plotter.renderers:
+        for actor in renderer.actors.values():
+            mapper = getattr(actor, "mapper", None)
+            if mapper is None or not mapper.GetScalarVisibility():
+                continue
+            mapper.Update()  # the input may be a filter's output (smooth shading's normals)
+            source = mapper.GetInput()
+            if source is None or source.GetPointData().GetArray("color") is None:
+                continue
+            data = pv.wrap(source).copy(deep=True)  # a static copy: nothing recomputes it
+            values = np.asarray(data.point_data["color"], dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t = np.ma.filled(np.ma.masked_invalid(scale.norm(values)), np.nan)
+            rgb = table(np.clip(np.nan_to_num(t, nan=0.0), 0.0, 1.0))[:, :3]
+            rgb[~np.isfinite(t)] = 0.75  # nothing to colour by: light grey
+            data.point_data["rgb"] = np.round(rgb * 255).astype(np.uint8)
+            mapper.SetInputData(data)
+            mapper.SetScalarModeToUsePointFieldData()
+            mapper.SetArrayAccessMode(1)  # by name
+            mapper.SelectColorArray("rgb")
+            mapper.SetColorModeToDirectScalars()
+
+
+def _height_ticks(scale: _Scale) -> list[list]:
+    """[scene z, label] of round heights (the height axis shows heights, not scene units)."""
+    from matplotlib.ticker import MaxNLocator
+
+    lo, hi = scale.hmin, scale.hmax
+    if not hi > lo:
+        return [[float(scale.z(lo)), f"{lo:.3g}"]]
+    ticks = MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    span = hi - lo
+    ticks = ticks[(ticks >= lo - 1e-9 * span) & (ticks <= hi + 1e-9 * span)]
+    return [[float(scale.z(t)), f"{t:.3g}" if abs(t) > 1e-12 * span else "0"] for t in ticks]
+
+
+def _colorbar_page(scale: _Scale, cmap: str) -> dict[str, Any]:
+    """The shared colour bar as CSS gradient stops and tick positions (0 bottom, 1 top)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from .plot2d import _colorbar_ticks
+
+    table = colormaps[cmap]
+    stops = [[float(t), to_hex(table(t))] for t in np.linspace(0.0, 1.0, 33)]
+    ticks = [[float(scale.norm(t)), f"{t:g}"] for t in _colorbar_ticks(scale.norm)]
+    return {"stops": stops, "ticks": ticks}
+
+
+_HIDDEN = "trame.widgets.vtklocal"
+
+
+def _vtkjs_page(plotter) -> str:
+    """The plotter as PyVista's self-contained vtk.js page (trame-vtk's offline viewer).
+
+    The export starts a trame server on 127.0.0.1 the first time. That server would also set
+    up trame-vtklocal (a WebAssembly viewer the export does not use), which downloads its
+    runtime from the web; it is hidden from the server's start, so nothing leaves the machine.
+    """
+    import io
+
+    hidden = _HIDDEN not in sys.modules
+    if hidden:
+        sys.modules[_HIDDEN] = None  # type: ignore[assignment]  # its import fails, quietly
+    try:
+        component = getattr(plotter, "trame", None)
+        buffer = component.export_html(None) if component is not None \
+            else plotter.export_html(None)  # PyVista before 0.49
+    finally:
+        if hidden and sys.modules.get(_HIDDEN, 0) is None:
+            del sys.modules[_HIDDEN]
+    return buffer.getvalue() if isinstance(buffer, io.StringIO) else str(buffer)
+
+
+_PAGE_CSS = """
+#landscape-view{position:fixed;left:0;top:0;bottom:0;right:%(bar)dpx}
+#landscape-side{position:fixed;top:0;bottom:0;right:0;width:%(bar)dpx;background:#fff;
+font:13px system-ui,sans-serif;color:#222}
+.landscape-heading{position:fixed;transform:translateX(-50%%);font:600 17px system-ui,
+sans-serif;color:#111;pointer-events:none;white-space:nowrap}
+#landscape-title{position:fixed;top:8px;left:12px;font:15px system-ui,sans-serif;
+color:#111;pointer-events:none}
+#landscape-help{position:fixed;bottom:6px;left:10px;font:12px system-ui,sans-serif;
+color:#666;pointer-events:none}
+#landscape-bar{position:absolute;left:18px;top:18%%;height:60%%;width:22px;
+border:1px solid #888}
+.landscape-tick{position:absolute;left:44px;transform:translateY(50%%);white-space:nowrap}
+.landscape-tick:before{content:"";position:absolute;left:-9px;top:50%%;width:6px;
+border-top:1px solid #444}
+#landscape-bar-title{position:absolute;left:8px;top:calc(18%% - 26px);font-weight:600}
+.landscape-swatch{display:inline-block;width:12px;height:12px;margin-right:6px;
+vertical-align:-1px}
+"""
+
+_PAGE_JS = """
+(function () {
+  var cfg = JSON.parse(document.getElementById('landscape-scene').textContent);
+  var state = window.landscapeScene = {ready: false, renderers: 0, linkedCameras: false,
+                                       meshes: 0, axes: 0};
+  var start = Date.now();
+  function fit(rw, renderers) {
+    // the camera distance at which the scene fills the narrower side of a panel
+    var cam = renderers[0].getActiveCamera(), c = cfg.fit.center;
+    var pos = cam.getPosition(), dir = [pos[0] - c[0], pos[1] - c[1], pos[2] - c[2]];
+    var len = Math.hypot(dir[0], dir[1], dir[2]) || 1;
+    var size = rw.getViews()[0].getSize(), vp = renderers[0].getViewport();
+    var aspect = (size[0] * (vp[2] - vp[0])) / Math.max(1, size[1] * (vp[3] - vp[1]));
+    var v = cam.getViewAngle() * Math.PI / 180;
+    var angle = Math.min(v, 2 * Math.atan(Math.tan(v / 2) * aspect));
+    var d = cfg.fit.radius / Math.sin(angle / 2) / cfg.fit.zoom;
+    cam.setFocalPoint(c[0], c[1], c[2]);
+    cam.setPosition(c[0] + dir[0] / len * d, c[1] + dir[1] / len * d, c[2] + dir[2] / len * d);
+    renderers.forEach(function (r) { r.resetCameraClippingRange(); });
+  }
+  function step() {
+    var rw = window.global && window.global.renderWindow;
+    if (rw) {
+      var renderers = rw.getRenderers(), axes = [], meshes = 0;
+      renderers.forEach(function (r) {
+        r.getActors().forEach(function (a) {
+          if (a.getClassName() === 'vtkCubeAxesActor') { axes.push(a); return; }
+          var m = a.getMapper && a.getMapper(), d = m && m.getInputData();
+          if (d && d.getNumberOfPoints() > 0) { meshes += 1; }
+        });
+      });
+      if (axes.length >= cfg.panels && meshes >= cfg.meshes) {
+        var zt = cfg.z_ticks.map(function (t) { return t[0]; });
+        var zs = cfg.z_ticks.map(function (t) { return t[1]; });
+        axes.forEach(function (a) {
+          var base = a.getGenerateTicks();
+          a.setGenerateTicks(function (b) {
+            var t = base(b);
+            t.ticks[2] = zt; t.tickStrings[2] = zs;
+            return t;
+          });
+          var b = a.getDataBounds().slice();
+          b[5] += 1e-9 * (Math.abs(b[5]) + 1);  // new bounds: the axes redraw their ticks
+          a.setDataBounds(b);
+        });
+        fit(rw, renderers.filter(function (r) { return r.getActors().length > 0; }));
+        rw.render();
+        var drawn = renderers.filter(function (r) { return r.getActors().length > 0; });
+        var cam = drawn[0].getActiveCamera();
+        state.renderers = drawn.length;
+        state.linkedCameras = drawn.every(function (r) { return r.getActiveCamera() === cam; });
+        state.meshes = meshes; state.axes = axes.length; state.ready = true;
+        return;
+      }
+    }
+    if (Date.now() - start > 60000) {
+      console.error('landscape: the 3-D scene did not load within 60 s');
+      return;
+    }
+    setTimeout(step, 50);
+  }
+  window.addEventListener('load', function () { setTimeout(step, 0); });
+})();
+"""
+
+
+# the page may run its own inline code and use data it carries, and fetch nothing
+_OFFLINE_POLICY = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+                   "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                   "img-src data: blob:; font-src data:; connect-src data: blob:; "
+                   "worker-src blob:\">")
+_REMOTE_ICON = re.compile(r"https://kitware\.github\.io/vtk-js/icon/favicon-[^`\"']*\.png")
+
+
+def _web_page(vtkjs: str, page: dict[str, Any], title: str) -> str:
+    """The vtk.js page with the scene's colour bar, names, title and height ticks added."""
+    import html as _html
+
+    esc = _html.escape
+    bar = _BAR_PX if page["colorbar"] or page["legend"] else 0
+    view = f"calc(100% - {bar}px)"
+    parts = [f"<style>{_PAGE_CSS % {'bar': bar}}</style>",
+             "<div class='content' id='landscape-view'></div>"]
+    top = 36 if page["title"] else 8
+    if page["title"]:
+        parts.append(f"<div id='landscape-title'>{esc(page['title'])}</div>")
+    if not page["overlay"] and len(page["names"]) > 1:
+        for k, name in enumerate(page["names"]):
+            left = f"calc({view} * {(k + 0.5) / page['panels']:.6f})"
+            parts.append(f"<div class='landscape-heading' style='left:{left};top:{top}px'>"
+                         f"{esc(name)}</div>")
+    side = []
+    if page["colorbar"]:
+        cb = page["colorbar"]
+        stops = ", ".join(f"{c} {100 * t:.2f}%" for t, c in cb["stops"])
+        side.append(f"<div id='landscape-bar-title'>{esc(page['metric'])}</div>"
+                    f"<div id='landscape-bar' style='background:linear-gradient(to top, "
+                    f"{stops})'></div>")
+        side += [f"<div class='landscape-tick' style='bottom:calc(18% + 60% * {t:.6f})'>"
+                 f"{esc(text)}</div>" for t, text in cb["ticks"] if -1e-9 <= t <= 1 + 1e-9]
+    if page["legend"]:
+        rows = "".join(f"<div style='margin:4px 0'><span class='landscape-swatch' "
+                       f"style='background:{c}'></span>{esc(n)}</div>"
+                       for n, c in page["legend"])
+        side.append(f"<div style='position:absolute;left:10px;top:40px'>{rows}</div>")
+    if bar:
+        parts.append(f"<div id='landscape-side'>{''.join(side)}</div>")
+    parts.append("<div id='landscape-help'>drag: rotate &middot; wheel: zoom &middot; "
+                 "shift-drag: pan &middot; ctrl-drag: spin</div>")
+    config = json.dumps({k: page[k] for k in ("panels", "meshes", "z_ticks", "fit")})
+    parts.append("<script type='application/json' id='landscape-scene'>"
+                 + config.replace("</", "<\\/") + "</script>")
+    parts.append(f"<script>{_PAGE_JS}</script>")
+    head, sep, rest = vtkjs.partition("<body>")
+    if not sep:
+        raise LandscapeError("PyVista's web export returned an unexpected page (no <body>)")
+    head = re.sub(r"<title>.*?</title>", f"<title>{esc(title)}</title>", head, count=1,
+                  flags=re.S)
+    head = head.replace("<head>", f"<head>\n{_OFFLINE_POLICY}", 1)
+    # vtk.js's viewer adds its favicons from the web: point them at nothing instead
+    rest = _REMOTE_ICON.sub("data:,", rest)
+    return head + sep + "\n" + "\n".join(parts) + "\n" + rest
+
+
+def scene_html(surfaces: Surface | Sequence[Surface], metric: str = "train_loss", *,
+               page_title: str | None = None, **scene: Any) -> str:
+    """The interactive 3-D scene as one self-contained HTML page (vtk.js; no network).
+
+    Args:
+        surfaces: one 2-D surface or several (side by side, linked cameras).
+        metric: metric giving height and colour.
+        page_title: the browser tab's title (default: the scene title or the panel names).
+        **scene: options of ``build_web_scene`` (labels, log, zmax, overlay, contours, ...).
+
+    Returns:
+        The page's text.
+    """
+    missing = web_export_missing()
+    if missing:
+        raise LandscapeError(missing)
+    plotter, page = build_web_scene(surfaces, metric, **scene)
+    try:
+        vtkjs = _vtkjs_page(plotter)
+    finally:
+        plotter.close()
+    title = page_title or page["title"] or " vs ".join(page["names"])
+    return _web_page(vtkjs, page, f"{title}: {page['metric']} (3-D)")
+
+
+def export_html(surfaces: Surface | Sequence[Surface], path: str | os.PathLike,
+                metric: str = "train_loss", **scene: Any) -> Path:
+    """Write an interactive 3-D scene to one self-contained HTML file that opens offline.
+
+    Rotate with the mouse, zoom with the wheel; several surfaces sit side by side on one
+    height and colour scale with linked cameras, as in ``render_surface``. The page embeds
+    vtk.js and the meshes (about 1.1 MB plus the data); nothing is fetched when it opens.
+    Needs trame-pyvista, trame-vtk and nest_asyncio2 (``pip install
+    'landscape-minima[web]'``).
+
+    Args:
+        surfaces: one 2-D surface or several.
+        path: output .html file (written atomically; nothing is written on an error).
+        metric: metric giving height and colour.
+        **scene: options of ``build_web_scene`` (labels, log, zmax, overlay, contours,
+            trajectories, anchors, axis_names, title, cmap, azimuth, elevation, ...).
+
+    Returns:
+        The path written.
+    """
+    path = check_writable(check_output(path, HTML_SUFFIXES, "web page"))
+    text = scene_html(surfaces, metric, **scene)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+class SceneView:
+    """A 3-D scene for Jupyter: interactive (vtk.js, offline) in front ends that show HTML,
+    the rendered image elsewhere (nbconvert to PDF, GitHub, a terminal).
+
+    Attributes:
+        image: the rendered picture, an (H, W, 3) uint8 array.
+        html: the interactive page (None for a static view).
+        note: why the view is static, if it is.
+    """
+
+    def __init__(self, image: np.ndarray, html: str | None = None, note: str | None = None,
+                 height: int = 560):
+        self.image = image
+        self.html = html
+        self.note = note
+        self.height = height
+
+    def _png(self) -> bytes:
+        import io
+
+        import imageio.v3 as iio
+
+        buffer = io.BytesIO()
+        iio.imwrite(buffer, self.image, extension=".png")
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self._png()
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        import base64
+        import html as _html
+
+        h, w = self.image.shape[:2]
+        text = f"<3-D scene, {w}x{h} image" + (", interactive" if self.html else "") + ">"
+        if self.note:
+            text += f" ({self.note})"
+        bundle: dict[str, Any] = {"text/plain": text,
+                                  "image/png": base64.b64encode(self._png()).decode("ascii")}
+        if self.html:
+            bundle["text/html"] = (
+                f"<iframe srcdoc=\"{_html.escape(self.html, quote=True)}\" "
+                f"style=\"width:100%;height:{self.height}px;border:1px solid #ddd\" "
+                "title=\"3-D scene\"></iframe>")
+        return bundle
+
+
+def _check_notebook(notebook: bool | str) -> None:
+    if notebook not in (True, "interactive", "static"):
+        raise LandscapeError(f"notebook={notebook!r}: use True (interactive where possible), "
+                             "'interactive' or 'static'")
+    if notebook == "interactive" and web_export_missing():
+        raise LandscapeError(web_export_missing())
+
+
+def _scene_view(surfaces, metric: str, size: tuple[int, int], notebook: bool | str,
+                img: np.ndarray, scene: dict[str, Any]) -> SceneView:
+    if notebook == "static":
+        return SceneView(img)
+    missing = web_export_missing()
+    if missing:
+        return SceneView(img, note=missing)
+    web = {k: v for k, v in scene.items() if k not in ("fill",)}
+    return SceneView(img, scene_html(surfaces, metric, **web), height=min(size[1], 720))

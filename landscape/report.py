@@ -125,8 +125,14 @@ def findings(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def study_blocks(summary: dict[str, Any], figures: dict[str, str]) -> list[tuple]:
-    """The study report as document blocks (see ``render_markdown``)."""
+SCENE_CAPTION = ("The same planes as an interactive 3-D scene: drag to rotate, scroll to zoom, "
+                 "shift-drag to pan (vtk.js; the file opens offline in any browser).")
+
+
+def study_blocks(summary: dict[str, Any], figures: dict[str, str],
+                 scenes: dict[str, str] | None = None) -> list[tuple]:
+    """The study report as document blocks (see ``render_markdown``); each interactive
+    scene follows the figure of the same name (or closes the figures)."""
     setup = summary["setup"]
     sb, lb = summary["small_batch"], summary["large_batch"]
     intro = (
@@ -165,8 +171,14 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str]) -> list[tuple
          table_rows(summary)),
         ("h2", "What the numbers say"), ("ul", findings(summary)), ("h2", "Figures"),
     ]
-    blocks += [("figure", captions.get(k, k), rel) for k, rel in figures.items()
-               if not k.startswith("v_versus_w")]
+    scenes = dict(scenes or {})
+    for k, rel in figures.items():
+        if k.startswith("v_versus_w"):
+            continue  # drawn in their own section below
+        blocks.append(("figure", captions.get(k, k), rel))
+        if k in scenes:
+            blocks.append(("scene", SCENE_CAPTION, scenes.pop(k)))
+    blocks += [("scene", SCENE_CAPTION, rel) for rel in scenes.values()]
     if summary.get("v_versus_w"):
         blocks += v_versus_w_blocks(summary["v_versus_w"], figures)
     blocks += [("h2", "Provenance"), ("p", provenance_line(summary))]
@@ -252,6 +264,8 @@ def render_markdown(blocks: list[tuple]) -> str:
             lines.append("")
         elif kind == "figure":
             lines += [f"**{block[1]}**", "", f"![{block[1]}]({block[2]})", ""]
+        elif kind == "scene":
+            lines += [f"[Interactive 3-D scene]({block[2]}): {block[1]}", ""]
     return "\n".join(lines)
 
 
@@ -259,12 +273,14 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;
 color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th:first-child
 {text-align:left}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}
-figure{margin:1.5em 0}figcaption{color:#555;font-size:.92em}code{background:#f5f5f5}"""
+figure{margin:1.5em 0}figcaption{color:#555;font-size:.92em}code{background:#f5f5f5}
+iframe{width:100%;height:560px;border:1px solid #eee}"""
 
 
 def render_html(blocks: list[tuple], base: Path, title: str) -> str:
     """A self-contained HTML page of the same blocks; figures (relative to ``base``) are
-    embedded as base64 PNG."""
+    embedded as base64 PNG; interactive scenes, separate pages next to it, are shown in a
+    frame with a link."""
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
              f"<style>{_CSS}</style></head><body>"]
@@ -285,6 +301,11 @@ def render_html(blocks: list[tuple], base: Path, title: str) -> str:
             data = base64.b64encode((base / block[2]).read_bytes()).decode()
             parts.append(f"<figure><img alt='{esc(block[1])}' src='data:image/png;base64,"
                          f"{data}'><figcaption>{esc(block[1])}</figcaption></figure>")
+        elif kind == "scene":
+            href = esc(Path(block[2]).as_posix())
+            parts.append(f"<figure class='scene'><iframe src='{href}' title='{esc(block[1])}'>"
+                         f"</iframe><figcaption>{esc(block[1])} <a href='{href}'>Open it on its "
+                         f"own page</a> ({href}, next to this report).</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -314,8 +335,8 @@ def write_report(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:
 
     Args:
         summary: the study summary (``small_batch``, ``large_batch``, ``checks``, ``ratios``,
-            ``interpolation``, ``setup``, ``provenance``, ``figures`` relative to ``out``,
-            ``seconds``, ``reused_steps``).
+            ``interpolation``, ``setup``, ``provenance``, ``figures`` and ``scenes``
+            (interactive HTML pages) relative to ``out``, ``seconds``, ``reused_steps``).
         out: the study folder.
 
     Returns:
@@ -323,8 +344,9 @@ def write_report(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """
     out = Path(out)
     figures = {k: v for k, v in summary.get("figures", {}).items() if (out / v).exists()}
+    scenes = {k: v for k, v in summary.get("scenes", {}).items() if (out / v).exists()}
     write_json(out / "summary.json", summary)
     files = {"summary": out / "summary.json"}
-    files.update(write_document(study_blocks(summary, figures), out, "report",
+    files.update(write_document(study_blocks(summary, figures, scenes), out, "report",
                                 "landscape: sharp vs flat minima"))
     return files

@@ -301,7 +301,9 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
         figures = _figures(config, interp, surfaces, curvature, histories, out, say, eigen)
         if vw is not None:
             figures.update(_vw_figures(config, vw, surfaces, out, say))
+        scenes = _scenes(config, surfaces, out, say)
     summary["figures"] = {k: str(p.relative_to(out)) for k, p in figures.items()}
+    summary["scenes"] = {k: str(p.relative_to(out)) for k, p in scenes.items()}
     summary["step_seconds"] = clock.seconds
     summary["seconds"] = time.perf_counter() - start
     summary["reused_steps"] = list(steps.reused)
@@ -309,6 +311,7 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
 
     files = write_report(summary, out)
     files.update({f"figure_{k}": p for k, p in figures.items()})
+    files.update({f"scene_{k}": p for k, p in scenes.items()})
     return StudyResult(summary=summary, out_dir=out, files=files, reused=tuple(steps.reused),
                        seconds=summary["seconds"])
 
@@ -834,3 +837,28 @@ def _vw_vmax(plane) -> float:
     saddles = [saddle for _, saddle in shape.barriers]
     top = max(saddles) if saddles else float(np.nanmax(plane.metrics["train_loss"]))
     return float(min(max(3.0 * top, 0.5), 10.0))
+def _scenes(config, surfaces, out: Path, say: Callable[[str], None]) -> dict[str, Path]:
+    """The two minima's planes as one interactive 3-D page (vtk.js, opens offline), on the
+    scale of the 3-D figure; skipped, with a line saying why, when it cannot be made."""
+    if not config.render_3d:
+        return {}
+    from .plot3d import export_html, web_export_missing
+
+    missing = web_export_missing()
+    if missing:
+        say(f"    interactive 3-D scene skipped: {missing}")
+        return {}
+    path = out / "figures" / "surface_3d.html"
+    start = time.perf_counter()
+    try:
+        export_html([surfaces[k]["2d"] for k in ("small_batch", "large_batch")], path,
+                    "train_loss", labels=[LABELS["small_batch"], LABELS["large_batch"]],
+                    title="Training loss around each minimum")
+    except LandscapeError as exc:
+        say(f"    interactive 3-D scene skipped: {exc}")
+        return {}
+    say(f"    interactive 3-D scene: {path.relative_to(out)} "
+        f"({time.perf_counter() - start:.1f} s)")
+    return {"surface_3d": path}
+
+
