@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install install-test demo demo-quick test test-fast bench clean
+.PHONY: install install-test chromium demo demo-quick test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,15 @@ demo: install
 demo-quick: install
 	$(BIN)/landscape demo --quick --out demo-quick
 
-test: install-test
+# The browser tests open the report and the 3-D scene in headless Chromium (Debian's package):
+# installed here when missing and run as root; otherwise those tests are skipped (not in CI).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is not installed: the browser tests will be skipped"
+
+test: install-test chromium
 	$(BIN)/python -m pytest -q
 
 test-fast: install-test
