@@ -742,8 +742,12 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
         raise LandscapeError("no surfaces to render")
     names = _labels(labels, items)
     check_cmap(cmap)
-    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
     colors = [metric_values(s, metric, 2) for s in items]
+    if zmax is None and metric.endswith("loss"):  # as build_scene: the basins show
+        zmax = loss_cap(colors)
+    elif zmax is not None and not np.isfinite(zmax):
+        zmax = None
+    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
     scale = _Scale(meshes, colors, log, z_aspect, contours if contours is not None else 12,
                    zmax)
     paths = _scene_paths(items, trajectories)
@@ -760,8 +764,8 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
         if anchors:
             _add_anchors(plotter, surface, scale, metric, log, zmax)
         if not overlay or k == len(items) - 1:
-            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl, metric,
-                      log, _font_scale(size))
+            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl,
+                      _quantity(metric, log, zmax, True), _font_scale(size))
     _place_cameras(plotter, panels, azimuth, elevation)
     bounds = np.array([plotter.renderers[k].ComputeVisiblePropBounds() for k in range(panels)])
     lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)

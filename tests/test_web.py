@@ -107,7 +107,8 @@ def test_colours_follow_the_shared_scale(tmp_path):
     from matplotlib.colors import LogNorm
 
     flat, sharp = funnel(9), double_well(9, 7)
-    plotter, page = plot3d.build_web_scene([flat, sharp], log=True, contours=None)
+    plotter, page = plot3d.build_web_scene([flat, sharp], log=True, contours=None,
+                                            zmax=float("inf"))  # no cap: the whole range
     try:
         import pyvista as pv
 
