@@ -279,6 +279,28 @@ def _contour_lines(shown, scale: _Scale, lift: float):
     return lines
 
 
+def _scene_data(surfaces, metric: str, labels, log: bool, zmax: float | None, cmap: str,
+                z_aspect: float, contours):
+    """The surfaces as a list, their names, the height clip, meshes and the shared scale of a
+    scene (the image and the web page alike). A loss is clipped near its minima by default
+    (``plot2d.loss_cap``), so the basins show rather than the grid's worst corner; ``inf``
+    clips nothing."""
+    items = [surfaces] if isinstance(surfaces, Surface) else list(surfaces)
+    if not items:
+        raise LandscapeError("no surfaces to render")
+    names = _labels(labels, items)
+    check_cmap(cmap)
+    colors = [metric_values(s, metric, 2) for s in items]
+    if zmax is None and metric.endswith("loss"):
+        zmax = loss_cap(colors)
+    elif zmax is not None and not np.isfinite(zmax):
+        zmax = None
+    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
+    scale = _Scale(meshes, colors, log, z_aspect, contours if contours is not None else 12,
+                   zmax)
+    return items, names, zmax, meshes, scale
+
+
 def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss", *,
                 labels: Sequence[str] | None = None, log: bool = False,
                 zmax: float | None = None, overlay: bool = False,
@@ -323,19 +345,8 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
         The plotter.
     """
     pv = _pv()
-    items = [surfaces] if isinstance(surfaces, Surface) else list(surfaces)
-    if not items:
-        raise LandscapeError("no surfaces to render")
-    names = _labels(labels, items)
-    check_cmap(cmap)
-    colors = [metric_values(s, metric, 2) for s in items]
-    if zmax is None and metric.endswith("loss"):  # the basins, not the grid's worst corner
-        zmax = loss_cap(colors)
-    elif zmax is not None and not np.isfinite(zmax):
-        zmax = None
-    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
-    n_levels = contours if contours is not None else 12
-    scale = _Scale(meshes, colors, log, z_aspect, n_levels, zmax)
+    items, names, zmax, meshes, scale = _scene_data(surfaces, metric, labels, log, zmax, cmap,
+                                                    z_aspect, contours)
     paths = _scene_paths(items, trajectories)
     panels = 1 if overlay or len(items) == 1 else len(items)
     bar = not overlay  # the shared colour bar gets a narrow column of its own
@@ -737,19 +748,8 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
         cameras) and the page settings (``_web_page`` reads them).
     """
     pv = _pv()
-    items = [surfaces] if isinstance(surfaces, Surface) else list(surfaces)
-    if not items:
-        raise LandscapeError("no surfaces to render")
-    names = _labels(labels, items)
-    check_cmap(cmap)
-    colors = [metric_values(s, metric, 2) for s in items]
-    if zmax is None and metric.endswith("loss"):  # as build_scene: the basins show
-        zmax = loss_cap(colors)
-    elif zmax is not None and not np.isfinite(zmax):
-        zmax = None
-    meshes = [surface_mesh(s, metric, log=log, zmax=zmax) for s in items]
-    scale = _Scale(meshes, colors, log, z_aspect, contours if contours is not None else 12,
-                   zmax)
+    items, names, zmax, meshes, scale = _scene_data(surfaces, metric, labels, log, zmax, cmap,
+                                                    z_aspect, contours)
     paths = _scene_paths(items, trajectories)
     panels = 1 if overlay or len(items) == 1 else len(items)
     size = (900, 700)
