@@ -776,6 +776,7 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
     page = {"panels": panels, "meshes": len(items), "names": names, "title": title,
             "fit": fit,
             "overlay": overlay, "metric": pretty(metric), "z_ticks": _height_ticks(scale),
+            "z_title": f"log({pretty(metric)} + 0.1)" if log else pretty(metric),
             "colorbar": None if overlay else _colorbar_page(scale, cmap),
             "legend": [[n, RUN_COLORS[k % len(RUN_COLORS)]] for k, n in enumerate(names)]
             if overlay else []}
@@ -947,6 +948,9 @@ _PAGE_JS = """
             t.ticks[2] = zt; t.tickStrings[2] = zs;
             return t;
           });
+          // the height's name sits at a panel's edge, where vtk.js cuts it: the page has it
+          var names = a.getAxisLabels();
+          a.setAxisLabels([names[0], names[1], '']);
           var b = a.getDataBounds().slice();
           b[5] += 1e-9 * (Math.abs(b[5]) + 1);  // new bounds: the axes redraw their ticks
           a.setDataBounds(b);
@@ -1013,8 +1017,9 @@ def _web_page(vtkjs: str, page: dict[str, Any], title: str) -> str:
         side.append(f"<div style='position:absolute;left:10px;top:40px'>{rows}</div>")
     if bar:
         parts.append(f"<div id='landscape-side'>{''.join(side)}</div>")
-    parts.append("<div id='landscape-help'>drag: rotate &middot; wheel: zoom &middot; "
-                 "shift-drag: pan &middot; ctrl-drag: spin</div>")
+    parts.append(f"<div id='landscape-help'>height: {esc(page['z_title'])} &middot; drag: "
+                 "rotate &middot; wheel: zoom &middot; shift-drag: pan &middot; ctrl-drag: "
+                 "spin</div>")
     config = json.dumps({k: page[k] for k in ("panels", "meshes", "z_ticks", "fit")})
     parts.append("<script type='application/json' id='landscape-scene'>"
                  + config.replace("</", "<\\/") + "</script>")

@@ -37,17 +37,37 @@ FLAGS = ("--headless", "--no-sandbox", "--use-angle=swiftshader", "--use-gl=angl
          "--remote-debugging-pipe")
 
 
+def in_ci() -> bool:
+    """True in CI (``CI=true``), where these tests must run rather than skip."""
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the test on a developer's machine; fail it in CI."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI must run this test: .ci/run and the test extra install what "
+                    "it needs)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_module(name: str):
+    """Import ``name``, or skip (fail in CI)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        skip_or_fail(f"{name} is not installed (pip install -e '.[test]')")
+
+
 def chromium() -> str:
     """The Chromium executable; skips the test without one, except in CI where it fails."""
     for name in BROWSERS:
         path = shutil.which(name)
         if path:
             return path
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail("headless Chromium is missing; .ci/run installs Debian's chromium package "
-                    "before the tests", pytrace=False)
-    pytest.skip("headless Chromium is not installed (apt-get install chromium); the browser "
-                "tests run in CI")
+    skip_or_fail("headless Chromium is not installed (apt-get install chromium); the browser "
+                 "tests run in CI")
 
 
 @dataclasses.dataclass
