@@ -301,6 +301,22 @@ def _scene_data(surfaces, metric: str, labels, log: bool, zmax: float | None, cm
     return items, names, zmax, meshes, scale
 
 
+def _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, overlay,
+                 contours, floor, axis_names, fs, anchors: bool) -> None:
+    """Each surface in its panel (or all in one): mesh, contours, path, anchors, axes."""
+    xl, yl = axis_labels(items[0], axis_names)
+    for k, (surface, mesh) in enumerate(zip(items, meshes)):
+        plotter.subplot(0, 0 if overlay else k)
+        _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
+        if paths[k] is not None:
+            _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
+        if anchors:
+            _add_anchors(plotter, surface, scale, metric, log, zmax)
+        if not overlay or k == len(items) - 1:
+            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl,
+                      _quantity(metric, log, zmax, True), fs)
+
+
 def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss", *,
                 labels: Sequence[str] | None = None, log: bool = False,
                 zmax: float | None = None, overlay: bool = False,
@@ -356,15 +372,8 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
                          theme=pv.themes.DocumentTheme(),
                          col_weights=[size[0]] * panels + [bar_px] * bar,
                          window_size=(size[0] * panels + bar_px * bar, size[1]))
-    xl, yl = axis_labels(items[0], axis_names)
-    for k, (surface, mesh) in enumerate(zip(items, meshes)):
-        plotter.subplot(0, 0 if overlay else k)
-        _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
-        if paths[k] is not None:
-            _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
-        if not overlay or k == len(items) - 1:
-            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl,
-                      _quantity(metric, log, zmax, True), fs)
+    _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, overlay,
+                 contours, floor, axis_names, fs, anchors=False)
     _place_cameras(plotter, panels, azimuth, elevation)
     headed = title or len(items) > 1
     if off_screen:  # fit what was drawn (labels included) to the panel, below any heading
@@ -755,17 +764,8 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
     size = (900, 700)
     plotter = pv.Plotter(off_screen=True, shape=(1, panels), border=False,
                          theme=pv.themes.DocumentTheme(), window_size=(size[0] * panels, size[1]))
-    xl, yl = axis_labels(items[0], axis_names)
-    for k, (surface, mesh) in enumerate(zip(items, meshes)):
-        plotter.subplot(0, 0 if overlay else k)
-        _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
-        if paths[k] is not None:
-            _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
-        if anchors:
-            _add_anchors(plotter, surface, scale, metric, log, zmax)
-        if not overlay or k == len(items) - 1:
-            _add_axes(plotter, scale, [surface] if not overlay else items, xl, yl,
-                      _quantity(metric, log, zmax, True), _font_scale(size))
+    _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, overlay,
+                 contours, floor, axis_names, _font_scale(size), anchors=anchors)
     _place_cameras(plotter, panels, azimuth, elevation)
     bounds = np.array([plotter.renderers[k].ComputeVisiblePropBounds() for k in range(panels)])
     lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)
