@@ -12,27 +12,23 @@ everywhere and its error names the ranks that never reached it (``Link``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import itertools
 import os
 import signal
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ._util import pick_device
 from .errors import LandscapeError
 
-DEFAULT_TIMEOUT = 1800.0
-"""Seconds a collective may wait for the other ranks (a hung rank is reported after this)."""
-
-ROUND_SECONDS = 1.0
-"""Seconds of computing between exchanges of results (also bounded by checkpoint_seconds)."""
-
-ROUND_CAPACITY = 64
-"""Most grid points a rank reports per exchange (at least one block of batch_points)."""
+DEFAULT_TIMEOUT = 1800.0  # seconds a collective waits before a hung rank is reported
+ROUND_SECONDS = 1.0  # seconds of computing between exchanges (also <= checkpoint_seconds)
+ROUND_CAPACITY = 64  # most grid points a rank reports per exchange (at least one block)
 
 
 class DistributedError(LandscapeError):
@@ -70,6 +66,7 @@ class DistContext:
     def is_main(self) -> bool:
         """True on rank 0, the rank that writes files and prints results."""
         return self.rank == 0
+
 
 # ----------------------------------------------------------------------------- setup
 
@@ -133,12 +130,10 @@ def init_distributed(device: str | torch.device | None = None,
     local = env["local_rank"] if env else 0
     dev = _rank_device(device, local)
     delta = _dt.timedelta(seconds=float(timeout))
-    owner = not joined
-    if owner:
-        backend = "nccl" if dev.type == "cuda" else "gloo"
+    if not joined:
         try:
-            dist.init_process_group(backend, timeout=delta, rank=env["rank"],
-                                    world_size=env["world_size"])
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=delta,
+                                    rank=env["rank"], world_size=env["world_size"])
         except Exception as exc:
             raise DistributedError(f"could not join the process group ({_first_line(exc)}); "
                                    "launch with torchrun, or set MASTER_ADDR and MASTER_PORT"
@@ -147,7 +142,7 @@ def init_distributed(device: str | torch.device | None = None,
     group = None if backend == "gloo" else dist.new_group(backend="gloo", timeout=delta)
     ctx = DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local,
                       backend=backend, device=dev, timeout=float(timeout), group=group,
-                      owner=owner)
+                      owner=not joined)
     Link(ctx).call("start-up barrier", lambda: dist.barrier(group=group))
     return ctx
 
@@ -175,8 +170,7 @@ def _rank_device(device, local_rank: int) -> torch.device:
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:limit]
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:limit]
 
 
 # ----------------------------------------------------------------------------- collectives
@@ -185,8 +179,7 @@ _LINKS = itertools.count()
 
 
 class Link:
-    """Collectives that turn a failure into a DistributedError naming the ranks that never
-    reached it.
+    """Collectives that raise a DistributedError naming the ranks that never reached them.
 
     Before each collective a rank writes the collective's number under its own key in the
     process group's store. When a collective fails (a rank died, so its sockets closed; or the
@@ -198,11 +191,19 @@ class Link:
         self.ctx = ctx
         self.stage = 0
         self.prefix = f"landscape/link{next(_LINKS)}"
-        self.store = _default_store()
+        try:  # an internal helper: without it, failures are reported without names
+            from torch.distributed.distributed_c10d import _get_default_store
+            self.store = _get_default_store()
+        except Exception:
+            self.store = None
 
     def call(self, what: str, fn: Callable[[], Any]) -> Any:
         self.stage += 1
-        self._set(f"{self.prefix}/{self.ctx.rank}", str(self.stage))
+        if self.store is not None:
+            try:
+                self.store.set(f"{self.prefix}/{self.ctx.rank}", str(self.stage))
+            except Exception:
+                self.store = None
         try:
             return fn()
         except Exception as exc:  # gloo/NCCL errors are RuntimeError subclasses
@@ -220,32 +221,12 @@ class Link:
         """Ranks whose last recorded collective is older than this rank's."""
         if self.store is None:
             return []
-        out = []
+        keys = {r: f"{self.prefix}/{r}" for r in range(self.ctx.world_size) if r != self.ctx.rank}
         try:
-            for r in range(self.ctx.world_size):
-                key = f"{self.prefix}/{r}"
-                if r == self.ctx.rank:
-                    continue
-                if not self.store.check([key]) or int(self.store.get(key)) < self.stage:
-                    out.append(r)
+            return [r for r, key in keys.items()
+                    if not self.store.check([key]) or int(self.store.get(key)) < self.stage]
         except Exception:  # the store lived in a process that is gone
             return []
-        return out
-
-    def _set(self, key: str, value: str) -> None:
-        if self.store is not None:
-            try:
-                self.store.set(key, value)
-            except Exception:
-                self.store = None
-
-
-def _default_store():
-    try:
-        from torch.distributed.distributed_c10d import _get_default_store
-        return _get_default_store()
-    except Exception:  # an internal helper: without it, failures are reported without names
-        return None
 
 
 def run_on_main(context: DistContext | None, fn: Callable[[], Any], what: str = "setup") -> Any:
@@ -266,7 +247,8 @@ def run_on_main(context: DistContext | None, fn: Callable[[], Any], what: str = 
             result = fn()
         except Exception as exc:
             error = exc
-    payload = [None if error is None else _message(error)]
+    payload = [None if error is None else str(error) if isinstance(error, LandscapeError)
+               else f"{type(error).__name__}: {error}"]
     Link(context).call(what, lambda: dist.broadcast_object_list(payload, src=0,
                                                                  group=context.group))
     if error is not None:
@@ -276,12 +258,30 @@ def run_on_main(context: DistContext | None, fn: Callable[[], Any], what: str = 
     return result
 
 
-def _message(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, LandscapeError) else f"{type(exc).__name__}: {exc}"
-
-
-
 # ----------------------------------------------------------------------------- exchange
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (torchrun sends it to every rank once one rank has failed). Not an
+    Exception, so that no handler on the way mistakes it for a failed collective."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated("stopped by SIGTERM (torchrun sends it to every rank once one rank "
+                      "has failed: see that rank's error)")
+
+
+@contextlib.contextmanager
+def _sigterm(handler) -> Iterator[None]:
+    """Installs ``handler`` for SIGTERM while active (None: leaves it as it is)."""
+    old = None
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
 
 class RankExchange:
     """What a surface run needs from the other ranks (see the module docstring).
@@ -292,20 +292,18 @@ class RankExchange:
     exceptions that mean another rank is gone.
     """
 
-    stopped: tuple[type[BaseException], ...]
+    stopped = (DistributedError, _Terminated)
 
     def __init__(self, context: DistContext, round_seconds: float = ROUND_SECONDS):
         self.ctx = context
         self.round_seconds = float(round_seconds)
         self.link = Link(context)
-        self.stopped = (DistributedError, _Terminated)
         self.capacity = ROUND_CAPACITY
 
     @property
     def is_main(self) -> bool:
         """True on rank 0, which holds the surface and writes the file."""
         return self.ctx.is_main
-
 
     def agree(self, mine: dict[str, Any]) -> None:
         """Every rank checks that all ranks were given the same inputs (``mine["identity"]``
@@ -361,14 +359,14 @@ class RankExchange:
             row for r, t in enumerate(tables) if r != self.ctx.rank for row in _rows(t, names)]
         return others, sum(int(t[0, 1]) for t in tables)
 
-    def guard(self) -> "_SignalScope":
+    def guard(self) -> contextlib.AbstractContextManager:
         """While active on rank 0, SIGTERM (torchrun sends it to every rank once one rank has
         failed) raises, so that rank 0 saves what it has before it stops."""
-        return _sigterm_raises() if self.is_main else _SignalScope(None)
+        return _sigterm(_terminate if self.is_main else None)
 
-    def saving(self) -> "_SignalScope":
+    def saving(self) -> contextlib.AbstractContextManager:
         """While active, SIGTERM waits (the final save is not cut short)."""
-        return _SignalScope(signal.SIG_IGN)
+        return _sigterm(signal.SIG_IGN)
 
 
 def _table(rows, capacity: int, names: tuple[str, ...], left: int) -> torch.Tensor:
@@ -383,34 +381,4 @@ def _table(rows, capacity: int, names: tuple[str, ...], left: int) -> torch.Tens
 
 
 def _rows(table: torch.Tensor, names: tuple[str, ...]) -> list[tuple[int, dict[str, float]]]:
-    count = int(table[0, 0])
-    return [(int(v[0]), dict(zip(names, v[1:]))) for v in table[1:count + 1].tolist()]
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived (torchrun sends it to every rank once one rank has failed). Not an
-    Exception, so that no handler on the way mistakes it for a failed collective."""
-
-
-def _sigterm_raises():
-    """While active, SIGTERM raises _Terminated in the main thread (so rank 0 saves first)."""
-    def handler(signum, frame):
-        raise _Terminated("stopped by SIGTERM (torchrun sends it to every rank once one rank "
-                          "has failed: see that rank's error)")
-    return _SignalScope(handler)
-
-
-class _SignalScope:
-    """Installs ``handler`` for SIGTERM while active (None: leaves it as it is)."""
-
-    def __init__(self, handler):
-        self.handler, self.old = handler, None
-
-    def __enter__(self):
-        if self.handler is not None and threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, self.handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
+    return [(int(v[0]), dict(zip(names, v[1:]))) for v in table[1:int(table[0, 0]) + 1].tolist()]

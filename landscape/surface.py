@@ -20,9 +20,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ._util import progress as progress_bar
-from ._util import provenance as make_provenance
 from ._util import output_lock, sha256_tensors
+from ._util import progress as progress_bar, provenance as make_provenance
 from .data import as_splits
 from .directions import directions_sha256, load_directions, write_or_check_directions
 from .distributed import DistContext, DistributedError, RankExchange
@@ -36,8 +35,8 @@ from .store import check_output, remove_stale_temps, resumable, save_surface
 
 @dataclasses.dataclass(frozen=True)
 class SurfaceOptions:
-    """How each point of a surface is evaluated and how the run behaves (one frozen object,
-    built once by the command line from its flags or by a Python user, and passed down).
+    """How each point of a surface is evaluated and how the run behaves (built once, by the
+    command line from its flags or by a Python user, and passed down).
 
     Attributes:
         metrics: any of ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``.
@@ -95,8 +94,8 @@ class SurfaceOptions:
 
     def identity(self) -> dict[str, Any]:
         """The settings a stored surface must share with a request to be resumed."""
-        loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__",
-                                                                    "callable")
+        loss = (self.loss if isinstance(self.loss, str)
+                else getattr(self.loss, "__name__", "callable"))
         return {"metrics": list(self.metrics), "loss": loss, "precision": self.precision,
                 "channels_last": bool(self.channels_last),
                 "bn_recalibrate": bool(self.bn_recalibrate), "hessian": bool(self.hessian),
@@ -207,10 +206,7 @@ class _OneProcess:
     def exchange(self, rows, left: int, names) -> tuple[list, int]:
         return [], left
 
-    def guard(self) -> contextlib.nullcontext:
-        return contextlib.nullcontext()
-
-    saving = guard
+    guard = saving = staticmethod(contextlib.nullcontext)
 
 
 class SurfaceRun:
@@ -229,28 +225,25 @@ class SurfaceRun:
         self.x = check_axis(x, "x")
         self.y = None if y is None else check_axis(y, "y")
         grid_size(self.x, self.y)
-        dirs, self.dir_info = _directions(directions, 1 if self.y is None else 2)
-        self.directions = dirs
-        self.evaluator = Evaluator(model, data, dirs, metrics=options.metrics, loss=options.loss,
-                                   bn_recalibrate=options.bn_recalibrate,
+        self.directions, self.dir_info = _directions(directions, 1 if self.y is None else 2)
+        self.evaluator = Evaluator(model, data, self.directions, metrics=options.metrics,
+                                   loss=options.loss, bn_recalibrate=options.bn_recalibrate,
                                    precision=options.precision, device=options.device,
                                    chunk=options.chunk, channels_last=options.channels_last)
         try:
-            self.identity = _identity(self.evaluator, data, dirs, options)
+            self.identity = _identity(self.evaluator, data, self.directions, options)
             self.batch = 1 if options.hessian else _batch_points(options.batch_points,
                                                                  self.evaluator)
-            self.eig = _hessian_fn(self.evaluator, options) if options.hessian else None
+            if options.hessian and "train" not in self.evaluator.splits:
+                raise LandscapeError("Hessian metrics need the training split")
         except BaseException:
             self.evaluator.close()
             raise
         self.surface: Surface | None = None
         self.out: Path | None = None
-        self.saved_points = 0
-        self._closed_writer = True
         self._aside: Path | None = None
-        self._wrote_directions = False
-        self._saved = False
-        self._resumed = False
+        self.saved_points, self._closed_writer = 0, True
+        self._wrote_directions = self._saved = self._resumed = False
 
     # -- the run -------------------------------------------------------------------------
 
@@ -301,10 +294,9 @@ class SurfaceRun:
         return self.surface
 
     def _rounds(self, pending: list[list[int]]) -> None:
-        """Compute for a round, exchange, merge and checkpoint; until no rank has points."""
+        """Compute for a round, exchange, merge, checkpoint when due; until no rank has points."""
         ex = self.exchange
         round_seconds = min(ex.round_seconds, self.options.checkpoint_seconds)
-        names = self.options.names
         while True:
             rows: list[tuple[int, dict[str, float]]] = []
             start = time.monotonic()
@@ -314,9 +306,12 @@ class SurfaceRun:
                 if time.monotonic() - start >= round_seconds:
                     break
             self._merge(rows)  # rank 0's own points are kept even if the exchange fails
-            others, left = ex.exchange(rows, sum(len(b) for b in pending), names)
+            others, left = ex.exchange(rows, sum(len(b) for b in pending), self.options.names)
             self._merge(others)
-            self._checkpoint_if_due()
+            if (self.surface is not None and self.out is not None
+                    and time.monotonic() - self._last >= self.options.checkpoint_seconds):
+                self.save()
+                self._last = time.monotonic()
             if left == 0:
                 return
 
@@ -326,8 +321,10 @@ class SurfaceRun:
         if len(block) > 1:
             return self.evaluator.evaluate_batch(coords)
         values = self.evaluator.evaluate(coords[0])
-        if self.eig is not None:
-            values["eig_max"], values["eig_min"] = self.eig()
+        if self.options.hessian:  # extreme eigenvalues of the training loss at this point
+            top, bottom = extreme_eigenvalues(self.evaluator.model, self.evaluator.splits["train"],
+                                              loss=self.options.loss, seed=self.options.seed)
+            values["eig_max"], values["eig_min"] = float(top), float(bottom)
         return [values]
 
     # -- opening the file (rank 0) ---------------------------------------------------------
@@ -335,8 +332,7 @@ class SurfaceRun:
     def _open(self, resume, force, prov, recipe, trajectory, anchors) -> Surface:
         """A new empty surface, or the stored one to resume; the directions file beside it."""
         prov = make_provenance(**prov)
-        prov.update(identity=self.identity, directions=dict(self.dir_info), seconds=0.0,
-                    runs=1)
+        prov.update(identity=self.identity, directions=dict(self.dir_info), seconds=0.0, runs=1)
         old = None
         if self.out is not None:
             self._held.enter_context(output_lock(self.out))  # one writer per surface file
@@ -368,15 +364,13 @@ class SurfaceRun:
                        trajectory=_table(trajectory), anchors=_table(anchors))
 
     def _restore_directions(self) -> None:
-        """After a failure before the surface file was written: no new directions file left
-        behind, and a replaced one put back."""
-        if not self._wrote_directions or self._saved or self.out is None:
-            return
-        path = directions_file_for(self.out)
-        path.unlink(missing_ok=True)
-        if self._aside is not None:
-            os.replace(self._aside, path)
-            self._aside = None
+        """After a failure before the surface file is written: remove or put back directions."""
+        if self._wrote_directions and not self._saved and self.out is not None:
+            path = directions_file_for(self.out)
+            path.unlink(missing_ok=True)
+            if self._aside is not None:
+                os.replace(self._aside, path)
+                self._aside = None
 
     # -- merging and checkpoints (rank 0) ---------------------------------------------------
 
@@ -396,46 +390,35 @@ class SurfaceRun:
         self._last = time.monotonic()
 
     def _merge(self, rows: list[tuple[int, dict[str, float]]]) -> None:
-        if self.surface is None:
-            return
-        for p, values in rows:
-            idx = np.unravel_index(p, self.surface.shape)
-            for name, value in values.items():
-                self.surface.metrics[name][idx] = value
-            self.surface.done[idx] = True
-        self._bar.update(len(rows))
-
-    def _checkpoint_if_due(self) -> None:
-        if (self.surface is not None and self.out is not None
-                and time.monotonic() - self._last >= self.options.checkpoint_seconds):
-            self.save()
-            self._last = time.monotonic()
+        if self.surface is not None:  # rank 0
+            for p, values in rows:
+                idx = np.unravel_index(p, self.surface.shape)
+                for name, value in values.items():
+                    self.surface.metrics[name][idx] = value
+                self.surface.done[idx] = True
+            self._bar.update(len(rows))
 
     def save(self) -> None:
         """Stamp the provenance (seconds, points done, NaN count) and write the file."""
-        s = self.surface
-        s.provenance["seconds"] = self._seconds0 + time.perf_counter() - self._start
-        s.provenance["nonfinite"] = s.nonfinite
-        s.provenance["points_done"] = int(np.sum(s.done))
-        s.provenance["computed_now"] = int(np.sum(s.done)) - self._done0
+        s, done = self.surface, int(np.sum(self.surface.done))
+        s.provenance.update(seconds=self._seconds0 + time.perf_counter() - self._start,
+                            nonfinite=s.nonfinite, points_done=done,
+                            computed_now=done - self._done0)
         if self.out is not None and self._rewrite:
             save_surface(self.out, s)
             self._saved = True
-            self.saved_points = int(np.sum(s.done))
+            self.saved_points = done
 
     def _finish(self) -> None:
         """Final save (under torchrun SIGTERM waits while it writes); once."""
-        if self._closed_writer:
-            return
-        self._closed_writer = True
-        self._bar.close()
-        with self.exchange.saving():
-            self.save()
+        if not self._closed_writer:
+            self._closed_writer = True
+            self._bar.close()
+            with self.exchange.saving():
+                self.save()
 
     def saved_note(self) -> str:
-        """Where the work stands, for the message of a failed run."""
-        if self.surface is None:
-            return "rank 0 holds the results"
+        """Where the work stands, for the message of a failed run (rank 0)."""
         total = int(np.prod(self.surface.shape))
         if self.out is None:
             return f"{int(np.sum(self.surface.done))} of {total} points were computed"
@@ -450,15 +433,12 @@ class SurfaceRun:
 # ----------------------------------------------------------------------------- helpers
 
 def _directions(directions, ndim: int) -> tuple[list[dict], dict[str, Any]]:
-    path = None
-    if isinstance(directions, (str, os.PathLike)):
-        path = str(directions)
+    path = str(directions) if isinstance(directions, (str, os.PathLike)) else None
+    if path is not None:
         directions, _ = load_directions(directions)
-    directions = list(directions)
+    directions = list(directions)[:ndim]
     if len(directions) < ndim:
-        raise LandscapeError(f"a {ndim}-D surface needs {ndim} directions, got "
-                             f"{len(directions)}")
-    directions = directions[:ndim]
+        raise LandscapeError(f"a {ndim}-D surface needs {ndim} directions, got {len(directions)}")
     return directions, {"path": path, "sha256": directions_sha256(directions)}
 
 
@@ -479,24 +459,8 @@ def _table(table: dict[str, Any] | None) -> dict[str, np.ndarray] | None:
 def _batch_points(requested: int | None, evaluator: Evaluator) -> int:
     if requested is not None:
         return int(requested)
-    if evaluator.device.type != "cuda" or evaluator.bn_recalibrate:
-        return 1
-    size = sum(t.numel() for t in evaluator._saved.values())
-    return 16 if size < 1_000_000 else 1
-
-
-def _hessian_fn(evaluator: Evaluator, options: SurfaceOptions
-                ) -> Callable[[], tuple[float, float]]:
-    """Extreme Hessian eigenvalues of the training loss at the evaluator's current point."""
-    if "train" not in evaluator.splits:
-        raise LandscapeError("Hessian metrics need the training split")
-    train = evaluator.splits["train"]
-
-    def eig() -> tuple[float, float]:
-        top, bottom = extreme_eigenvalues(evaluator.model, train, loss=options.loss,
-                                          seed=options.seed)
-        return float(top), float(bottom)
-    return eig
+    small = sum(t.numel() for t in evaluator._saved.values()) < 1_000_000
+    return 16 if evaluator.device.type == "cuda" and not evaluator.bn_recalibrate and small else 1
 
 
 __all__ = ["Surface", "SurfaceOptions", "SurfaceRun", "compute_surface", "directions_file_for",
