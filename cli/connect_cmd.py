@@ -8,21 +8,6 @@ import click
 from .common import bundle_from, dataset_options, device_option, guard_output, wraps_threads
 
 
-def endpoint_path(path: str) -> Path:
-    """A checkpoint file, or a `landscape train` run folder (its model.pt)."""
-    from landscape.errors import LandscapeError
-
-    p = Path(path)
-    if p.is_dir():
-        if not (p / "model.pt").is_file():
-            raise LandscapeError(f"{path!r} is a folder without model.pt (give a checkpoint or "
-                                 "a finished `landscape train` run folder)")
-        return p / "model.pt"
-    if not p.is_file():
-        raise LandscapeError(f"checkpoint {path!r} does not exist")
-    return p
-
-
 def endpoint_name(path: Path) -> str:
     """The run folder's name for ``<run>/model.pt`` (the name `landscape train` writes), else
     the file's stem."""
@@ -112,7 +97,9 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
                              line=not no_line)
     options.validate()
     pick_device(device)
-    paths = [endpoint_path(model_a), endpoint_path(model_b)]
+    from landscape.checkpoint import checkpoint_path
+
+    paths = [checkpoint_path(model_a), checkpoint_path(model_b)]
     names = _labels(labels, paths)
     line_path = None if no_line else Path(line_out or line_file(out))
     state = state_file(out)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .common import batch_callback, device_option, parse_batch, user_error, wraps_threads
+from .common import (batch_callback, code_options, dataset_options, device_option, parse_batch,
+                     split_names, user_error, wraps_threads)
 
 
 def _check_out(out: str) -> None:
@@ -55,12 +56,11 @@ def _check_sweep(config) -> None:
 
 
 def _print_result(result) -> None:
-    from landscape.report import table_rows
+    from landscape.report import table_header, table_rows
 
     from .common import echo_table
 
-    echo_table([r for r in table_rows(result.summary)],
-               ("quantity", "small batch", "large batch", "large / small"))
+    echo_table(table_rows(result.summary), table_header(result.summary))
     click.echo("")
     if result.summary.get("v_versus_w"):
         from landscape.report import v_versus_w_rows
@@ -281,8 +281,64 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
     click.echo(f"report: {result['files']['sweep_report_html']}")
 
 
+@click.command("compare")
+@click.argument("checkpoints", nargs=-1, required=True, metavar="CKPT_OR_RUN...")
+@click.option("--labels", multiple=True, metavar="A,B,...",
+              help="Names in figures and the report, one per checkpoint: separated by commas, "
+                   "or the option once per name (a comma inside a name: \\,). Default: the "
+                   "run folder's name (or the file's).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random directions, Lanczos starts and sharpness draws.")
+@click.option("--curve-epochs", type=click.IntRange(min=0), default=None,
+              help="Epochs of a Bezier curve trained between the first two minima, against "
+                   "the straight line (default 30; --quick 10; 0: no curve).")
+@click.option("--plane-points", type=click.IntRange(min=3), default=None,
+              help="Points per side of the 2-D grids (default 25; --quick 13).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Hessian eigenvalues per model (default 5; --quick 3).")
+@dataset_options
+@code_options
+@_study_options("compare")
+@wraps_threads
+def compare_command(checkpoints, labels, seed, curve_epochs, plane_points, top_k, dataset,
+                    data_root, train_subset, test_subset, data_seed, out, quick, force, no_3d,
+                    quiet, device):
+    """Measure, draw and report minima you already have (checkpoints or `landscape train`
+    run folders of one architecture; report in OUT).
+
+    The study's measurements for each: interpolation between the first two, 1-D and 2-D
+    filter-normalized surfaces, Hessian eigenvalues, trace and density, sharpness, the slice
+    along its top eigenvector and its basin shape; with three or more, the plane through the
+    first three (a V or a W); a curve trained between the first two against the straight line.
+    A rerun reuses every step whose inputs did not change.
+    """
+    from landscape.checkpoint import checkpoint_path, read_checkpoint
+    from landscape.compare import CompareConfig, compare
+
+    from .common import bundle_from
+
+    paths = [checkpoint_path(p) for p in checkpoints]
+    if len(paths) < 2:
+        raise user_error(f"compare needs at least two checkpoints, got {len(paths)}")
+    names = split_names(labels, count=len(paths))
+    _check_out(out)
+    kwargs = {"seed": seed, "device": device, "render_3d": not no_3d}
+    for key, value in (("curve_epochs", curve_epochs), ("plane_points", plane_points),
+                       ("top_k", top_k)):
+        if value is not None:
+            kwargs[key] = value
+    config = CompareConfig.quick(**kwargs) if quick else CompareConfig(**kwargs)
+    spec = (read_checkpoint(paths[0]).get("model") or {}).get("dataset")
+    bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed, like=spec)
+    log = None if quiet else (lambda msg: click.echo(msg, err=True))
+    result = compare(paths, out, config=config, labels=names, data=bundle, force=force,
+                     progress=not quiet, log=log)
+    _print_result(result)
+
+
 def register(group: click.Group) -> None:
-    """Add ``demo``, ``study`` and ``sweep`` to the main group."""
+    """Add ``demo``, ``study``, ``compare`` and ``sweep`` to the main group."""
     group.add_command(demo_command)
+    group.add_command(compare_command)
     group.add_command(study_command)
     group.add_command(sweep_command)

@@ -182,6 +182,23 @@ def trained_loss(info: dict[str, Any], override: str | None = None) -> str:
     return config.get("loss", "cross_entropy")
 
 
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a ``landscape train`` run folder's final ``model.pt``.
+
+    Raises:
+        CheckpointError: missing, or a folder without ``model.pt``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "model.pt").is_file():
+            raise CheckpointError(f"{str(path)!r} is a folder without model.pt (give a "
+                                  "checkpoint or a finished `landscape train` run folder)")
+        return p / "model.pt"
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    return p
+
+
 def checkpoint_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
     """Short names of checkpoints for legends and anchors: a run's final ``model.pt`` is named
     by its run folder (``runs/seed1/model.pt`` -> ``seed1``), another file by its name; names

@@ -26,7 +26,7 @@ from torch import nn
 
 from ._util import pick_device, provenance, sha256_tensors, write_torch
 from .errors import LandscapeError
-from .params import assign, clone_tensors, named_tensors
+from .params import assign, named_tensors
 from .surface import Surface
 
 CURVES = ("bezier", "polychain")

@@ -1,4 +1,5 @@
-"""The study's report: ``summary.json``, ``report.md`` and a self-contained ``report.html``.
+"""The report of a comparison or study: ``summary.json``, ``report.md`` and a self-contained
+``report.html``.
 
 Only formats numbers it is given; computes nothing about models.
 """
@@ -11,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from ._util import atomic_path, write_json
-
-_RUNS = ("small_batch", "large_batch")
-
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -39,89 +37,124 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{b / a:.2f}x"
 
 
-def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """Rows (quantity, small batch, large batch, large / small) of the report's table."""
-    sb, lb = summary["small_batch"], summary["large_batch"]
+def _models(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The compared models' entries, in order."""
+    return [summary["models"][name] for name in summary["labels"]]
+
+
+def table_header(summary: dict[str, Any]) -> tuple[str, ...]:
+    """Header of ``table_rows``: quantity, one column per model, and with two models the
+    ratio of the second to the first."""
+    models = _models(summary)
+    ratio = (f"{models[1]['label']} / {models[0]['label']}",) if len(models) == 2 else ()
+    return ("quantity", *(m["label"] for m in models), *ratio)
+
+
+def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows of the report's table (see ``table_header``); a ratio cell is empty where a ratio
+    says nothing."""
+    models = _models(summary)
+
+    def row(name: str, cell, ratio_of: str | None = None) -> tuple[str, ...]:
+        cells = [cell(m) for m in models]
+        if len(models) != 2:
+            return (name, *cells)
+        a, b = models
+        return (name, *cells, _ratio(a[ratio_of], b[ratio_of]) if ratio_of else "")
+
+    def batch(m):
+        return _fmt(m["batch_size"]) + (" (full)" if m["full_batch"] else "")
+
+    def epochs(m):
+        if m["epochs"] is None:
+            return "n/a"
+        return f"{m['epochs']}" + (f" ({m['steps']:,})" if m["steps"] is not None else "")
+
     rows = [
-        ("batch size", _fmt(sb["batch_size"]) + (" (full)" if sb["full_batch"] else ""),
-         _fmt(lb["batch_size"]) + (" (full)" if lb["full_batch"] else ""), ""),
-        ("epochs (steps)", f"{sb['epochs']} ({sb['steps']:,})", f"{lb['epochs']} ({lb['steps']:,})",
-         ""),
-        ("train loss", _fmt(sb["train_loss"]), _fmt(lb["train_loss"]), ""),
-        ("train accuracy", _pct(sb["train_accuracy"]), _pct(lb["train_accuracy"]), ""),
-        ("test accuracy", _pct(sb["test_accuracy"]), _pct(lb["test_accuracy"]), ""),
-        ("generalization gap (train - test acc.)", _pct(sb["generalization_gap"]),
-         _pct(lb["generalization_gap"]), ""),
-        ("top Hessian eigenvalue", _fmt(sb["top_eigenvalue"]), _fmt(lb["top_eigenvalue"]),
-         _ratio(sb["top_eigenvalue"], lb["top_eigenvalue"])),
-        ("top eigenvalues", ", ".join(_fmt(v, 3) for v in sb["top_eigenvalues"]),
-         ", ".join(_fmt(v, 3) for v in lb["top_eigenvalues"]), ""),
-        ("most negative eigenvalue", _fmt(sb["bottom_eigenvalue"]),
-         _fmt(lb["bottom_eigenvalue"]), ""),
-        ("Hessian trace (+- s.e.)", f"{_fmt(sb['trace'])} +- {_fmt(sb['trace_stderr'], 2)}",
-         f"{_fmt(lb['trace'])} +- {_fmt(lb['trace_stderr'], 2)}", _ratio(sb["trace"], lb["trace"])),
+        row("batch size", batch), row("epochs (steps)", epochs),
+        row("train loss", lambda m: _fmt(m["train_loss"])),
+        row("train accuracy", lambda m: _pct(m["train_accuracy"])),
+        row("test accuracy", lambda m: _pct(m["test_accuracy"])),
+        row("generalization gap (train - test acc.)", lambda m: _pct(m["generalization_gap"])),
+        row("top Hessian eigenvalue", lambda m: _fmt(m["top_eigenvalue"]), "top_eigenvalue"),
+        row("top eigenvalues", lambda m: ", ".join(_fmt(v, 3) for v in m["top_eigenvalues"])),
+        row("most negative eigenvalue", lambda m: _fmt(m["bottom_eigenvalue"])),
+        row("Hessian trace (+- s.e.)",
+            lambda m: f"{_fmt(m['trace'])} +- {_fmt(m['trace_stderr'], 2)}", "trace"),
     ]
-    for name in sb["sharpness_all"]:
-        rows.append((f"Keskar sharpness ({name})", _fmt(sb["sharpness_all"][name]),
-                     _fmt(lb["sharpness_all"][name]),
-                     _ratio(sb["sharpness_all"][name], lb["sharpness_all"][name])))
+    for eps in models[0]["sharpness_all"]:
+        rows.append(row(f"Keskar sharpness ({eps})", lambda m: _fmt(m["sharpness_all"][eps]),
+                        None))
+        if len(models) == 2:
+            a, b = models
+            rows[-1] = (*rows[-1][:-1], _ratio(a["sharpness_all"][eps], b["sharpness_all"][eps]))
     rows += [
-        ("adaptive sharpness (worst case, l2)", _fmt(sb["adaptive_sharpness"]),
-         _fmt(lb["adaptive_sharpness"]), _ratio(sb["adaptive_sharpness"],
-                                                lb["adaptive_sharpness"])),
-        ("adaptive sharpness (average case)", _fmt(sb["average_sharpness"]),
-         _fmt(lb["average_sharpness"]), ""),
-        ("basin shape 1-D / 2-D", f"{sb['basin_label_1d']} / {sb['basin_label_2d']}",
-         f"{lb['basin_label_1d']} / {lb['basin_label_2d']}", ""),
-        ("basins in the 2-D plane", _fmt(sb["basins_2d"]), _fmt(lb["basins_2d"]), ""),
-        ("basin width 1-D / 2-D", f"{_fmt(sb['basin_width_1d'], 3)} / {_fmt(sb['basin_width_2d'], 3)}",
-         f"{_fmt(lb['basin_width_1d'], 3)} / {_fmt(lb['basin_width_2d'], 3)}", ""),
-        ("curvature at the centre (1-D)", _fmt(sb["curvature_1d"]), _fmt(lb["curvature_1d"]),
-         _ratio(sb["curvature_1d"], lb["curvature_1d"])),
+        row("adaptive sharpness (worst case, l2)", lambda m: _fmt(m["adaptive_sharpness"]),
+            "adaptive_sharpness"),
+        row("adaptive sharpness (average case)", lambda m: _fmt(m["average_sharpness"])),
+        row("basin shape 1-D / 2-D", lambda m: f"{m['basin_label_1d']} / {m['basin_label_2d']}"),
+        row("basins in the 2-D plane", lambda m: _fmt(m["basins_2d"])),
+        row("basin width 1-D / 2-D",
+            lambda m: f"{_fmt(m['basin_width_1d'], 3)} / {_fmt(m['basin_width_2d'], 3)}"),
+        row("curvature at the centre (1-D)", lambda m: _fmt(m["curvature_1d"]), "curvature_1d"),
     ]
     return rows
 
 
+def _ranked(models: list[dict[str, Any]], key: str, fmt=_fmt) -> str:
+    """``a (v) > b (v) > ...`` by ``key``, highest first (missing values last)."""
+    order = sorted(models, key=lambda m: (m[key] is None, -(m[key] or 0.0)))
+    return " > ".join(f"{m['label']} ({fmt(m[key])})" for m in order)
+
+
 def findings(summary: dict[str, Any]) -> list[str]:
-    """Plain sentences on what the numbers show, including where they contradict the usual
-    claims (a large batch finds a sharper minimum that generalizes worse)."""
-    sb, lb, checks = summary["small_batch"], summary["large_batch"], summary["checks"]
+    """Plain sentences on what the numbers show; for the study, whether the usual claims (a
+    large batch finds a sharper minimum that generalizes worse) hold, and where they do not."""
+    models = _models(summary)
     out = []
-    diff = 100 * (sb["test_accuracy"] - lb["test_accuracy"])
-    if checks["small_batch_tests_better"]:
-        out.append(f"The small-batch model tests {diff:.1f} points better "
-                   f"({_pct(sb['test_accuracy'])} vs {_pct(lb['test_accuracy'])}) with "
-                   f"training accuracy {_pct(sb['train_accuracy'])} vs "
-                   f"{_pct(lb['train_accuracy'])}: the usual generalization gap.")
+    if len(models) == 2:
+        a, b = models
+        better, worse = (a, b) if a["test_accuracy"] >= b["test_accuracy"] else (b, a)
+        diff = 100 * (better["test_accuracy"] - worse["test_accuracy"])
+        out.append(f"The {better['label']} model tests {diff:.1f} points better than the "
+                   f"{worse['label']} model ({_pct(better['test_accuracy'])} vs "
+                   f"{_pct(worse['test_accuracy'])}), with training accuracy "
+                   f"{_pct(better['train_accuracy'])} vs {_pct(worse['train_accuracy'])}.")
     else:
-        out.append(f"Unlike the usual claim, the large-batch model tests as well or better "
-                   f"({_pct(lb['test_accuracy'])} vs {_pct(sb['test_accuracy'])}).")
-    ratio = summary["ratios"]["top_eigenvalue"]
-    if checks["large_batch_sharper_top_eigenvalue"]:
-        out.append(f"The large-batch minimum is sharper: its top Hessian eigenvalue is "
-                   f"{ratio:.1f} times the small-batch one ({_fmt(lb['top_eigenvalue'])} vs "
-                   f"{_fmt(sb['top_eigenvalue'])}), and the trace is "
-                   f"{_fmt(lb['trace'], 3)} vs {_fmt(sb['trace'], 3)}.")
-    else:
-        out.append(f"Unlike the usual claim, the large-batch minimum is not sharper by the top "
-                   f"eigenvalue ({_fmt(lb['top_eigenvalue'])} vs {_fmt(sb['top_eigenvalue'])}).")
-    word = "higher" if checks["large_batch_higher_sharpness"] else "not higher"
-    out.append(f"Keskar sharpness (eps={_fmt(sb['sharpness_eps'])}) is {word} for the large "
-               f"batch: {_fmt(lb['sharpness'])} vs {_fmt(sb['sharpness'])}. Raw eigenvalues and "
-               "this sharpness change under reparametrizations that leave the function unchanged;"
-               " the adaptive sharpness and the filter-normalized plots do not.")
-    w_sb, w_lb = sb["basin_width_1d"], lb["basin_width_1d"]
-    if w_sb is not None and w_lb is not None:
-        out.append(f"Along a filter-normalized direction the basin (loss within "
-                   f"{summary['setup']['config']['rise']} of the minimum) is {_fmt(w_sb, 3)} wide "
-                   f"for the small batch and {_fmt(w_lb, 3)} for the large batch; shapes: "
-                   f"{sb['basin_label_2d']} (small) and {lb['basin_label_2d']} (large) in 2-D, "
-                   f"with {sb['basins_2d']} and {lb['basins_2d']} basins in the plane.")
-    barrier = summary["interpolation"]["barrier"]
-    if barrier is not None:
-        out.append(f"On the straight line between the two minima the training loss rises "
-                   f"{_fmt(barrier, 3)} above the higher end "
+        out.append("Test accuracy: " + _ranked(models, "test_accuracy", _pct) + ".")
+    sharp = max(models, key=lambda m: m["top_eigenvalue"])
+    flat = min(models, key=lambda m: m["top_eigenvalue"])
+    out.append(f"The {sharp['label']} minimum is the sharpest by the top Hessian eigenvalue, "
+               f"{sharp['top_eigenvalue'] / flat['top_eigenvalue']:.1f} times the "
+               f"{flat['label']} one ({_fmt(sharp['top_eigenvalue'])} vs "
+               f"{_fmt(flat['top_eigenvalue'])}); by the trace: "
+               + _ranked(models, "trace", lambda v: _fmt(v, 3)) + ".")
+    eps = models[0]["sharpness_eps"]
+    out.append(f"Keskar sharpness (eps={_fmt(eps)}): " + _ranked(models, "sharpness")
+               + ". Raw eigenvalues and this sharpness change under reparametrizations that "
+               "leave the function unchanged; the adaptive sharpness and the filter-normalized "
+               "plots do not.")
+    if all(m["basin_width_1d"] is not None for m in models):
+        rise = summary["setup"]["config"]["rise"]
+        out.append(f"Along a filter-normalized direction the basin (loss within {rise} of the "
+                   "minimum) is " + ", ".join(f"{_fmt(m['basin_width_1d'], 3)} wide for "
+                                              f"{m['label']}" for m in models)
+                   + "; shapes in 2-D: " + ", ".join(
+                       f"{m['basin_label_2d']} ({m['label']}, {m['basins_2d']} "
+                       f"basin{'s' if m['basins_2d'] != 1 else ''})" for m in models) + ".")
+    interp = summary["interpolation"]
+    if interp["barrier"] is not None:
+        barrier = interp["barrier"]
+        out.append(f"On the straight line from {interp['between'][0]} to {interp['between'][1]}"
+                   f" the training loss rises {_fmt(barrier, 3)} above the higher end "
                    f"({'a barrier separates them' if barrier > 1e-3 else 'no barrier'}).")
+    checks = summary.get("checks")
+    if checks:
+        held = [name.replace("_", " ") for name, ok in checks.items() if ok]
+        failed = [name.replace("_", " ") for name, ok in checks.items() if not ok]
+        out.append("The usual claims, checked: "
+                   + (f"hold: {'; '.join(held)}" if held else "none holds")
+                   + (f"; do not hold here: {'; '.join(failed)}." if failed else "."))
     return out
 
 
@@ -129,26 +162,47 @@ SCENE_CAPTION = ("The same planes as an interactive 3-D scene: drag to rotate, s
                  "shift-drag to pan (vtk.js; the file opens offline in any browser).")
 
 
+def _intro(summary: dict[str, Any]) -> tuple[str, str]:
+    """Title and opening paragraph: the study's two runs, or the compared checkpoints."""
+    setup, models = summary["setup"], _models(summary)
+    data = (f"Dataset **{setup['dataset']}** ({setup['train_examples']:,} train / "
+            f"{setup['test_examples']:,} test examples), model **{setup['model']}** "
+            f"({setup['parameters']:,} parameters)")
+    loss = setup.get("loss", "cross_entropy")
+    common = (f"Curvature is measured on the full training loss ({loss})"
+              f" with the model in {setup['hessian_mode']} mode; surfaces use filter-normalized "
+              "random directions (bias and BatchNorm entries zeroed) drawn with the same seed "
+              f"({setup['seed']}) for every model.")
+    if summary.get("study"):
+        sb, lb = models
+        return ("Sharp versus flat minima: small batch vs large batch",
+                f"{data}, the same initialization (seed {setup['seed']}) for both runs. Small "
+                f"batch: {sb['optimizer']}, batch {sb['batch_size']}, lr {sb['lr']}, "
+                f"{sb['epochs']} epochs. Large batch: {lb['optimizer']}, batch "
+                f"{lb['batch_size']}{' (full)' if lb['full_batch'] else ''}, lr {lb['lr']}, "
+                f"{lb['epochs']} epochs. Epoch budgets differ so that each run fits its "
+                f"training set. {common}")
+
+    def trained(m):
+        if m["optimizer"] is None:
+            return f"**{m['label']}** (`{m['checkpoint']}`; its training is not recorded)"
+        return (f"**{m['label']}** (`{m['checkpoint']}`: {m['optimizer']}, batch "
+                f"{m['batch_size']}{' (full)' if m['full_batch'] else ''}, lr {m['lr']}, "
+                f"{m['epochs']} epochs)")
+    return ("Comparing minima: " + ", ".join(m["label"] for m in models),
+            f"{data}; {len(models)} minima: " + "; ".join(trained(m) for m in models) + ". "
+            + common)
+
+
 def study_blocks(summary: dict[str, Any], figures: dict[str, str],
                  scenes: dict[str, str] | None = None) -> list[tuple]:
-    """The study report as document blocks (see ``render_markdown``); each interactive
-    scene follows the figure of the same name (or closes the figures)."""
-    setup = summary["setup"]
-    sb, lb = summary["small_batch"], summary["large_batch"]
-    intro = (
-        f"Dataset **{setup['dataset']}** ({setup['train_examples']:,} train / "
-        f"{setup['test_examples']:,} test examples), model **{setup['model']}** "
-        f"({setup['parameters']:,} parameters), the same initialization (seed {setup['seed']}) "
-        f"for both runs. Small batch: {sb['optimizer']}, batch {sb['batch_size']}, lr {sb['lr']}, "
-        f"{sb['epochs']} epochs. Large batch: {lb['optimizer']}, batch {lb['batch_size']}"
-        f"{' (full)' if lb['full_batch'] else ''}, lr {lb['lr']}, {lb['epochs']} epochs. "
-        "Epoch budgets differ so that each run fits its training set. Curvature is measured on "
-        f"the full training loss with the model in {setup['hessian_mode']} mode; surfaces use "
-        "filter-normalized random directions (bias and BatchNorm entries zeroed) drawn with the "
-        "same seed for both models.")
+    """The report as document blocks (see ``render_markdown``); each interactive scene
+    follows the figure of the same name (or closes the figures)."""
+    title, intro = _intro(summary)
+    first = _models(summary)[0]["label"]
+    a, b = summary["interpolation"]["between"]
     captions = {
-        "interpolation": "Loss and accuracy on the line from the small-batch (alpha=0) to the "
-                         "large-batch (alpha=1) minimum.",
+        "interpolation": f"Loss and accuracy on the line from {a} (alpha=0) to {b} (alpha=1).",
         "lines_1d": "Loss along one filter-normalized random direction around each minimum "
                     "(linear axis capped near the minima; bars: basin width at +rise).",
         "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale "
@@ -156,7 +210,7 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
         "surface_3d": "The same planes in 3-D (shared height and colour scale, clipped near "
                       "the minima).",
         "spectrum": "Hessian spectral density (stochastic Lanczos quadrature, one Gaussian "
-                    "kernel for both).",
+                    "kernel for all).",
         "training": "Training and test curves.",
         "eigen_slices": "Loss along each model's own top Hessian eigenvector (unit norm): the "
                         "curvature that eigenvalues and sharpness measure, which random "
@@ -165,10 +219,8 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
                      "threshold 2(1+beta)/lr.",
     }
     blocks: list[tuple] = [
-        ("h1", "Sharp versus flat minima: small batch vs large batch"), ("p", intro),
-        ("h2", "Results"),
-        ("table", ("quantity", "small batch", "large batch", "large / small"),
-         table_rows(summary)),
+        ("h1", title), ("p", intro), ("h2", "Results"),
+        ("table", table_header(summary), table_rows(summary)),
         ("h2", "What the numbers say"), ("ul", findings(summary)), ("h2", "Figures"),
     ]
     scenes = dict(scenes or {})
@@ -180,58 +232,74 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
             blocks.append(("scene", SCENE_CAPTION, scenes.pop(k)))
     blocks += [("scene", SCENE_CAPTION, rel) for rel in scenes.values()]
     if summary.get("v_versus_w"):
-        blocks += v_versus_w_blocks(summary["v_versus_w"], figures)
+        blocks += v_versus_w_blocks(summary["v_versus_w"], figures, first)
     blocks += [("h2", "Provenance"), ("p", provenance_line(summary))]
     return blocks
 
 
-def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str]) -> list[tuple]:
+def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
+                      v_label: str | None = None) -> list[tuple]:
     """The "V versus W" section: one minimum's plane against the plane through three minima
-    of the same network, and the straight line between two minima against their curve."""
-    run = vw["seeds_run"]
-    runs = vw["seed_runs"]
-    w, curve = vw["w_plane"], vw["curve"]
-    names = ", ".join(runs)
-    intro = (f"The same network trained from {len(runs)} seeds ({names}; batch "
-             f"{run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs): test accuracy "
-             + ", ".join(_pct(r["test_accuracy"]) for r in runs.values())
-             + ". A random plane around one minimum shows one basin (a V); the plane through "
-             "three minima and the straight line between two show several (a W), while a "
-             f"Bezier curve trained between the same two minima ({curve['epochs']} epochs, "
-             "endpoints fixed; Garipov et al. 2018) stays low. A basin counts when "
-             f"{w['rule'] or 'its depth passes the threshold'} (its barrier at least doubles "
-             "the loss).")
+    (of the same network), and the straight line between two minima against their curve."""
+    parts = []
+    if vw.get("seed_runs"):
+        run, runs = vw["seeds_run"], vw["seed_runs"]
+        parts.append(f"The same network trained from {len(runs)} seeds ({', '.join(runs)}; "
+                     f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs): "
+                     "test accuracy " + ", ".join(_pct(r["test_accuracy"])
+                                                  for r in runs.values()) + ".")
+    parts.append("A random plane around one minimum shows one basin (a V)"
+                 + ("; the plane through three minima and the straight line between two show "
+                    "several (a W)" if "w_plane" in vw else "")
+                 + (f", while a Bezier curve trained between the same two minima "
+                    f"({vw['curve']['epochs']} epochs, endpoints fixed; Garipov et al. 2018) "
+                    "stays low" if "curve" in vw else "") + ".")
+    rule = (vw.get("w_plane") or vw["v"]).get("rule")
+    parts.append(f"A basin counts when {rule or 'its depth passes the threshold'} (its barrier "
+                 "at least doubles the loss).")
     captions = {
         "v_versus_w_2d": "Training loss on a random plane around one minimum (left) and on the "
-                         "plane through three minima of the same network (right), one log "
-                         "colour scale; circles: the trained minima, star: the lowest point.",
+                         "plane through three minima (right), one log colour scale; circles: "
+                         "the minima, star: the lowest point.",
         "v_versus_w_3d": "The same two planes in 3-D (shared height and colour scale).",
         "v_versus_w_paths": "Loss and accuracy from one minimum to another: the straight line "
                             "(a barrier) against the trained Bezier curve.",
     }
-    blocks: list[tuple] = [("h2", "V versus W: one minimum against many"), ("p", intro),
+    blocks: list[tuple] = [("h2", "V versus W: one minimum against many"),
+                           ("p", " ".join(parts)),
                            ("table", ("landscape", "shape", "basins", "barrier"),
-                            v_versus_w_rows(vw))]
+                            v_versus_w_rows(vw, v_label))]
     blocks += [("figure", captions[k], figures[k]) for k in captions if k in figures]
     return blocks
 
 
-def v_versus_w_rows(vw: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def v_versus_w_rows(vw: dict[str, Any], v_label: str | None = None
+                    ) -> list[tuple[str, str, str, str]]:
     """Rows (landscape, shape, basins, barrier) of the V-versus-W table."""
-    w, line, curve = vw["w_plane"], vw["line"], vw["curve"]
-    barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
-    return [
-        ("random plane around the small-batch minimum", f"{vw['v']['label']}",
-         _fmt(vw["v"]["basins"]), ""),
-        (f"plane through {', '.join(w['through'])}", w["label"], _fmt(w["basins"]),
-         f"barriers {barriers}"),
-        (f"straight line {' to '.join(line['between'])}", line["label"], _fmt(line["basins"]),
-         f"train loss {_fmt(line['endpoint_train_loss'], 3)} -> max "
-         f"{_fmt(line['max_train_loss'], 3)}; test error max {_pct(line['max_test_error'])}"),
-        ("Bezier curve between the same two", curve["label"], _fmt(curve["basins"]),
-         f"train loss {_fmt(curve['endpoint_train_loss'], 3)} -> max "
-         f"{_fmt(curve['max_train_loss'], 3)}; test error max {_pct(curve['max_test_error'])}"),
-    ]
+    def basins(entry: dict[str, Any]) -> str:
+        # "flat": no minimum passes the rule, the values vary by less: a valley, not 0 basins
+        return "one valley, no barrier" if entry["label"] == "flat" else _fmt(entry["basins"])
+
+    around = v_label or vw["v"].get("around", "the first")
+    rows = [(f"random plane around the {around} minimum", f"{vw['v']['label']}",
+             basins(vw["v"]), "")]
+    if "w_plane" in vw:
+        w = vw["w_plane"]
+        barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
+        rows.append((f"plane through {', '.join(w['through'])}", w["label"], basins(w),
+                     f"barriers {barriers}"))
+    if "curve" in vw:
+        line, curve = vw["line"], vw["curve"]
+        rows += [
+            (f"straight line {' to '.join(line['between'])}", line["label"], basins(line),
+             f"train loss {_fmt(line['endpoint_train_loss'], 3)} -> max "
+             f"{_fmt(line['max_train_loss'], 3)}; test error max "
+             f"{_pct(line['max_test_error'])}"),
+            ("Bezier curve between the same two", curve["label"], basins(curve),
+             f"train loss {_fmt(curve['endpoint_train_loss'], 3)} -> max "
+             f"{_fmt(curve['max_train_loss'], 3)}; test error max "
+             f"{_pct(curve['max_test_error'])}")]
+    return rows
 
 
 def provenance_line(summary: dict[str, Any]) -> str:
@@ -334,9 +402,11 @@ def write_report(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:
     embedded) atomically.
 
     Args:
-        summary: the study summary (``small_batch``, ``large_batch``, ``checks``, ``ratios``,
-            ``interpolation``, ``setup``, ``provenance``, ``figures`` and ``scenes``
-            (interactive HTML pages) relative to ``out``, ``seconds``, ``reused_steps``).
+        summary: the summary of ``compare`` or of the study (``labels``, ``models``,
+            ``ratios``, ``interpolation``, ``setup``, ``provenance``, ``figures`` and
+            ``scenes`` (interactive HTML pages) relative to ``out``, ``seconds``,
+            ``reused_steps``; the study adds ``study`` and ``checks``; either may add
+            ``v_versus_w``).
         out: the study folder.
 
     Returns:
@@ -348,5 +418,5 @@ def write_report(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:
     write_json(out / "summary.json", summary)
     files = {"summary": out / "summary.json"}
     files.update(write_document(study_blocks(summary, figures, scenes), out, "report",
-                                "landscape: sharp vs flat minima"))
+                                "landscape: " + _intro(summary)[0]))
     return files

@@ -18,11 +18,12 @@ import numpy as np
 
 from ._util import provenance, write_json
 from .checkpoint import load_checkpoint
+from .compare import Steps, _key
 from .hessian import HessianOptions, hessian_eigenvalues
 from .models import build_model
 from .sharpness import epsilon_sharpness
+from .study import _open
 from .train import TrainConfig, load_history, train
-from .study import _key, _open, _Steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _plain(config: SweepConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
-def _measure(config: SweepConfig, bundle, run: SweepRun, out: Path, steps: _Steps,
+def _measure(config: SweepConfig, bundle, run: SweepRun, out: Path, steps: Steps,
              progress: bool) -> dict[str, Any]:
     """Train one run (or reuse it) and measure it; the row is cached as JSON."""
     import json

@@ -262,7 +262,7 @@ def test_one_kernel_width_for_every_density_in_a_figure():
     0.4% of the joint span, one grid, each density integrating to 1; the study's figure step
     draws both with it."""
     from landscape.hessian import _smooth, common_densities
-    from landscape.study import _shared_densities
+    from landscape.compare import _shared_densities
 
     narrow = (np.array([0.0, 0.5, 2.3]), np.array([0.6, 0.3, 0.1]))
     wide = (np.array([-0.1, 3.0, 20.0]), np.array([0.7, 0.2, 0.1]))

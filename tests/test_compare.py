@@ -1,0 +1,142 @@
+"""`landscape compare`: the study's measurements and report for checkpoints one already has."""
+import dataclasses
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from landscape.compare import CompareConfig, compare, slug
+from landscape.errors import LandscapeError
+from landscape.study import RunSpec, StudyConfig, run_study
+from landscape_cli.main import cli
+
+# Small settings: every step runs, on coarse grids and few products.
+TINY = dict(line_points=5, plane_points=5, interp_points=5, eigen_points=5, top_k=2,
+            trace_products=6, density_probes=1, density_steps=8, eps=(1e-3,),
+            sharpness_samples=2, w_plane_points=5, curve_epochs=1, curve_points=5,
+            render_3d=False)
+
+USER_MODEL = """
+from torch import nn
+
+def build(input_shape, num_classes, width=8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[-1], width), nn.ReLU(),
+                         nn.Linear(width, num_classes))
+"""
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """A study on 400 MNIST-1D examples with short runs and the small settings."""
+    out = tmp_path_factory.mktemp("study")
+    config = StudyConfig(train_subset=400, test_subset=200, model="mlp",
+                         model_options={"width": 16, "depth": 1},
+                         small=RunSpec(batch_size=32, lr=0.05, epochs=4),
+                         large=RunSpec(batch_size="full", lr=0.5, epochs=20),
+                         track_points=2, v_versus_w=False, **TINY)
+    return config, run_study(config, out, progress=False, log=None), out
+
+
+def test_compare_reproduces_the_study_numbers(tiny_study, tmp_path):
+    """The study is compare on the runs it trains: comparing its two checkpoints with the
+    same settings gives every per-model number exactly."""
+    config, study, out = tiny_study
+    measured = CompareConfig(**{f.name: getattr(config, f.name)
+                                for f in CompareConfig.__dataclass_fields__.values()})
+    result = compare([out / "runs" / "small_batch", out / "runs" / "large_batch"],
+                     tmp_path / "cmp", config=dataclasses.replace(measured, curve_epochs=0),
+                     progress=False, log=None)
+    assert result.summary["labels"] == study.summary["labels"] == ["small_batch", "large_batch"]
+    for name, entry in study.summary["models"].items():
+        again = result.summary["models"][name]
+        numbers = {k: v for k, v in entry.items() if k not in ("label", "checkpoint")}
+        assert numbers == {k: again[k] for k in numbers}, name
+    assert result.summary["interpolation"]["train_loss"] == \
+        study.summary["interpolation"]["train_loss"]
+    # labels from the run folders; the study names them itself
+    assert result.summary["models"]["small_batch"]["label"] == "small_batch"
+    assert study.summary["models"]["small_batch"]["label"] == "small batch"
+    assert "checks" in study.summary and "checks" not in result.summary
+
+
+def test_compare_rerun_reuses_every_step(tiny_study, tmp_path):
+    _, _, out = tiny_study
+    runs = [out / "runs" / "small_batch", out / "runs" / "large_batch"]
+    config = CompareConfig(**TINY)
+    first = compare(runs, tmp_path / "c", config=config, progress=False, log=None)
+    again = compare(runs, tmp_path / "c", config=config, progress=False, log=None)
+    assert {"interpolation", "surfaces_small_batch", "curvature_large_batch",
+            "sharpness_small_batch", "eigen_large_batch", "w_curve"} <= set(again.reused)
+    assert again.summary["models"] == first.summary["models"]
+
+
+def test_three_seeds_of_a_user_model(tmp_path):
+    """Three seeds of a `file.py:function` model trained by `landscape train`, compared from
+    the command line: one report with all three, the plane through them, the curve."""
+    code = tmp_path / "mymodel.py"
+    code.write_text(USER_MODEL)
+    runs = []
+    for seed in (1, 2, 3):
+        run = tmp_path / f"seed{seed}"
+        res = invoke("train", "--model", f"{code}:build", "--out", run, "--epochs", 3,
+                     "--batch-size", 32, "--lr", 0.05, "--train-subset", 300,
+                     "--test-subset", 100, "--seed", seed, "--quiet")
+        assert res.exit_code == 0, res.output
+        runs.append(run)
+    out = tmp_path / "cmp"
+    # the checkpoints name code: refused without trust, nothing written
+    res = invoke("compare", *runs, "--out", out, "--quick", "--quiet")
+    assert res.exit_code != 0 and "--trust-code" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+    res = invoke("compare", *runs, "--out", out, "--quick", "--quiet", "--no-3d", "--trust-code",
+                 "--plane-points", 5, "--top-k", 2, "--curve-epochs", 1)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels"] == ["seed1", "seed2", "seed3"]
+    assert summary["setup"]["model"] == f"{code}:build"
+    for name in summary["labels"]:
+        entry = summary["models"][name]
+        assert entry["epochs"] == 3 and entry["batch_size"] == 32
+        assert entry["top_eigenvalue"] > 0 and len(entry["top_eigenvalues"]) == 2
+    vw = summary["v_versus_w"]
+    assert vw["w_plane"]["through"] == ["seed1", "seed2", "seed3"]
+    assert vw["curve"]["epochs"] == 1
+    report = (out / "report.md").read_text()
+    assert "| quantity | seed1 | seed2 | seed3 |" in report
+    assert "plane through seed1, seed2, seed3" in report
+    for rel in summary["figures"].values():
+        assert (out / rel).is_file() and f"]({rel})" in report
+    assert {"training", "v_versus_w_2d", "v_versus_w_paths"} <= set(summary["figures"])
+    assert "seed1" in res.output and "report.html" in res.output
+
+
+def test_labels_option_and_bad_input(tiny_study, tmp_path):
+    _, _, out = tiny_study
+    runs = [out / "runs" / "small_batch", out / "runs" / "large_batch"]
+    res = invoke("compare", runs[0], "--out", tmp_path / "one")
+    assert res.exit_code != 0 and "at least two" in res.output
+    res = invoke("compare", *runs, "--labels", "a", "--out", tmp_path / "x")
+    assert res.exit_code != 0 and "1 labels for 2 inputs" in res.output
+    res = invoke("compare", runs[0], tmp_path / "missing", "--out", tmp_path / "x")
+    assert res.exit_code != 0 and "does not exist" in res.output
+    for bad in ("one", "x"):
+        assert not (tmp_path / bad).exists()
+    with pytest.raises(LandscapeError, match="labels must differ"):
+        compare(runs, tmp_path / "y", labels=["a b", "a/b"], log=None)
+    assert slug("small batch") == "small_batch" and slug("a, b") == "a_b"
+
+
+def test_different_architectures_are_refused(tmp_path, mnist1d_small):
+    from landscape.checkpoint import save_checkpoint
+    from landscape.models import build_model
+
+    for name, width in (("a", 4), ("b", 6)):
+        save_checkpoint(tmp_path / f"{name}.pt",
+                        build_model("mlp", mnist1d_small, width=width, depth=1))
+    with pytest.raises(LandscapeError, match="different networks"):
+        compare([tmp_path / "a.pt", tmp_path / "b.pt"], tmp_path / "out", log=None)
+    assert not (tmp_path / "out").exists()
