@@ -1,7 +1,9 @@
 """``landscape study``, ``landscape demo`` and ``landscape sweep``."""
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from pathlib import Path
 
 import click
@@ -53,6 +55,17 @@ def _check_sweep(config) -> None:
     from landscape.study import load_setup
 
     load_setup(config)
+
+
+@contextlib.contextmanager
+def _steps_kept(out: str):
+    """On Ctrl-C: say that finished steps are kept and how to continue (exit status 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the steps finished so far are kept in {out}; run the same "
+                   "command again to continue from the first unfinished one", err=True)
+        sys.exit(130)
 
 
 def _print_result(result) -> None:
@@ -108,7 +121,8 @@ def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, q
     _check_out(out)
     _check_study(config)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
-    result = run_study(config, out, force=force, progress=not quiet, log=log)
+    with _steps_kept(out):
+        result = run_study(config, out, force=force, progress=not quiet, log=log)
     _print_result(result)
 
 
@@ -118,7 +132,7 @@ def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, q
 def demo_command(out, quick, force, no_3d, quiet, device):
     """The built-in study: MNIST-1D CNN, batch 32 vs full batch; writes OUT/report.html.
 
-    No download: MNIST-1D is generated on the fly. About 3-4 minutes on 2 CPU cores
+    No download: MNIST-1D is generated on the fly. About 1.5-2 minutes on 2 idle CPU cores
     (--quick: coarse grids and fewer products on top of the same training). Also trains
     the network from three more seeds for the "V versus W" section.
     """
@@ -267,7 +281,8 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
     _check_out(out)
     _check_sweep(config)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
-    result = run_sweep(config, out, force=force, progress=not quiet, log=log)
+    with _steps_kept(out):
+        result = run_sweep(config, out, force=force, progress=not quiet, log=log)
     fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     echo_table([(r["label"], r["batch_size"], fmt(r["train_loss"]), pct(r["test_accuracy"]),
@@ -331,8 +346,9 @@ def compare_command(checkpoints, labels, seed, curve_epochs, plane_points, top_k
     spec = (read_checkpoint(paths[0]).get("model") or {}).get("dataset")
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed, like=spec)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
-    result = compare(paths, out, config=config, labels=names, data=bundle, force=force,
-                     progress=not quiet, log=log)
+    with _steps_kept(out):
+        result = compare(paths, out, config=config, labels=names, data=bundle, force=force,
+                         progress=not quiet, log=log)
     _print_result(result)
 
 

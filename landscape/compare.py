@@ -855,7 +855,7 @@ def _vw_vmax(plane) -> float:
     shape = surface_shape(plane, metric="train_loss", rise=0.1)
     saddles = [saddle for _, saddle in shape.barriers]
     top = max(saddles) if saddles else float(np.nanmax(plane.metrics["train_loss"]))
-    return float(min(max(3.0 * top, 0.5), 10.0))
+    return float(f"{min(max(3.0 * top, 0.5), 10.0):.2g}")  # a round number on the scales
 
 
 def _scenes(config: CompareConfig, minima: list[Minimum], surfaces, out: Path,

@@ -304,8 +304,9 @@ def _scene_data(surfaces, metric: str, labels, log: bool, zmax: float | None, cm
 def _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, overlay,
                  contours, floor, axis_names, fs, anchors: bool) -> None:
     """Each surface in its panel (or all in one): mesh, contours, path, anchors, axes."""
-    xl, yl = axis_labels(items[0], axis_names)
     for k, (surface, mesh) in enumerate(zip(items, meshes)):
+        # each panel names its own axes (a random plane beside a plane through minima)
+        xl, yl = axis_labels(items[0] if overlay else surface, axis_names)
         plotter.subplot(0, 0 if overlay else k)
         _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
         if paths[k] is not None:
@@ -511,7 +512,7 @@ def _add_path(plotter, surface, path, scale: _Scale, metric, log, zmax) -> None:
 def _quantity(metric: str, log: bool, zmax: float | None, height: bool) -> str:
     """One name for what the height axis and the colour bar show (the metric, its clip, and
     for the height on a log scale how it maps)."""
-    clip = ((f" (clipped at {zmax:g})" if height else f"\n(max {zmax:g})")
+    clip = ((f" (clipped at {zmax:.3g})" if height else f"\n(max {zmax:.3g})")
             if zmax is not None else "")
     gap = " " if height else "\n"  # the colour bar's column is narrow
     name = pretty(metric) + clip

@@ -140,3 +140,29 @@ def test_different_architectures_are_refused(tmp_path, mnist1d_small):
     with pytest.raises(LandscapeError, match="different networks"):
         compare([tmp_path / "a.pt", tmp_path / "b.pt"], tmp_path / "out", log=None)
     assert not (tmp_path / "out").exists()
+
+
+def test_interrupted_compare_continues_where_it_stopped(tiny_study, tmp_path, monkeypatch):
+    """Ctrl-C in the middle: one line saying how to continue, status 130; the rerun reuses
+    the steps finished before it and computes the rest."""
+    import landscape.compare as cmp
+
+    _, _, out = tiny_study
+    runs = [out / "runs" / "small_batch", out / "runs" / "large_batch"]
+    args = ["compare", *runs, "--out", tmp_path / "c", "--quick", "--quiet", "--no-3d",
+            "--plane-points", 5, "--top-k", 1, "--curve-epochs", 0]
+
+    def stop(**_):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cmp, "_curvature", stop)
+        res = invoke(*args)
+    assert res.exit_code == 130
+    assert "interrupted: the steps finished so far are kept" in res.output
+    assert not (tmp_path / "c" / "summary.json").exists()
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    reused = set(json.loads((tmp_path / "c" / "summary.json").read_text())["reused_steps"])
+    assert {"interpolation", "surfaces_small_batch", "surfaces_large_batch"} <= reused
+    assert not any(name.startswith("curvature") for name in reused)

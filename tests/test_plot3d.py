@@ -248,8 +248,8 @@ def test_default_height_is_capped_near_the_minima_and_named_once():
             assert tuple(actor.mapper.scalar_range) == pytest.approx(
                 (np.min(sharp.metrics["train_loss"]), cap))
         bar = next(iter(plotter.scalar_bars.values()))
-        assert bar.GetTitle() == "train loss\n(max %g)" % cap
+        assert bar.GetTitle() == f"train loss\n(max {cap:.3g})"
     finally:
         plotter.close()
-    assert plot3d._quantity("train_loss", False, cap, True) == f"train loss (clipped at {cap:g})"
+    assert plot3d._quantity("train_loss", False, cap, True) == f"train loss (clipped at {cap:.3g})"
     assert plot3d._quantity("train_loss", True, None, True).startswith("train loss, height log")
