@@ -208,8 +208,10 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     overlaid for curves); or .json files: spectra (density, eigenvalue bars) and training
     curves from runs' history.json, overlaid."""
     from landscape import plot2d
+    from landscape._util import check_writable
 
-    plot2d.figure_format(out)  # an unknown suffix fails before any work
+    plot2d.figure_format(out)  # an unknown suffix or an unwritable place fails before any work
+    check_writable(out)
     if log and vmin is not None and not vmin > 0:
         raise click.BadParameter(f"{vmin:g}: a log scale needs a positive --vmin",
                                  param_hint="--vmin")

@@ -149,6 +149,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 tmp_path.unlink()
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if a file can be written there; else a one-line LandscapeError.
+
+    Checked before any work: the path is not a folder, and its nearest existing parent is a
+    folder this process may write in (missing folders below it are created on writing).
+    """
+    from .errors import LandscapeError
+
+    path = Path(path)
+    if path.is_dir():
+        raise LandscapeError(f"{path}: is a folder, not a file")
+    probe = path.absolute().parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise LandscapeError(f"{path}: cannot be written ({probe} is a file, not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise LandscapeError(f"{path}: cannot be written (no permission to write in {probe})")
+    return path
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically and durably (temp file, fsync, replace): the one
     place where the project's files meet the disk, so a full disk is one ``WriteError``."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ._util import atomic_path
+from ._util import atomic_path, check_writable
 from .errors import LandscapeError
 from .plot2d import (RUN_COLORS, atomic_suffixed, axis_labels, check_cmap, loss_cap,
                      metric_values, pretty, shared_scale, trajectory_of)
@@ -709,25 +709,6 @@ def web_export_missing() -> str | None:
         return None
     return (f"the interactive HTML scene needs {', '.join(missing)} (pip install "
             "'landscape-minima[web]')")
-
-
-def check_writable(path: str | os.PathLike) -> Path:
-    """``path`` as a Path if a file can be written there; else a one-line LandscapeError.
-
-    Checked before any work: the path is not a folder, and its nearest existing parent is a
-    folder this process may write in (missing folders below it are created on writing).
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise LandscapeError(f"{path}: is a folder, not a file")
-    probe = path.absolute().parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise LandscapeError(f"{path}: cannot be written ({probe} is a file, not a folder)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise LandscapeError(f"{path}: cannot be written (no permission to write in {probe})")
-    return path
 
 
 def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss", *,

@@ -136,3 +136,20 @@ def test_surface_output_must_be_hdf5(tmp_path):
             assert res.exit_code == 2
             assert "name it .h5 or .hdf5" in res.output, res.output
     assert list(tmp_path.iterdir()) == [checkpoint]
+
+
+def test_plot_to_a_place_that_cannot_be_written_fails_before_drawing(tmp_path, monkeypatch):
+    """An --out under a file (not a folder) is refused in one line before any surface is
+    read or drawn; nothing is written."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    spec = _spectrum(tmp_path / "spec.json", np.array([3.0, 2.0, 1.0]))
+
+    def never(*_a, **_k):
+        raise AssertionError("drew before checking the output")
+
+    monkeypatch.setattr(plot2d, "plot_eigenvalues", never)
+    res = run("plot", spec, "--kind", "eigenvalues", "--out", blocker / "fig.png")
+    line = one_line_error(res)
+    assert "cannot be written" in line and "is a file, not a folder" in line
+    assert blocker.read_text() == "a file, not a folder"
