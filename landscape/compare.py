@@ -46,7 +46,7 @@ from .train import evaluate_split, load_history, stability_threshold
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CompareConfig:
     """What is measured around each minimum. The defaults are the demo's.
 

@@ -34,7 +34,7 @@ STATE_FORMAT = "landscape-connect-state"
 _METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ConnectOptions:
     """How the bend is trained and the curve evaluated.
 

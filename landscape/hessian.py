@@ -60,7 +60,7 @@ LossArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # ----------------------------------------------------------------------------- results
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class EigenResult:
     """Extreme Hessian eigenvalues.
 
@@ -114,7 +114,7 @@ class TraceResult:
     n_params: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DensityResult:
     """Smoothed spectral density from stochastic Lanczos quadrature.
 

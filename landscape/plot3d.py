@@ -904,8 +904,8 @@ _PAGE_JS = """
     var aspect = (size[0] * (vp[2] - vp[0])) / Math.max(1, size[1] * (vp[3] - vp[1]));
     var v = cam.getViewAngle() * Math.PI / 180;
     var angle = Math.min(v, 2 * Math.atan(Math.tan(v / 2) * aspect));
-    // 1.2: room for the axis titles and tick labels, which lie outside the bounds
-    var d = 1.2 * cfg.fit.radius / Math.sin(angle / 2) / cfg.fit.zoom;
+    // 1.12: room for the axis titles and tick labels, which lie outside the bounds
+    var d = 1.12 * cfg.fit.radius / Math.sin(angle / 2) / cfg.fit.zoom;
     cam.setFocalPoint(c[0], c[1], c[2]);
     cam.setPosition(c[0] + dir[0] / len * d, c[1] + dir[1] / len * d, c[2] + dir[2] / len * d);
     renderers.forEach(function (r) { r.resetCameraClippingRange(); });

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import LandscapeError
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class BasinShape:
     """The shape of a 1-D curve or 2-D surface around its centre.
 

@@ -49,7 +49,7 @@ class RunSpec:
     weight_decay: float = 0.0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StudyConfig(CompareConfig):
     """Settings of the study: the data, the model and the runs to train, and (inherited from
     ``CompareConfig``) what is measured around the minima. The defaults are the built-in demo

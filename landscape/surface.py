@@ -33,7 +33,7 @@ from .hessian import extreme_eigenvalues
 from .store import check_output, remove_stale_temps, resumable, save_surface
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SurfaceOptions:
     """How each point of a surface is evaluated and how the run behaves (built once, by the
     command line from its flags or by a Python user, and passed down).

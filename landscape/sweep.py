@@ -47,7 +47,7 @@ class SweepRun:
     group: str = "batch"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SweepConfig:
     """Settings of the sweep.
 

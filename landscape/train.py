@@ -45,7 +45,7 @@ RESUME_IGNORED = ("progress", "device")
 """TrainConfig fields a resumed run may change (they do not change the numbers on one device)."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """How to train.
 
