@@ -25,7 +25,8 @@ import numpy as np
 import torch.nn as nn
 
 from ._util import provenance, sha256_tensors, write_json
-from .checkpoint import checkpoint_labels, checkpoint_path, load_checkpoint, trained_loss
+from .checkpoint import (checkpoint_labels, checkpoint_path, code_trusted, load_checkpoint,
+                         names_code, trained_loss)
 from .connect import ConnectOptions, connect, path_summary
 from .data import DataBundle, load_dataset
 from .directions import (hessian_directions, interpolation_direction, plane_directions,
@@ -246,6 +247,11 @@ def compare(checkpoints: Sequence[str | Path], out_dir: str | Path = "compare", 
     minima, dataset = load_minima(checkpoints, labels)
     if not isinstance(data, DataBundle):
         spec = dict(data) if data is not None else dict(dataset or {"name": "mnist1d"})
+        if data is None and names_code(spec.get("name")) and not code_trusted():
+            raise LandscapeError(f"the checkpoints name code for their dataset "
+                                 f"({spec['name']!r}): loading it would import and run that "
+                                 "code. If you trust it, load them within "
+                                 "checkpoint.trusted_code(True), or pass data=")
         data = load_dataset(**spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -166,3 +166,39 @@ def test_interrupted_compare_continues_where_it_stopped(tiny_study, tmp_path, mo
     reused = set(json.loads((tmp_path / "c" / "summary.json").read_text())["reused_steps"])
     assert {"interpolation", "surfaces_small_batch", "surfaces_large_batch"} <= reused
     assert not any(name.startswith("curvature") for name in reused)
+
+
+DATA_CODE = """
+from pathlib import Path
+import torch
+Path(__file__).with_name("imported").write_text("ran")
+
+def make():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=g)
+    y = (x[:, 0] > 0).long()
+    return x[:40], y[:40], x[40:], y[40:]
+"""
+
+
+def test_a_dataset_naming_code_is_not_run_without_trust(tmp_path):
+    from landscape.checkpoint import save_checkpoint, trusted_code
+    from landscape.data import load_dataset
+    from landscape.models import build_model
+
+    code = tmp_path / "mydata.py"
+    code.write_text(DATA_CODE)
+    bundle = load_dataset(f"{code}:make")
+    for seed in (0, 1):
+        save_checkpoint(tmp_path / f"m{seed}.pt",
+                        build_model("mlp", bundle, seed=seed, width=4, depth=1))
+    (tmp_path / "imported").unlink()
+    paths, out = [tmp_path / "m0.pt", tmp_path / "m1.pt"], tmp_path / "out"
+    with pytest.raises(LandscapeError, match="name code for their dataset"):
+        compare(paths, out, log=None)
+    assert not (tmp_path / "imported").exists() and not out.exists()
+    config = CompareConfig(**{**TINY, "curve_epochs": 0})
+    with trusted_code(True):
+        result = compare(paths, out, config=config, progress=False, log=None)
+    assert (tmp_path / "imported").exists()
+    assert result.summary["setup"]["train_examples"] == 40
