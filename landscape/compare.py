@@ -807,7 +807,7 @@ def _render(files: dict[str, Path], figs: Path, name: str, say: Callable[[str], 
     path = figs / f"{name}.png"
     try:
         render_surface(surfaces, path, metric="train_loss",
-                       size=(max(700, 350 * len(surfaces)), 560), **options)
+                       size=(700, 560), **options)
         files[name] = path
     except LandscapeError as exc:  # rendering is optional; the numbers are not
         say(f"    3-D figure {name} skipped: {exc}")
