@@ -202,8 +202,11 @@ def load_eigenvalues(path: str) -> list[float]:
               help="Resolution of PNG output.")
 @click.option("--size", default=None, help="Figure size in inches, WIDTHxHEIGHT (e.g. 10x4).")
 @click.option("--cmap", default=None, help="Matplotlib colour map (default viridis / magma).")
+@click.option("--rise", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Mark each basin's edge this much above the value at 0 (line: a width "
+                   "bar; contour, filled, heatmap: a dashed line), with its width.")
 def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axis_names, title,
-                 dpi, size, cmap):
+                 dpi, size, cmap, rise):
     """Draw SURFACE files as a figure (several side by side on one colour scale, or
     overlaid for curves); or .json files: spectra (density, eigenvalue bars) and training
     curves from runs' history.json, overlaid."""
@@ -221,15 +224,19 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     _check_pixels(figsize, dpi)
     kind = kind or _default_kind(inputs, None)
     if kind in JSON_KINDS:
+        if rise is not None:
+            raise click.BadParameter(f"--kind {kind} marks no basin edge", param_hint="--rise")
         _draw_json(kind, inputs, names, log, title, figsize, out, dpi)
         click.echo(f"wrote {out}", err=True)
         return
     surfaces = load_surfaces(inputs)
     kind = kind or _default_kind(inputs, surfaces)
+    if rise is not None and kind not in ("line", "contour", "filled", "heatmap"):
+        raise click.BadParameter(f"--kind {kind} marks no basin edge", param_hint="--rise")
     _check_dims(kind, surfaces)
     _warn_incomplete(surfaces)
     _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
-          figsize, cmap)
+          figsize, cmap, rise)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -251,7 +258,7 @@ def _check_dims(kind: str, surfaces: list) -> None:
 
 
 def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
-          figsize, cmap) -> None:
+          figsize, cmap, rise=None) -> None:
     from landscape import plot2d
 
     common = dict(title=title, out=out, dpi=dpi)
@@ -259,7 +266,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
         common["size"] = figsize
     if kind == "line":
         plot2d.plot_lines(surfaces, [metric] if metric else None, accuracy=metric is None,
-                          labels=names, log=log, vmin=vmin, vmax=vmax,
+                          labels=names, log=log, vmin=vmin, vmax=vmax, rise=rise,
                           xlabel=axes[0] if axes else None, **common)
     elif kind == "eig-ratio":
         plot2d.plot_eig_ratio(surfaces, vmax=0.5 if vmax is None else vmax, labels=names,
@@ -272,7 +279,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
                                log=log, vmin=vmin, vmax=vmax, **common)
     else:
         plot2d.plot_contours(surfaces, metric or "train_loss", kind, levels=levels, log=log,
-                             vmin=vmin, vmax=vmax, labels=names, axis_names=axes,
+                             vmin=vmin, vmax=vmax, labels=names, axis_names=axes, rise=rise,
                              cmap=cmap or "viridis", **common)
 
 
@@ -303,6 +310,9 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
 @click.option("--levels", type=click.IntRange(min=2), default=12, show_default=True,
               help="Contour lines on the surface (about).")
 @click.option("--no-contours", is_flag=True, help="No contour lines.")
+@click.option("--rise", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Draw each basin's edge, this much above the value at (0, 0), as a red "
+                   "line on the surface and the floor map (as `plot --rise`'s dashed line).")
 @click.option("--size", default="900x700", show_default=True,
               help="Pixels per panel, WIDTHxHEIGHT.")
 @click.option("--azimuth", type=float, default=-60.0, show_default=True,
@@ -315,8 +325,8 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
               help="Frames per second of the animation.")
 @click.option("--show", is_flag=True, help="Also open an interactive window (needs a display).")
 def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, log, zmax,
-                   overlay, labels, axis_names, title, levels, no_contours, size, azimuth,
-                   elevation, frames, fps, show):
+                   overlay, labels, axis_names, title, levels, no_contours, rise, size,
+                   azimuth, elevation, frames, fps, show):
     """Render SURFACE files in 3-D: screenshot, orbit animation, VTK export, interactive
     HTML scene."""
     import numpy as np
@@ -352,7 +362,7 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
                              "one with `landscape trajectory`)")
     scene = dict(labels=_split_labels(labels, len(inputs)), log=log, zmax=zmax, overlay=overlay,
                  contours=None if no_contours else levels, title=title, azimuth=azimuth,
-                 elevation=elevation,
+                 elevation=elevation, rise=rise,
                  axis_names=_axis_names(axis_names))
     lowest = float("inf")
     for s in surfaces:  # fail on a missing metric before writing anything

@@ -795,7 +795,7 @@ def _figures(config: CompareConfig, minima: list[Minimum], interp, surfaces, cur
                        title="Sharpness during training", out=files["sharpness"])
     if config.render_3d:
         _render(files, figs, "surface_3d", say, [surfaces[k]["2d"] for k in names],
-                labels=labels)
+                labels=labels, rise=config.rise)
     return files
 
 
@@ -880,7 +880,8 @@ def _scenes(config: CompareConfig, minima: list[Minimum], surfaces, out: Path,
     start = time.perf_counter()
     try:
         export_html([surfaces[m.name]["2d"] for m in minima], path, "train_loss",
-                    labels=[m.label for m in minima], title="Training loss around each minimum")
+                    labels=[m.label for m in minima], title="Training loss around each minimum",
+                    rise=config.rise)
     except LandscapeError as exc:
         say(f"    interactive 3-D scene skipped: {exc}")
         return {}

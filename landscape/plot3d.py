@@ -302,13 +302,18 @@ def _scene_data(surfaces, metric: str, labels, log: bool, zmax: float | None, cm
 
 
 def _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, overlay,
-                 contours, floor, axis_names, fs, anchors: bool) -> None:
-    """Each surface in its panel (or all in one): mesh, contours, path, anchors, axes."""
+                 contours, floor, axis_names, fs, anchors: bool, rise: float | None = None
+                 ) -> None:
+    """Each surface in its panel (or all in one): mesh, contours, basin edge, path, anchors,
+    axes."""
     for k, (surface, mesh) in enumerate(zip(items, meshes)):
         # each panel names its own axes (a random plane beside a plane through minima)
         xl, yl = axis_labels(items[0] if overlay else surface, axis_names)
         plotter.subplot(0, 0 if overlay else k)
         _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
+        if rise and not overlay:
+            _add_basin_edge(plotter, surface, mesh, scale, metric, zmax, rise,
+                            floor and contours is not None)
         if paths[k] is not None:
             _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
         if anchors:
@@ -327,7 +332,8 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
                 cmap: str = "viridis", z_aspect: float = 0.55,
                 size: tuple[int, int] = (900, 700), off_screen: bool = True,
                 azimuth: float = -60.0, elevation: float = 32.0,
-                zoom: float = 1.0, fill: float = 0.94) -> "pv.Plotter":
+                zoom: float = 1.0, fill: float = 0.94, rise: float | None = None
+                ) -> "pv.Plotter":
     """A PyVista scene of one or several surfaces on one shared height and colour scale.
 
     Several surfaces go side by side (linked cameras, one colour bar) or, with ``overlay``, into
@@ -357,6 +363,9 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
         zoom: camera zoom factor (on top of the automatic framing).
         fill: offscreen, the camera is framed so the picture (labels included) spans this
             fraction of each panel.
+        rise: draw each panel's basin edge, ``rise`` above the metric at the grid point
+            nearest (0, 0), as a red line on the surface and the floor map (the dashed line
+            of ``plot_contours``), so that basins compare by width at a glance.
 
     Returns:
         The plotter.
@@ -374,7 +383,7 @@ def build_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_loss
                          col_weights=[size[0]] * panels + [bar_px] * bar,
                          window_size=(size[0] * panels + bar_px * bar, size[1]))
     _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, overlay,
-                 contours, floor, axis_names, fs, anchors=False)
+                 contours, floor, axis_names, fs, anchors=False, rise=rise)
     _place_cameras(plotter, panels, azimuth, elevation)
     headed = title or len(items) > 1
     if off_screen:  # fit what was drawn (labels included) to the panel, below any heading
@@ -495,6 +504,39 @@ def _add_surface(plotter, mesh, scale: _Scale, metric, zmax, cmap, overlay, k, c
             base.points[:, 2] = -0.18 * rise
             plotter.add_mesh(base, scalars="color", cmap=cmap, clim=scale.clim,
                              log_scale=scale.log, line_width=1.6, show_scalar_bar=False)
+
+
+def basin_edge_level(surface: Surface, metric: str, rise: float) -> float:
+    """``rise`` above the metric at the grid point nearest (0, 0): where the central basin
+    ends (``shape.basin_shape``'s width at ``rise``)."""
+    values = metric_values(surface, metric, 2)
+    i = int(np.abs(np.asarray(surface.x, float)).argmin())
+    j = int(np.abs(np.asarray(surface.y, float)).argmin())
+    return float(values[i, j]) + rise
+
+
+EDGE_COLOR = "#D62728"
+"""Colour of the basin edge: seen on the colour map and on the white floor alike."""
+
+
+def _add_basin_edge(plotter, surface, mesh, scale: _Scale, metric, zmax, rise: float,
+                    floor: bool) -> None:
+    """The basin's edge (``basin_edge_level``) as a thick line on the surface and, with
+    ``floor``, on the floor map, where the surface's own walls cannot hide it."""
+    level = basin_edge_level(surface, metric, rise)
+    if not np.isfinite(level) or (zmax is not None and level >= zmax):
+        return
+    shown = _shown_mesh(mesh, scale, metric, zmax)
+    edge = shown.contour(isosurfaces=[level], scalars="color")
+    if not edge.n_points:
+        return
+    height = (scale.hmax - scale.hmin) * scale.factor or 1.0
+    edge.points[:, 2] += 0.01 * height
+    plotter.add_mesh(edge, color=EDGE_COLOR, line_width=4.0)
+    if floor:
+        base = edge.copy()
+        base.points[:, 2] = -0.18 * height  # the floor map's plane (``_add_surface``)
+        plotter.add_mesh(base, color=EDGE_COLOR, line_width=4.0)
 
 
 def _add_path(plotter, surface, path, scale: _Scale, metric, log, zmax) -> None:
@@ -719,7 +761,8 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
                     anchors: bool = True, axis_names: Sequence[str] | None = None,
                     title: str | None = None, cmap: str = "viridis", z_aspect: float = 0.55,
                     azimuth: float = -60.0, elevation: float = 32.0,
-                    zoom: float = 1.0) -> tuple["pv.Plotter", dict[str, Any]]:
+                    zoom: float = 1.0, rise: float | None = None
+                    ) -> tuple["pv.Plotter", dict[str, Any]]:
     """The scene of ``build_scene`` made for vtk.js: the caller exports it and closes it.
 
     The same meshes, shared height and colour scale, contour lines, floor maps, training
@@ -730,7 +773,7 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
 
     Args:
         surfaces, metric, labels, log, zmax, overlay, contours, floor, trajectories,
-        axis_names, title, cmap, z_aspect, azimuth, elevation: as in ``build_scene``.
+        axis_names, title, cmap, z_aspect, azimuth, elevation, rise: as in ``build_scene``.
         anchors: mark the models that define the directions (planes through checkpoints).
         zoom: move the camera closer by this factor (on top of the automatic framing).
 
@@ -747,7 +790,7 @@ def build_web_scene(surfaces: Surface | Sequence[Surface], metric: str = "train_
     plotter = pv.Plotter(off_screen=True, shape=(1, panels), border=False,
                          theme=pv.themes.DocumentTheme(), window_size=(size[0] * panels, size[1]))
     _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, overlay,
-                 contours, floor, axis_names, _font_scale(size), anchors=anchors)
+                 contours, floor, axis_names, _font_scale(size), anchors=anchors, rise=rise)
     _place_cameras(plotter, panels, azimuth, elevation)
     bounds = np.array([plotter.renderers[k].ComputeVisiblePropBounds() for k in range(panels)])
     lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)

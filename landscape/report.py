@@ -208,7 +208,7 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
         "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale "
                        "capped near the minima; dashed: basin edge at +rise).",
         "surface_3d": "The same planes in 3-D (shared height and colour scale, clipped near "
-                      "the minima).",
+                      "the minima; red line, also on the floor map: each basin's edge at +rise).",
         "spectrum": "Hessian spectral density (stochastic Lanczos quadrature, one Gaussian "
                     "kernel for all).",
         "training": "Training and test curves.",

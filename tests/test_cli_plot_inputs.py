@@ -153,3 +153,34 @@ def test_plot_to_a_place_that_cannot_be_written_fails_before_drawing(tmp_path, m
     line = one_line_error(res)
     assert "cannot be written" in line and "is a file, not a folder" in line
     assert blocker.read_text() == "a file, not a folder"
+
+
+def test_rise_marks_basin_edges_in_plot_and_render(tmp_path, monkeypatch):
+    """`plot --rise` and `render --rise` hand the rise to the drawing functions (the dashed
+    edge of the contours, the red ring of the 3-D scene); a kind that marks no basin edge
+    refuses it in one line."""
+    from landscape import plot3d
+
+    x = np.linspace(-1, 1, 9)
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    loss = 0.05 + xx ** 2 + yy ** 2
+    path = save_surface(tmp_path / "s.h5", Surface(
+        x=x, y=x, metrics={"train_loss": loss, "train_acc": 1 / (1 + loss)},
+        done=np.ones(loss.shape, bool), provenance={}))
+    seen = {}
+    for module, name in ((plot2d, "plot_contours"), (plot3d, "render_surface")):
+        original = getattr(module, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            seen[_name] = kwargs.get("rise")
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(module, name, spy)
+    res = run("plot", path, "--kind", "filled", "--rise", "0.2", "--out", tmp_path / "f.png")
+    assert res.exit_code == 0, res.output
+    res = run("render", path, "--rise", "0.2", "--size", "300x240", "--out", tmp_path / "r.png")
+    assert res.exit_code == 0, res.output
+    assert seen == {"plot_contours": 0.2, "render_surface": 0.2}
+    assert (tmp_path / "f.png").is_file() and (tmp_path / "r.png").is_file()
+    line = one_line_error(run("plot", path, "--kind", "eig-ratio", "--rise", "0.2",
+                              "--out", tmp_path / "e.png"), code=2)
+    assert "marks no basin edge" in line and not (tmp_path / "e.png").exists()

@@ -253,3 +253,40 @@ def test_default_height_is_capped_near_the_minima_and_named_once():
         plotter.close()
     assert plot3d._quantity("train_loss", False, cap, True) == f"train loss (clipped at {cap:.3g})"
     assert plot3d._quantity("train_loss", True, None, True).startswith("train loss, height log")
+
+
+def _cone(slope: float, n: int = 41) -> Surface:
+    x = np.linspace(-1, 1, n)
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    return _surface(x, x, 0.05 + slope * np.hypot(xx, yy), f"cone_{slope}")
+
+
+def _is_edge(actor) -> bool:
+    """An actor drawing lines in the basin-edge colour."""
+    data = getattr(getattr(actor, "mapper", None), "dataset", None)
+    prop = getattr(actor, "prop", None)
+    return (isinstance(data, pv.PolyData) and data.n_lines > 0 and prop is not None
+            and np.allclose(np.asarray(prop.color.float_rgb),
+                            np.asarray(pv.Color(plot3d.EDGE_COLOR).float_rgb)))
+
+
+def test_basin_edge_rings_rank_the_basins_by_width():
+    """With ``rise``, each panel draws its basin edge (loss ``rise`` above the centre) on the
+    surface and on the floor map: on cones of slope 1.2 and 3.0 and rise 0.3, circles of
+    radius 0.25 and 0.1, so the wider basin draws the wider ring."""
+    plotter = plot3d.build_scene([_cone(1.2), _cone(3.0)], size=SMALL, rise=0.3)
+    try:
+        for k, radius in enumerate((0.25, 0.1)):
+            rings = [a for a in plotter.renderers[k].actors.values() if _is_edge(a)]
+            assert len(rings) == 2  # on the surface and on the floor
+            for ring in rings:
+                pts = np.asarray(ring.mapper.dataset.points)
+                r = np.hypot(pts[:, 0], pts[:, 1])
+                assert abs(r.mean() - radius) < 0.01 and r.std() < 0.01
+    finally:
+        plotter.close()
+    plain = plot3d.build_scene([_cone(1.2)], size=SMALL)
+    try:
+        assert not [a for a in plain.renderers[0].actors.values() if _is_edge(a)]
+    finally:
+        plain.close()
