@@ -756,7 +756,8 @@ def _figures(config: CompareConfig, minima: list[Minimum], interp, surfaces, cur
     plot_lines(interp, labels=[f"{a.label} -> {b.label}"],
                xlabel=r"$\alpha$ in $(1-\alpha)\,\theta_A + \alpha\,\theta_B$"
                       f"  (A: {a.label}, B: {b.label})",
-               title="Linear interpolation between two minima", out=files["interpolation"])
+               title="Linear interpolation between two minima", out=files["interpolation"],
+               log=True)  # a log axis: the barrier between the minima and their depth alike
     losses = dict(metrics=("train_loss", "test_loss"), accuracy=False, labels=labels,
                   rise=config.rise)
     plot_lines([surfaces[k]["1d"] for k in names], **losses,

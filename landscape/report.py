@@ -202,7 +202,8 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
     first = _models(summary)[0]["label"]
     a, b = summary["interpolation"]["between"]
     captions = {
-        "interpolation": f"Loss and accuracy on the line from {a} (alpha=0) to {b} (alpha=1).",
+        "interpolation": f"Loss (log axis: the barrier and the minima's depth) and accuracy on "
+                         f"the line from {a} (alpha=0) to {b} (alpha=1).",
         "lines_1d": "Loss along one filter-normalized random direction around each minimum "
                     "(linear axis capped near the minima; bars: basin width at +rise).",
         "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale "
