@@ -163,18 +163,15 @@ def guard_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
 def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | None,
                 test_subset: int | None, data_seed: int | None, like: dict | None = None):
     """Load the dataset named by the options, defaulting to the spec stored in a checkpoint."""
-    from landscape.checkpoint import code_trusted, names_code
+    from landscape.checkpoint import check_dataset_code
     from landscape.data import load_dataset
 
     spec = dict(like or {"name": "mnist1d"})
     if dataset is not None and dataset != spec.get("name"):
         spec = {"name": dataset}
-    elif dataset is None and like is not None and names_code(spec.get("name")) \
-            and not code_trusted():
-        raise user_error(f"the checkpoint names code for its dataset "
-                             f"({spec['name']!r}): loading it would import and run that code. "
-                             "If you trust it, pass --trust-code, or name the dataset with "
-                             "--dataset")
+    elif dataset is None and like is not None:
+        check_dataset_code(spec, "If you trust it, pass --trust-code, or name the dataset "
+                                 "with --dataset")
     for key, value in (("root", data_root), ("train_subset", train_subset),
                        ("test_subset", test_subset), ("seed", data_seed)):
         if value is not None:

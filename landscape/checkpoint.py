@@ -111,6 +111,20 @@ def names_code(name: Any) -> bool:
     return isinstance(name, str) and ":" in name
 
 
+def check_dataset_code(spec: dict[str, Any] | None, hint: str) -> None:
+    """Refuse a dataset spec stored in a checkpoint that names code (``module:function``)
+    unless code is trusted (``trusted_code``); ``hint`` says how to trust it or name the data
+    another way.
+
+    Raises:
+        CheckpointError: the spec names code and code is not trusted.
+    """
+    name = (spec or {}).get("name")
+    if names_code(name) and not code_trusted():
+        raise CheckpointError(f"the checkpoint names code for its dataset ({name!r}): loading "
+                              f"it would import and run that code. {hint}")
+
+
 def _model_name(spec: dict[str, Any], path: Path, trust_code: bool | None,
                 builder: str | None) -> str:
     """The builder to rebuild with: the caller's, a built-in, or trusted stored code."""

@@ -25,8 +25,8 @@ import numpy as np
 import torch.nn as nn
 
 from ._util import provenance, sha256_tensors, write_json
-from .checkpoint import (checkpoint_labels, checkpoint_path, code_trusted, load_checkpoint,
-                         names_code, trained_loss)
+from .checkpoint import (check_dataset_code, checkpoint_labels, checkpoint_path,
+                         load_checkpoint, trained_loss)
 from .connect import ConnectOptions, connect, path_summary
 from .data import DataBundle, load_dataset
 from .directions import (hessian_directions, interpolation_direction, plane_directions,
@@ -247,11 +247,9 @@ def compare(checkpoints: Sequence[str | Path], out_dir: str | Path = "compare", 
     minima, dataset = load_minima(checkpoints, labels)
     if not isinstance(data, DataBundle):
         spec = dict(data) if data is not None else dict(dataset or {"name": "mnist1d"})
-        if data is None and names_code(spec.get("name")) and not code_trusted():
-            raise LandscapeError(f"the checkpoints name code for their dataset "
-                                 f"({spec['name']!r}): loading it would import and run that "
-                                 "code. If you trust it, load them within "
-                                 "checkpoint.trusted_code(True), or pass data=")
+        if data is None:
+            check_dataset_code(spec, "If you trust it, compare within "
+                                     "checkpoint.trusted_code(True), or pass data=")
         data = load_dataset(**spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -287,6 +285,16 @@ class Steps:
     def mark(self, name: str, key: str) -> None:
         self.state[name] = key
         write_json(self.path, self.state)
+
+    def run(self, name: str, key: str, outputs: list[Path], load: Callable[[], Any],
+            compute: Callable[[], Any]) -> Any:
+        """``load()`` the step's outputs if they are current, else ``compute()`` them and
+        record the step as done."""
+        if self.current(name, key, outputs):
+            return load()
+        result = compute()
+        self.mark(name, key)
+        return result
 
 
 class Clock:
@@ -399,18 +407,16 @@ def _interpolation(config, bundle, minima, out, steps, progress, loss):
     path = out / "surfaces" / "interpolation.h5"
     a, b = minima[0], minima[1]
     key = _key(a.key, b.key, bundle.spec, loss, config.interp_range, config.interp_points)
-    if steps.current("interpolation", key, [path]):
-        return load_surface(path)
-    direction = interpolation_direction(a.model, b.model)
-    alpha = np.linspace(*config.interp_range, config.interp_points)
-    anchors = {"coords": np.array([[0.0], [1.0]]), "labels": np.array([a.label, b.label])}
-    surface = compute_surface(a.model, bundle, [direction], x=alpha,
-                              options=SurfaceOptions(metrics=METRICS, progress=progress,
-                                                     device=config.device, loss=loss),
-                              out=path, force=True, anchors=anchors,
-                              provenance=provenance(step="interpolation"))
-    steps.mark("interpolation", key)
-    return surface
+
+    def compute():
+        anchors = {"coords": np.array([[0.0], [1.0]]), "labels": np.array([a.label, b.label])}
+        return compute_surface(a.model, bundle, [interpolation_direction(a.model, b.model)],
+                               x=np.linspace(*config.interp_range, config.interp_points),
+                               options=SurfaceOptions(metrics=METRICS, progress=progress,
+                                                      device=config.device, loss=loss),
+                               out=path, force=True, anchors=anchors,
+                               provenance=provenance(step="interpolation"))
+    return steps.run("interpolation", key, [path], lambda: load_surface(path), compute)
 
 
 def _surfaces(config, bundle, minima, out, steps, progress, loss):
@@ -426,26 +432,27 @@ def _surfaces(config, bundle, minima, out, steps, progress, loss):
                  "2d": out / "surfaces" / f"{m.name}_2d.h5"}
         key = _key(m.key, bundle.spec, loss, config.seed, config.line_range,
                    config.line_points, config.plane_range, config.plane_points)
-        if steps.current(f"surfaces_{m.name}", key, [dpath, *paths.values()]):
-            result[m.name] = {k: load_surface(p) for k, p in paths.items()}
-            continue
-        dirs = random_directions(m.model, count=2, norm="filter", ignore="biasbn",
-                                 seed=config.seed)
-        save_directions(dpath, dirs, provenance(step=f"directions {m.label}", seed=config.seed),
-                        overwrite=True)
-        options = SurfaceOptions(metrics=METRICS, progress=progress, device=config.device,
-                                 seed=config.seed, loss=loss)
-        result[m.name] = {
-            "1d": compute_surface(m.model, bundle, dpath, x=line, out=paths["1d"], force=True,
-                                  options=options,
-                                  provenance=provenance(step=f"1-D surface {m.label}")),
-            # The planes' test metrics are never drawn or summarized: a fifth of their cost.
-            "2d": compute_surface(m.model, bundle, dpath, x=plane, y=plane, out=paths["2d"],
-                                  force=True,
-                                  options=dataclasses.replace(options, metrics=METRICS[:2]),
-                                  provenance=provenance(step=f"2-D surface {m.label}")),
-        }
-        steps.mark(f"surfaces_{m.name}", key)
+
+        def compute(m=m, dpath=dpath, paths=paths):
+            dirs = random_directions(m.model, count=2, norm="filter", ignore="biasbn",
+                                     seed=config.seed)
+            save_directions(dpath, dirs, provenance(step=f"directions {m.label}",
+                                                    seed=config.seed), overwrite=True)
+            options = SurfaceOptions(metrics=METRICS, progress=progress, device=config.device,
+                                     seed=config.seed, loss=loss)
+            return {
+                "1d": compute_surface(m.model, bundle, dpath, x=line, out=paths["1d"],
+                                      force=True, options=options,
+                                      provenance=provenance(step=f"1-D surface {m.label}")),
+                # The planes' test metrics are never drawn or summarized: a fifth of their cost.
+                "2d": compute_surface(m.model, bundle, dpath, x=plane, y=plane,
+                                      out=paths["2d"], force=True,
+                                      options=dataclasses.replace(options, metrics=METRICS[:2]),
+                                      provenance=provenance(step=f"2-D surface {m.label}")),
+            }
+        result[m.name] = steps.run(
+            f"surfaces_{m.name}", key, [dpath, *paths.values()],
+            lambda paths=paths: {k: load_surface(p) for k, p in paths.items()}, compute)
     return result
 
 
@@ -489,28 +496,31 @@ def _eigen_slices(config, bundle, minima, out, steps, progress, loss):
                  "check": out / "curvature" / f"{m.name}_eigen_slice.json"}
         key = _key(m.key, bundle.spec, loss, config.seed, config.eigen_range,
                    config.eigen_points, EIGEN_STEP)
-        if steps.current(f"eigen_{m.name}", key, [dpath, *paths.values()]):
-            result[m.name] = {"surface": load_surface(paths["surface"]),
-                              "check": json.loads(paths["check"].read_text())}
-            continue
-        found = hessian_directions(m.model, bundle, count=1, seed=config.seed,
-                                   device=config.device, loss=loss)
-        save_directions(dpath, found.directions, provenance(step=f"eigenvector {m.label}",
-                                                            **found.recipe()), overwrite=True)
-        second = directional_curvature(m.model, bundle.train, flatten(found.directions[0]),
-                                       step=EIGEN_STEP, device=config.device, loss=loss)
-        value = float(found.eigenvalues[0])
-        check = {"eigenvalue": value, "residual": float(found.residuals[0]),
-                 "second_difference": second, "step": EIGEN_STEP,
-                 "relative_error": abs(second - value) / abs(value)}
-        write_json(paths["check"], check)
-        surface = compute_surface(
-            m.model, bundle, dpath, x=line, out=paths["surface"], force=True,
-            options=SurfaceOptions(metrics=METRICS, progress=progress, device=config.device,
-                                   seed=config.seed, loss=loss),
-            provenance=provenance(step=f"eigenvector slice {m.label}", **found.recipe()))
-        result[m.name] = {"surface": surface, "check": check}
-        steps.mark(f"eigen_{m.name}", key)
+
+        def load(paths=paths):
+            return {"surface": load_surface(paths["surface"]),
+                    "check": json.loads(paths["check"].read_text())}
+
+        def compute(m=m, dpath=dpath, paths=paths):
+            found = hessian_directions(m.model, bundle, count=1, seed=config.seed,
+                                       device=config.device, loss=loss)
+            save_directions(dpath, found.directions, provenance(
+                step=f"eigenvector {m.label}", **found.recipe()), overwrite=True)
+            second = directional_curvature(m.model, bundle.train, flatten(found.directions[0]),
+                                           step=EIGEN_STEP, device=config.device, loss=loss)
+            value = float(found.eigenvalues[0])
+            check = {"eigenvalue": value, "residual": float(found.residuals[0]),
+                     "second_difference": second, "step": EIGEN_STEP,
+                     "relative_error": abs(second - value) / abs(value)}
+            write_json(paths["check"], check)
+            surface = compute_surface(
+                m.model, bundle, dpath, x=line, out=paths["surface"], force=True,
+                options=SurfaceOptions(metrics=METRICS, progress=progress,
+                                       device=config.device, seed=config.seed, loss=loss),
+                provenance=provenance(step=f"eigenvector slice {m.label}", **found.recipe()))
+            return {"surface": surface, "check": check}
+        result[m.name] = steps.run(f"eigen_{m.name}", key, [dpath, *paths.values()], load,
+                                   compute)
     return result
 
 
@@ -534,13 +544,13 @@ def _per_model_json(step: str, minima: list[Minimum], out: Path, steps: Steps,
     result = {}
     for m in minima:
         path = out / step / f"{m.name}.json"
-        key = _key(m.key, *settings)
-        if steps.current(f"{step}_{m.name}", key, [path]):
-            result[m.name] = json.loads(path.read_text())
-            continue
-        result[m.name] = measure_one(m.model)
-        write_json(path, result[m.name])
-        steps.mark(f"{step}_{m.name}", key)
+
+        def compute(m=m, path=path):
+            record = measure_one(m.model)
+            write_json(path, record)
+            return record
+        result[m.name] = steps.run(f"{step}_{m.name}", _key(m.key, *settings), [path],
+                                   lambda path=path: json.loads(path.read_text()), compute)
     return result
 
 
@@ -563,23 +573,22 @@ def _w_plane(config, bundle, minima, out, steps, progress, loss):
     names = [m.label for m in minima]
     key = _key([m.key for m in minima], bundle.spec, loss, config.w_plane_points,
                config.w_plane_margin, names)
-    if steps.current("w_plane", key, [path]):
-        return load_surface(path)
-    # Orthogonal axes of equal length: distances on the figure are true distances.
-    dirs, coords = plane_directions(*(m.model for m in minima), orthogonal=True)
-    margin, n = config.w_plane_margin, config.w_plane_points
-    x = np.linspace(coords[:, 0].min() - margin, coords[:, 0].max() + margin, n)
-    y = np.linspace(coords[:, 1].min() - margin, coords[:, 1].max() + margin, n)
-    surface = compute_surface(
-        minima[0].model, bundle, dirs, x=x, y=y, out=path, force=True,
-        options=SurfaceOptions(metrics=METRICS, progress=progress, device=config.device,
-                               loss=loss),
-        anchors={"coords": coords, "labels": np.array(names)},
-        provenance=provenance(step="plane through three minima", type="plane",
-                              axis_labels=[f"{names[1]} - {names[0]}",
-                                           f"{names[2]} - {names[0]} (orthogonal part)"]))
-    steps.mark("w_plane", key)
-    return surface
+
+    def compute():
+        # Orthogonal axes of equal length: distances on the figure are true distances.
+        dirs, coords = plane_directions(*(m.model for m in minima), orthogonal=True)
+        margin, n = config.w_plane_margin, config.w_plane_points
+        x = np.linspace(coords[:, 0].min() - margin, coords[:, 0].max() + margin, n)
+        y = np.linspace(coords[:, 1].min() - margin, coords[:, 1].max() + margin, n)
+        return compute_surface(
+            minima[0].model, bundle, dirs, x=x, y=y, out=path, force=True,
+            options=SurfaceOptions(metrics=METRICS, progress=progress, device=config.device,
+                                   loss=loss),
+            anchors={"coords": coords, "labels": np.array(names)},
+            provenance=provenance(step="plane through three minima", type="plane",
+                                  axis_labels=[f"{names[1]} - {names[0]}",
+                                               f"{names[2]} - {names[0]} (orthogonal part)"]))
+    return steps.run("w_plane", key, [path], lambda: load_surface(path), compute)
 
 
 def _w_curve(config, bundle, minima, out, steps, progress, loss):
@@ -587,25 +596,26 @@ def _w_curve(config, bundle, minima, out, steps, progress, loss):
     names = tuple(m.label for m in minima)
     key = _key([m.key for m in minima], bundle.spec, loss, config.curve_epochs,
                config.curve_points, config.seed, config.device, names)
-    if steps.current("w_curve", key, paths):
-        return load_surface(paths[0]), load_surface(paths[1])
-    state = out / "curves" / f"bezier_{key}.state.pt"
-    for stale in state.parent.glob("*.state.pt"):  # states of other settings cannot resume
-        if stale != state:
-            stale.unlink()
-    options = ConnectOptions(epochs=config.curve_epochs, points=config.curve_points,
-                             seed=config.seed, device=config.device, loss=loss)
-    result = connect(minima[0].model, minima[1].model, bundle, options=options,
-                     state_path=state, resume=True, progress=progress, names=names)
-    save_surface(paths[0], result.curve)
-    save_surface(paths[1], result.line)
-    steps.mark("w_curve", key)
-    return result.curve, result.line
+
+    def compute():
+        state = out / "curves" / f"bezier_{key}.state.pt"
+        for stale in state.parent.glob("*.state.pt"):  # other settings' states cannot resume
+            if stale != state:
+                stale.unlink()
+        options = ConnectOptions(epochs=config.curve_epochs, points=config.curve_points,
+                                 seed=config.seed, device=config.device, loss=loss)
+        result = connect(minima[0].model, minima[1].model, bundle, options=options,
+                         state_path=state, resume=True, progress=progress, names=names)
+        save_surface(paths[0], result.curve)
+        save_surface(paths[1], result.line)
+        return result.curve, result.line
+    return steps.run("w_curve", key, paths,
+                     lambda: (load_surface(paths[0]), load_surface(paths[1])), compute)
 
 
 # ----------------------------------------------------------------------------- summary
 
-def finite(value: Any) -> Any:
+def _finite(value: Any) -> Any:
     """JSON-safe: NaN and inf become None."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -661,10 +671,10 @@ def _summary(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], c
             "average_sharpness": (sharp[m.name]["average"] or {}).get("mean"),
             "basin_label_1d": shape1d["label"], "basin_label_2d": shape2d["label"],
             "basins_2d": shape2d["n_basins"],
-            "basin_width_1d": finite(shape1d["width"]),
-            "basin_width_2d": finite(shape2d["width"]),
+            "basin_width_1d": _finite(shape1d["width"]),
+            "basin_width_2d": _finite(shape2d["width"]),
             "curvature_1d": shape1d["curvature"][0],
-            "surface_min_train_loss": finite(surfaces[m.name]["2d"].summary("train_loss")["min"]),
+            "surface_min_train_loss": _finite(surfaces[m.name]["2d"].summary("train_loss")["min"]),
         }
     first = models[minima[0].name]
     ratios = {name: {q: (entry[q] / first[q] if first[q] else None)
@@ -675,8 +685,8 @@ def _summary(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], c
         "interpolation": {
             "between": [minima[0].label, minima[1].label],
             "alpha": interp.x.tolist(),
-            "train_loss": [finite(float(v)) for v in interp.metrics["train_loss"]],
-            "test_loss": [finite(float(v)) for v in interp.metrics["test_loss"]],
+            "train_loss": [_finite(float(v)) for v in interp.metrics["train_loss"]],
+            "test_loss": [_finite(float(v)) for v in interp.metrics["test_loss"]],
             "barrier": _barrier(interp)},
         "eigen_slices": {k: v["check"] for k, v in eigen.items()},
         "setup": {"dataset": bundle.name, "train_examples": len(ytr),
@@ -702,7 +712,7 @@ def _barrier(interp) -> float | None:
     if not inside.any():
         return None
     ends = max(float(np.interp(0.0, x, loss)), float(np.interp(1.0, x, loss)))
-    return finite(float(np.nanmax(loss[inside])) - ends)
+    return _finite(float(np.nanmax(loss[inside])) - ends)
 
 
 def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Minimum

@@ -310,9 +310,10 @@ def _draw_panels(plotter, items, meshes, paths, scale, metric, log, zmax, cmap, 
         # each panel names its own axes (a random plane beside a plane through minima)
         xl, yl = axis_labels(items[0] if overlay else surface, axis_names)
         plotter.subplot(0, 0 if overlay else k)
-        _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours, floor)
+        shown = _add_surface(plotter, mesh, scale, metric, zmax, cmap, overlay, k, contours,
+                             floor)
         if rise and not overlay:
-            _add_basin_edge(plotter, surface, mesh, scale, metric, zmax, rise,
+            _add_basin_edge(plotter, surface, shown, scale, metric, zmax, rise,
                             floor and contours is not None)
         if paths[k] is not None:
             _add_path(plotter, surface, paths[k], scale, metric, log, zmax)
@@ -482,8 +483,13 @@ def _scene_paths(items: list[Surface], trajectories: Any) -> list[np.ndarray | N
     return paths[:len(items)]
 
 
+FLOOR_DEPTH = 0.18
+"""The floor map lies this fraction of the drawn height below the surface's lowest point."""
+
+
 def _add_surface(plotter, mesh, scale: _Scale, metric, zmax, cmap, overlay, k, contours,
-                 floor) -> None:
+                 floor):
+    """Draw the surface (its contour lines and floor map too); returns the mesh as shown."""
     shown = _shown_mesh(mesh, scale, metric, zmax)
     rise = (scale.hmax - scale.hmin) * scale.factor or 1.0
     lighting = dict(smooth_shading=True, ambient=0.18, diffuse=0.85, specular=0.35,
@@ -495,38 +501,38 @@ def _add_surface(plotter, mesh, scale: _Scale, metric, zmax, cmap, overlay, k, c
         plotter.add_mesh(shown, scalars="color", cmap=cmap, clim=scale.clim, log_scale=scale.log,
                          show_scalar_bar=False, **lighting)
     if contours is None:
-        return
+        return shown
     lines = _contour_lines(shown, scale, 0.004 * rise)
     if lines.n_points:
         plotter.add_mesh(lines, color="black", line_width=1.4, opacity=0.55)
         if floor and (k == 0 or not overlay):  # one floor map per view
             base = lines.copy()
-            base.points[:, 2] = -0.18 * rise
+            base.points[:, 2] = -FLOOR_DEPTH * rise
             plotter.add_mesh(base, scalars="color", cmap=cmap, clim=scale.clim,
                              log_scale=scale.log, line_width=1.6, show_scalar_bar=False)
+    return shown
 
 
 def basin_edge_level(surface: Surface, metric: str, rise: float) -> float:
     """``rise`` above the metric at the grid point nearest (0, 0): where the central basin
     ends (``shape.basin_shape``'s width at ``rise``)."""
-    values = metric_values(surface, metric, 2)
-    i = int(np.abs(np.asarray(surface.x, float)).argmin())
-    j = int(np.abs(np.asarray(surface.y, float)).argmin())
-    return float(values[i, j]) + rise
+    from .shape import center_index
+
+    axes = (np.asarray(surface.x, float), np.asarray(surface.y, float))
+    return float(metric_values(surface, metric, 2)[center_index(axes, 0.0)]) + rise
 
 
 EDGE_COLOR = "#D62728"
 """Colour of the basin edge: seen on the colour map and on the white floor alike."""
 
 
-def _add_basin_edge(plotter, surface, mesh, scale: _Scale, metric, zmax, rise: float,
+def _add_basin_edge(plotter, surface, shown, scale: _Scale, metric, zmax, rise: float,
                     floor: bool) -> None:
-    """The basin's edge (``basin_edge_level``) as a thick line on the surface and, with
+    """The basin's edge (``basin_edge_level``) as a thick line on the shown surface and, with
     ``floor``, on the floor map, where the surface's own walls cannot hide it."""
     level = basin_edge_level(surface, metric, rise)
     if not np.isfinite(level) or (zmax is not None and level >= zmax):
         return
-    shown = _shown_mesh(mesh, scale, metric, zmax)
     edge = shown.contour(isosurfaces=[level], scalars="color")
     if not edge.n_points:
         return
@@ -535,7 +541,7 @@ def _add_basin_edge(plotter, surface, mesh, scale: _Scale, metric, zmax, rise: f
     plotter.add_mesh(edge, color=EDGE_COLOR, line_width=4.0)
     if floor:
         base = edge.copy()
-        base.points[:, 2] = -0.18 * height  # the floor map's plane (``_add_surface``)
+        base.points[:, 2] = -FLOOR_DEPTH * height
         plotter.add_mesh(base, color=EDGE_COLOR, line_width=4.0)
 
 

@@ -55,12 +55,14 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
     says nothing."""
     models = _models(summary)
 
-    def row(name: str, cell, ratio_of: str | None = None) -> tuple[str, ...]:
+    def row(name: str, cell, ratio_of=None) -> tuple[str, ...]:
+        """``cell(model)`` per model; with two models, the ratio of ``ratio_of`` (an entry's
+        key, or a function of the model entry) of the second to the first."""
         cells = [cell(m) for m in models]
         if len(models) != 2:
             return (name, *cells)
-        a, b = models
-        return (name, *cells, _ratio(a[ratio_of], b[ratio_of]) if ratio_of else "")
+        value = (lambda m: m[ratio_of]) if isinstance(ratio_of, str) else ratio_of
+        return (name, *cells, _ratio(*map(value, models)) if value else "")
 
     def batch(m):
         return _fmt(m["batch_size"]) + (" (full)" if m["full_batch"] else "")
@@ -83,11 +85,8 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
             lambda m: f"{_fmt(m['trace'])} +- {_fmt(m['trace_stderr'], 2)}", "trace"),
     ]
     for eps in models[0]["sharpness_all"]:
-        rows.append(row(f"Keskar sharpness ({eps})", lambda m: _fmt(m["sharpness_all"][eps]),
-                        None))
-        if len(models) == 2:
-            a, b = models
-            rows[-1] = (*rows[-1][:-1], _ratio(a["sharpness_all"][eps], b["sharpness_all"][eps]))
+        value = lambda m, eps=eps: m["sharpness_all"][eps]  # noqa: E731
+        rows.append(row(f"Keskar sharpness ({eps})", lambda m, v=value: _fmt(v(m)), value))
     rows += [
         row("adaptive sharpness (worst case, l2)", lambda m: _fmt(m["adaptive_sharpness"]),
             "adaptive_sharpness"),

@@ -189,7 +189,7 @@ def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, 
     if not (rise > 0 and math.isfinite(rise)):
         raise LandscapeError(f"rise must be a positive number, got {rise}")
     axes = (xs,) if ys is None else (xs, ys)
-    idx = _center_index(axes, center)
+    idx = center_index(axes, center)
     minima = [m for m in basin_minima(vals) if m[2] >= need(m[1]) and m[2] > 0]
     at = lambda m: tuple(float(a[i]) for a, i in zip(axes, m[0]))  # noqa: E731
     n = len(minima)
@@ -250,7 +250,7 @@ def _threshold(vals: np.ndarray, threshold: float | None, relative: float, floor
             f"depth >= {relative:g} x (value + {floor:g})")
 
 
-def _center_index(axes: tuple[np.ndarray, ...], center: Sequence[float] | float
+def center_index(axes: tuple[np.ndarray, ...], center: Sequence[float] | float
                   ) -> tuple[int, ...]:
     """Grid index nearest to ``center`` (one number is used on every axis)."""
     ctr = np.atleast_1d(np.asarray(center, dtype=float))

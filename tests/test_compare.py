@@ -194,7 +194,7 @@ def test_a_dataset_naming_code_is_not_run_without_trust(tmp_path):
                         build_model("mlp", bundle, seed=seed, width=4, depth=1))
     (tmp_path / "imported").unlink()
     paths, out = [tmp_path / "m0.pt", tmp_path / "m1.pt"], tmp_path / "out"
-    with pytest.raises(LandscapeError, match="name code for their dataset"):
+    with pytest.raises(LandscapeError, match="names code for its dataset"):
         compare(paths, out, log=None)
     assert not (tmp_path / "imported").exists() and not out.exists()
     config = CompareConfig(**{**TINY, "curve_epochs": 0})
