@@ -67,7 +67,7 @@ def _recording_command_line(callback: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         import shlex
 
-        from landscape._util import COMMAND_LINE
+        from landscape.util import COMMAND_LINE
 
         argv = click.get_current_context().meta.get("landscape.argv", [])
         token = COMMAND_LINE.set(" ".join(["landscape", *map(shlex.quote, argv)]))
@@ -124,11 +124,11 @@ def code_options(func: Callable) -> Callable:
 
 
 def main_output_lock(path: str | os.PathLike | None):
-    """``landscape._util.output_lock(path)`` in the process that writes (rank 0 under
+    """``landscape.util.output_lock(path)`` in the process that writes (rank 0 under
     torchrun, the only process otherwise); a no-op context elsewhere or without a path."""
     import contextlib
 
-    from landscape._util import output_lock
+    from landscape.util import output_lock
     from landscape.distributed import is_main_process
 
     if path is None or not is_main_process():

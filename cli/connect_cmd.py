@@ -84,7 +84,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
     folders) with its endpoints fixed (Garipov et al. 2018), and write train/test loss and
     accuracy along it, and along the straight line, as 1-D surfaces over t."""
     from landscape import load_checkpoint
-    from landscape._util import pick_device
+    from landscape.util import pick_device
     from landscape.connect import ConnectOptions, connect
     from landscape.errors import LandscapeError
     from landscape.store import save_surface

@@ -117,7 +117,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     Under torchrun the examples are shared by the ranks; rank 0 prints and writes --out.
     """
     from landscape import hessian as hs
-    from landscape._util import pick_device, provenance, sha256_file, write_json
+    from landscape.util import pick_device, provenance, sha256_file, write_json
     from landscape.checkpoint import load_checkpoint
     from landscape.distributed import init_distributed, shutdown
     from landscape.hessian import DistributedHessian, serve_hessian_products

@@ -211,7 +211,7 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     overlaid for curves); or .json files: spectra (density, eigenvalue bars) and training
     curves from runs' history.json, overlaid."""
     from landscape import plot2d
-    from landscape._util import check_writable
+    from landscape.util import check_writable
 
     plot2d.figure_format(out)  # an unknown suffix or an unwritable place fails before any work
     check_writable(out)

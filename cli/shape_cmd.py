@@ -37,7 +37,7 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 @click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
 def shape_command(surface, metric, rise, threshold, relative, floor, json_out, force):
     """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE."""
-    from landscape._util import provenance, sha256_file, write_json
+    from landscape.util import provenance, sha256_file, write_json
     from landscape.errors import LandscapeError
     from landscape.shape import surface_shape
     from landscape.store import load_surface
@@ -186,7 +186,7 @@ def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset,
     """Keskar epsilon-sharpness and adaptive sharpness of CHECKPOINT (on its own dataset
     unless --dataset says otherwise)."""
     from landscape import load_checkpoint
-    from landscape._util import pick_device
+    from landscape.util import pick_device
     from landscape.errors import LandscapeError
     from landscape.sharpness import (check_subspace_dim, measure_sharpness,
                                      reparametrization_report)
@@ -245,7 +245,7 @@ def _checked(options: dict) -> dict:
 
 
 def _write_sharpness(out, checkpoint, bundle, opts, summary, report, dev) -> None:
-    from landscape._util import provenance, sha256_file, write_json
+    from landscape.util import provenance, sha256_file, write_json
 
     write_json(out, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                      "dataset": bundle.spec, "options": {**opts, "eps": list(opts["eps"])},

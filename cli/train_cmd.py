@@ -168,7 +168,7 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
         _report(result, folder, config)
         return
     from landscape import TrainConfig, build_model, count_parameters, train
-    from landscape._util import output_lock, pick_device, provenance, write_json
+    from landscape.util import output_lock, pick_device, provenance, write_json
 
     # Everything is checked before the run folder is touched.
     config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
@@ -224,7 +224,7 @@ def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
     import dataclasses
 
     from landscape import TrainConfig, load_checkpoint, train
-    from landscape._util import output_lock
+    from landscape.util import output_lock
     from landscape.checkpoint import trusted_code
     from landscape.train import RESUME_FILE
 

@@ -52,7 +52,7 @@ class CurvatureOperator(LinearOperator):
             self._bar.update(1)
 
     def _show_progress(self, label: str, unit: str) -> None:
-        from .._util import progress
+        from ..util.progress import progress
 
         self._bar = progress(None, label, True, unit=unit)
 

@@ -22,7 +22,8 @@ from ..errors import LandscapeError
 from .base import CurvatureOperator, ShiftedOperator
 from .hessian import HessianOperator, solver_operator
 from .lanczos import BASIS_BUDGET, extreme_lanczos, gaussian_vector, lanczos
-from .options import DEFAULT_CHUNK, HessianOptions, LossArg, check_choice
+from .options import DEFAULT_CHUNK, HessianOptions, LossArg
+from ..util.checks import check_choice
 
 BOTTOM_TOL = 1e-5
 """Default tolerance of the smallest end of ``hessian_eigenvalues``, relative to the spectrum's

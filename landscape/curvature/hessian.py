@@ -23,14 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._util import float32_mode
+from ..util.devices import float32_mode
 from ..data import split_of
 from ..errors import LandscapeError
 from ..losses import loss_function
 from ..params import named_tensors
 from .base import CurvatureOperator, GivenOperator
 from .options import (DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HVP_METHODS, MODES, HessianOptions,
-                      LossArg, check_choice)
+                      LossArg)
+from ..util.checks import check_choice
 
 
 def _shell(model: nn.Module, training: bool) -> nn.Module:

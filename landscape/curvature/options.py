@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from ..errors import LandscapeError
 
 if TYPE_CHECKING:
     from .hessian import HessianOperator
@@ -26,12 +25,6 @@ HVP_METHODS = ("double", "forward")
 MODES = ("eval", "train")
 
 LossArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
-    """Raise LandscapeError unless ``value`` is one of ``allowed`` (``what`` names it)."""
-    if value not in allowed:
-        raise LandscapeError(f"unknown {what} {value!r}: use one of {', '.join(allowed)}")
 
 
 @dataclasses.dataclass(frozen=True)

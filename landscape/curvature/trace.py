@@ -17,7 +17,8 @@ from ..errors import LandscapeError
 from .base import CurvatureOperator
 from .hessian import solver_operator
 from .lanczos import rademacher
-from .options import HessianOptions, check_choice
+from .options import HessianOptions
+from ..util.checks import check_choice
 
 
 @dataclasses.dataclass(frozen=True)
