@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from .common import (bundle_from, code_options, dataset_options, device_option, echo_table,
-                     guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
+                     echo_table, guard_output, main_output_lock, wraps_threads)
 
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
@@ -47,21 +47,21 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.command("hessian")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @dataset_options
-@click.option("--top-k", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--top-k", type=click.IntRange(min=0, max=MAX_COUNT), default=5, show_default=True,
               help="Largest eigenvalues to compute.")
-@click.option("--bottom-k", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--bottom-k", type=click.IntRange(min=0, max=MAX_COUNT), default=0, show_default=True,
               help="Smallest (most negative) eigenvalues to compute.")
 @click.option("--trace", "want_trace", is_flag=True, help="Estimate the trace (Hutch++).")
-@click.option("--trace-products", type=click.IntRange(min=MIN_TRACE_PRODUCTS), default=60,
+@click.option("--trace-products", type=click.IntRange(min=MIN_TRACE_PRODUCTS, max=MAX_COUNT), default=60,
               show_default=True, help="Hessian-vector products for the trace (Hutch++: a third "
               "sketch the top of the spectrum, the rest give the standard error; at least "
               f"{MIN_TRACE_PRODUCTS}).")
 @click.option("--density", "want_density", is_flag=True,
               help="Spectral density by stochastic Lanczos quadrature.")
-@click.option("--density-probes", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--density-probes", type=click.IntRange(min=1, max=MAX_COUNT), default=4, show_default=True,
               help="Random probes of the spectral density (each costs --density-steps "
               "products; more probes, less noise).")
-@click.option("--density-steps", type=click.IntRange(min=MIN_DENSITY_STEPS), default=90,
+@click.option("--density-steps", type=click.IntRange(min=MIN_DENSITY_STEPS, max=MAX_COUNT), default=90,
               show_default=True, help="Lanczos steps per density probe (80-100 is usual; at "
               f"least {MIN_DENSITY_STEPS}; capped by the number of parameters).")
 @click.option("--per-batch", type=click.IntRange(min=2), default=None, metavar="N",

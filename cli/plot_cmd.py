@@ -46,6 +46,12 @@ def _axis_names(names: tuple[str, ...]) -> list[str] | None:
 
 MAX_PIXELS = 30_000
 """Longest side of a figure in pixels (matplotlib cannot draw beyond 2^16)."""
+MAX_LEVELS = 1_000
+"""Most contour levels (more are not told apart)."""
+MAX_FRAMES = 3_600
+"""Most frames of an orbit animation (every frame is held in memory until it is written)."""
+MOVIE_BYTES = 4 << 30
+"""Most memory the frames of an orbit animation may take."""
 
 
 def _check_pixels(figsize: tuple | None, dpi: int) -> None:
@@ -191,7 +197,7 @@ def load_eigenvalues(path: str) -> list[float]:
               help="Clip: top of the colour scale / loss axis (default for a loss: near the "
               "minima, so every basin shows; 'inf': the whole range; eig-ratio: 0.5).")
 @click.option("--log", is_flag=True, help="Logarithmic levels, colours or loss axis.")
-@click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True,
+@click.option("--levels", type=click.IntRange(min=2, max=MAX_LEVELS), default=20, show_default=True,
               help="Number of contour levels (about; round numbers are chosen).")
 @click.option("--labels", multiple=True,
               help="Names, one per input (legend or panel titles): " + NAMES_HELP + ".")
@@ -307,7 +313,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
 @click.option("--axis-names", multiple=True,
               help="Names of the directions: " + NAMES_HELP + ".")
 @click.option("--title", default=None, help="Text at the top.")
-@click.option("--levels", type=click.IntRange(min=2), default=12, show_default=True,
+@click.option("--levels", type=click.IntRange(min=2, max=MAX_LEVELS), default=12, show_default=True,
               help="Contour lines on the surface (about).")
 @click.option("--no-contours", is_flag=True, help="No contour lines.")
 @click.option("--rise", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -319,7 +325,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
               help="Camera azimuth in degrees.")
 @click.option("--elevation", type=float, default=32.0, show_default=True,
               help="Camera elevation in degrees.")
-@click.option("--frames", type=click.IntRange(min=2), default=36, show_default=True,
+@click.option("--frames", type=click.IntRange(min=2, max=MAX_FRAMES), default=36, show_default=True,
               help="Frames of the orbit animation.")
 @click.option("--fps", type=click.FloatRange(min=0.1), default=12.0, show_default=True,
               help="Frames per second of the animation.")
@@ -353,6 +359,8 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
     if max(pixels) > MAX_PIXELS:
         raise click.BadParameter(f"{size!r}: at most {MAX_PIXELS} pixels a side",
                                  param_hint="--size")
+    if gif or mp4:
+        _check_movie(frames, pixels, 1 if overlay else len(inputs))
     surfaces = load_surfaces(inputs)
     _check_dims("render", surfaces)
     if vtp_out and len(surfaces) != 1:
@@ -381,6 +389,16 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
         click.echo(f"wrote {path}", err=True)
     if show:
         plot3d.render_surface(surfaces, None, metric, size=pixels, show=True, **scene)
+
+
+def _check_movie(frames: int, pixels: tuple[int, int], panels: int) -> None:
+    """Refuse an orbit animation whose frames would not fit ``MOVIE_BYTES`` of memory."""
+    need = frames * pixels[0] * pixels[1] * panels * 3
+    if need > MOVIE_BYTES:
+        raise click.BadParameter(f"{frames} frames of {panels} x {pixels[0]}x{pixels[1]} pixels "
+                                 f"take {need / 2**30:.1f} GiB of memory, more than "
+                                 f"{MOVIE_BYTES / 2**30:.0f} GiB: use fewer --frames or a "
+                                 "smaller --size", param_hint="--frames")
 
 
 def _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out, frames,

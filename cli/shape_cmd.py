@@ -6,8 +6,8 @@ import math
 
 import click
 
-from .common import (bundle_from, code_options, dataset_options, device_option, echo_table,
-                     guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
+                     echo_table, guard_output, main_output_lock, wraps_threads)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -153,7 +153,7 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
 @click.option("--subspace-dim", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also measure Keskar sharpness in a random subspace of this dimension "
                    "(at most the number of parameters; 0 skips it).")
-@click.option("--maxiter", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--maxiter", type=click.IntRange(min=1, max=MAX_COUNT), default=10, show_default=True,
               help="L-BFGS-B iterations per Keskar measure.")
 @click.option("--adaptive-rho", type=float, default=0.05, show_default=True,
               help="Radius of the adaptive l2 ball (0 skips it).")
@@ -164,9 +164,9 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
                    "Gaussian noise of std average-rho * (|w| + eta) (0 skips it).")
 @click.option("--eta", type=float, default=0.01, show_default=True,
               help="Adaptive scale is |w| + eta (>= 0; with 0, zero weights cannot move).")
-@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1, max=MAX_COUNT), default=10, show_default=True,
               help="Projected-ascent steps for adaptive sharpness.")
-@click.option("--samples", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--samples", type=click.IntRange(min=0, max=MAX_COUNT), default=10, show_default=True,
               help="Random draws for average-case adaptive sharpness (0 skips it; else >= 2).")
 @click.option("--reparam-alpha", type=float, default=None,
               help="Also run the reparametrization check: rescale the first pair of layers "

@@ -12,8 +12,8 @@ from typing import Iterator
 import click
 from click.core import ParameterSource
 
-from .common import (batch_callback, bundle_from, dataset_options, device_option,
-                     user_error, wraps_threads)
+from .common import (MAX_EPOCHS, MAX_STEPS, batch_callback, bundle_from, dataset_options,
+                     device_option, interrupt_status, user_error, wraps_threads)
 
 # The files a training run writes into its folder (``landscape.train.train`` and this command).
 RUN_FILES = ("model.pt", "history.json", "history.csv", "config.json", "command.json",
@@ -114,9 +114,9 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               help="L2 penalty (decoupled for adamw).")
 @click.option("--batch-size", default="32", show_default=True, callback=batch_callback,
               help="Examples per step, or 'full' for full-batch training.")
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=60, show_default=True,
               help="Passes over the training set.")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
+@click.option("--steps", type=click.IntRange(min=1, max=MAX_STEPS), default=None,
               help="Total optimizer steps (overrides --epochs).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]),
               default="constant", show_default=True,
@@ -127,11 +127,11 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.option("--drop-last", is_flag=True, help="Drop the last incomplete batch of each epoch.")
 @click.option("--loss", type=click.Choice(["cross_entropy", "mse"]), default="cross_entropy",
               show_default=True, help="Training loss (mse: on one-hot targets).")
-@click.option("--checkpoint-every", type=click.IntRange(min=0), default=None,
+@click.option("--checkpoint-every", type=click.IntRange(min=0, max=MAX_EPOCHS), default=None,
               help="Save a checkpoint every N epochs (0: none; default: about 50 per run).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization and shuffling.")
-@click.option("--track-eigenvalues", "track_every", type=click.IntRange(min=0), default=0,
+@click.option("--track-eigenvalues", "track_every", type=click.IntRange(min=0, max=MAX_EPOCHS), default=0,
               metavar="EVERY", help="Record the top Hessian eigenvalue of the training loss "
               "every EVERY epochs (and at the end) as lambda_max in the history (warm-started "
               "Lanczos, a few Hessian-vector products each; 0: never).")
@@ -258,10 +258,11 @@ def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
 
 @contextlib.contextmanager
 def _interrupt_message(out: Path, force: bool) -> Iterator[None]:
-    """Ctrl-C during training: say what was kept and how to continue, exit 130."""
+    """Ctrl-C or SIGTERM during training: say what was kept and how to continue, exit 130
+    or 143."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if force:
             text = f"the run that was in {out} is kept as it was (nothing replaced)"
         elif (out / "resume.pt").is_file():
@@ -270,7 +271,7 @@ def _interrupt_message(out: Path, force: bool) -> Iterator[None]:
         else:
             text = "no checkpoint was written yet: nothing to resume"
         click.echo(f"interrupted: {text}", err=True)
-        sys.exit(130)
+        sys.exit(interrupt_status(exc))
 
 
 def _report(result, out_dir: Path, config) -> None:

@@ -26,6 +26,7 @@ from torch import nn
 
 from .errors import LandscapeError
 from .evaluate import METRICS
+from .grid import MAX_POINTS
 from .params import assign, named_tensors
 from .surface import Surface
 from .util import pick_device, provenance, sha256_tensors, write_torch
@@ -80,9 +81,9 @@ class ConnectOptions:
             raise LandscapeError(f"weight decay must be >= 0, got {self.weight_decay}")
         if self.batch_size < 1:
             raise LandscapeError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.points < 3:
-            raise LandscapeError(f"points must be >= 3 (both ends and one between), "
-                                 f"got {self.points}")
+        if not 3 <= self.points <= MAX_POINTS:
+            raise LandscapeError(f"points must be from 3 (both ends and one between) to "
+                                 f"{MAX_POINTS:,}, got {self.points:,}")
 
     def training_identity(self) -> dict[str, Any]:
         """The settings a saved training state must share to be resumed (epochs may grow)."""
@@ -281,11 +282,9 @@ def _save_state(path, identity, theta, optimizer, gen, epoch, history) -> None:
 
 
 def _load_state(path, identity, theta, optimizer, gen, epochs) -> tuple[int, list]:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise LandscapeError(f"{str(path)!r} is not a readable curve state "
-                             f"({type(exc).__name__}): remove it or use --force") from exc
+    from .checkpoint import read_torch
+
+    blob = read_torch(path, "curve state", "start over with --force")
     if not isinstance(blob, dict) or blob.get("format") != STATE_FORMAT:
         raise LandscapeError(f"{str(path)!r} is not a curve training state")
     if blob["identity"] != identity:

@@ -459,7 +459,7 @@ def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         raise LandscapeError(f"{str(out)!r} holds no interrupted run to resume (no "
                              f"{RESUME_FILE}: the run finished, or stopped before its first "
                              "checkpoint)")
-    blob = read_checkpoint(path)
+    blob = read_checkpoint(path, "resume state")
     state = blob["extra"].get("resume") or {}
     if not {"optimizer", "shuffle", "history", "config"} <= set(state):
         raise LandscapeError(f"{str(path)!r} is not a resume state of `landscape train`")
