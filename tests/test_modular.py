@@ -212,3 +212,69 @@ def test_cli_refuses_a_bad_table_name(tmp_path):
                                       "transformer", "--out", str(tmp_path / "r")])
     assert "training fraction" in one_line_error(result)
     assert not (tmp_path / "r" / "model.pt").exists()
+
+
+# ------------------------------------------------------------------------------ milestones
+
+def fake_run(tmp_path, accuracies):
+    """A run folder whose checkpoints record (epoch, train_acc, test_acc)."""
+    model, _ = tiny_transformer()
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "epoch_0000.pt", model, extra={"epoch": 0})
+    for epoch, train_acc, test_acc in accuracies:
+        save_checkpoint(run / "checkpoints" / f"epoch_{epoch:04d}.pt", model,
+                        extra={"epoch": epoch, "metrics": {"train_acc": train_acc,
+                                                           "test_acc": test_acc}})
+    save_checkpoint(run / "model.pt", model)
+    return run
+
+
+def test_milestones_pick_first_memorizing_then_first_generalizing(tmp_path):
+    from landscape.grokking import grokking_milestones, run_milestones
+
+    run = fake_run(tmp_path, [(50, 0.6, 0.1), (100, 1.0, 0.3), (150, 1.0, 0.5),
+                              (200, 1.0, 0.97), (250, 1.0, 1.0)])
+    assert [m.epoch for m in run_milestones(run)] == [50, 100, 150, 200, 250]
+    memorized, grokked = grokking_milestones(run)
+    assert (memorized.epoch, memorized.test_acc) == (100, 0.3)
+    assert (grokked.epoch, grokked.path.name) == (200, "epoch_0200.pt")
+    assert grokking_milestones(run, grokked=0.99)[1].epoch == 250
+
+
+def test_milestones_say_what_is_missing(tmp_path):
+    from landscape.grokking import grokking_milestones
+
+    run = fake_run(tmp_path, [(50, 0.6, 0.1), (100, 1.0, 0.3), (150, 1.0, 0.5)])
+    with pytest.raises(LandscapeError, match="never reached test accuracy 0.95 \\(best 0.500"):
+        grokking_milestones(run)
+    with pytest.raises(LandscapeError, match="no checkpoint .* memorized"):
+        grokking_milestones(run, memorized=1.0, grokked=0.2)
+    with pytest.raises(LandscapeError, match="in \\(0, 1\\]"):
+        grokking_milestones(run, memorized=0)
+
+
+def test_filter_normalized_slices_ignore_the_query_key_rescaling():
+    """Scaling one head's query rows by a and its key rows by 1 / a leaves the function as it
+    is; filter-normalized directions of the same seed scale with those rows, so every slice
+    of the rescaled model equals the original's (a raw Gaussian direction's would not)."""
+    model, bundle = tiny_transformer(layernorm=True)
+    model = model.double().eval()
+    twin = copy.deepcopy(model)
+    attn = twin.blocks[0].attn
+    with torch.no_grad():
+        attn.query.weight[:4] *= 3.0  # rows 0-3: head 0 of width 8, heads 2
+        attn.key.weight[:4] /= 3.0
+    x, y = bundle.train
+
+    def slice_losses(net, norm):
+        d = random_directions(net, count=1, norm=norm, seed=5)[0]
+        params = dict(net.named_parameters())
+        return torch.stack([nn.functional.cross_entropy(torch.func.functional_call(
+            net, {n: p + t * d[n] for n, p in params.items()}, (x,)), y)
+            for t in (-0.5, 0.25, 1.0)]).detach()
+
+    torch.testing.assert_close(twin(x), model(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(slice_losses(twin, "filter"), slice_losses(model, "filter"),
+                               rtol=1e-10, atol=0)
+    assert not torch.allclose(slice_losses(twin, "none"), slice_losses(model, "none"),
+                              rtol=1e-3)
