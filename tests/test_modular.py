@@ -278,3 +278,27 @@ def test_filter_normalized_slices_ignore_the_query_key_rescaling():
                                rtol=1e-10, atol=0)
     assert not torch.allclose(slice_losses(twin, "none"), slice_losses(model, "none"),
                               rtol=1e-3)
+
+
+def test_compare_measures_two_transformer_checkpoints(tmp_path):
+    """The whole compare path (surfaces, curvature, sharpness, figures) on token inputs."""
+    from landscape.compare import CompareConfig, compare
+
+    bundle = load_dataset("modular-add-5-0.6")
+    paths = []
+    for seed in (0, 1):
+        model = build_model("transformer", bundle, seed=seed, width=8, heads=2, mlp_width=8)
+        opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+        for _ in range(60):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(bundle.train[0]), bundle.train[1]).backward()
+            opt.step()
+        paths.append(save_checkpoint(tmp_path / f"m{seed}.pt", model))
+    config = CompareConfig.quick(curve_epochs=0, render_3d=False, line_points=11,
+                                 plane_points=5, interp_points=7, eigen_points=5)
+    study = compare(paths, tmp_path / "cmp", config=config, progress=False, log=None)
+    for name in ("m0.pt", "m1.pt"):
+        entry = study.summary["models"][name]
+        assert entry["train_accuracy"] == 1.0
+        assert entry["top_eigenvalue"] > 0 and entry["trace"] > 0
+    assert study.summary["interpolation"]["between"] == ["m0.pt", "m1.pt"]
