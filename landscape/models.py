@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
-from .transformer import transformer
+from .transformer import check_input_kind, transformer
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -258,6 +258,8 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
         model = builder(tuple(input_shape), int(num_classes), **options)
     if not isinstance(model, nn.Module):
         raise LandscapeError(f"model {name!r} did not return a torch.nn.Module")
+    if bundle is not None and name in MODELS:
+        check_input_kind(name, model, bundle.train[0])
     model.landscape_spec = {
         "name": name, "options": dict(options), "seed": seed,
         "input_shape": list(input_shape), "num_classes": int(num_classes),

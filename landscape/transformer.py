@@ -70,6 +70,8 @@ class Transformer(nn.Module):
     on average); the linear layers keep PyTorch's initialization.
     """
 
+    reads_tokens = True
+
     def __init__(self, length: int, vocab: int, num_classes: int, width: int, depth: int,
                  heads: int, mlp_width: int, activation: str, layernorm: bool):
         super().__init__()
@@ -131,3 +133,20 @@ def transformer(input_shape, num_classes, width: int = 128, depth: int = 1, head
         raise LandscapeError("transformer needs vocab >= 1 and mlp_width >= 1")
     return Transformer(int(input_shape[0]), vocab, num_classes, width, depth, heads,
                        mlp_width, activation, layernorm)
+
+
+def check_input_kind(name: str, model: nn.Module, inputs: torch.Tensor) -> None:
+    """Refuse a built-in model whose kind of input (int64 token ids or real values) is not the
+    data's, before anything is trained or written (a user's model is trusted to know).
+
+    Raises:
+        LandscapeError: one line naming the model, the data's kind and what fits it.
+    """
+    tokens = not (inputs.is_floating_point() or inputs.is_complex())
+    if tokens == getattr(model, "reads_tokens", False):
+        return
+    if tokens:
+        raise LandscapeError(f"model {name!r} reads real-valued inputs, but this dataset holds "
+                             "int64 token ids: use --model transformer")
+    raise LandscapeError(f"model {name!r} reads int64 token ids, but this dataset holds "
+                         f"{inputs.dtype} values: use a token dataset such as modular-add-97")

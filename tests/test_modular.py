@@ -302,3 +302,19 @@ def test_compare_measures_two_transformer_checkpoints(tmp_path):
         assert entry["train_accuracy"] == 1.0
         assert entry["top_eigenvalue"] > 0 and entry["trace"] > 0
     assert study.summary["interpolation"]["between"] == ["m0.pt", "m1.pt"]
+
+
+@pytest.mark.parametrize("model,dataset,words", [
+    ("transformer", "mnist1d", "reads int64 token ids"),
+    ("mlp", "modular-add-7", "use --model transformer"),
+])
+def test_cli_refuses_a_model_that_cannot_read_the_data_before_writing(tmp_path, model, dataset,
+                                                                      words):
+    from landscape_cli.main import cli
+
+    out = tmp_path / "r"
+    result = CliRunner().invoke(cli, ["train", "--dataset", dataset, "--model", model,
+                                      "--train-subset", "8", "--steps", "2", "--quiet",
+                                      "--out", str(out)])
+    assert words in one_line_error(result)
+    assert not out.exists() or not any(out.rglob("*.pt"))
