@@ -26,8 +26,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ._util import write_torch
 from .errors import CheckpointError
+from .util import write_torch
 
 FORMAT = "landscape-checkpoint"
 FORMAT_VERSION = 1

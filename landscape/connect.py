@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._util import pick_device, provenance, sha256_tensors, write_torch
 from .errors import LandscapeError
+from .evaluate import METRICS
 from .params import assign, named_tensors
 from .surface import Surface
+from .util import pick_device, provenance, sha256_tensors, write_torch
 
 CURVES = ("bezier", "polychain")
 STATE_FORMAT = "landscape-connect-state"
-_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -210,7 +210,7 @@ def connect(model_a: nn.Module, model_b: nn.Module, data, *,
 
 def _train_bend(model, w1, w2, data, options, device, identity, state_path, resume, show,
                 on_epoch):
-    from ._util import progress as progress_bar
+    from .util import progress as progress_bar
     from .train import loss_function
 
     theta = {n: ((w1[n] + w2[n]) / 2).clone().requires_grad_(True) for n in w1}
@@ -323,7 +323,7 @@ def _evaluate_paths(model, w1, bend, w2, data, options, device, names, identity,
     out = {}
     for kind, theta in paths.items():
         shape = "polychain" if kind == "line" else options.curve
-        values = {m: np.empty(len(ts)) for m in _METRICS}
+        values = {m: np.empty(len(ts)) for m in METRICS}
         for i, t in enumerate(ts):
             assign(net, {n: curve_point(shape, w1[n], theta[n], w2[n], t) for n in w1})
             if bn:

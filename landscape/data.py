@@ -146,7 +146,7 @@ def _mnist1d(seed: int, cache: bool) -> tuple[Split, Split, int]:
     blob = {k: torch.as_tensor(raw[k], dtype=torch.float32 if k.startswith("x") else torch.int64)
             for k in ("x", "y", "x_test", "y_test")}
     if cache:
-        from ._util import write_torch
+        from .util import write_torch
         from .errors import WriteError
         try:
             write_torch(path, blob)

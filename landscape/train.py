@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._util import pick_device, progress, write_bytes, write_json
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
 from .hessian import top_eigenpair
 from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
+from .util import pick_device, progress, write_bytes, write_json
 
 OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
