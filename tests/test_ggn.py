@@ -4,12 +4,13 @@ matrices summed from per-example parameter gradients (every label weighted by it
 probability, the drawn labels, or the observed ones)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from landscape.errors import LandscapeError
-from landscape.ggn import jqj_product, output_factor
+from landscape.curvature.ggn import jqj_product, output_factor
 from landscape.losses import loss_function
 
 N, C = 12, 4
@@ -183,3 +184,46 @@ def test_fisher_needs_a_likelihood(problem):
     apply_q = output_factor("ggn", custom, problem.logits, problem.y)
     u = torch.ones_like(problem.logits)
     assert float((apply_q(u) * u).sum()) >= 0
+
+
+# ----------------------------------------------------------------------------- the operator
+
+@pytest.mark.parametrize("kind", ["ggn", "fisher", "empirical-fisher"])
+def test_operator_over_chunks_equals_the_dense_matrix(problem, kind):
+    from landscape.curvature import OutputCurvatureOperator
+
+    op = OutputCurvatureOperator(problem.model, (problem.x, problem.y), kind=kind, chunk=5)
+    dense = op.matmat(np.eye(op.n_params))
+    np.testing.assert_allclose(dense, problem.matrix(kind).numpy(), rtol=0, atol=ATOL)
+    assert op.n_products == op.n_params and "J^T Q J" in op.hvp_description
+
+
+def test_solvers_take_the_curvature_option(problem):
+    from landscape.curvature import HessianOptions, hessian_eigenvalues, hessian_trace
+
+    ggn = problem.matrix("ggn").numpy()
+    exact = np.linalg.eigvalsh(ggn)
+    opts = HessianOptions(curvature="ggn", chunk=5)
+    res = hessian_eigenvalues(problem.model, (problem.x, problem.y), k=3, tol=1e-10,
+                              options=opts)
+    np.testing.assert_allclose(res.values, exact[-3:], rtol=1e-8)
+    # Hutch++ with a sketch as wide as the matrix takes the whole trace exactly
+    tr = hessian_trace(problem.model, (problem.x, problem.y), n_products=3 * len(exact) + 3,
+                       options=opts)
+    assert tr.estimate == pytest.approx(np.trace(ggn), rel=1e-9)
+
+
+def test_sampled_fisher_operator_is_fixed_and_seeded(problem):
+    from landscape.curvature import OutputCurvatureOperator
+
+    data = (problem.x, problem.y)
+    make = lambda seed: OutputCurvatureOperator(problem.model, data, kind="fisher",  # noqa
+                                                samples=2, seed=seed)
+    v = np.random.default_rng(0).normal(size=problem.flat.numel())
+    a = make(1)
+    np.testing.assert_array_equal(a.matvec(v), a.matvec(v))
+    np.testing.assert_array_equal(a.matvec(v), make(1).matvec(v))
+    assert not np.allclose(a.matvec(v), make(2).matvec(v))
+    assert a.matrix_name == "Fisher (2 sampled labels)"
+    with pytest.raises(LandscapeError, match="only go with the Fisher"):
+        OutputCurvatureOperator(problem.model, data, kind="ggn", samples=2)

@@ -17,7 +17,8 @@ block per example:
 - ``empirical-fisher``: ``Q_n = g_n g_n^T / N`` at the observed labels: the mean outer
   product of the per-example gradients.
 
-Contract: pure functions over one chunk of data. ``fn(params) -> logits`` is the network on
+Contract: pure functions over one chunk of data, and ``OutputCurvatureOperator``, which sums
+them over a data split for the solvers. ``fn(params) -> logits`` is the network on
 that chunk (``torch.func.functional_call`` with the data bound); ``params`` and tangents are
 dicts of tensors in the model's parameter order; a chunk of ``n`` of ``N`` examples carries
 the weight ``n / N``, so products summed over chunks are those of the mean over all ``N``.
@@ -26,11 +27,14 @@ Products cost one ``jvp`` and one ``vjp`` of ``fn``; nothing is kept between cal
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
+from .hessian import HessianOperator
+from .options import LossArg
 
 KINDS = ("hessian", "ggn", "fisher", "empirical-fisher")
 """The curvature matrices of a mean loss the toolkit knows (``hessian`` lives elsewhere)."""
@@ -75,7 +79,7 @@ def output_factor(kind: str, loss: str | Callable, logits: torch.Tensor, y: torc
         samples: ``fisher`` only: labels drawn per example (0: the exact expectation).
         generator: the random source of those labels.
     """
-    from .losses import loss_function
+    from ..losses import loss_function
 
     logits = logits.detach()
     loss_fn = loss_function(loss)
@@ -148,3 +152,68 @@ def fisher_output_product(loss: str, logits: torch.Tensor, u: torch.Tensor,
     else:
         out = (2.0 / width) * u
     return out * (weight / n)
+
+
+NAMES = {"ggn": "GGN", "fisher": "Fisher", "empirical-fisher": "empirical Fisher"}
+
+
+class OutputCurvatureOperator(HessianOperator):
+    """The GGN, Fisher or empirical Fisher of the mean loss over a data split, ``J^T Q J``,
+    as a ``CurvatureOperator`` every solver takes (eigenvalues, trace, density).
+
+    It shares the Hessian operator's setup (chunks weighted by size, the model's shell and
+    buffers, devices and dtypes, counting and recording); each chunk's output factor ``Q``
+    (and, for the sampled Fisher, its labels) is fixed at construction.
+
+    Args:
+        model, data, loss: as for ``HessianOperator``.
+        kind: ``ggn``, ``fisher`` or ``empirical-fisher``.
+        samples: ``fisher`` only: labels drawn per example (0, the default: exact).
+        seed: seed of those labels.
+        **options: the other ``HessianOperator`` arguments (``hvp`` is not used).
+    """
+
+    def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy", *,
+                 kind: str = "ggn", samples: int = 0, seed: int = 0, **options: Any):
+        if kind not in NAMES:
+            raise LandscapeError(f"unknown curvature {kind!r}: use one of {', '.join(KINDS)}")
+        if samples < 0 or (samples and kind != "fisher"):
+            raise LandscapeError(f"samples must be >= 0 and only go with the Fisher, got "
+                                 f"{samples} for {kind}")
+        progress = options.pop("progress", False)
+        super().__init__(model, data, loss, **options)
+        self.kind, self.samples = kind, samples
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        self._factors = []
+        with torch.no_grad(), self._float32():
+            for x, y, w in self._chunks:
+                fn = self._outputs_of(x)
+                self._factors.append((fn, output_factor(kind, loss, fn(self.params), y,
+                                                        weight=w, samples=samples,
+                                                        generator=gen)))
+        if progress:
+            self._show_progress(f"{self.matrix_name}-vector products", "Gv")
+
+    @property
+    def matrix_name(self) -> str:
+        """``GGN``, ``Fisher`` (with its samples when drawn) or ``empirical Fisher``."""
+        drawn = f" ({self.samples} sampled label{'s' if self.samples > 1 else ''})"
+        return NAMES[self.kind] + (drawn if self.samples else "")
+
+    @property
+    def hvp_description(self) -> str:
+        """How products are made: one jvp and one vjp of the network per chunk."""
+        return f"{NAMES[self.kind]}: J^T Q J (jvp + vjp)"
+
+    def _outputs_of(self, x: torch.Tensor) -> Callable[[Params], torch.Tensor]:
+        def fn(params: Params) -> torch.Tensor:
+            return torch.func.functional_call(self._shell, {**params, **self._buffers()}, (x,))
+        return fn
+
+    def _flat_product(self, v: torch.Tensor) -> torch.Tensor:
+        tangent = self.unflatten(v)
+        total = torch.zeros_like(v)
+        for fn, apply_q in self._factors:
+            out = jqj_product(fn, self.params, tangent, apply_q)
+            total += torch.cat([t.reshape(-1) for t in out.values()])
+        return total
