@@ -133,11 +133,11 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 
     Under torchrun the examples are shared by the ranks; rank 0 prints and writes --out.
     """
-    from landscape import hessian as hs
+    from landscape import curvature as hs
     from landscape.util import pick_device, provenance, sha256_file, write_json
     from landscape.checkpoint import load_checkpoint
     from landscape.distributed import init_distributed, shutdown
-    from landscape.hessian import DistributedHessian, serve_hessian_products
+    from landscape.curvature import DistributedHessian, serve_hessian_products
     from landscape.errors import LandscapeError
 
     if top_k + bottom_k == 0 and not (want_trace or want_density or per_batch or by_layer
@@ -244,7 +244,7 @@ def _check_curvature(curvature: str, fisher_samples: int, per_batch: int | None)
 
 def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol: float,
                  method: str, seed: int, common):
-    from landscape import hessian as hs
+    from landscape import curvature as hs
 
     which = "both" if top_k and bottom_k else ("largest" if top_k else "smallest")
     res = hs.hessian_eigenvalues(model, data, k=top_k or bottom_k, which=which, tol=tol,
@@ -270,7 +270,7 @@ def _check_per_batch(per_batch, batch_sizes, figure) -> None:
     import os
 
     from landscape.errors import LandscapeError
-    from landscape.plot2d import figure_format
+    from landscape.figures import figure_format
 
     if per_batch and not batch_sizes:
         raise LandscapeError("--per-batch needs --batch-size (examples per batch)")
@@ -286,7 +286,7 @@ def _check_per_batch(per_batch, batch_sizes, figure) -> None:
 
 def _per_batch(model, data, n_batches: int, sizes: tuple[int, ...], seed: int, common: dict,
                figure: str | None) -> list[dict]:
-    from landscape import hessian as hs
+    from landscape import curvature as hs
     from landscape.errors import LandscapeError
 
     n = len(data[1])
@@ -306,7 +306,7 @@ def _per_batch(model, data, n_batches: int, sizes: tuple[int, ...], seed: int, c
                "each" + ("" if all(s["disjoint"] for s in spreads) else
                          " (drawn independently: too few examples for disjoint batches)"))
     if figure:
-        from landscape.plot2d import plot_batch_spread
+        from landscape.figures import plot_batch_spread
 
         plot_batch_spread(spreads, out=figure)
         click.echo(f"wrote {figure}", err=True)
@@ -320,7 +320,7 @@ def _relative(values, residuals) -> str:
 
 
 def _trace(model, data, n_products: int, seed: int, common):
-    from landscape import hessian as hs
+    from landscape import curvature as hs
 
     res = hs.hessian_trace(model, data, n_products=n_products, seed=seed, options=common)
     error = (f"+- {res.stderr:.2g} (standard error; " if math.isfinite(res.stderr)
@@ -331,7 +331,7 @@ def _trace(model, data, n_products: int, seed: int, common):
 
 
 def _density(model, data, probes: int, steps: int, seed: int, common):
-    from landscape import hessian as hs
+    from landscape import curvature as hs
 
     res = hs.hessian_density(model, data, n_probes=probes, n_steps=steps, seed=seed,
                              options=common)
