@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .._util import atomic_path
+from ..util import atomic_path
 from ..errors import LandscapeError
 
 #: formats of the 2-D figures (matplotlib)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .._util import atomic_path, check_writable
+from ..util import atomic_path, check_writable
 from ..errors import LandscapeError
 from ..surface import Surface
 from .actors import SceneScale
