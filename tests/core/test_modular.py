@@ -18,7 +18,7 @@ from landscape.models import build_model, count_parameters, rebuild_model
 from landscape.modular import modular_splits, parse_name, table
 from landscape.train import evaluate_split
 from tests.cli_helpers import one_line_error
-from tests.test_hessian import autograd_hessian
+from tests.curvature.test_hessian import autograd_hessian
 
 PY_OPS = {"add": lambda a, b, p: (a + b) % p, "sub": lambda a, b, p: (a - b) % p,
           "mul": lambda a, b, p: (a * b) % p}
