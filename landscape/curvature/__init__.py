@@ -2,8 +2,8 @@
 
 Layers inside the package: ``options`` (settings) and ``base`` (the operator base that counts
 and records products) -> ``hessian`` (the Hessian operator) -> ``lanczos`` -> the solvers
-``eigen``, ``trace``, ``density`` -> ``dense`` (the exact reference), ``views`` (per-batch and
-directional), ``spectrum`` (the spectrum file) and ``distributed`` (the operator under
+``eigen``, ``trace``, ``density``, ``preconditioned`` (``P^-1 H`` of adaptive optimizers) ->
+``dense`` (the exact reference), ``views`` (per-batch and directional), ``spectrum`` (the spectrum file) and ``distributed`` (the operator under
 torchrun). Every solver takes a network with its data and ``HessianOptions``, or any
 ``CurvatureOperator`` (or matrix), and reports its cost in products.
 """
@@ -13,11 +13,14 @@ from .density import DensityResult, common_densities, hessian_density, smooth_de
 from .distributed import (DistributedHessian, DistributedHessianOperator,
                           serve_hessian_products, shard_range, sharded_hessian_vector_product)
 from .eigen import (BOTTOM_TOL, EigenResult, TopEigenpair, extreme_eigenvalues,
-                    hessian_eigenvalues, top_eigenpair)
+                    hessian_eigenvalues, operator_top_eigenpair, top_eigenpair)
 from .hessian import (HessianOperator, check_determinism, hessian_vector_product,
                       stochastic_layers)
 from .options import (DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HVP_METHODS, MODES, HessianOptions,
                       LossArg)
+from .preconditioned import (ADAPTIVE, Preconditioner, PreconditionedOperator,
+                             optimizer_preconditioner, preconditioned_sharpness,
+                             preconditioned_threshold)
 from .spectrum import SPECTRUM_FORMAT, SPECTRUM_FORMAT_VERSION, load_spectrum, spectrum_record
 from .trace import TraceResult, hessian_trace
 from .views import BatchSpread, directional_curvature, per_batch_top_eigenvalue
@@ -29,8 +32,11 @@ __all__ = [
     "DEFAULT_CHUNK", "GRAPH_CACHE_BYTES", "HVP_METHODS", "MODES", "RECORD_BYTES", "LossArg",
     # solvers and their results
     "hessian_eigenvalues", "EigenResult", "BOTTOM_TOL", "extreme_eigenvalues",
-    "top_eigenpair", "TopEigenpair", "hessian_trace", "TraceResult", "hessian_density",
+    "top_eigenpair", "operator_top_eigenpair", "TopEigenpair", "hessian_trace", "TraceResult", "hessian_density",
     "DensityResult", "smooth_density", "common_densities", "dense_hessian",
+    # adaptive optimizers: P^-1 H
+    "PreconditionedOperator", "Preconditioner", "optimizer_preconditioner",
+    "preconditioned_sharpness", "preconditioned_threshold", "ADAPTIVE",
     # views
     "per_batch_top_eigenvalue", "BatchSpread", "directional_curvature",
     # spectrum files
