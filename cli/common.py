@@ -124,11 +124,32 @@ def _recording_command_line(callback: Callable) -> Callable:
     return wrapper
 
 
+FORMAT_OPTIONS = "landscape_dataset_options"
+"""Key in the click context's ``meta`` of the format options (--target, --image-size,
+--no-normalize) that ``bundle_from`` passes on."""
+
+
+def _format_options(func: Callable) -> Callable:
+    """Take --target, --image-size and --no-normalize out of the command's arguments into the
+    context (``bundle_from`` reads them), so that every command keeps its signature."""
+    @functools.wraps(func)
+    def wrapper(*args, target=None, image_size=None, normalize=True, **kwargs):
+        options = {"target": target, "size": image_size,
+                   "normalize": None if normalize else False}
+        click.get_current_context().meta[FORMAT_OPTIONS] = {
+            k: v for k, v in options.items() if v is not None}
+        return func(*args, **kwargs)
+    return wrapper
+
+
 def dataset_options(func: Callable) -> Callable:
-    """--dataset, --data-root, --train-subset, --test-subset, --data-seed."""
+    """--dataset, --data-root, --train-subset, --test-subset, --data-seed, and the options of
+    users' file formats: --target, --image-size, --no-normalize."""
     options = [
         click.option("--dataset", default=None, show_default="mnist1d, or the checkpoint's",
-                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function"),
+                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | "
+                          "module:function | imagefolder:PATH | npz:FILE | npy:FOLDER | "
+                          "csv:PATH"),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
                      help="Folder holding torchvision datasets (never downloaded)."),
         click.option("--train-subset", type=click.IntRange(min=1), default=None,
@@ -137,7 +158,16 @@ def dataset_options(func: Callable) -> Callable:
                      help="Use this many test examples (fixed by --data-seed)."),
         click.option("--data-seed", type=int, default=None,
                      help="Seed of dataset generation and subsets.  [default: 0]"),
+        click.option("--target", default=None, metavar="COLUMN",
+                     help="csv:PATH: the column holding the class."),
+        click.option("--image-size", type=click.IntRange(min=1, max=4096), default=None,
+                     help="imagefolder:PATH: resize images to this many pixels square "
+                          "(default: the first image's size)."),
+        click.option("--normalize/--no-normalize", default=True,
+                     help="imagefolder, npz, npy, csv: standardize inputs with the training "
+                          "split's mean and std (per channel or feature).  [default: on]"),
     ]
+    func = _format_options(func)
     for opt in reversed(options):
         func = opt(func)
     return func
@@ -211,9 +241,15 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
     from landscape.checkpoint import check_dataset_code
     from landscape.data import load_dataset
 
+    from landscape.userdata import absolute_name
+
     spec = dict(like or {"name": "mnist1d"})
-    if dataset is not None and dataset != spec.get("name"):
+    if dataset is not None and absolute_name(dataset) != spec.get("name"):
         spec = {"name": dataset}
+    ctx = click.get_current_context(silent=True)
+    given = (ctx.meta.get(FORMAT_OPTIONS) if ctx is not None else None) or {}
+    if given:
+        spec["options"] = {**spec.get("options", {}), **given}
     elif dataset is None and like is not None:
         check_dataset_code(spec, "If you trust it, pass --trust-code, or name the dataset "
                                  "with --dataset")
