@@ -132,6 +132,7 @@ def load_dataset(name: str = "mnist1d", root: str | os.PathLike | None = None, s
     elif user_format(name):
         train, test, classes = load_user_format(name, options, seed)
     elif ":" in name:
+        name = spec["name"] = absolute_code(name)
         train, test, classes = _user_loader(name)
     else:
         raise DataError(f"unknown dataset {name!r}: use one of {', '.join(BUILTIN)}, "
@@ -206,6 +207,21 @@ def _to_tensors(ds: Any) -> Split:
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True)
     return (x - mean) / std, y
+
+
+def code_file(spec: str) -> Path | None:
+    """The file of a ``path/to/file.py:function`` spec (None for ``module:function``)."""
+    target = spec.rpartition(":")[0]
+    return Path(target) if target.endswith(".py") or os.sep in target else None
+
+
+def absolute_code(spec: str) -> str:
+    """``file.py:function`` with the file's path made absolute (a stored spec then works from
+    any folder); other specs unchanged."""
+    path = code_file(spec) if ":" in spec else None
+    if path is None:
+        return spec
+    return f"{os.path.abspath(path)}:{spec.rpartition(':')[2]}"
 
 
 def load_callable(spec: str, what: str) -> Callable[..., Any]:

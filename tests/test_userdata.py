@@ -132,3 +132,44 @@ def test_cli_trains_on_csv_and_hessian_runs_from_another_folder(tmp_path, monkey
     res = CliRunner().invoke(cli, ["train", "--dataset", "csv:data.csv", "--out", "r2"])
     assert res.exit_code == 1 and "Error:" in res.output
     assert not (elsewhere / "r2").exists()
+
+
+MODEL_CODE = ("import torch\n"
+              "def net(input_shape, num_classes, hidden=5):\n"
+              "    return torch.nn.Sequential(torch.nn.Flatten(),\n"
+              "        torch.nn.Linear(input_shape[0], hidden), torch.nn.Tanh(),\n"
+              "        torch.nn.Linear(hidden, num_classes))\n")
+
+
+def test_relative_code_path_works_from_another_folder(tmp_path, monkeypatch, mnist1d_small):
+    """A model built by a relative file.py:function is stored with an absolute path and the
+    file's hash; loading from another folder works; a moved file is named, with --model."""
+    from landscape.checkpoint import load_checkpoint, save_checkpoint
+    from landscape.models import build_model
+    from landscape.util.hashing import sha256_file
+
+    (tmp_path / "mine.py").write_text(MODEL_CODE)
+    monkeypatch.chdir(tmp_path)
+    model = build_model("mine.py:net", mnist1d_small, hidden=4)
+    spec = model.landscape_spec
+    assert spec["name"] == f"{tmp_path / 'mine.py'}:net"
+    assert spec["code"] == {"path": str(tmp_path / "mine.py"),
+                            "sha256": sha256_file(tmp_path / "mine.py")}
+    save_checkpoint(tmp_path / "m.pt", model)
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    loaded, _ = load_checkpoint(tmp_path / "m.pt", trust_code=True)
+    x = mnist1d_small.train[0][:4]
+    assert torch.equal(loaded(x), model.eval()(x))
+    (tmp_path / "mine.py").write_text(MODEL_CODE + "# edited\n")
+    with pytest.warns(UserWarning, match="changed since the checkpoint"):
+        load_checkpoint(tmp_path / "m.pt", trust_code=True)
+    (tmp_path / "mine.py").rename(other / "moved.py")
+    res = CliRunner().invoke(cli, ["hessian", str(tmp_path / "m.pt"), "--top-k", "1",
+                                   "--trust-code"])
+    assert res.exit_code == 1
+    assert str(tmp_path / "mine.py") in res.output and "--model" in res.output
+    res = CliRunner().invoke(cli, ["hessian", str(tmp_path / "m.pt"), "--top-k", "1",
+                                   "--model", "moved.py:net"])
+    assert res.exit_code == 0, res.output
