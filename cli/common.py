@@ -60,6 +60,8 @@ class LandscapeGroup(click.Group):
         try:
             with sigterm_as_interrupt():
                 return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_closed_pipe()
         except OSError as exc:
             text = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)
             raise click.ClickException(text) from None
@@ -74,6 +76,21 @@ class LandscapeGroup(click.Group):
             if not _is_user_error(exc):
                 raise
             raise click.ClickException(str(exc)) from None
+
+
+PIPE_STATUS = 128 + 13
+"""Exit status after the reader of the output went away (``| head``): 128 + SIGPIPE."""
+
+
+def _quiet_closed_pipe() -> None:
+    """The output's reader closed the pipe (``landscape ... | head``): end quietly, with no
+    traceback, also from the interpreter's final flush of stdout (pointed at /dev/null)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (a test runner's buffer)
+        pass
+    sys.exit(PIPE_STATUS)
 
 
 class Terminated(KeyboardInterrupt):
@@ -258,6 +275,28 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
         if value is not None:
             spec[key] = value
     return load_dataset(**spec)
+
+
+def checkpoint_callback(ctx: click.Context, param: click.Parameter, value: str | None
+                        ) -> str | None:
+    """Click callback of a checkpoint argument: a run folder of `landscape train` stands for
+    its final ``model.pt`` (every command that takes a checkpoint takes a run folder)."""
+    if value is None or not Path(value).is_dir():
+        return value
+    from landscape.checkpoint import checkpoint_path
+
+    return str(checkpoint_path(value))
+
+
+def suffix_callback(suffixes: tuple[str, ...], what: str) -> Callable:
+    """A click callback refusing an output whose suffix is not one of ``suffixes`` (``--out
+    h.png`` wrote JSON under an image's name)."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in suffixes:
+            raise click.BadParameter(f"{value!r}: this writes {what}; name it "
+                                     f"{' or '.join(suffixes)}")
+        return value
+    return check
 
 
 SURFACE_SUFFIXES = (".h5", ".hdf5")

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
-                     echo_table, guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, checkpoint_callback, code_options,
+                     dataset_options, device_option, echo_table, guard_output,
+                     main_output_lock, suffix_callback, wraps_threads)
 
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
@@ -45,7 +46,7 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 
 
 @click.command("hessian")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
 @click.option("--top-k", type=click.IntRange(min=0, max=MAX_COUNT), default=5, show_default=True,
               help="Largest eigenvalues to compute.")
@@ -99,6 +100,7 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random probes.")
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
+              callback=suffix_callback((".json",), "JSON"),
               help="Write the spectrum as JSON here (written atomically).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

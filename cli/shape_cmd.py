@@ -6,8 +6,9 @@ import math
 
 import click
 
-from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
-                     echo_table, guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, checkpoint_callback, code_options,
+                     dataset_options, device_option, echo_table, guard_output,
+                     main_output_lock, suffix_callback, wraps_threads)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -142,7 +143,7 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
 
 
 @click.command("sharpness")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
 @click.option("--split", type=click.Choice(["train", "test"]), default="train",
               show_default=True, help="The loss is the mean over this whole split.")
@@ -176,6 +177,7 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
               help="Seed of the subspace, random starts and draws.")
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
+              callback=suffix_callback((".json",), "JSON"),
               help="Write every number, with provenance, to this JSON file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -216,8 +216,27 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                    f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr}"
                    f"{_momentum_text(config)} -> {out_dir}",
                    err=True)
-        result = train(model, bundle, config, out_dir=out_dir)
+        result = _train_user_code(model, bundle, config, out_dir, model_name)
     _report(result, out_dir, config)
+
+
+def _train_user_code(model, bundle, config, out_dir: Path, model_name: str):
+    """``train``; a user's model that fails in its first epoch leaves no run folder claiming
+    an interrupted run (its files are removed) and gives one line naming the model."""
+    from landscape import train
+    from landscape.errors import LandscapeError
+
+    try:
+        return train(model, bundle, config, out_dir=out_dir)
+    except LandscapeError:
+        raise
+    except Exception as exc:
+        if ":" not in model_name:
+            raise
+        if not list((out_dir / "checkpoints").glob("epoch_*[1-9]*.pt")):
+            remove_run(out_dir)
+        raise user_error(f"model {model_name!r} failed in training: "
+                         f"{type(exc).__name__}: {exc}") from exc
 
 
 def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,

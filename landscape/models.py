@@ -257,7 +257,14 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
                              f"it takes: {', '.join(allowed) or 'none'}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = builder(tuple(input_shape), int(num_classes), **options)
+        try:
+            model = builder(tuple(input_shape), int(num_classes), **options)
+        except LandscapeError:
+            raise
+        except Exception as exc:  # a user's builder: one line naming it, not a traceback
+            if name in MODELS:
+                raise
+            raise LandscapeError(f"model {name!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise LandscapeError(f"model {name!r} did not return a torch.nn.Module")
     model.landscape_spec = {
