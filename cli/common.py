@@ -288,15 +288,13 @@ def checkpoint_callback(ctx: click.Context, param: click.Parameter, value: str |
     return str(checkpoint_path(value))
 
 
-def suffix_callback(suffixes: tuple[str, ...], what: str) -> Callable:
-    """A click callback refusing an output whose suffix is not one of ``suffixes`` (``--out
-    h.png`` wrote JSON under an image's name)."""
-    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-        if value is not None and Path(value).suffix.lower() not in suffixes:
-            raise click.BadParameter(f"{value!r}: this writes {what}; name it "
-                                     f"{' or '.join(suffixes)}")
-        return value
-    return check
+def check_suffix(value: str | None, suffixes: tuple[str, ...], what: str,
+                 option: str = "--out") -> None:
+    """Refuse an output whose suffix is not one of ``suffixes`` (``--out h.png`` wrote JSON
+    under an image's name); called after the output is checked against the inputs."""
+    if value is not None and Path(value).suffix.lower() not in suffixes:
+        raise click.BadParameter(f"{value!r}: this writes {what}; name it "
+                                 f"{' or '.join(suffixes)}", param_hint=option)
 
 
 SURFACE_SUFFIXES = (".h5", ".hdf5")

@@ -14,7 +14,7 @@ import click
 
 from .common import (MAX_COUNT, bundle_from, checkpoint_callback, code_options,
                      dataset_options, device_option, echo_table, guard_output,
-                     main_output_lock, suffix_callback, wraps_threads)
+                     check_suffix, main_output_lock, wraps_threads)
 
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
@@ -100,7 +100,6 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random probes.")
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              callback=suffix_callback((".json",), "JSON"),
               help="Write the spectrum as JSON here (written atomically).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -132,6 +131,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     for path, option in ((out, "--out"), (figure, "--figure")):
         if path:
             guard_output(path, inputs=(checkpoint,), force=force, option=option)
+    check_suffix(out, (".json",), "JSON")
     if out:
         # held until the command ends: one writer per file, writability known before the work
         click.get_current_context().with_resource(main_output_lock(out))

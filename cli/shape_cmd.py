@@ -8,7 +8,7 @@ import click
 
 from .common import (MAX_COUNT, bundle_from, checkpoint_callback, code_options,
                      dataset_options, device_option, echo_table, guard_output,
-                     main_output_lock, suffix_callback, wraps_threads)
+                     check_suffix, main_output_lock, wraps_threads)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -177,7 +177,6 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
               help="Seed of the subspace, random starts and draws.")
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              callback=suffix_callback((".json",), "JSON"),
               help="Write every number, with provenance, to this JSON file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -196,6 +195,7 @@ def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset,
     opts = _checked(options)
     if out:
         guard_output(out, inputs=(checkpoint,), force=force, option="--out")
+        check_suffix(out, (".json",), "JSON")
         click.get_current_context().with_resource(main_output_lock(out))
     model, info = load_checkpoint(checkpoint)
     check_subspace_dim(model, opts["subspace_dim"])

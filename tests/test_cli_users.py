@@ -155,6 +155,8 @@ def test_commands_take_run_folders_and_check_out_suffixes(tmp_path):
     res = run("hessian", runs[0], "--top-k", "1", "--out", tmp_path / "h.png")
     assert res.exit_code == 2 and "name it .json" in res.output
     assert not (tmp_path / "h.png").exists()
+    res = run("sharpness", runs[0], "--out", tmp_path / "s.png")
+    assert res.exit_code == 2 and "name it .json" in res.output
     res = run("hessian", runs[0], "--top-k", "1", "--out", tmp_path / "h.json", "--quiet")
     assert res.exit_code == 0 and json.loads((tmp_path / "h.json").read_text())
     empty = tmp_path / "empty"
