@@ -165,8 +165,8 @@ def dataset_options(func: Callable) -> Callable:
     options = [
         click.option("--dataset", default=None, show_default="mnist1d, or the checkpoint's",
                      help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | "
-                          "module:function | imagefolder:PATH | npz:FILE | npy:FOLDER | "
-                          "csv:PATH"),
+                          "modular-<op>-<p>[-<fraction>] | module:function | imagefolder:PATH | "
+                          "npz:FILE | npy:FOLDER | csv:PATH"),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
                      help="Folder holding torchvision datasets (never downloaded)."),
         click.option("--train-subset", type=click.IntRange(min=1), default=None,

@@ -15,6 +15,7 @@ from torch import nn
 
 from .data import absolute_code, code_file, load_callable
 from .errors import LandscapeError
+from .transformer import check_input_kind, transformer
 from .util.hashing import sha256_file
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
@@ -212,6 +213,7 @@ def resnet1d(input_shape, num_classes, depth: int = 20, skip: bool = True,
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "cnn1d": cnn1d, "lenet": lenet, "vgg9": vgg9,
     "resnet20": resnet20, "resnet56": resnet56, "resnet1d": resnet1d,
+    "transformer": transformer,
 }
 
 
@@ -232,12 +234,12 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
 
     Args:
         name: ``mlp``, ``cnn1d``, ``lenet``, ``vgg9``, ``resnet20``, ``resnet56``,
-            ``resnet1d`` or
+            ``resnet1d``, ``transformer`` (token inputs: ``landscape.transformer``) or
             ``module:function`` (called as ``function(input_shape, num_classes, **options)``).
         bundle: the DataBundle that fixes input shape and classes (or pass both explicitly).
         seed: initialization seed; the same seed gives the same initial weights.
         **options: architecture options (``width``, ``depth``, ``activation``, ``batchnorm``,
-            ``skip``, ``channels``), checked against the builder's signature.
+            ``skip``, ``channels``, ``heads``, ...), checked against the builder's signature.
 
     Returns:
         The model in float32 on the CPU, with ``model.landscape_spec`` set.
@@ -267,6 +269,8 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
             raise LandscapeError(f"model {name!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise LandscapeError(f"model {name!r} did not return a torch.nn.Module")
+    if bundle is not None and name in MODELS:
+        check_input_kind(name, model, bundle.train[0])
     model.landscape_spec = {
         "name": name, "options": dict(options), "seed": seed,
         "input_shape": list(input_shape), "num_classes": int(num_classes),

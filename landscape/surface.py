@@ -27,7 +27,7 @@ from .errors import LandscapeError
 from .evaluate import Evaluator, split_metric
 from .grid import (Surface, check_axis, grid_coords, grid_size, probe_points,  # noqa: F401
                    select_points, summary_line)
-from .hessian import extreme_eigenvalues
+from .curvature import extreme_eigenvalues
 from .store import check_output, resumable, save_surface
 from .util import output_lock, remove_stale_temps, sha256_tensors
 from .util import progress as progress_bar, provenance as make_provenance

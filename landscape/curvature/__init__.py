@@ -2,9 +2,10 @@
 
 Layers inside the package: ``options`` (settings) and ``base`` (the operator base that counts
 and records products) -> ``hessian`` (the Hessian operator) -> ``lanczos`` -> the solvers
-``eigen``, ``trace``, ``density``, ``preconditioned`` (``P^-1 H`` of adaptive optimizers) ->
-``dense`` (the exact reference), ``views`` (per-batch and directional), ``spectrum`` (the spectrum file) and ``distributed`` (the operator under
-torchrun). Every solver takes a network with its data and ``HessianOptions``, or any
+``eigen``, ``trace``, ``density``, ``preconditioned`` (``P^-1 H`` of adaptive optimizers);
+``ggn`` (Gauss-Newton and Fisher operators on the Hessian operator's setup) -> ``dense`` (the
+exact reference), ``views`` (per-batch and directional), ``spectrum`` (the spectrum file) and
+``distributed`` (the operator under torchrun). Every solver takes a network with its data and ``HessianOptions``, or any
 ``CurvatureOperator`` (or matrix), and reports its cost in products.
 """
 from .base import RECORD_BYTES, CurvatureOperator, GivenOperator, ShiftedOperator
@@ -14,9 +15,10 @@ from .distributed import (DistributedHessian, DistributedHessianOperator,
                           serve_hessian_products, shard_range, sharded_hessian_vector_product)
 from .eigen import (BOTTOM_TOL, EigenResult, TopEigenpair, extreme_eigenvalues,
                     hessian_eigenvalues, operator_top_eigenpair, top_eigenpair)
+from .ggn import OutputCurvatureOperator
 from .hessian import (HessianOperator, check_determinism, hessian_vector_product,
                       stochastic_layers)
-from .options import (DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HVP_METHODS, MODES, HessianOptions,
+from .options import (CURVATURES, DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HVP_METHODS, MODES, HessianOptions,
                       LossArg)
 from .preconditioned import (ADAPTIVE, Preconditioner, PreconditionedOperator,
                              optimizer_preconditioner, preconditioned_sharpness,
@@ -28,6 +30,7 @@ from .views import BatchSpread, directional_curvature, per_batch_top_eigenvalue
 __all__ = [
     # operators
     "CurvatureOperator", "GivenOperator", "ShiftedOperator", "HessianOperator",
+    "OutputCurvatureOperator", "CURVATURES",
     "HessianOptions", "hessian_vector_product", "check_determinism", "stochastic_layers",
     "DEFAULT_CHUNK", "GRAPH_CACHE_BYTES", "HVP_METHODS", "MODES", "RECORD_BYTES", "LossArg",
     # solvers and their results
