@@ -19,17 +19,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import torch
 
 from .data import as_splits
 from .direction_files import directions_sha256, load_directions, write_or_check_directions
 from .distributed import DistContext, DistributedError, RankExchange
 from .errors import LandscapeError
 from .evaluate import Evaluator, split_metric
+from .losses import loss_function
 from .grid import (Surface, check_axis, grid_coords, grid_size, probe_points,  # noqa: F401
                    select_points, summary_line)
 from .hessian import extreme_eigenvalues
 from .store import check_output, resumable, save_surface
-from .util import output_lock, remove_stale_temps, sha256_tensors
+from .util import output_lock, pick_device, remove_stale_temps, sha256_tensors
+from .util.memory import MemoryEstimate, TensorPeak, linear_in_examples
 from .util import progress as progress_bar, provenance as make_provenance
 
 
@@ -175,6 +178,49 @@ def estimate_surface(model, data, directions, x, y=None, *,
     axes = len(run.x) + (0 if run.y is None else len(run.y))
     return {"points": points, "seconds_per_point": per_point, "seconds": per_point * points,
             "file_bytes": points * (8 * len(run.options.names) + 1) + 8 * axes + 16384}
+
+
+def surface_memory(model, data, n_directions: int, *,
+                   options: SurfaceOptions | None = None) -> MemoryEstimate:
+    """Memory a surface run adds, before it starts (one tiny forward is traced).
+
+    The directions are held twice (as given or loaded, and the evaluator's copies on the
+    device) with one copy of the origin's weights; a point runs one chunk of each split's
+    inputs forward under inference mode (``TensorPeak`` on a few examples, scaled to the
+    chunk). The grid itself (8 bytes a point and metric) is counted with the directions.
+
+    Args:
+        model, data: as for ``compute_surface``.
+        n_directions: 1 (a line) or 2 (a plane).
+        options: ``SurfaceOptions`` (chunk, metrics, device, batch_points).
+
+    Returns:
+        MemoryEstimate with resident ``model`` and ``data``, added ``directions`` and
+        ``activations``.
+    """
+    options = options or SurfaceOptions()
+    state = [t for t in model.state_dict().values() if t.is_floating_point()]
+    weights = sum(t.numel() * t.element_size() for t in state)
+    splits = as_splits(data)
+    needed = sorted({split_metric(m)[0] for m in options.metrics} & set(splits))
+    model.eval()
+    activations = 0
+    for split in needed:
+        x, y = splits[split]
+
+        def measure(m: int, x=x, y=y) -> tuple[float]:
+            with TensorPeak() as peak, torch.inference_mode():
+                loss_function(options.loss)(model(x[:m]), y[:m])
+            return (peak.peak,)
+
+        [(fixed, per)] = linear_in_examples(measure, len(y))
+        batch = options.batch_points or 1
+        activations = max(activations, int(batch * (fixed + per * min(options.chunk, len(y)))))
+    data_bytes = sum(t.numel() * t.element_size() for s in needed for t in splits[s])
+    device = str(pick_device(options.device))
+    return MemoryEstimate(added={"directions": (2 * n_directions + 1) * weights,
+                                 "activations": activations},
+                          resident={"model": weights, "data": data_bytes}, device=device)
 
 
 def directions_file_for(out: str | os.PathLike) -> Path:
