@@ -223,6 +223,38 @@ def surface_memory(model, data, n_directions: int, *,
                           resident={"model": weights, "data": data_bytes}, device=device)
 
 
+SAMPLING_GROUPS = 32
+"""Equal groups of examples whose losses at the origin give the sampling error."""
+
+
+def origin_sampling_error(evaluator: Evaluator, groups: int = SAMPLING_GROUPS
+                          ) -> dict[str, dict[str, float]]:
+    """Standard error of each evaluated split's mean loss at the origin, from the spread of
+    its loss over ``groups`` equal groups of examples (per-group variance): how far the
+    surface's values may lie from the loss over all the data the examples were drawn from.
+
+    Returns:
+        split -> ``{"examples", "groups", "loss", "stderr"}`` for each split with a loss
+        metric.
+    """
+    out: dict[str, dict[str, float]] = {}
+    evaluator.set_point([0.0] * len(evaluator.directions))
+    for split in sorted({split_metric(m)[0] for m in evaluator.metrics
+                         if m.endswith("_loss")}):
+        x, y = evaluator.splits[split]
+        g = max(2, min(groups, len(y)))
+        if len(y) < 2:
+            continue
+        size = len(y) // g
+        with torch.inference_mode():
+            losses = np.array([float(evaluator.loss_fn(evaluator.model(x[i * size:(i + 1) * size]),
+                                                       y[i * size:(i + 1) * size]))
+                               for i in range(g)])
+        out[split] = {"examples": int(len(y)), "groups": int(g), "loss": float(losses.mean()),
+                      "stderr": float(losses.std(ddof=1) / np.sqrt(g))}
+    return out
+
+
 def directions_file_for(out: str | os.PathLike) -> Path:
     """``surf.h5`` -> ``surf.directions.h5``: where a surface's directions are saved."""
     out = Path(out)
@@ -378,7 +410,8 @@ class SurfaceRun:
     def _open(self, resume, force, prov, recipe, trajectory, anchors) -> Surface:
         """A new empty surface, or the stored one to resume; the directions file beside it."""
         prov = make_provenance(**prov)
-        prov.update(identity=self.identity, directions=dict(self.dir_info), seconds=0.0, runs=1)
+        prov.update(identity=self.identity, directions=dict(self.dir_info), seconds=0.0, runs=1,
+                    sampling_error=origin_sampling_error(self.evaluator))
         old = None
         if self.out is not None:
             self._held.enter_context(output_lock(self.out))  # one writer per surface file

@@ -162,3 +162,56 @@ def test_hessian_dry_run_computes_and_writes_nothing(checkpoint, tmp_path):
 def test_ncv_must_exceed_top_k(checkpoint):
     result = CliRunner().invoke(cli, ["hessian", str(checkpoint), "--top-k", "5", "--ncv", "5"])
     assert "--ncv 5 must exceed --top-k 5" in one_line_error(result)
+
+
+# ------------------------------------------------------------------------- surfaces
+
+def test_surface_estimate_counts_directions_and_one_chunk():
+    from landscape.surface import SurfaceOptions, surface_memory
+
+    torch.manual_seed(0)
+    model = build_model("mlp", input_shape=(40,), num_classes=10, width=64)
+    x, y = torch.randn(3000, 40), torch.randint(0, 10, (3000,))
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    small = surface_memory(model, (x, y), 2, options=SurfaceOptions(chunk=500))
+    large = surface_memory(model, (x, y), 2, options=SurfaceOptions(chunk=3000))
+    assert small.added["directions"] == 5 * weights
+    assert small.resident == {"model": weights, "data": x.numel() * 4 + y.numel() * 8}
+    # the widest activations (64 hidden units, twice: linear and ReLU outputs) scale with
+    # the chunk
+    assert small.added["activations"] >= 2 * 500 * 64 * 4
+    assert large.added["activations"] == pytest.approx(6 * small.added["activations"], rel=0.05)
+
+
+def test_surface_refuses_in_one_line_and_dry_run_prints_memory(checkpoint, tmp_path):
+    out = tmp_path / "s.h5"
+    args = ["surface", str(checkpoint), "--x=-1:1:3", "--out", str(out), "--quiet"]
+    line = one_line_error(CliRunner().invoke(cli, [*args, "--max-memory", "1K"]))
+    assert "this surface needs about" in line and "directions" in line
+    assert not list(tmp_path.iterdir())
+    result = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "memory about" in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_surface_records_the_sampling_error_at_the_origin(checkpoint, tmp_path):
+    from landscape.checkpoint import load_checkpoint
+    from landscape.losses import loss_function
+    from landscape.store import load_surface
+
+    out = tmp_path / "s.h5"
+    result = CliRunner().invoke(cli, ["surface", str(checkpoint), "--x=-1:1:3", "--out",
+                                      str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "train loss at the origin" in result.stdout and "sampling error over 128" \
+        in result.stdout
+    err = load_surface(out).provenance["sampling_error"]["train"]
+    assert err["examples"] == 128 and err["groups"] == 32
+    # the same numbers by hand: 32 groups of 4 examples
+    model, info = load_checkpoint(checkpoint)
+    x, y = load_dataset(**info["dataset"]).train
+    with torch.no_grad():
+        losses = [float(loss_function("cross_entropy")(model.eval()(x[i:i + 4]), y[i:i + 4]))
+                  for i in range(0, 128, 4)]
+    assert err["stderr"] == pytest.approx(np.std(losses, ddof=1) / np.sqrt(32), rel=1e-5)
+    assert err["loss"] == pytest.approx(np.mean(losses), rel=1e-5)
