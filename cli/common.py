@@ -128,7 +128,8 @@ def dataset_options(func: Callable) -> Callable:
     """--dataset, --data-root, --train-subset, --test-subset, --data-seed."""
     options = [
         click.option("--dataset", default=None, show_default="mnist1d, or the checkpoint's",
-                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function"),
+                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | "
+                          "modular-<op>-<p>[-<fraction>] | module:function"),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
                      help="Folder holding torchvision datasets (never downloaded)."),
         click.option("--train-subset", type=click.IntRange(min=1), default=None,

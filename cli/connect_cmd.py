@@ -120,7 +120,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
         raise LandscapeError(f"{str(state)!r} holds an earlier curve's training state: continue "
                              "it with --resume or start over with --force")
     if figure:
-        from landscape.plot2d import figure_format
+        from landscape.figures import figure_format
 
         figure_format(figure)
     (ma, info), (mb, _) = load_checkpoint(paths[0]), load_checkpoint(paths[1])
@@ -137,7 +137,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
         save_surface(line_path, result.line)
     _report(result, out, line_path)
     if figure:
-        from landscape.plot2d import plot_paths
+        from landscape.figures import plot_paths
 
         plot_paths([result.curve, result.line], out=figure)
         click.echo(f"wrote {figure}", err=True)

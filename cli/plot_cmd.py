@@ -93,7 +93,7 @@ def load_surfaces(paths: tuple[str, ...]) -> list:
 def load_density(path: str) -> tuple[Any, Any]:
     """``(grid, density)`` from a JSON file written by ``landscape hessian --density``."""
     from landscape.errors import LandscapeError
-    from landscape.plot2d import density_arrays
+    from landscape.figures import density_arrays
 
     obj = _read_json(path)
     try:
@@ -135,7 +135,7 @@ def _json_kind(obj: Any) -> str:
 def _draw_json(kind: str, inputs: tuple[str, ...], names: list[str] | None, log: bool,
                title: str | None, figsize: tuple | None, out: str, dpi: int) -> None:
     """Figures of .json inputs, all of one kind, overlaid."""
-    from landscape import plot2d
+    from landscape import figures as plot2d
 
     if kind == "density":
         spectra = [load_density(p) for p in inputs]
@@ -172,7 +172,7 @@ def load_history_file(path: str) -> list[dict[str, Any]]:
 def load_eigenvalues(path: str) -> list[float]:
     """The eigenvalues of a spectrum file (``landscape hessian --top-k ... --out``)."""
     from landscape.errors import LandscapeError
-    from landscape.hessian import load_spectrum
+    from landscape.curvature import load_spectrum
 
     record = load_spectrum(path)
     if "eigenvalues" not in record:
@@ -216,7 +216,7 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     """Draw SURFACE files as a figure (several side by side on one colour scale, or
     overlaid for curves); or .json files: spectra (density, eigenvalue bars) and training
     curves from runs' history.json, overlaid."""
-    from landscape import plot2d
+    from landscape import figures as plot2d
     from landscape.util import check_writable
 
     plot2d.figure_format(out)  # an unknown suffix or an unwritable place fails before any work
@@ -265,7 +265,7 @@ def _check_dims(kind: str, surfaces: list) -> None:
 
 def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
           figsize, cmap, rise=None) -> None:
-    from landscape import plot2d
+    from landscape import figures as plot2d
 
     common = dict(title=title, out=out, dpi=dpi)
     if figsize:
@@ -337,8 +337,9 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
     HTML scene."""
     import numpy as np
 
-    from landscape import plot3d
+    from landscape import figures as plot3d
     from landscape.errors import LandscapeError
+    from landscape.util import check_writable
 
     if not any((out, gif, mp4, vtk_out, vtp_out, html_out, show)):
         raise click.UsageError("nothing to do: give --out, --gif, --mp4, --vtk, --vtp, --html "
@@ -350,7 +351,7 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
                                 (vtp_out, (".vtp", ".vtk"), "VTK trajectory"),
                                 (html_out, plot3d.HTML_SUFFIXES, "web page")):
         if path is not None:
-            plot3d.check_writable(plot3d.check_output(path, allowed, what))
+            check_writable(plot3d.check_figure_path(path, allowed, what))
     if html_out and plot3d.web_export_missing():
         raise LandscapeError(f"--html: {plot3d.web_export_missing()}")
     if show and not plot3d.has_display():
@@ -403,7 +404,7 @@ def _check_movie(frames: int, pixels: tuple[int, int], panels: int) -> None:
 
 def _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out, frames,
                     fps, log, zmax) -> list[str]:
-    from landscape import plot3d
+    from landscape import figures as plot3d
 
     written = []
     if vtk_out:

@@ -95,15 +95,18 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.command("train")
 @dataset_options
 @click.option("--model", "model_name", default="cnn1d", show_default=True,
-              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
+              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | resnet1d | transformer | "
+                   "module:function")
 @click.option("--width", type=click.IntRange(min=1), default=None,
-              help="Width (mlp, vgg9, resnets).")
-@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp); layers, 6 n + 2 (resnet1d).")
+              help="Width (mlp, vgg9, resnets; d_model of the transformer).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp); layers, 6 n + 2 (resnet1d); blocks (transformer).")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "gelu"]), default=None,
               help="Activation (mlp, cnn1d, lenet).")
 @click.option("--batchnorm/--no-batchnorm", default=None,
               help="BatchNorm layers (default: the model's own).")
 @click.option("--skip/--no-skip", default=None, help="Shortcut connections (resnets).")
+@click.option("--heads", type=click.IntRange(min=1), default=None,
+              help="Attention heads (transformer; --width is its d_model).")
 @click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
               default="sgd", show_default=True, help="Optimizer.")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
@@ -153,7 +156,7 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @wraps_threads
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
-                  depth, activation, batchnorm, skip, optimizer, lr, momentum, nesterov,
+                  depth, activation, batchnorm, skip, heads, optimizer, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
                   checkpoint_every, seed, track_every, device, compile_model, compile_backend,
                   out, force, resume, trust_code, quiet):
@@ -185,7 +188,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
         check_run_folder(out_dir, force)  # a run being written is named as such
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed)
     options = {k: v for k, v in dict(width=width, depth=depth, activation=activation,
-                                     batchnorm=batchnorm, skip=skip).items() if v is not None}
+                                     batchnorm=batchnorm, skip=skip, heads=heads).items()
+               if v is not None}
     model = build_model(model_name, bundle, seed=seed, **options)
     n_train = len(bundle.train[1])
     batch = config.resolved_batch(n_train)

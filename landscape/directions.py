@@ -47,7 +47,7 @@ from .direction_files import (DIRECTIONS_FORMAT, DIRECTIONS_FORMAT_VERSION,  # n
                               directions_sha256, load_directions, save_directions,
                               write_or_check_directions)
 from .errors import LandscapeError
-from .hessian import HessianOptions, hessian_eigenvalues
+from .curvature import HessianOptions, hessian_eigenvalues
 from .params import is_bias_or_norm, named_tensors, norm_layer_names
 from .util import check_choice
 

@@ -29,7 +29,7 @@ from .evaluate import Evaluator, split_metric
 from .losses import loss_function
 from .grid import (Surface, check_axis, grid_coords, grid_size, probe_points,  # noqa: F401
                    select_points, summary_line)
-from .hessian import extreme_eigenvalues
+from .curvature import extreme_eigenvalues
 from .store import check_output, resumable, save_surface
 from .util import output_lock, pick_device, remove_stale_temps, sha256_tensors
 from .util.memory import MemoryEstimate, TensorPeak, linear_in_examples

@@ -26,7 +26,7 @@ from torch import nn
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
-from .hessian import top_eigenpair
+from .curvature import top_eigenpair
 from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
 from .util import pick_device, progress, write_bytes, write_json
 

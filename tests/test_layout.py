@@ -114,3 +114,25 @@ def test_importing_the_library_loads_no_figure_library(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("old, new, names", [
+    ("landscape.hessian", "landscape.curvature",
+     ["hessian_eigenvalues", "hessian_trace", "hessian_density", "HessianOperator", "dense_hessian"]),
+    ("landscape.plot2d", "landscape.figures", ["plot_lines", "plot_contours", "figure_format"]),
+    ("landscape.plot3d", "landscape.figures", ["render_surface", "export_html", "orbit_animation"]),
+    ("landscape.compare", "landscape.workflows", ["compare", "CompareConfig", "Steps"]),
+    ("landscape.study", "landscape.workflows", ["run_study", "StudyConfig", "RunSpec"]),
+    ("landscape.sweep", "landscape.workflows", ["run_sweep", "SweepConfig"]),
+    ("landscape.report", "landscape.workflows", ["write_report", "table_rows"]),
+    ("landscape._util", "landscape.util", ["output_lock", "write_json", "pick_device"]),
+])
+def test_old_module_paths_still_work_for_one_release(old, new, names):
+    """Users' scripts that import from the flat layout keep working: the old module is a
+    re-export of the same objects."""
+    import importlib
+
+    old_mod, new_mod = importlib.import_module(old), importlib.import_module(new)
+    assert "Deprecated location" in (old_mod.__doc__ or "")
+    for name in names:
+        assert getattr(old_mod, name) is getattr(new_mod, name), name

@@ -15,9 +15,10 @@ operator) into the operator it runs on.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,8 +30,8 @@ from ..errors import LandscapeError
 from ..losses import loss_function
 from ..params import named_tensors
 from .base import CurvatureOperator, GivenOperator
-from .options import (DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HVP_METHODS, MODES, HessianOptions,
-                      LossArg)
+from .options import (CURVATURES, DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HVP_METHODS, MODES,
+                      HessianOptions, LossArg)
 from ..util.checks import check_choice
 
 
@@ -92,6 +93,8 @@ class HessianOperator(CurvatureOperator):
             if the first chunk's saved tensors, times the number of chunks, fit the budget.
         progress: a progress bar counting products.
     """
+
+    matrix_name = "Hessian"
 
     def __init__(self, model: nn.Module, data: Any, loss: LossArg = "cross_entropy", *,
                  chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
@@ -201,23 +204,26 @@ class HessianOperator(CurvatureOperator):
             raise LandscapeError(f"vector has {v.numel()} entries, the Hessian has "
                                  f"{self.n_params}")
         with self._float32():
-            if self.hvp_method == "forward":
-                try:
-                    out = self._hvp_forward(v)
-                except Exception as exc:  # torch.func does not cover every layer
-                    warnings.warn(f"forward-over-reverse products failed on this model "
-                                  f"({type(exc).__name__}: {exc}); using double backward",
-                                  stacklevel=2)
-                    self.hvp_method = "double"
-                    out = self._hvp_double(v)
-            else:
-                out = self._hvp_double(v)
+            out = self._flat_product(v)
         if not bool(torch.isfinite(out).all()):  # else eigsh dies in ARPACK, a trace is NaN
-            raise LandscapeError("a Hessian-vector product is not finite (NaN or inf): the "
-                                 "model's weights or its loss on these data are not finite, "
-                                 "so its Hessian is undefined")
+            raise LandscapeError(f"a {self.matrix_name}-vector product is not finite (NaN or "
+                                 "inf): the model's weights or its loss on these data are not "
+                                 f"finite, so its {self.matrix_name} is undefined")
         self._tally()
         return out
+
+    def _flat_product(self, v: torch.Tensor) -> torch.Tensor:
+        """The product with a flat vector on the device (subclasses: another matrix)."""
+        if self.hvp_method != "forward":
+            return self._hvp_double(v)
+        try:
+            return self._hvp_forward(v)
+        except Exception as exc:  # torch.func does not cover every layer
+            warnings.warn(f"forward-over-reverse products failed on this model "
+                          f"({type(exc).__name__}: {exc}); using double backward",
+                          stacklevel=3)
+            self.hvp_method = "double"
+            return self._hvp_double(v)
 
     def unflatten(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
         """A flat vector as views shaped like the weights (name -> tensor)."""
@@ -365,6 +371,20 @@ def check_determinism(model: nn.Module, data: Any, loss: LossArg = "cross_entrop
     return op.check_determinism()
 
 
+def _factory(o: HessianOptions) -> Callable[..., CurvatureOperator]:
+    """What makes the operator of ``o.curvature`` (the Hessian's may be ``o.factory``)."""
+    check_choice(o.curvature, CURVATURES, "curvature")
+    if o.curvature == "hessian":
+        return o.factory or HessianOperator
+    if o.factory is not None:
+        raise LandscapeError(f"the {o.curvature} operator runs in one process: a custom "
+                             "operator factory (torchrun) is for the Hessian only")
+    from .ggn import OutputCurvatureOperator  # it builds on this module
+
+    return functools.partial(OutputCurvatureOperator, kind=o.curvature,
+                             samples=o.fisher_samples, seed=o.fisher_seed)
+
+
 def solver_operator(source: Any, data: Any, options: HessianOptions | None,
                     record: bool) -> CurvatureOperator:
     """The operator the solvers use: ``source`` itself (counted, a ``GivenOperator``) when it
@@ -379,9 +399,9 @@ def solver_operator(source: Any, data: Any, options: HessianOptions | None,
         raise LandscapeError("a model needs its data: (inputs, targets) or a DataBundle")
     o = options or HessianOptions()
     warn_stochastic(source, o.mode)
-    op = (o.factory or HessianOperator)(source, data, o.loss, chunk=o.chunk, mode=o.mode,
-                                        device=o.device, hvp=o.hvp, dtype=o.dtype,
-                                        split=o.split, record=record, progress=o.progress)
+    op = _factory(o)(source, data, o.loss, chunk=o.chunk, mode=o.mode, device=o.device,
+                     hvp=o.hvp, dtype=o.dtype, split=o.split, record=record,
+                     progress=o.progress)
     if o.check:
         try:
             op.check_determinism()

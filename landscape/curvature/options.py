@@ -22,6 +22,7 @@ GRAPH_CACHE_BYTES = 1 << 30
 this many bytes (estimated from the tensors it saves); each product is then one backward pass."""
 
 HVP_METHODS = ("double", "forward")
+CURVATURES = ("hessian", "ggn", "fisher", "empirical-fisher")
 MODES = ("eval", "train")
 
 LossArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -38,6 +39,10 @@ class HessianOptions:
         progress: show a progress bar of products.
         factory: makes the operator in place of ``HessianOperator`` (same arguments), e.g.
             ``DistributedHessian`` under torchrun.
+        curvature: which matrix: ``hessian`` (default), ``ggn``, ``fisher`` or
+            ``empirical-fisher`` (``curvature.ggn.OutputCurvatureOperator``).
+        fisher_samples: ``fisher`` only: labels drawn per example (0: the exact Fisher).
+        fisher_seed: seed of those labels.
     """
 
     loss: LossArg = "cross_entropy"
@@ -50,3 +55,6 @@ class HessianOptions:
     check: bool = True
     progress: bool = False
     factory: Callable[..., HessianOperator] | None = None
+    curvature: str = "hessian"
+    fisher_samples: int = 0
+    fisher_seed: int = 0

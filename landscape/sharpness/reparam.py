@@ -21,7 +21,7 @@ from torch import nn
 from ..data import split_of
 from ..directions import random_directions
 from ..errors import LandscapeError
-from ..hessian import HessianOptions, hessian_eigenvalues
+from ..curvature import HessianOptions, hessian_eigenvalues
 from ..params import flatten
 from .measures import adaptive_sharpness, epsilon_sharpness
 from .objective import DataLike, LossLike, Objective, eval_mode

@@ -173,3 +173,46 @@ def test_every_option_has_help():
     assert bare == []
     text = CliRunner().invoke(cli, ["hessian", "--help"]).output
     assert "relative change of the eigenvalue" in text and "--force" in text
+
+
+def test_curvature_option_gives_the_library_numbers(checkpoint, tmp_path):
+    out = tmp_path / "ggn.json"
+    result = run(checkpoint, "--top-k", 2, "--curvature", "ggn", "--trace",
+                 "--trace-products", 6, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("ggn of mlp")
+    spec = json.loads(out.read_text())
+    assert spec["curvature"] == {"matrix": "ggn", "fisher_samples": 0}
+    model, info = load_checkpoint(checkpoint)
+    data = load_dataset(**info["dataset"]).train
+    lib = hs.hessian_eigenvalues(model, data, k=2, options=hs.HessianOptions(curvature="ggn"))
+    np.testing.assert_allclose(spec["eigenvalues"]["values"], lib.values, rtol=1e-12)
+    hess = hs.hessian_eigenvalues(model, data, k=2)
+    assert not np.allclose(lib.values, hess.values, rtol=1e-6)  # a different matrix
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["--curvature", "ggn", "--fisher-samples", 2], "--fisher-samples"),
+    (["--curvature", "fisher", "--per-batch", 2], "--curvature"),
+])
+def test_curvature_option_refuses_bad_pairs(checkpoint, args, hint):
+    result = run(checkpoint, *args)
+    assert result.exit_code == 2 and hint in result.output and "Traceback" not in result.output
+
+
+def test_by_layer_and_params_blocks(checkpoint, tmp_path):
+    from landscape.curvature.blocks import block_curvature
+
+    out = tmp_path / "blocks.json"
+    result = run(checkpoint, "--top-k", 0, "--by-layer", "--params", "*.bias",
+                 "--trace-products", 6, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split()[:3] == ["block", "parameters", "top"]
+    blocks = json.loads(out.read_text())["blocks"]
+    model, info = load_checkpoint(checkpoint)
+    data = load_dataset(**info["dataset"]).train
+    lib = block_curvature(model, data, trace_products=6)
+    assert [b["name"] for b in blocks] == [b.name for b in lib] + ["*.bias"]
+    np.testing.assert_allclose([b["top"] for b in blocks[:-1]], [b.top for b in lib],
+                               rtol=1e-6)
+    assert sum(b["n_params"] for b in blocks[:-1]) == sum(p.numel() for p in model.parameters())

@@ -194,7 +194,7 @@ def test_orbit_gif_turns_around(tmp_path):
 
 
 def test_mp4_needs_a_writer(tmp_path, monkeypatch):
-    monkeypatch.setattr(plot3d, "mp4_writer", lambda: None)
+    monkeypatch.setattr("landscape.figures.outputs.mp4_writer", lambda: None)
     with pytest.raises(LandscapeError, match="MP4 needs the imageio-ffmpeg or av package"):
         plot3d.orbit_animation(double_well(), tmp_path / "orbit.mp4", frames=2)
     assert list(tmp_path.iterdir()) == []

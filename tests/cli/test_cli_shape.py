@@ -258,3 +258,39 @@ def test_sharpness_eta_message_matches_what_zero_does(checkpoint):
     result = run("sharpness", checkpoint, "--eta", "-1", "--quiet")
     assert result.exit_code == 2 and "--eta" in result.output
     assert "skips" not in result.output and "|w| alone" in result.output
+
+
+# ----------------------------------------------------------------------- persistence diagram
+
+def test_shape_diagram_writes_pairs_with_saddles(surface_files, tmp_path):
+    from landscape.shape import surface_diagram
+    from landscape.store import load_surface
+
+    out = tmp_path / "diagram.json"
+    result = run("shape", surface_files["plane"], "--diagram", out)
+    assert result.exit_code == 0, result.output
+    assert "roughness      0  (share of the relief in 0 minima below the basin rule)" \
+        in result.stdout
+    saved = json.loads(out.read_text())
+    expected = surface_diagram(load_surface(surface_files["plane"])).to_dict()
+    assert saved["diagram"] == json.loads(json.dumps(expected))
+    # (x^2 - 1)^2 + y^2: the second well dies at the pass (0, 0), value 1, the saddle of
+    # the barrier that `shape --json` reports.
+    pair = saved["diagram"]["pairs"][1]
+    assert pair["saddle"]["at"] == [0.0, 0.0] and pair["death"] == 1.0
+    shape = surface_shape(load_surface(surface_files["plane"]))
+    assert shape.barriers[0][1] == pytest.approx(pair["death"], abs=1e-12)
+    assert saved["metric"] == "train_loss" and "provenance" in saved
+
+
+def test_shape_diagram_guards(surface_files, tmp_path):
+    out = tmp_path / "same.json"
+    result = run("shape", surface_files["plane"], "--json", out, "--diagram", out)
+    assert result.exit_code == 1 and "same file" in result.stderr
+    assert result.stderr.count("\n") == 1 and not out.exists()
+    out.write_text("keep me\n")
+    result = run("shape", surface_files["plane"], "--diagram", out)
+    assert result.exit_code == 1 and "--force" in result.stderr
+    assert out.read_text() == "keep me\n"
+    result = run("shape", surface_files["plane"], "--diagram", surface_files["plane"], "--force")
+    assert result.exit_code == 1 and "is an input" in result.stderr

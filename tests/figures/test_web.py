@@ -304,7 +304,7 @@ def test_walkthrough_notebook_runs_top_to_bottom(tmp_path):
     nbformat = require_module("nbformat")
     nbclient = require_module("nbclient")
     require_module("ipykernel")
-    path = Path(__file__).parents[1] / "examples" / "study_walkthrough.ipynb"
+    path = Path(__file__).parents[2] / "examples" / "study_walkthrough.ipynb"
     notebook = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), \
         "commit the notebook without outputs"

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from landscape import TrainConfig, build_model, plot2d, train
+from landscape import TrainConfig, build_model, train
+from landscape import figures as plot2d
 from landscape.data import load_dataset
 from landscape.hessian import EigenResult, spectrum_record
 from landscape.store import save_surface
@@ -159,7 +160,7 @@ def test_rise_marks_basin_edges_in_plot_and_render(tmp_path, monkeypatch):
     """`plot --rise` and `render --rise` hand the rise to the drawing functions (the dashed
     edge of the contours, the red ring of the 3-D scene); a kind that marks no basin edge
     refuses it in one line."""
-    from landscape import plot3d
+    from landscape import figures as plot3d
 
     x = np.linspace(-1, 1, 9)
     xx, yy = np.meshgrid(x, x, indexing="ij")

@@ -57,7 +57,7 @@ def test_building_does_not_touch_global_rng(mnist1d_small):
 
 def test_bad_model_inputs(mnist1d_small):
     with pytest.raises(LandscapeError, match="unknown model"):
-        build_model("transformer", mnist1d_small)
+        build_model("no-such-model", mnist1d_small)
     with pytest.raises(LandscapeError, match="has no option"):
         build_model("mlp", mnist1d_small, skip=False)
     with pytest.raises(LandscapeError, match="image inputs"):

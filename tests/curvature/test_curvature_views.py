@@ -231,7 +231,7 @@ def test_cli_surface_along_hessian_eigenvectors(tiny_checkpoint, tmp_path):
 
 
 def test_cli_plot_log_needs_a_positive_vmin_and_draws_round_levels(tmp_path, monkeypatch):
-    from landscape import plot2d
+    from landscape import figures as plot2d
     from landscape.store import save_surface
     from landscape.surface import Surface
 

@@ -182,7 +182,7 @@ def test_render_errors_leave_no_file(files, tmp_path, monkeypatch):
                           "no metric 'nope'")
     assert_one_line_error(run("render", files["flat"], "--vtk", tmp_path / "s.vts", "--vtp",
                               tmp_path / "p.vtp"), "carries no training path for --vtp")
-    monkeypatch.setattr(plot3d, "mp4_writer", lambda: None)
+    monkeypatch.setattr("landscape.figures.outputs.mp4_writer", lambda: None)
     assert_one_line_error(run("render", files["flat"], "--out", png, "--mp4",
                               tmp_path / "o.mp4"), "MP4 needs the imageio-ffmpeg or av")
     result = run("render", files["flat"])

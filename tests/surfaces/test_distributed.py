@@ -27,7 +27,7 @@ import pytest
 import torch
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parent.parent
+ROOT = HERE.parents[2]
 GRID = np.linspace(-1.0, 1.0, 5)
 KILL_AFTER = 3  # rank 1 exits while computing its 4th point
 
