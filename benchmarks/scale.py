@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-SIZES = [  # name, model, options, input shape, examples
+SIZES = [  # name, model, options, input shape, examples (fewer where a forward is costly)
     ("mlp", "mlp", {}, (40,), 2000),
     ("cnn1d", "cnn1d", {}, (40,), 2000),
-    ("resnet20", "resnet20", {}, (3, 32, 32), 256),
-    ("resnet56", "resnet56", {}, (3, 32, 32), 128),
-    ("wide mlp 1024", "mlp", {"width": 1024}, (3, 32, 32), 1000),
-    ("wide mlp 3000", "mlp", {"width": 3000}, (3, 32, 32), 256),
-    ("wide mlp 10000", "mlp", {"width": 10000}, (3, 32, 32), 64),
+    ("resnet20", "resnet20", {}, (3, 32, 32), 64),
+    ("resnet56", "resnet56", {}, (3, 32, 32), 32),
+    ("wide mlp 1024", "mlp", {"width": 1024}, (3, 32, 32), 256),
+    ("wide mlp 3000", "mlp", {"width": 3000}, (3, 32, 32), 64),
+    ("wide mlp 10000", "mlp", {"width": 10000}, (3, 32, 32), 16),
 ]
 
 

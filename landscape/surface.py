@@ -213,7 +213,7 @@ def surface_memory(model, data, n_directions: int, *,
                 loss_function(options.loss)(model(x[:m]), y[:m])
             return (peak.peak,)
 
-        [(fixed, per)] = linear_in_examples(measure, len(y))
+        [(fixed, per)] = linear_in_examples(measure, len(y), small=ACTIVATION_SLICE)
         batch = options.batch_points or 1
         activations = max(activations, int(batch * (fixed + per * min(options.chunk, len(y)))))
     data_bytes = sum(t.numel() * t.element_size() for s in needed for t in splits[s])
@@ -223,6 +223,9 @@ def surface_memory(model, data, n_directions: int, *,
                           resident={"model": weights, "data": data_bytes}, device=device)
 
 
+ACTIVATION_SLICE = 128
+"""Examples of the first of two traced forwards (the second twice as many): enough that the
+activations, not a fixed work buffer of a layer (about 0.5 MiB seen), make the peak."""
 SAMPLING_GROUPS = 32
 """Equal groups of examples whose losses at the origin give the sampling error."""
 

@@ -29,6 +29,9 @@ from .options import DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HessianOptions
 WORKSPACE = 6 << 20
 """What a solver's first run adds beyond its arrays (ARPACK and LAPACK work space, allocator
 arenas): 5-10 MiB measured on the MNIST-1D MLP, where it is most of the peak."""
+PRODUCT_SLICE = 32
+"""Examples of the first of two traced products (the second twice as many): enough that the
+activations, not a layer's fixed work buffer, make the peak."""
 BOTTOM_STEPS = 160
 """Lanczos steps the bottom end usually takes (135-156 measured on the MNIST-1D CNN)."""
 
@@ -92,7 +95,7 @@ def _product_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             del held
         return peak.peak, graph, saved
 
-    return linear_in_examples(measure, len(y))
+    return linear_in_examples(measure, len(y), small=PRODUCT_SLICE)
 
 
 def hessian_memory(model: nn.Module, data: Any, plan: HessianPlan,
