@@ -241,6 +241,31 @@ def figure(rows, sweep, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def markdown(rows) -> list[str]:
+    """The table of benchmarks/README.md: one row per size and task."""
+    def f(v, spec):
+        return "" if v is None else format(v, spec)
+
+    out = ["| size | parameters | examples | point / (fwd+loss) | product / (fwd+bwd) | task | "
+           "seconds | products | products' share | estimate MiB | measured MiB | "
+           "estimate / measured |", "|" + "---|" * 12]
+    for r in rows:
+        head = (f"| {r['size']} | {r['params']:,} | {r['examples']} | "
+                f"{f(r.get('point_over_fwd'), '.2f') or 'refused'} | "
+                f"{f(r.get('product_over_bwd'), '.2f') or 'refused'} |")
+        tasks = r.get("solvers") or [{}]
+        for s in tasks:
+            cells = ([s.get("task", "")] + [f(s.get("seconds"), ".3g"), str(s.get("products", "")),
+                     f(s.get("product_share"), ".0%"), f(s.get("estimate_mb"), ".1f"),
+                     f(s.get("measured_mb"), ".1f"), f(s.get("estimate_over_measured"), ".2f")])
+            if "refused" in s:
+                cells[1] = "refused: " + s["refused"].split(": ", 1)[-1]
+            elif s and "seconds" not in s:
+                cells[1] = "estimated only"
+            out.append(head + " " + " | ".join(cells) + " |")
+    return out
+
+
 def main() -> None:
     from landscape.util.memory import parse_bytes
 
@@ -270,6 +295,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps({"sizes": rows, "examples": sweep}, indent=1))
     if args.figure:
         figure(rows, sweep, args.figure)
+    print("\n".join(markdown(rows)))
 
 
 if __name__ == "__main__":
