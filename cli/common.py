@@ -196,6 +196,26 @@ def device_option(func: Callable) -> Callable:
                         help="cuda | mps | cpu (default: best available).")(func)
 
 
+def _memory_size(ctx, param, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from landscape.errors import LandscapeError
+    from landscape.util.memory import parse_bytes
+
+    try:
+        return parse_bytes(value)
+    except LandscapeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-memory") from None
+
+
+def memory_option(func: Callable) -> Callable:
+    """--max-memory: the most memory a run may add (default: what the device has free)."""
+    return click.option("--max-memory", default=None, callback=_memory_size, metavar="SIZE",
+                        help="Most memory the run may add (e.g. 8G, 512M; default: what the "
+                        "device has free). A run estimated above it stops before it starts "
+                        "and names the setting that fits.")(func)
+
+
 def code_options(func: Callable) -> Callable:
     """--model and --trust-code: what code a loaded checkpoint may run (``load_checkpoint``
     inside the command follows them)."""

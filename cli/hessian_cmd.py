@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from .common import (MAX_COUNT, bundle_from, checkpoint_callback, code_options,
+from .common import (MAX_COUNT, bundle_from, check_suffix, checkpoint_callback, code_options,
                      dataset_options, device_option, echo_table, guard_output,
-                     check_suffix, main_output_lock, wraps_threads)
+                     main_output_lock, memory_option, wraps_threads)
 
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
@@ -89,6 +89,10 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--method", type=click.Choice(["lanczos", "power"]), default="lanczos",
               show_default=True, help="Eigenvalue solver (power iteration is a baseline, "
               "at most 100 iterations per eigenvalue; see --tol).")
+@click.option("--ncv", type=click.IntRange(min=2, max=MAX_COUNT), default=None,
+              help="Lanczos vectors eigsh keeps for the top eigenvalues (default max(2 "
+              "top-k + 1, 20)); fewer take less memory (8 bytes a parameter each) and more "
+              "restarts. Must exceed --top-k.")
 @click.option("--hvp", type=click.Choice(["double", "forward"]), default="double",
               show_default=True, help="Hessian-vector products by double backward or by "
               "torch.func forward-over-reverse.")
@@ -119,6 +123,9 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="Write the spectrum as JSON here (written atomically).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--dry-run", is_flag=True, help="Print the expected time (from one product "
+              "measured now) and memory, compute nothing, write nothing.")
+@memory_option
 @click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=1800.0,
               show_default=True, help="Under torchrun: seconds a rank waits for the others "
               "before the run stops and names the ranks that did not answer.")
@@ -127,8 +134,9 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, top_k,
                     bottom_k, want_trace, trace_products, want_density, density_probes,
                     density_steps, per_batch, batch_sizes, figure, split, mode, tol,
-                    bottom_tol, method, hvp, chunk_size, loss, curvature, fisher_samples, by_layer,
-                    params_pattern, seed, device, out, force, quiet, dist_timeout):
+                    bottom_tol, method, ncv, hvp, chunk_size, loss, curvature, fisher_samples,
+                    by_layer, params_pattern, seed, device, out, force, quiet, dry_run,
+                    max_memory, dist_timeout):
     """Hessian eigenvalues (with residuals), trace and density of CHECKPOINT's loss (or of
     its Gauss-Newton or Fisher matrix: --curvature).
 
@@ -137,6 +145,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     from landscape import curvature as hs
     from landscape.util import pick_device, provenance, sha256_file, write_json
     from landscape.checkpoint import load_checkpoint
+    from landscape.curvature.memory import HessianPlan
     from landscape.distributed import init_distributed, shutdown
     from landscape.curvature import DistributedHessian, serve_hessian_products
     from landscape.errors import LandscapeError
@@ -147,11 +156,13 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
                              "or --per-batch")
     _check_curvature(curvature, fisher_samples, per_batch)
     _check_per_batch(per_batch, batch_sizes, figure)
+    if ncv is not None and ncv <= top_k:
+        raise LandscapeError(f"--ncv {ncv} must exceed --top-k {top_k}")
     for path, option in ((out, "--out"), (figure, "--figure")):
         if path:
             guard_output(path, inputs=(checkpoint,), force=force, option=option)
     check_suffix(out, (".json",), "JSON")
-    if out:
+    if out and not dry_run:
         # held until the command ends: one writer per file, writability known before the work
         click.get_current_context().with_resource(main_output_lock(out))
     model, info = load_checkpoint(checkpoint)
@@ -179,12 +190,18 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
                    f"({sum(p.numel() for p in model.parameters()):,} parameters) on "
                    f"{bundle.name} {split} ({len(data[1])} examples), {mode} mode, "
                    f"{dev}{ranks}", err=True)
+        plan = HessianPlan(top_k=top_k, bottom_k=bottom_k, ncv=ncv,
+                           trace_products=trace_products if want_trace else 0,
+                           density_probes=density_probes if want_density else 0,
+                           density_steps=density_steps)
+        if _fits(model, data, plan, common, max_memory, dry_run):
+            return
         results: dict[str, Any] = {}
         extra_fields: dict[str, Any] = {}
         try:
             if top_k + bottom_k:
                 results["eigen"] = _eigenvalues(model, data, top_k, bottom_k, tol, bottom_tol,
-                                                method, seed, common)
+                                                method, seed, common, ncv)
                 results["n_bottom"] = bottom_k if top_k else results["eigen"].values.size
             if want_trace:
                 results["trace"] = _trace(model, data, trace_products, seed, common)
@@ -218,6 +235,37 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
         click.echo(f"wrote {out}", err=True)
 
 
+def _fits(model, data, plan, common, max_memory: int | None, dry_run: bool) -> bool:
+    """Estimate the run's memory and refuse in one line if it does not fit; with --dry-run
+    print the expected time and memory. Returns True when nothing more is to be done."""
+    import dataclasses
+
+    from landscape.curvature.memory import fitting_plan, hessian_dry_run, hessian_memory
+    from landscape.util.memory import fit_or_refuse, format_bytes, memory_limit
+
+    quiet = dataclasses.replace(common, progress=False)
+    limit = memory_limit(common.device, max_memory)
+    estimate = hessian_memory(model, data, plan, quiet)
+    fit_or_refuse("this run", estimate, limit,
+                  lambda lim: fitting_plan(model, data, plan, quiet, lim))
+    if not dry_run:
+        return False
+    cost = hessian_dry_run(model, data, plan, quiet)
+    click.echo(f"about {cost['products']} Hessian-vector products at "
+               f"{cost['seconds_per_product']:.3g} s each (one measured now): about "
+               f"{_duration(cost['seconds'])}; memory about {estimate.describe()} over the "
+               f"model and data ({format_bytes(sum(estimate.resident.values()))})"
+               + (f", {format_bytes(limit)} available" if limit is not None else "")
+               + "; --dry-run: nothing computed", err=True)
+    return True
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:.0f} h {rest / 60:.0f} min" if hours else (
+        f"{rest / 60:.1f} min" if rest >= 60 else f"{rest:.1f} s")
+
+
 def _blocks(model, data, by_layer: bool, pattern: str | None, tol: float, products: int,
             seed: int, common) -> list[dict]:
     """Per-layer and pattern blocks: a table on stdout, rows for the spectrum file."""
@@ -245,13 +293,13 @@ def _check_curvature(curvature: str, fisher_samples: int, per_batch: int | None)
 
 
 def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol: float,
-                 method: str, seed: int, common):
+                 method: str, seed: int, common, ncv: int | None = None):
     from landscape import curvature as hs
 
     which = "both" if top_k and bottom_k else ("largest" if top_k else "smallest")
     res = hs.hessian_eigenvalues(model, data, k=top_k or bottom_k, which=which, tol=tol,
                                  bottom_tol=bottom_tol, seed=seed, method=method,
-                                 k_smallest=bottom_k or None, options=common)
+                                 k_smallest=bottom_k or None, ncv=ncv, options=common)
     n_bottom = bottom_k if which != "largest" else 0
     # largest first, as eigenvalues are named (lambda_1 the top one); the file keeps the
     # solver's ascending order

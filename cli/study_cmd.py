@@ -10,7 +10,8 @@ import click
 
 from .common import (MAX_COUNT, MAX_EPOCHS, MAX_PLANE_SIDE, MAX_POINTS, MAX_STEPS,
                      batch_callback, code_options, dataset_options, device_option,
-                     interrupt_status, parse_batch, split_names, user_error, wraps_threads)
+                     interrupt_status, memory_option, parse_batch, split_names, user_error,
+                     wraps_threads)
 
 
 def _check_out(out: str) -> None:
@@ -313,13 +314,17 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
               help="Points per side of the 2-D grids (default 25; --quick 13).")
 @click.option("--top-k", type=click.IntRange(min=1, max=MAX_COUNT), default=None,
               help="Hessian eigenvalues per model (default 5; --quick 3).")
+@click.option("--dry-run", is_flag=True, help="Print the expected time (from one grid point "
+              "and one Hessian-vector product measured now) and memory; compute and write "
+              "nothing.")
+@memory_option
 @dataset_options
 @code_options
 @_study_options("compare")
 @wraps_threads
-def compare_command(checkpoints, labels, seed, curve_epochs, plane_points, top_k, dataset,
-                    data_root, train_subset, test_subset, data_seed, out, quick, force, no_3d,
-                    quiet, device):
+def compare_command(checkpoints, labels, seed, curve_epochs, plane_points, top_k, dry_run,
+                    max_memory, dataset, data_root, train_subset, test_subset, data_seed, out,
+                    quick, force, no_3d, quiet, device):
     """Measure, draw and report minima you already have (checkpoints or `landscape train`
     run folders of one architecture; report in OUT).
 
@@ -347,11 +352,37 @@ def compare_command(checkpoints, labels, seed, curve_epochs, plane_points, top_k
     config = CompareConfig.quick(**kwargs) if quick else CompareConfig(**kwargs)
     spec = (read_checkpoint(paths[0]).get("model") or {}).get("dataset")
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed, like=spec)
+    if _compare_cost(paths, config, bundle, max_memory, dry_run):
+        return
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     with _steps_kept(out):
         result = compare(paths, out, config=config, labels=names, data=bundle, force=force,
                          progress=not quiet, log=log)
     _print_result(result)
+
+
+def _compare_cost(paths, config, bundle, max_memory: int | None, dry_run: bool) -> bool:
+    """Refuse in one line if compare's largest step would not fit; with --dry-run print the
+    expected time and memory. Returns True when nothing more is to be done."""
+    from landscape.checkpoint import load_checkpoint
+    from landscape.util import pick_device
+    from landscape.util.memory import fit_or_refuse, format_bytes, memory_limit
+    from landscape.workflows.cost import compare_cost
+
+    model, _ = load_checkpoint(paths[0])
+    cost = compare_cost(model, bundle, config, len(paths), measure_time=dry_run)
+    limit = memory_limit(pick_device(config.device), max_memory)
+    fit_or_refuse("compare", cost["memory"], limit)
+    if dry_run:
+        minutes = cost["seconds"] / 60
+        click.echo(f"{cost['points']:,} grid points at {cost['seconds_per_point']:.3g} s and "
+                   f"about {cost['products']} Hessian-vector products at "
+                   f"{cost['seconds_per_product']:.3g} s (one of each measured now): about "
+                   f"{minutes:.1f} min, curve training and sharpness not counted; memory about "
+                   f"{cost['memory'].describe()} over the model and data "
+                   f"({format_bytes(sum(cost['memory'].resident.values()))}); --dry-run: "
+                   "nothing computed", err=True)
+    return dry_run
 
 
 def register(group: click.Group) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import click
 
 from .common import (bundle_from, checkpoint_callback, code_options, dataset_options,
-                     device_option, parse_range, surface_out_callback, wraps_threads)
+                     device_option, memory_option, parse_range, surface_out_callback,
+                     wraps_threads)
 
 METRIC_NAMES = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -44,7 +45,7 @@ def _metrics(ctx, param, value: str) -> tuple[str, ...]:
 
 SHARED_OPTIONS = ("metrics", "loss", "out", "resume", "force", "bn_recalibrate", "precision",
                   "channels_last", "hessian", "checkpoint_seconds", "batch_points", "quiet",
-                  "dist_timeout", "device", "dry_run")
+                  "dist_timeout", "device", "dry_run", "max_memory")
 DIRECTION_OPTIONS = ("norm", "ignore", "kind", "seed", "orthogonalize", "orthogonal", "along")
 """Options that decide a command's directions: on --resume, left out, the saved ones are used."""
 LARGE_GRID = 2500
@@ -100,6 +101,7 @@ def surface_options(func):
         click.option("--dry-run", is_flag=True,
                      help="Print the points, expected time (one point measured) and file size; "
                           "compute and write nothing."),
+        memory_option,
         click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True),
                      default=1800.0, show_default=True,
                      help="Under torchrun: seconds a rank waits for the others before the run "
@@ -165,8 +167,9 @@ def _run(model, bundle, dirs, x, y, opts: dict[str, Any], info: dict[str, Any],
         seed=stored.get("seed", recipe.get("seed", 0)), device=opts["device"],
         batch_points=opts["batch_points"], checkpoint_seconds=opts["checkpoint_seconds"],
         progress=not opts["quiet"])
+    memory = _memory(model, bundle, 1 if y is None else 2, options, opts["max_memory"])
     if opts["dry_run"] or len(x) * (1 if y is None else len(y)) >= LARGE_GRID:
-        _cost(model, bundle, dirs, x, y, options, opts["dry_run"])
+        _cost(model, bundle, dirs, x, y, options, opts["dry_run"], memory)
         if opts["dry_run"]:
             return None
     context = init_distributed(opts["device"], opts["dist_timeout"])
@@ -228,10 +231,33 @@ def _resumed(opts: dict[str, Any], x, y, dirs):
                         if k not in ("x", "y") and not _given(k)}
 
 
-def _cost(model, bundle, dirs, x, y, options, dry_run: bool) -> None:
+def _memory(model, bundle, n_directions: int, options, max_memory: int | None):
+    """The surface's memory estimate; refuses in one line if it does not fit."""
+    import dataclasses
+
+    from landscape.surface import surface_memory
+    from landscape.util.memory import fit_or_refuse, format_bytes, memory_limit
+
+    estimate = surface_memory(model, bundle, n_directions, options=options)
+    limit = memory_limit(options.device or "cpu", max_memory)
+
+    def fits(lim: int) -> str | None:
+        if (options.batch_points or 1) > 1:
+            one = surface_memory(model, bundle, n_directions,
+                                 options=dataclasses.replace(options, batch_points=1))
+            if one.total_added <= lim:
+                return f"--batch-points 1 fits (about {format_bytes(one.total_added)})"
+        return None
+
+    fit_or_refuse("this surface", estimate, limit, fits)
+    return estimate
+
+
+def _cost(model, bundle, dirs, x, y, options, dry_run: bool, memory=None) -> None:
     """Print what the surface will cost (rank 0 only)."""
     from landscape.distributed import is_main_process
     from landscape.surface import estimate_surface
+    from landscape.util.memory import format_bytes
 
     if not is_main_process():
         return
@@ -240,8 +266,10 @@ def _cost(model, bundle, dirs, x, y, options, dry_run: bool) -> None:
     took = f"{hours:.0f} h {rest / 60:.0f} min" if hours else f"{rest / 60:.1f} min"
     click.echo(f"{cost['points']:,} points, about {took} at {cost['seconds_per_point']:.3g} s a "
                f"point (one point measured now, one process), file about "
-               f"{cost['file_bytes'] / 2**20:.1f} MiB" + ("; --dry-run: nothing computed"
-                                                         if dry_run else ""), err=True)
+               f"{cost['file_bytes'] / 2**20:.1f} MiB"
+               + (f", memory about {memory.describe()} over the model and data "
+                  f"({format_bytes(sum(memory.resident.values()))})" if memory else "")
+               + ("; --dry-run: nothing computed" if dry_run else ""), err=True)
 
 
 def _note(message: str) -> None:

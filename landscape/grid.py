@@ -188,5 +188,8 @@ def summary_line(surface: Surface, seconds: float | None = None) -> str:
              " at " + ", ".join(f"{a}={v:.4g}" for a, v in zip("xy", s["argmin"])))
     rate = s["done"] / secs if secs and secs > 0 else float("nan")
     minimum = f"min {s['metric']} {s['min']:.6g}{where}" if s["metric"] else "no metrics"
+    sampling = "".join(f"; {split} loss at the origin {e['loss']:.4g} +- {e['stderr']:.2g} "
+                       f"(sampling error over {e['examples']} examples)"
+                       for split, e in surface.provenance.get("sampling_error", {}).items())
     return (f"{s['done']}/{s['points']} points in {secs:.1f} s ({rate:.3g} points/s), "
-            f"{s['nonfinite']} NaN/inf, {minimum}")
+            f"{s['nonfinite']} NaN/inf, {minimum}{sampling}")

@@ -19,17 +19,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import torch
 
 from .data import as_splits
 from .direction_files import directions_sha256, load_directions, write_or_check_directions
 from .distributed import DistContext, DistributedError, RankExchange
 from .errors import LandscapeError
 from .evaluate import Evaluator, split_metric
+from .losses import loss_function
 from .grid import (Surface, check_axis, grid_coords, grid_size, probe_points,  # noqa: F401
                    select_points, summary_line)
 from .curvature import extreme_eigenvalues
 from .store import check_output, resumable, save_surface
-from .util import output_lock, remove_stale_temps, sha256_tensors
+from .util import output_lock, pick_device, remove_stale_temps, sha256_tensors
+from .util.memory import MemoryEstimate, TensorPeak, linear_in_examples
 from .util import progress as progress_bar, provenance as make_provenance
 
 
@@ -175,6 +178,84 @@ def estimate_surface(model, data, directions, x, y=None, *,
     axes = len(run.x) + (0 if run.y is None else len(run.y))
     return {"points": points, "seconds_per_point": per_point, "seconds": per_point * points,
             "file_bytes": points * (8 * len(run.options.names) + 1) + 8 * axes + 16384}
+
+
+def surface_memory(model, data, n_directions: int, *,
+                   options: SurfaceOptions | None = None) -> MemoryEstimate:
+    """Memory a surface run adds, before it starts (one tiny forward is traced).
+
+    The directions are held twice (as given or loaded, and the evaluator's copies on the
+    device) with one copy of the origin's weights; a point runs one chunk of each split's
+    inputs forward under inference mode (``TensorPeak`` on a few examples, scaled to the
+    chunk). The grid itself (8 bytes a point and metric) is counted with the directions.
+
+    Args:
+        model, data: as for ``compute_surface``.
+        n_directions: 1 (a line) or 2 (a plane).
+        options: ``SurfaceOptions`` (chunk, metrics, device, batch_points).
+
+    Returns:
+        MemoryEstimate with resident ``model`` and ``data``, added ``directions`` and
+        ``activations``.
+    """
+    options = options or SurfaceOptions()
+    state = [t for t in model.state_dict().values() if t.is_floating_point()]
+    weights = sum(t.numel() * t.element_size() for t in state)
+    splits = as_splits(data)
+    needed = sorted({split_metric(m)[0] for m in options.metrics} & set(splits))
+    model.eval()
+    activations = 0
+    for split in needed:
+        x, y = splits[split]
+
+        def measure(m: int, x=x, y=y) -> tuple[float]:
+            with TensorPeak() as peak, torch.inference_mode():
+                loss_function(options.loss)(model(x[:m]), y[:m])
+            return (peak.peak,)
+
+        [(fixed, per)] = linear_in_examples(measure, len(y), small=ACTIVATION_SLICE)
+        batch = options.batch_points or 1
+        activations = max(activations, int(batch * (fixed + per * min(options.chunk, len(y)))))
+    data_bytes = sum(t.numel() * t.element_size() for s in needed for t in splits[s])
+    device = str(pick_device(options.device))
+    return MemoryEstimate(added={"directions": (2 * n_directions + 1) * weights,
+                                 "activations": activations},
+                          resident={"model": weights, "data": data_bytes}, device=device)
+
+
+ACTIVATION_SLICE = 128
+"""Examples of the first of two traced forwards (the second twice as many): enough that the
+activations, not a fixed work buffer of a layer (about 0.5 MiB seen), make the peak."""
+SAMPLING_GROUPS = 32
+"""Equal groups of examples whose losses at the origin give the sampling error."""
+
+
+def origin_sampling_error(evaluator: Evaluator, groups: int = SAMPLING_GROUPS
+                          ) -> dict[str, dict[str, float]]:
+    """Standard error of each evaluated split's mean loss at the origin, from the spread of
+    its loss over ``groups`` equal groups of examples (per-group variance): how far the
+    surface's values may lie from the loss over all the data the examples were drawn from.
+
+    Returns:
+        split -> ``{"examples", "groups", "loss", "stderr"}`` for each split with a loss
+        metric.
+    """
+    out: dict[str, dict[str, float]] = {}
+    evaluator.set_point([0.0] * len(evaluator.directions))
+    for split in sorted({split_metric(m)[0] for m in evaluator.metrics
+                         if m.endswith("_loss")}):
+        x, y = evaluator.splits[split]
+        g = max(2, min(groups, len(y)))
+        if len(y) < 2:
+            continue
+        size = len(y) // g
+        with torch.inference_mode():
+            losses = np.array([float(evaluator.loss_fn(evaluator.model(x[i * size:(i + 1) * size]),
+                                                       y[i * size:(i + 1) * size]))
+                               for i in range(g)])
+        out[split] = {"examples": int(len(y)), "groups": int(g), "loss": float(losses.mean()),
+                      "stderr": float(losses.std(ddof=1) / np.sqrt(g))}
+    return out
 
 
 def directions_file_for(out: str | os.PathLike) -> Path:
@@ -332,7 +413,8 @@ class SurfaceRun:
     def _open(self, resume, force, prov, recipe, trajectory, anchors) -> Surface:
         """A new empty surface, or the stored one to resume; the directions file beside it."""
         prov = make_provenance(**prov)
-        prov.update(identity=self.identity, directions=dict(self.dir_info), seconds=0.0, runs=1)
+        prov.update(identity=self.identity, directions=dict(self.dir_info), seconds=0.0, runs=1,
+                    sampling_error=origin_sampling_error(self.evaluator))
         old = None
         if self.out is not None:
             self._held.enter_context(output_lock(self.out))  # one writer per surface file

@@ -91,13 +91,16 @@ class CurvatureOperator(LinearOperator):
         if not self.history:
             return None
         xs = np.stack([h[0] for h in self.history], axis=1)
-        hs = np.stack([h[1] for h in self.history], axis=1)
         coef, *_ = np.linalg.lstsq(xs, vecs, rcond=None)
         miss = np.linalg.norm(xs @ coef - vecs, axis=0)
+        del xs
         # A is linear, so A (X c) = (A X) c; only trust it when v is (numerically) in span(X).
         if np.max(miss) > 1e-10 or not np.all(np.isfinite(coef)):
             return None
-        return hs @ coef
+        out = np.zeros_like(vecs)
+        for (_, hx), c in zip(self.history, coef):  # summed in place: no stacked copy
+            out += np.outer(hx, c)
+        return out
 
 
 class GivenOperator(CurvatureOperator):
