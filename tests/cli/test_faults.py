@@ -362,3 +362,37 @@ def test_labels_that_are_html_or_span_lines_stay_text_in_both_reports(tmp_path, 
     assert cells == 6  # quantity, two models, their ratio: | a | b | c | d |
     assert all(len(row.replace("\\|", "").split("|")) == cells for row in rows
                if row.count("|") - row.count("\\|") == cells - 1)
+
+
+# ------------------------------------------------------------------ web pages
+
+def test_a_web_page_over_its_size_is_refused_naming_the_option_that_shrinks_it(tmp_path):
+    import numpy as np
+
+    from landscape.figures import WEB_PAGE_MB, export_html, web_page_bytes
+    from landscape.store import save_surface
+    from landscape.surface import Surface
+
+    x = np.linspace(-1, 1, 1601)
+    loss = (x[:, None] ** 2 + x[None, :] ** 2).astype(np.float32)
+    big = Surface(x=x, y=x.copy(), metrics={"train_loss": loss},
+                  done=np.ones(loss.shape, dtype=bool))
+    assert web_page_bytes(big) > WEB_PAGE_MB * 1e6 > web_page_bytes(big, every=2)
+    path = tmp_path / "big.h5"
+    save_surface(path, big)
+    page = tmp_path / "big.html"
+    line = one_line_error(invoke("render", path, "--html", page, "--out", tmp_path / "b.png"))
+    assert "--html-every 2" in line and "MB" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.h5"]  # nothing half-written
+    with pytest.raises(LandscapeError, match="every=2"):
+        export_html(big, page)
+    assert not page.exists()
+
+
+def test_a_web_page_with_backslashes_in_its_title_and_labels(tmp_path, plane):
+    page = tmp_path / "scene.html"
+    res = invoke("render", plane, plane, "--html", page, "--title", "C:\\runs\\sb \\n x",
+                 "--labels", "a\\b,c\\\\d", "--html-every", "2")
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    text = page.read_text()
+    assert "C:\\runs\\sb \\n x" in text and "a\\b" in text
