@@ -60,6 +60,8 @@ class LandscapeGroup(click.Group):
         try:
             with sigterm_as_interrupt():
                 return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_closed_pipe()
         except OSError as exc:
             text = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)
             raise click.ClickException(text) from None
@@ -74,6 +76,21 @@ class LandscapeGroup(click.Group):
             if not _is_user_error(exc):
                 raise
             raise click.ClickException(str(exc)) from None
+
+
+PIPE_STATUS = 128 + 13
+"""Exit status after the reader of the output went away (``| head``): 128 + SIGPIPE."""
+
+
+def _quiet_closed_pipe() -> None:
+    """The output's reader closed the pipe (``landscape ... | head``): end quietly, with no
+    traceback, also from the interpreter's final flush of stdout (pointed at /dev/null)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no real file (a test runner's buffer)
+        pass
+    sys.exit(PIPE_STATUS)
 
 
 class Terminated(KeyboardInterrupt):
@@ -124,12 +141,32 @@ def _recording_command_line(callback: Callable) -> Callable:
     return wrapper
 
 
+FORMAT_OPTIONS = "landscape_dataset_options"
+"""Key in the click context's ``meta`` of the format options (--target, --image-size,
+--no-normalize) that ``bundle_from`` passes on."""
+
+
+def _format_options(func: Callable) -> Callable:
+    """Take --target, --image-size and --no-normalize out of the command's arguments into the
+    context (``bundle_from`` reads them), so that every command keeps its signature."""
+    @functools.wraps(func)
+    def wrapper(*args, target=None, image_size=None, normalize=True, **kwargs):
+        options = {"target": target, "size": image_size,
+                   "normalize": None if normalize else False}
+        click.get_current_context().meta[FORMAT_OPTIONS] = {
+            k: v for k, v in options.items() if v is not None}
+        return func(*args, **kwargs)
+    return wrapper
+
+
 def dataset_options(func: Callable) -> Callable:
-    """--dataset, --data-root, --train-subset, --test-subset, --data-seed."""
+    """--dataset, --data-root, --train-subset, --test-subset, --data-seed, and the options of
+    users' file formats: --target, --image-size, --no-normalize."""
     options = [
         click.option("--dataset", default=None, show_default="mnist1d, or the checkpoint's",
                      help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | "
-                          "modular-<op>-<p>[-<fraction>] | module:function"),
+                          "modular-<op>-<p>[-<fraction>] | module:function | imagefolder:PATH | "
+                          "npz:FILE | npy:FOLDER | csv:PATH"),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
                      help="Folder holding torchvision datasets (never downloaded)."),
         click.option("--train-subset", type=click.IntRange(min=1), default=None,
@@ -138,7 +175,16 @@ def dataset_options(func: Callable) -> Callable:
                      help="Use this many test examples (fixed by --data-seed)."),
         click.option("--data-seed", type=int, default=None,
                      help="Seed of dataset generation and subsets.  [default: 0]"),
+        click.option("--target", default=None, metavar="COLUMN",
+                     help="csv:PATH: the column holding the class."),
+        click.option("--image-size", type=click.IntRange(min=1, max=4096), default=None,
+                     help="imagefolder:PATH: resize images to this many pixels square "
+                          "(default: the first image's size)."),
+        click.option("--normalize/--no-normalize", default=True,
+                     help="imagefolder, npz, npy, csv: standardize inputs with the training "
+                          "split's mean and std (per channel or feature).  [default: on]"),
     ]
+    func = _format_options(func)
     for opt in reversed(options):
         func = opt(func)
     return func
@@ -212,9 +258,15 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
     from landscape.checkpoint import check_dataset_code
     from landscape.data import load_dataset
 
+    from landscape.userdata import absolute_name
+
     spec = dict(like or {"name": "mnist1d"})
-    if dataset is not None and dataset != spec.get("name"):
+    if dataset is not None and absolute_name(dataset) != spec.get("name"):
         spec = {"name": dataset}
+    ctx = click.get_current_context(silent=True)
+    given = (ctx.meta.get(FORMAT_OPTIONS) if ctx is not None else None) or {}
+    if given:
+        spec["options"] = {**spec.get("options", {}), **given}
     elif dataset is None and like is not None:
         check_dataset_code(spec, "If you trust it, pass --trust-code, or name the dataset "
                                  "with --dataset")
@@ -223,6 +275,26 @@ def bundle_from(dataset: str | None, data_root: str | None, train_subset: int | 
         if value is not None:
             spec[key] = value
     return load_dataset(**spec)
+
+
+def checkpoint_callback(ctx: click.Context, param: click.Parameter, value: str | None
+                        ) -> str | None:
+    """Click callback of a checkpoint argument: a run folder of `landscape train` stands for
+    its final ``model.pt`` (every command that takes a checkpoint takes a run folder)."""
+    if value is None or not Path(value).is_dir():
+        return value
+    from landscape.checkpoint import checkpoint_path
+
+    return str(checkpoint_path(value))
+
+
+def check_suffix(value: str | None, suffixes: tuple[str, ...], what: str,
+                 option: str = "--out") -> None:
+    """Refuse an output whose suffix is not one of ``suffixes`` (``--out h.png`` wrote JSON
+    under an image's name); called after the output is checked against the inputs."""
+    if value is not None and Path(value).suffix.lower() not in suffixes:
+        raise click.BadParameter(f"{value!r}: this writes {what}; name it "
+                                 f"{' or '.join(suffixes)}", param_hint=option)
 
 
 SURFACE_SUFFIXES = (".h5", ".hdf5")

@@ -135,7 +135,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
     save_surface(out, result.curve)
     if line_path is not None:
         save_surface(line_path, result.line)
-    _report(result, out, line_path)
+    _report(result, out, line_path, names)
     if figure:
         from landscape.figures import plot_paths
 
@@ -143,9 +143,11 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
         click.echo(f"wrote {figure}", err=True)
 
 
-def _report(result, out, line_path) -> None:
+def _report(result, out, line_path, names) -> None:
     if result.epochs_resumed:
         click.echo(f"resumed after epoch {result.epochs_resumed}", err=True)
+    ends = next(iter(result.summary.values()))["end_train_losses"]
+    click.echo(f"train loss at the ends: {names[0]} {ends[0]:.4g}, {names[1]} {ends[1]:.4g}")
     for key, s in result.summary.items():
         label = getattr(result, key).provenance["path_label"]
         click.echo(f"{label:14s} train loss: ends {s['endpoint_train_loss']:.4g}, max "

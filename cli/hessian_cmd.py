@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
-                     echo_table, guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, checkpoint_callback, code_options,
+                     dataset_options, device_option, echo_table, guard_output,
+                     check_suffix, main_output_lock, wraps_threads)
 
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
@@ -45,7 +46,7 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 
 
 @click.command("hessian")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
 @click.option("--top-k", type=click.IntRange(min=0, max=MAX_COUNT), default=5, show_default=True,
               help="Largest eigenvalues to compute.")
@@ -149,6 +150,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     for path, option in ((out, "--out"), (figure, "--figure")):
         if path:
             guard_output(path, inputs=(checkpoint,), force=force, option=option)
+    check_suffix(out, (".json",), "JSON")
     if out:
         # held until the command ends: one writer per file, writability known before the work
         click.get_current_context().with_resource(main_output_lock(out))

@@ -10,8 +10,8 @@ import click
 from .common import split_names
 
 PLOT_KINDS = ("line", "contour", "filled", "heatmap", "eig-ratio", "density", "trajectory",
-              "history", "eigenvalues")
-JSON_KINDS = ("density", "history", "eigenvalues")
+              "history", "eigenvalues", "sharpness")
+JSON_KINDS = ("density", "history", "eigenvalues", "sharpness")
 """What a .json input can be drawn as: a spectrum file's density or eigenvalues, or a
 training run's history.json."""
 NAMES_HELP = ("once with commas (a comma inside a name: \\,), or once per name")
@@ -132,18 +132,72 @@ def _json_kind(obj: Any) -> str:
     return "density"
 
 
+HISTORY_METRICS = ("loss", "accuracy")
+"""--metric of --kind history: its panels."""
+SHARPNESS_METRICS = ("lambda_max", "lambda_max_preconditioned")
+"""--metric of --kind sharpness: the tracked eigenvalue to draw."""
+
+
+def _json_metric(kind: str, metric: str | None) -> tuple[str, str | None]:
+    """The kind and metric of .json inputs: ``--metric lambda_max`` on a history draws
+    sharpness; a metric the kind does not draw is refused."""
+    if metric in SHARPNESS_METRICS and kind == "history":
+        kind = "sharpness"
+    allowed = {"history": HISTORY_METRICS, "sharpness": SHARPNESS_METRICS}.get(kind, ())
+    if metric is not None and metric not in allowed:
+        what = f"one of {', '.join(allowed)}" if allowed else "none"
+        raise click.BadParameter(f"--kind {kind} does not draw {metric!r} (its metrics: "
+                                 f"{what})", param_hint="--metric")
+    return kind, metric
+
+
+def _draw_sharpness(inputs: tuple[str, ...], names: list[str] | None, metric: str | None,
+                    log: bool, title: str | None, figsize: tuple | None, out: str,
+                    dpi: int) -> None:
+    """Tracked eigenvalues of runs' history.json against steps, with each run's threshold
+    (from its config.json, when the run folder has one)."""
+    from landscape import figures
+    from landscape.errors import LandscapeError
+    from landscape.train import run_threshold
+
+    metric = metric or "lambda_max"
+    histories, limits, texts = [], [], []
+    for path in inputs:
+        epochs = load_history_file(path)
+        if not any(metric in e for e in epochs):
+            hint = (" (recorded for rmsprop, adam and adamw runs)"
+                    if metric == "lambda_max_preconditioned" else "")
+            raise LandscapeError(f"{path}: no {metric} in this history: train with "
+                                 f"--track-eigenvalues EVERY{hint}")
+        config_file = Path(path).parent / "config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else None
+        limit, text = run_threshold(config, epochs[-1], metric) if config else (None, "")
+        histories.append([{"step": e["step"], "lambda_max": e.get(metric)} for e in epochs])
+        limits.append(limit)
+        texts.append(text)
+    default = ("Preconditioned sharpness: top eigenvalue of P⁻¹H"
+               if metric == "lambda_max_preconditioned" else None)
+    figures.plot_sharpness(histories, labels=names or _run_names(inputs), thresholds=limits,
+                           threshold_names=texts, title=title or default,
+                           size=figsize or (6.0, 4.0), out=out, dpi=dpi)
+
+
 def _draw_json(kind: str, inputs: tuple[str, ...], names: list[str] | None, log: bool,
-               title: str | None, figsize: tuple | None, out: str, dpi: int) -> None:
+               title: str | None, figsize: tuple | None, out: str, dpi: int,
+               metric: str | None = None) -> None:
     """Figures of .json inputs, all of one kind, overlaid."""
     from landscape import figures as plot2d
 
-    if kind == "density":
+    if kind == "sharpness":
+        _draw_sharpness(inputs, names, metric, log, title, figsize, out, dpi)
+    elif kind == "density":
         spectra = [load_density(p) for p in inputs]
         plot2d.plot_density(spectra, labels=names or [Path(p).stem for p in inputs], log=log,
                             title=title, size=figsize or (6.0, 4.0), out=out, dpi=dpi)
     elif kind == "history":
         histories = [load_history_file(p) for p in inputs]
         plot2d.plot_history(histories, labels=names or _run_names(inputs), log=log,
+                            metrics=(metric,) if metric else HISTORY_METRICS,
                             title=title, size=figsize, out=out, dpi=dpi)
     else:
         values = [load_eigenvalues(p) for p in inputs]
@@ -187,9 +241,12 @@ def load_eigenvalues(path: str) -> list[float]:
 @click.option("--kind", type=click.Choice(PLOT_KINDS), default=None,
               help="What to draw (default: line for 1-D surfaces, contour for 2-D ones; for "
                    ".json files, history for a run's history.json, density for spectra with "
-                   "one, else eigenvalues).")
+                   "one, else eigenvalues; sharpness: a history's tracked lambda_max with its "
+                   "stability threshold).")
 @click.option("--metric", default=None,
-              help="Metric to draw (default: train_loss; for line, every loss and accuracy).")
+              help="Metric to draw (default: train_loss; for line, every loss and accuracy; "
+                   "history: loss or accuracy; sharpness: lambda_max or "
+                   "lambda_max_preconditioned).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Output figure: .png, .pdf or .svg.")
 @click.option("--vmin", type=float, default=None, help="Bottom of the colour scale.")
@@ -232,7 +289,8 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     if kind in JSON_KINDS:
         if rise is not None:
             raise click.BadParameter(f"--kind {kind} marks no basin edge", param_hint="--rise")
-        _draw_json(kind, inputs, names, log, title, figsize, out, dpi)
+        kind, metric = _json_metric(kind, metric)
+        _draw_json(kind, inputs, names, log, title, figsize, out, dpi, metric)
         click.echo(f"wrote {out}", err=True)
         return
     surfaces = load_surfaces(inputs)

@@ -6,8 +6,9 @@ import math
 
 import click
 
-from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
-                     echo_table, guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, checkpoint_callback, code_options,
+                     dataset_options, device_option, echo_table, guard_output,
+                     check_suffix, main_output_lock, wraps_threads)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -168,7 +169,7 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
 
 
 @click.command("sharpness")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
 @click.option("--split", type=click.Choice(["train", "test"]), default="train",
               show_default=True, help="The loss is the mean over this whole split.")
@@ -220,6 +221,7 @@ def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset,
     opts = _checked(options)
     if out:
         guard_output(out, inputs=(checkpoint,), force=force, option="--out")
+        check_suffix(out, (".json",), "JSON")
         click.get_current_context().with_resource(main_output_lock(out))
     model, info = load_checkpoint(checkpoint)
     check_subspace_dim(model, opts["subspace_dim"])

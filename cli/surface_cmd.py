@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from .common import (bundle_from, code_options, dataset_options, device_option, parse_range,
-                     surface_out_callback, wraps_threads)
+from .common import (bundle_from, checkpoint_callback, code_options, dataset_options,
+                     device_option, parse_range, surface_out_callback, wraps_threads)
 
 METRIC_NAMES = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -257,7 +257,7 @@ def _note(message: str) -> None:
 
 
 @click.command("surface")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
 @_range_option("x", "-1:1:51", "First axis, min:max:num.")
 @_range_option("y", None, "Second axis, min:max:num (omit for a 1-D line).")
@@ -306,8 +306,8 @@ def surface_command(checkpoint, dataset, data_root, train_subset, test_subset, d
 
 
 @click.command("interpolate")
-@click.argument("checkpoint_a", type=click.Path(dir_okay=False))
-@click.argument("checkpoint_b", type=click.Path(dir_okay=False))
+@click.argument("checkpoint_a", type=click.Path(), callback=checkpoint_callback)
+@click.argument("checkpoint_b", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
 @_range_option("alpha", "-1:2:61", "Interpolation coefficients, min:max:num (0 = A, 1 = B).")
 @click.option("--kind", type=click.Choice(["weights", "states"]), default="states",
@@ -336,9 +336,9 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
 
 
 @click.command("plane")
-@click.argument("checkpoint_a", type=click.Path(dir_okay=False))
-@click.argument("checkpoint_b", type=click.Path(dir_okay=False))
-@click.argument("checkpoint_c", type=click.Path(dir_okay=False))
+@click.argument("checkpoint_a", type=click.Path(), callback=checkpoint_callback)
+@click.argument("checkpoint_b", type=click.Path(), callback=checkpoint_callback)
+@click.argument("checkpoint_c", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
 @_range_option("x", None, "Axis along B - A, min:max:num (default: the models plus margin).")
 @_range_option("y", None, "Second axis, min:max:num (default: the models plus margin).")

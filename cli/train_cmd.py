@@ -110,8 +110,9 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
               default="sgd", show_default=True, help="Optimizer.")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
-@click.option("--momentum", type=float, default=0.9, show_default=True,
-              help="Momentum in [0, 1) (sgd, rmsprop).")
+@click.option("--momentum", type=float, default=None,
+              help="Momentum in [0, 1) (sgd, rmsprop); default 0.9 for sgd, PyTorch's 0 for "
+                   "rmsprop.")
 @click.option("--nesterov", is_flag=True, help="Nesterov momentum (sgd).")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True,
               help="L2 penalty (decoupled for adamw).")
@@ -197,7 +198,7 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
     if optimizer in NO_MOMENTUM and given("momentum") is not ParameterSource.DEFAULT:
         click.echo(f"warning: {optimizer} takes no momentum: --momentum {momentum} is ignored",
                    err=True)
-    if nesterov and (optimizer != "sgd" or momentum == 0):
+    if nesterov and (optimizer != "sgd" or config.momentum == 0):
         click.echo("warning: --nesterov needs sgd with momentum > 0: it is ignored", err=True)
     if batch_size != "full" and batch_size > n_train:
         click.echo(f"warning: --batch-size {batch_size} is larger than the training set "
@@ -216,10 +217,30 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
         write_json(out_dir / "command.json",
                    provenance(model_parameters=count_parameters(model)))
         click.echo(f"training {model_name} ({count_parameters(model):,} parameters) on "
-                   f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr} -> {out_dir}",
+                   f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr}"
+                   f"{_momentum_text(config)} -> {out_dir}",
                    err=True)
-        result = train(model, bundle, config, out_dir=out_dir)
+        result = _train_user_code(model, bundle, config, out_dir, model_name)
     _report(result, out_dir, config)
+
+
+def _train_user_code(model, bundle, config, out_dir: Path, model_name: str):
+    """``train``; a user's model that fails in its first epoch leaves no run folder claiming
+    an interrupted run (its files are removed) and gives one line naming the model."""
+    from landscape import train
+    from landscape.errors import LandscapeError
+
+    try:
+        return train(model, bundle, config, out_dir=out_dir)
+    except LandscapeError:
+        raise
+    except Exception as exc:
+        if ":" not in model_name:
+            raise
+        if not list((out_dir / "checkpoints").glob("epoch_*[1-9]*.pt")):
+            remove_run(out_dir)
+        raise user_error(f"model {model_name!r} failed in training: "
+                         f"{type(exc).__name__}: {exc}") from exc
 
 
 def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
@@ -256,7 +277,10 @@ def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
     with trusted_code(trust_code, builder):
         model, info = load_checkpoint(folder / RESUME_FILE)
         bundle = bundle_from(None, None, None, None, None, like=info["dataset"])
-    click.echo(f"resuming {folder} from its last checkpoint", err=True)
+    done = (info["extra"].get("resume") or {}).get("epoch")
+    click.echo(f"resuming {folder} from its last checkpoint (epoch {done}), continuing with "
+               f"epoch {done + 1}" if isinstance(done, int) else
+               f"resuming {folder} from its last checkpoint", err=True)
     return train(model, bundle, config, out_dir=folder, resume=True), config
 
 
@@ -278,6 +302,13 @@ def _interrupt_message(out: Path, force: bool) -> Iterator[None]:
         sys.exit(interrupt_status(exc))
 
 
+def _momentum_text(config) -> str:
+    """``, momentum 0.9`` for the optimizers that take one (printed: RMSprop's default is 0)."""
+    if config.optimizer in NO_MOMENTUM:
+        return ""
+    return f", momentum {config.momentum:g}"
+
+
 def _report(result, out_dir: Path, config) -> None:
     """Print the final metrics (and the tracked top eigenvalue), or the divergence (exit 3)."""
     from landscape.train import stability_threshold
@@ -294,6 +325,10 @@ def _report(result, out_dir: Path, config) -> None:
                                     config.momentum, config.nesterov)
         click.echo(f"top Hessian eigenvalue {f['lambda_max']:.6g}"
                    + (f" (stability threshold {limit:.4g})" if limit else ""))
+        if "lambda_max_preconditioned" in f:
+            click.echo(f"preconditioned sharpness (top eigenvalue of P^-1 H) "
+                       f"{f['lambda_max_preconditioned']:.6g} (threshold "
+                       f"{f['preconditioned_threshold']:.4g})")
 
 
 def register(group: click.Group) -> None:

@@ -154,8 +154,11 @@ def code_trusted() -> bool:
 
 
 def names_code(name: Any) -> bool:
-    """Whether a stored model or dataset name refers to code (``module:function``)."""
-    return isinstance(name, str) and ":" in name
+    """Whether a stored model or dataset name refers to code (``module:function``; a user's
+    data file such as ``npz:FILE`` is data, not code)."""
+    from .userdata import user_format
+
+    return isinstance(name, str) and ":" in name and user_format(name) is None
 
 
 def check_dataset_code(spec: dict[str, Any] | None, hint: str) -> None:

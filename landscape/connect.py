@@ -349,7 +349,8 @@ def path_summary(curve: Surface, line: Surface | None = None) -> dict[str, Any]:
     """Barrier numbers of a curve (and the straight line) between two minima.
 
     Returns:
-        For each path (``curve``, ``line``): ``endpoint_train_loss`` (the higher end),
+        For each path (``curve``, ``line``): ``end_train_losses`` (at A and at B),
+        ``endpoint_train_loss`` (the higher end),
         ``max_train_loss``, ``train_barrier`` (max minus the higher end), ``max_test_error``
         and ``endpoint_test_error`` (the worse end), ``test_error_barrier``.
     """
@@ -360,7 +361,8 @@ def path_summary(curve: Surface, line: Surface | None = None) -> dict[str, Any]:
         if s is None:
             continue
         loss, err = s.metrics["train_loss"], 1.0 - s.metrics["test_acc"]
-        out[key] = {"endpoint_train_loss": float(max(loss[0], loss[-1])),
+        out[key] = {"end_train_losses": [float(loss[0]), float(loss[-1])],
+                    "endpoint_train_loss": float(max(loss[0], loss[-1])),
                     "max_train_loss": float(np.nanmax(loss)),
                     "train_barrier": path_barrier(loss),
                     "test_loss_barrier": path_barrier(s.metrics["test_loss"]),

@@ -16,6 +16,7 @@ import torch
 
 from .errors import DataError
 from .modular import is_modular, modular_splits
+from .userdata import absolute_name, load_user_format, user_format
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -97,7 +98,7 @@ def cache_dir() -> Path:
 
 def load_dataset(name: str = "mnist1d", root: str | os.PathLike | None = None, seed: int = 0,
                  train_subset: int | None = None, test_subset: int | None = None,
-                 cache: bool = True) -> DataBundle:
+                 cache: bool = True, options: dict[str, Any] | None = None) -> DataBundle:
     """Load a dataset as tensors.
 
     Args:
@@ -106,29 +107,43 @@ def load_dataset(name: str = "mnist1d", root: str | os.PathLike | None = None, s
             ``modular-<op>-<p>[-<fraction>]`` (``landscape.modular``; int64 token inputs,
             the split fixed by ``seed``), or a user loader as
             ``module:function`` / ``path/to/file.py:function`` returning
-            ``(x_train, y_train, x_test, y_test)`` or a DataBundle.
+            ``(x_train, y_train, x_test, y_test)`` or a DataBundle, or a user's files as
+            ``imagefolder:PATH``, ``npz:FILE``, ``npy:FOLDER``, ``csv:PATH`` (see
+            ``landscape.userdata``).
         root: folder holding torchvision datasets (never downloaded).
         seed: generator seed for MNIST-1D and for subset selection.
         train_subset: keep this many training examples (fixed by ``seed``).
         test_subset: keep this many test examples (fixed by ``seed``).
         cache: cache generated MNIST-1D under ``cache_dir()``.
+        options: options of a user's file format (``target``, ``size``, ``normalize``,
+            ``test_fraction``; see ``landscape.userdata``).
 
     Returns:
         A DataBundle whose ``spec`` rebuilds it with ``load_dataset(**spec)``.
     """
+    name = absolute_name(name)  # a stored spec loads from any folder
     spec = {"name": name, "root": str(root) if root is not None else None, "seed": seed,
             "train_subset": train_subset, "test_subset": test_subset}
+    if options:
+        if not user_format(name):
+            raise DataError(f"dataset options ({', '.join(options)}) apply to a user's files "
+                            f"(imagefolder:, npz:, npy:, csv:), not to {name!r}")
+        spec["options"] = dict(options)
     if name == "mnist1d":
         train, test, classes = _mnist1d(seed, cache)
     elif is_modular(name):
         train, test, classes = modular_splits(name, seed)
     elif name in BUILTIN:
         train, test, classes = _torchvision(name, root)
+    elif user_format(name):
+        train, test, classes = load_user_format(name, options, seed)
     elif ":" in name:
+        name = spec["name"] = absolute_code(name)
         train, test, classes = _user_loader(name)
     else:
         raise DataError(f"unknown dataset {name!r}: use one of {', '.join(BUILTIN)}, "
-                        "modular-<op>-<p>[-<fraction>] or module:function")
+                        "modular-<op>-<p>[-<fraction>], module:function, or a user's files "
+                        "as imagefolder:PATH, npz:FILE, npy:FOLDER, csv:PATH")
     train = _subset(train, train_subset, seed, "train")
     test = _subset(test, test_subset, seed + 1, "test")
     return DataBundle(train=train, test=test, num_classes=classes, name=name, spec=spec)
@@ -198,6 +213,21 @@ def _to_tensors(ds: Any) -> Split:
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True)
     return (x - mean) / std, y
+
+
+def code_file(spec: str) -> Path | None:
+    """The file of a ``path/to/file.py:function`` spec (None for ``module:function``)."""
+    target = spec.rpartition(":")[0]
+    return Path(target) if target.endswith(".py") or os.sep in target else None
+
+
+def absolute_code(spec: str) -> str:
+    """``file.py:function`` with the file's path made absolute (a stored spec then works from
+    any folder); other specs unchanged."""
+    path = code_file(spec) if ":" in spec else None
+    if path is None:
+        return spec
+    return f"{os.path.abspath(path)}:{spec.rpartition(':')[2]}"
 
 
 def load_callable(spec: str, what: str) -> Callable[..., Any]:

@@ -7,13 +7,16 @@ Checkpoints store it, so a checkpoint needs no other flags to be reloaded.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from .data import absolute_code, code_file, load_callable
 from .errors import LandscapeError
 from .transformer import check_input_kind, transformer
+from .util.hashing import sha256_file
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -246,6 +249,7 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
         num_classes = bundle.num_classes
     if input_shape is None or num_classes is None:
         raise LandscapeError("build_model needs a DataBundle or input_shape and num_classes")
+    name = absolute_code(name) if ":" in name else name
     builder = _builder(name)
     allowed = [p for p in inspect.signature(builder).parameters][2:]
     unknown = sorted(set(options) - set(allowed))
@@ -255,7 +259,14 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
                              f"it takes: {', '.join(allowed) or 'none'}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = builder(tuple(input_shape), int(num_classes), **options)
+        try:
+            model = builder(tuple(input_shape), int(num_classes), **options)
+        except LandscapeError:
+            raise
+        except Exception as exc:  # a user's builder: one line naming it, not a traceback
+            if name in MODELS:
+                raise
+            raise LandscapeError(f"model {name!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise LandscapeError(f"model {name!r} did not return a torch.nn.Module")
     if bundle is not None and name in MODELS:
@@ -265,11 +276,29 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
         "input_shape": list(input_shape), "num_classes": int(num_classes),
         "dataset": dict(bundle.spec) if bundle is not None else None,
     }
+    if code_file(name) is not None:  # which code built it: checked when it is rebuilt
+        model.landscape_spec["code"] = {"path": str(code_file(name)),
+                                        "sha256": sha256_file(code_file(name))}
     return model
 
 
 def rebuild_model(spec: dict[str, Any]) -> nn.Module:
-    """Build the architecture described by a ``landscape_spec`` dict (weights at init)."""
+    """Build the architecture described by a ``landscape_spec`` dict (weights at init).
+
+    A model built by a ``file.py:function`` is rebuilt from that file (stored with an
+    absolute path); a file that is gone is named in the error, with ``--model`` as the fix,
+    and a file whose content changed since the checkpoint was written gives a warning.
+    """
+    path = code_file(spec["name"]) if ":" in spec["name"] else None
+    if path is not None and not path.is_file():
+        raise LandscapeError(f"the model's code {str(path)!r} does not exist (moved or "
+                             "deleted?): name its builder with --model file.py:function "
+                             "(Python: builder=...)")
+    stored = spec.get("code") or {}
+    if path is not None and stored.get("path") == str(path) \
+            and stored.get("sha256") != sha256_file(path):
+        warnings.warn(f"the model's code {str(path)!r} changed since the checkpoint was "
+                      "written: its architecture may differ", stacklevel=2)
     model = build_model(spec["name"], seed=spec.get("seed", 0),
                         input_shape=spec["input_shape"], num_classes=spec["num_classes"],
                         **spec.get("options", {}))
@@ -281,7 +310,6 @@ def _builder(name: str) -> Callable[..., nn.Module]:
     if name in MODELS:
         return MODELS[name]
     if ":" in name:
-        from .data import load_callable
         return load_callable(name, "model")
     raise LandscapeError(f"unknown model {name!r}: use one of {', '.join(MODELS)} "
                          "or module:function")

@@ -2,9 +2,14 @@
 
 ``kind="weights"``: trainable parameters. ``kind="states"``: every floating-point entry of
 the state dict (parameters plus BatchNorm running mean/var); integer counters are left out.
+``parameter_norms`` gives the total and per-layer norms that scale-dependent measures
+(``SCALE_DEPENDENT``) must be read against; ``norm_outliers`` flags models 10x off the others.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import statistics
 from typing import Iterable
 
 import torch
@@ -91,3 +96,56 @@ def set_offset(model: nn.Module, base: dict[str, torch.Tensor],
         for c, d in zip(coords, directions):
             if c != 0.0 and name in d:
                 target.add_(d[name], alpha=float(c))
+
+
+SCALE_DEPENDENT = ("top Hessian eigenvalue", "Hessian trace", "spectral density",
+                   "basin width along unit directions", "eigenvector slices",
+                   "adaptive sharpness at a fixed radius")
+"""Measures that change under a function-preserving rescaling of ReLU layers (Dinh et al.
+2017, "Sharp minima can generalize for deep nets"): compare them across models only when the
+models' parameter norms are alike. Filter-normalized random slices are scale-invariant."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterNorms:
+    """Euclidean norms of a model's trainable weights.
+
+    Attributes:
+        total: the norm of all weights together.
+        layers: per layer (module name; its weight and bias together), in the model's order.
+        largest: the layer with the largest norm.
+    """
+
+    total: float
+    layers: dict[str, float]
+    largest: str
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready form."""
+        return {"total": self.total, "layers": dict(self.layers), "largest": self.largest}
+
+
+def parameter_norms(model: nn.Module) -> ParameterNorms:
+    """The total and per-layer norms of ``model``'s trainable weights (a layer is the module
+    owning an entry: ``body.0.weight`` and ``body.0.bias`` make layer ``body.0``)."""
+    squares: dict[str, float] = {}
+    for name, tensor in named_tensors(model, "weights").items():
+        layer = name.rpartition(".")[0] or name
+        value = float(tensor.detach().double().pow(2).sum())
+        squares[layer] = squares.get(layer, 0.0) + value
+    if not squares:
+        raise LandscapeError("the model has no trainable parameters")
+    layers = {k: math.sqrt(v) for k, v in squares.items()}
+    return ParameterNorms(total=math.sqrt(sum(squares.values())), layers=layers,
+                          largest=max(layers, key=layers.get))
+
+
+def norm_outliers(norms: dict[str, float], factor: float = 10.0) -> list[str]:
+    """Names whose norm differs from the median of all by more than ``factor`` either way:
+    their scale-dependent measures are not comparable with the others'."""
+    values = [v for v in norms.values() if math.isfinite(v) and v > 0]
+    if len(values) < 2:
+        return []
+    median = statistics.median(values)
+    return [k for k, v in norms.items()
+            if not (math.isfinite(v) and median / factor <= v <= median * factor)]

@@ -26,7 +26,8 @@ from torch import nn
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
-from .curvature import top_eigenpair
+from .curvature import (ADAPTIVE, preconditioned_sharpness, preconditioned_threshold,
+                        top_eigenpair)
 from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
 from .util import pick_device, progress, write_bytes, write_json
 
@@ -52,7 +53,8 @@ class TrainConfig:
     Attributes:
         optimizer: one of ``sgd``, ``rmsprop``, ``rprop``, ``adam``, ``adamw``.
         lr: learning rate (before linear scaling).
-        momentum: SGD/RMSprop momentum.
+        momentum: SGD/RMSprop momentum; None: each optimizer's usual default, 0.9 for SGD and
+            PyTorch's 0 for RMSprop (resolved when the config is made).
         nesterov: Nesterov momentum for SGD.
         weight_decay: L2 penalty (decoupled for adamw).
         batch_size: examples per step, or ``"full"`` for the whole training set.
@@ -72,13 +74,14 @@ class TrainConfig:
         compile_backend: the ``torch.compile`` backend (``inductor`` needs a C++ compiler on
             the CPU; ``aot_eager`` traces without generating code).
         track_eigenvalues: every N epochs (and at the end) record the top Hessian eigenvalue
-            of the mean training loss as ``lambda_max`` in the history (0: never); see
-            ``SharpnessTracker``.
+            of the mean training loss as ``lambda_max`` in the history (0: never); for RMSprop,
+            Adam and AdamW also the preconditioned sharpness (top eigenvalue of ``P^-1 H``)
+            and its threshold; see ``SharpnessTracker``.
     """
 
     optimizer: str = "sgd"
     lr: float = 0.01
-    momentum: float = 0.9
+    momentum: float | None = None
     nesterov: bool = False
     weight_decay: float = 0.0
     batch_size: int | str = 32
@@ -99,6 +102,10 @@ class TrainConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     track_eigenvalues: int = 0
+
+    def __post_init__(self):
+        if self.momentum is None:
+            object.__setattr__(self, "momentum", 0.9 if self.optimizer == "sgd" else 0.0)
 
     def resolved_batch(self, n_train: int) -> int:
         """The batch size in examples for a training set of ``n_train``."""
@@ -276,10 +283,11 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     start = time.perf_counter()
     written = time.monotonic()  # when history.json was last written (a kill keeps it)
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
-    tracker = (SharpnessTracker(config.track_eigenvalues, (xtr, ytr), config.loss)
+    tracker = (SharpnessTracker(config.track_eigenvalues, (xtr, ytr), config.loss,
+                                optimizer=optimizer if config.optimizer in ADAPTIVE else None)
                if config.track_eigenvalues else None)
     if resume and tracker is not None:
-        tracker.vector = warm_start
+        tracker.vector, tracker.pre_vector = warm_start
     bar.update(done)
     for epoch in range(done + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -357,7 +365,8 @@ def stability_threshold(optimizer: str, lr: float, momentum: float = 0.0,
 
     ``2 / lr`` for plain gradient descent, ``2 (1 + beta) / lr`` with heavy-ball momentum
     ``beta`` (PyTorch's SGD), ``(2 + 2 beta) / ((1 + 2 beta) lr)`` with Nesterov momentum
-    (Cohen et al. 2021). None for adaptive optimizers, which have no such fixed threshold.
+    (Cohen et al. 2021). None for adaptive optimizers, whose threshold bounds the
+    preconditioned sharpness instead (``adaptive_threshold``).
     """
     if optimizer != "sgd":
         return None
@@ -366,8 +375,44 @@ def stability_threshold(optimizer: str, lr: float, momentum: float = 0.0,
     return 2 * (1 + momentum) / lr
 
 
+def adaptive_threshold(optimizer: str, lr: float, momentum: float = 0.0) -> float | None:
+    """The threshold of the preconditioned sharpness of an adaptive optimizer at PyTorch's
+    default betas (Cohen et al. 2022): ``2 (1 + momentum) / lr`` for RMSprop, ``38 / lr`` for
+    Adam and AdamW (``beta1 = 0.9``); None for other optimizers."""
+    if optimizer not in ADAPTIVE:
+        return None
+    return preconditioned_threshold(optimizer, lr, momentum if optimizer == "rmsprop" else 0.9)
+
+
+def run_threshold(config: dict[str, Any], entry: dict[str, Any],
+                  metric: str = "lambda_max") -> tuple[float | None, str]:
+    """The stability threshold a tracked ``metric`` of a run is compared with, and its name.
+
+    Args:
+        config: the run's ``config.json`` (optimizer, momentum, nesterov).
+        entry: a history entry (its ``lr``, and ``preconditioned_threshold`` if recorded).
+        metric: ``lambda_max`` (plain GD threshold: SGD only) or
+            ``lambda_max_preconditioned`` (adaptive optimizers' threshold).
+
+    Returns:
+        ``(value, name)``; value None where no threshold applies.
+    """
+    optimizer, momentum = config.get("optimizer", "sgd"), config.get("momentum") or 0.0
+    if metric == "lambda_max_preconditioned":
+        name = "38/lr" if optimizer in ("adam", "adamw") else \
+            ("2(1+β)/lr" if momentum else "2/lr")
+        return entry.get("preconditioned_threshold"), name
+    limit = stability_threshold(optimizer, entry["lr"], momentum, config.get("nesterov", False))
+    if momentum and config.get("nesterov"):
+        return limit, "(2+2β)/((1+2β)lr)"
+    return limit, "2(1+β)/lr" if momentum else "2/lr"
+
+
 class SharpnessTracker:
-    """The top Hessian eigenvalue of the mean training loss, every ``every`` epochs of a run.
+    """The top Hessian eigenvalue of the mean training loss, every ``every`` epochs of a run;
+    given an RMSprop, Adam or AdamW optimizer, also the preconditioned sharpness (top
+    eigenvalue of ``P^-1 H`` with the optimizer's preconditioner as it is at the measurement)
+    and the threshold it is compared with.
 
     Each measurement is a Lanczos run warm-started from the previous top eigenvector
     (``landscape.hessian.top_eigenpair``), of at least ``min_products`` steps (so that an
@@ -382,17 +427,22 @@ class SharpnessTracker:
         tol: Lanczos residual relative to the value.
         max_products: most products per measurement.
         min_products: fewest products per measurement.
+        optimizer: an RMSprop, Adam or AdamW optimizer (None: the plain eigenvalue only).
     """
 
     FIELDS = ("lambda_max", "lambda_max_residual", "lambda_max_products",
               "lambda_max_seconds")
+    PRECONDITIONED = ("lambda_max_preconditioned", "lambda_max_preconditioned_residual",
+                      "preconditioned_threshold")
 
     def __init__(self, every: int, data: tuple[torch.Tensor, torch.Tensor],
                  loss: str = "cross_entropy", tol: float = 1e-3, max_products: int = 40,
-                 min_products: int = 4):
+                 min_products: int = 4, optimizer: torch.optim.Optimizer | None = None):
         self.every, self.data, self.loss = every, data, loss
         self.tol, self.max_products, self.min_products = tol, max_products, min_products
+        self.optimizer = optimizer
         self.vector = None
+        self.pre_vector = None
 
     def due(self, epoch: int, last: bool) -> bool:
         """Whether ``epoch`` is measured."""
@@ -404,12 +454,22 @@ class SharpnessTracker:
                              max_products=self.max_products, min_products=self.min_products,
                              loss=self.loss)
         self.vector = pair.vector
-        return dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products,
-                                      pair.seconds)))
+        fields = dict(zip(self.FIELDS, (pair.value, pair.residual, pair.n_products,
+                                        pair.seconds)))
+        if self.optimizer is not None:
+            pre, precond = preconditioned_sharpness(
+                model, self.data, self.optimizer, self.pre_vector, tol=self.tol,
+                max_products=self.max_products, min_products=self.min_products,
+                loss=self.loss)
+            self.pre_vector = pre.vector
+            fields.update(zip(self.PRECONDITIONED, (pre.value, pre.residual,
+                                                    precond.threshold)))
+        return fields
 
     def blank(self) -> dict[str, float]:
         """The fields of an epoch without a measurement."""
-        return dict.fromkeys(self.FIELDS, float("nan"))
+        names = self.FIELDS + (self.PRECONDITIONED if self.optimizer is not None else ())
+        return dict.fromkeys(names, float("nan"))
 
 
 def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:
@@ -443,17 +503,18 @@ def _save_resume(out: Path, model: nn.Module, config: TrainConfig,
              "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
                        *np_state[2:]],
              "python": random.getstate(),
-             "warm_start": None if tracker is None or tracker.vector is None
-             else torch.from_numpy(np.array(tracker.vector))}
+             "warm_start": _vector(tracker and tracker.vector),
+             "warm_start_preconditioned": _vector(tracker and tracker.pre_vector)}
     save_checkpoint(out / RESUME_FILE, model, extra={"resume": state})
     return written
 
 
 def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
              gen: torch.Generator, config: TrainConfig
-             ) -> tuple[int, int, list[dict[str, Any]], np.ndarray | None]:
+             ) -> tuple[int, int, list[dict[str, Any]], tuple[Any, Any]]:
     """Load the resume state of ``out`` into the model, optimizer and random generators;
-    returns (epochs done, steps done, history so far, the eigenvalue tracker's warm start)."""
+    returns (epochs done, steps done, history so far, the eigenvalue tracker's warm starts:
+    plain and preconditioned)."""
     path = out / RESUME_FILE
     if not path.is_file():
         raise LandscapeError(f"{str(out)!r} holds no interrupted run to resume (no "
@@ -478,9 +539,14 @@ def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     random.setstate(state["python"])
-    warm = state.get("warm_start")
-    return (state["epoch"], state["step"], list(state["history"]),
-            None if warm is None else warm.numpy())
+    warm = tuple(None if state.get(key) is None else state[key].numpy()
+                 for key in ("warm_start", "warm_start_preconditioned"))
+    return state["epoch"], state["step"], list(state["history"]), warm
+
+
+def _vector(vector: np.ndarray | None) -> torch.Tensor | None:
+    """A warm-start vector as a tensor for the resume state (None stays None)."""
+    return None if vector is None else torch.from_numpy(np.array(vector))
 
 
 def _stable(entry: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 Layers inside the package: ``options`` (settings) and ``base`` (the operator base that counts
 and records products) -> ``hessian`` (the Hessian operator) -> ``lanczos`` -> the solvers
-``eigen``, ``trace``, ``density``; ``ggn`` (Gauss-Newton and Fisher operators on the
-Hessian operator's setup) -> ``dense`` (the exact reference), ``views`` (per-batch and
-directional), ``spectrum`` (the spectrum file) and ``distributed`` (the operator under
-torchrun). Every solver takes a network with its data and ``HessianOptions``, or any
+``eigen``, ``trace``, ``density``, ``preconditioned`` (``P^-1 H`` of adaptive optimizers);
+``ggn`` (Gauss-Newton and Fisher operators on the Hessian operator's setup) -> ``dense`` (the
+exact reference), ``views`` (per-batch and directional), ``spectrum`` (the spectrum file) and
+``distributed`` (the operator under torchrun). Every solver takes a network with its data and ``HessianOptions``, or any
 ``CurvatureOperator`` (or matrix), and reports its cost in products.
 """
 from .base import RECORD_BYTES, CurvatureOperator, GivenOperator, ShiftedOperator
@@ -14,12 +14,15 @@ from .density import DensityResult, common_densities, hessian_density, smooth_de
 from .distributed import (DistributedHessian, DistributedHessianOperator,
                           serve_hessian_products, shard_range, sharded_hessian_vector_product)
 from .eigen import (BOTTOM_TOL, EigenResult, TopEigenpair, extreme_eigenvalues,
-                    hessian_eigenvalues, top_eigenpair)
+                    hessian_eigenvalues, operator_top_eigenpair, top_eigenpair)
 from .ggn import OutputCurvatureOperator
 from .hessian import (HessianOperator, check_determinism, hessian_vector_product,
                       stochastic_layers)
 from .options import (CURVATURES, DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HVP_METHODS, MODES, HessianOptions,
                       LossArg)
+from .preconditioned import (ADAPTIVE, Preconditioner, PreconditionedOperator,
+                             optimizer_preconditioner, preconditioned_sharpness,
+                             preconditioned_threshold)
 from .spectrum import SPECTRUM_FORMAT, SPECTRUM_FORMAT_VERSION, load_spectrum, spectrum_record
 from .trace import TraceResult, hessian_trace
 from .views import BatchSpread, directional_curvature, per_batch_top_eigenvalue
@@ -32,8 +35,11 @@ __all__ = [
     "DEFAULT_CHUNK", "GRAPH_CACHE_BYTES", "HVP_METHODS", "MODES", "RECORD_BYTES", "LossArg",
     # solvers and their results
     "hessian_eigenvalues", "EigenResult", "BOTTOM_TOL", "extreme_eigenvalues",
-    "top_eigenpair", "TopEigenpair", "hessian_trace", "TraceResult", "hessian_density",
+    "top_eigenpair", "operator_top_eigenpair", "TopEigenpair", "hessian_trace", "TraceResult", "hessian_density",
     "DensityResult", "smooth_density", "common_densities", "dense_hessian",
+    # adaptive optimizers: P^-1 H
+    "PreconditionedOperator", "Preconditioner", "optimizer_preconditioner",
+    "preconditioned_sharpness", "preconditioned_threshold", "ADAPTIVE",
     # views
     "per_batch_top_eigenvalue", "BatchSpread", "directional_curvature",
     # spectrum files

@@ -349,13 +349,28 @@ def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, 
     Returns:
         TopEigenpair.
     """
+    begin = time.perf_counter()
+    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
+    pair = operator_top_eigenpair(op, start, tol=tol, max_products=max_products,
+                                  min_products=min_products, seed=seed)
+    return dataclasses.replace(pair, seconds=time.perf_counter() - begin)
+
+
+def operator_top_eigenpair(op: CurvatureOperator, start: np.ndarray | None = None, *,
+                           tol: float = 1e-3, max_products: int = 100, min_products: int = 1,
+                           seed: int = 0) -> TopEigenpair:
+    """``top_eigenpair`` of any symmetric ``CurvatureOperator`` (a Hessian, a preconditioned
+    Hessian, ...): the same warm-started Lanczos run and stopping rule.
+
+    Returns:
+        TopEigenpair (``n_products`` counts the operator's products).
+    """
     if max_products < 1:
         raise LandscapeError(f"max_products must be at least 1, got {max_products}")
     begin = time.perf_counter()
-    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
     v0 = None if start is None else np.asarray(start, dtype=np.float64).reshape(-1)
     if v0 is not None and v0.size != op.n_params:
-        raise LandscapeError(f"start vector has {v0.size} entries, the Hessian has "
+        raise LandscapeError(f"start vector has {v0.size} entries, the operator has "
                              f"{op.n_params}")
     if v0 is None or not np.linalg.norm(v0) > 0:
         v0 = gaussian_vector(np.random.default_rng(seed), op.n_params)

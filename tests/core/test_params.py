@@ -47,3 +47,26 @@ def test_set_offset_and_assign(mnist1d_small):
     assert all(torch.equal(now[n], base[n]) for n in base)
     with pytest.raises(LandscapeError):
         assign(model, {"nope": torch.zeros(1)})
+
+
+def test_parameter_norms_total_layers_and_largest():
+    import math
+
+    from landscape.params import norm_outliers, parameter_norms
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)  # 6 ones
+        model[0].bias.fill_(2.0)    # 2 twos
+        model[2].weight.fill_(-3.0)
+        model[2].bias.fill_(0.0)
+    norms = parameter_norms(model)
+    assert norms.layers == {"0": pytest.approx(math.sqrt(6 + 8)),
+                            "2": pytest.approx(math.sqrt(18))}
+    assert norms.total == pytest.approx(math.sqrt(6 + 8 + 18))
+    assert norms.largest == "2"
+    assert norms.to_dict()["largest"] == "2"
+    assert norm_outliers({"sgd": 21.0, "rmsprop": 21.5, "rprop": 2082.0}) == ["rprop"]
+    assert norm_outliers({"a": 21.0, "b": 30.0, "c": 150.0}) == []
+    assert norm_outliers({"a": 1.0, "b": 1.5, "c": 0.01}) == ["c"]
+    assert norm_outliers({"a": 5.0}) == []

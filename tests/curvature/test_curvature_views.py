@@ -232,6 +232,7 @@ def test_cli_surface_along_hessian_eigenvectors(tiny_checkpoint, tmp_path):
 
 def test_cli_plot_log_needs_a_positive_vmin_and_draws_round_levels(tmp_path, monkeypatch):
     from landscape import figures as plot2d
+    from landscape.figures.scales import is_round
     from landscape.store import save_surface
     from landscape.surface import Surface
 
@@ -247,9 +248,9 @@ def test_cli_plot_log_needs_a_positive_vmin_and_draws_round_levels(tmp_path, mon
     res = _cli("plot", path, "--log", "--vmin", "0.01", "--out", tmp_path / "c.png")
     assert res.exit_code == 0, res.output
     (cs,) = [c for c in drawn[0].axes[0].collections if hasattr(c, "levels")][:1]
-    assert cs.norm.vmin == 0.01 and all(plot2d._is_round(v) for v in cs.levels)
+    assert cs.norm.vmin == 0.01 and all(is_round(v) for v in cs.levels)
     labels = [t.get_text() for t in drawn[0].axes[0].texts]
-    assert labels and all(plot2d._is_round(float(t)) for t in labels)
+    assert labels and all(is_round(float(t)) for t in labels)
     res = _cli("plot", path, "--log", "--vmin", "0", "--out", tmp_path / "bad.png")
     assert res.exit_code != 0 and "positive --vmin" in res.output
     assert not (tmp_path / "bad.png").exists()
