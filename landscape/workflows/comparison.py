@@ -7,10 +7,11 @@ minimum (its directions, 1-D and 2-D surfaces, ``curvature.json``, ``sharpness.j
 slice along its top eigenvector), ``surfaces/*.h5`` (interpolation between the first two,
 the plane through the first three, the curve), ``figures/*.png``, ``summary.json``,
 ``report.md`` and ``report.html``. The folder is locked for the run (``output_lock``): a
-second compare, study or sweep writing into it is refused at once, naming the holder. Each step records a key of what it depends
-on (the weights, the data, the settings) in ``study_state.json``; a re-run skips steps whose key
-and outputs are unchanged, and an interrupted one resumes with the first unfinished step (see
-``landscape.workflows.steps``).
+second compare, study or sweep writing into it is refused at once, naming the holder. Each
+step records a key of what it depends on (the weights, the data, the settings) and the hashes
+of its outputs in ``study_state.json``; a re-run skips steps whose key and outputs are
+unchanged, computes again (with one warning line) a step whose output was damaged, and an
+interrupted one resumes with the first unfinished step (see ``landscape.workflows.steps``).
 """
 from __future__ import annotations
 

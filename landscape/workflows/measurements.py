@@ -8,7 +8,8 @@ plane through the first three, a Bezier curve between the first two). Each step 
 outputs under the output folder (each minimum's own under ``models/<name>/``, the shared
 ones under ``surfaces/`` and ``curves/``) and is recorded in the ``Steps`` record with a key
 of the weights, the data and its settings and the hashes of its outputs, so that a rerun
-loads what is current (see ``landscape.workflows.steps``). It then summarizes and draws the results.
+loads what is current (see ``landscape.workflows.steps``). It then summarizes and draws the
+results.
 """
 from __future__ import annotations
 
