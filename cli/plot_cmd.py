@@ -363,6 +363,10 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
               help="Interactive 3-D scene (rotate, zoom) as one self-contained .html file "
                    "that opens offline (needs pip install 'landscape-minima[web]').")
+@click.option("--html-every", type=click.IntRange(min=1, max=MAX_PIXELS), default=1,
+              show_default=True,
+              help="Keep every Nth grid line of each axis in the --html page (a smaller page; "
+                   "pages over 64 MB are refused).")
 @click.option("--metric", default="train_loss", show_default=True, help="Height and colour.")
 @click.option("--log", is_flag=True, help="Height log(loss + 0.1) and a log colour scale.")
 @click.option("--zmax", type=float, default=None, help="Clip heights above this loss.")
@@ -388,8 +392,8 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
 @click.option("--fps", type=click.FloatRange(min=0.1), default=12.0, show_default=True,
               help="Frames per second of the animation.")
 @click.option("--show", is_flag=True, help="Also open an interactive window (needs a display).")
-def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, log, zmax,
-                   overlay, labels, axis_names, title, levels, no_contours, rise, size,
+def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, html_every, metric, log,
+                   zmax, overlay, labels, axis_names, title, levels, no_contours, rise, size,
                    azimuth, elevation, frames, fps, show):
     """Render SURFACE files in 3-D: screenshot, orbit animation, VTK export, interactive
     HTML scene."""
@@ -439,11 +443,14 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
     if zmax is not None and zmax <= lowest:
         raise LandscapeError(f"--zmax ({zmax:g}) must be above the smallest {metric} "
                              f"({lowest:.4g})")
+    if html_out:  # before any output is written
+        plot3d.check_page_size(surfaces, html_every)
     _warn_incomplete(surfaces)
     written = _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out,
                               frames, fps, log, zmax)
     if html_out:
-        written.append(str(plot3d.export_html(surfaces, html_out, metric, **scene)))
+        written.append(str(plot3d.export_html(surfaces, html_out, metric, every=html_every,
+                                                  **scene)))
     for path in written:
         click.echo(f"wrote {path}", err=True)
     if show:

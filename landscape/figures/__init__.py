@@ -50,7 +50,8 @@ _HOMES = {
     "build_scene": "scene",
     "render_surface": "render", "orbit_animation": "render", "SceneView": "render",
     # the interactive web page
-    "build_web_scene": "web", "scene_html": "web", "export_html": "web",
+    "build_web_scene": "web", "scene_html": "web", "export_html": "web", "check_page_size": "web",
+    "web_page_bytes": "web", "WEB_PAGE_MB": "web",
 }
 
 __all__ = list(_HOMES)

@@ -9,6 +9,7 @@ is missing.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -265,8 +266,64 @@ def scene_html(surfaces: Surface | Sequence[Surface], metric: str = "train_loss"
     return _web_page(vtkjs, page, f"{title}: {page['metric']} (3-D)")
 
 
+WEB_PAGE_MB = 64
+"""Largest web page ``export_html`` writes, in MB: browsers open larger ones slowly or not
+at all (a 3001 x 3001 surface would make a page of about 262 MB)."""
+_PAGE_BASE, _PAGE_PER_POINT = 1.08e6, 28.0  # bytes: vtk.js and the page; per grid point
+
+
+def web_page_bytes(surfaces: Surface | Sequence[Surface], every: int = 1) -> int:
+    """About how many bytes ``export_html`` writes for these surfaces (measured: 1.08 MB and
+    28 bytes a grid point), keeping every ``every``-th grid line."""
+    surfaces = [surfaces] if isinstance(surfaces, Surface) else list(surfaces)
+    points = sum(len(s.x[::every]) * (len(s.y[::every]) if s.y is not None else 1)
+                 for s in surfaces)
+    return int(_PAGE_BASE + _PAGE_PER_POINT * points)
+
+
+def thinned(surface: Surface, every: int) -> Surface:
+    """The surface on every ``every``-th grid line of each axis (the centre kept when the
+    axis is symmetric with an odd count, as in the usual grids)."""
+    if every == 1:
+        return surface
+
+    def keep(axis: np.ndarray) -> slice:
+        return slice((len(axis) - 1) // 2 % every, None, every)
+
+    sx = keep(surface.x)
+    if surface.y is None:
+        cut = (sx,)
+        y = None
+    else:
+        sy = keep(surface.y)
+        cut, y = (sx, sy), surface.y[sy]
+    return dataclasses.replace(surface, x=surface.x[sx], y=y, done=surface.done[cut],
+                               metrics={k: v[cut] for k, v in surface.metrics.items()})
+
+
+def check_page_size(surfaces: Surface | Sequence[Surface], every: int = 1,
+                    max_mb: float = WEB_PAGE_MB) -> None:
+    """Refuse a web page of more than ``max_mb`` MB, naming the ``every`` that fits.
+
+    Raises:
+        LandscapeError: the page would be larger.
+    """
+    size = web_page_bytes(surfaces, every)
+    if size <= max_mb * 1e6:
+        return
+    fits = every
+    while web_page_bytes(surfaces, fits) > max_mb * 1e6 and fits < 10_000:
+        fits += 1
+    raise LandscapeError(
+        f"the web page would take about {size / 1e6:.0f} MB (more than {max_mb:g} MB: "
+        f"browsers open it slowly or not at all); keep every {fits}-th grid line "
+        f"(every={fits}, `landscape render --html-every {fits}`): about "
+        f"{web_page_bytes(surfaces, fits) / 1e6:.0f} MB")
+
+
 def export_html(surfaces: Surface | Sequence[Surface], path: str | os.PathLike,
-                metric: str = "train_loss", **scene: Any) -> Path:
+                metric: str = "train_loss", *, every: int = 1, max_mb: float = WEB_PAGE_MB,
+                **scene: Any) -> Path:
     """Write an interactive 3-D scene to one self-contained HTML file that opens offline.
 
     Rotate with the mouse, zoom with the wheel; several surfaces sit side by side on one
@@ -279,6 +336,8 @@ def export_html(surfaces: Surface | Sequence[Surface], path: str | os.PathLike,
         surfaces: one 2-D surface or several.
         path: output .html file (written atomically; nothing is written on an error).
         metric: metric giving height and colour.
+        every: keep every ``every``-th grid line of each axis (``thinned``): a smaller page.
+        max_mb: refuse a page larger than this (about; see ``check_page_size``).
         **scene: options of ``build_web_scene`` (labels, log, zmax, overlay, contours,
             trajectories, anchors, axis_names, title, cmap, azimuth, elevation, ...).
 
@@ -286,7 +345,11 @@ def export_html(surfaces: Surface | Sequence[Surface], path: str | os.PathLike,
         The path written.
     """
     path = check_writable(check_figure_path(path, HTML_SUFFIXES, "web page"))
-    text = scene_html(surfaces, metric, **scene)
+    if every < 1:
+        raise LandscapeError(f"every must be 1 or more, got {every}")
+    surfaces = [surfaces] if isinstance(surfaces, Surface) else list(surfaces)
+    check_page_size(surfaces, every, max_mb)
+    text = scene_html([thinned(s, every) for s in surfaces], metric, **scene)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -2,13 +2,16 @@
 more checkpoints (``landscape compare``). ``landscape demo`` trains its two runs and then
 compares them here, so both share this one path.
 
-``compare(checkpoints, out_dir)`` writes, under ``out_dir``: ``surfaces/*.h5`` (interpolation
-between the first two, 1-D and 2-D surfaces around each, the plane through the first three),
-``directions/*.h5``, ``curvature/<name>.json``, ``sharpness/<name>.json``, ``figures/*.png``,
-``summary.json``, ``report.md`` and ``report.html``. Each step records a key of what it depends
-on (the weights, the data, the settings) in ``study_state.json``; a re-run skips steps whose key
-and outputs are unchanged, and an interrupted one resumes with the first unfinished step (see
-``landscape.workflows.steps``).
+``compare(checkpoints, out_dir)`` writes, under ``out_dir``: ``models/<name>/`` for each
+minimum (its directions, 1-D and 2-D surfaces, ``curvature.json``, ``sharpness.json``, the
+slice along its top eigenvector), ``surfaces/*.h5`` (interpolation between the first two,
+the plane through the first three, the curve), ``figures/*.png``, ``summary.json``,
+``report.md`` and ``report.html``. The folder is locked for the run (``output_lock``): a
+second compare, study or sweep writing into it is refused at once, naming the holder. Each
+step records a key of what it depends on (the weights, the data, the settings) and the hashes
+of its outputs in ``study_state.json``; a re-run skips steps whose key and outputs are
+unchanged, computes again (with one warning line) a step whose output was damaged, and an
+interrupted one resumes with the first unfinished step (see ``landscape.workflows.steps``).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..data import DataBundle
+from ..util import output_lock
 from .config import CompareConfig
 from .inputs import compare_data, load_minima
 from .measurements import has_v_versus_w, measure
@@ -58,7 +62,9 @@ def compare(checkpoints: Sequence[str | Path], out_dir: str | Path = "compare", 
     data = compare_data(data, dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    say = Stages(log, 5 + has_v_versus_w(config, minima))
-    steps, clock = Steps(out, force), Clock()
-    summary, figures, scenes = measure(config, data, minima, out, steps, clock, say, progress)
-    return finish(summary, figures, scenes, out, steps, clock, start)
+    with output_lock(out):  # a second writer of this folder is refused at once
+        say = Stages(log, 5 + has_v_versus_w(config, minima))
+        steps, clock = Steps(out, force), Clock()
+        summary, figures, scenes = measure(config, data, minima, out, steps, clock, say,
+                                           progress)
+        return finish(summary, figures, scenes, out, steps, clock, start)

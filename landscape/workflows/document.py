@@ -16,7 +16,7 @@ from typing import Any
 
 from ..util import atomic_path
 
-__all__ = ["render_markdown", "render_html", "write_document", "provenance_line"]
+__all__ = ["render_markdown", "render_html", "write_document", "provenance_line", "md_text"]
 
 
 def provenance_line(summary: dict[str, Any]) -> str:
@@ -29,28 +29,43 @@ def provenance_line(summary: dict[str, Any]) -> str:
                if summary.get("reused_steps") else "") + ".")
 
 
+def md_text(text: Any, cell: bool = False) -> str:
+    """``text`` as Markdown that shows it as it is, as ``report.html`` does: HTML escaped
+    outside code spans (a label ``<script>`` stays text), newlines as spaces (a heading, list
+    item or table row stays one line) and, in a table cell, ``|`` escaped. Bold and code marks
+    are kept."""
+    pieces = " ".join(str(text).splitlines()).split("`")
+    # Odd pieces are code spans (shown literally by Markdown); an unpaired last one is not.
+    code = [i % 2 == 1 and i < len(pieces) - (len(pieces) % 2 == 0) for i in range(len(pieces))]
+    out = "`".join(p if c else html.escape(p, quote=False) for p, c in zip(pieces, code))
+    return out.replace("|", "\\|") if cell else out
+
+
 def render_markdown(blocks: list[tuple]) -> str:
     """Markdown of blocks ``("h1"|"h2"|"p", text)``, ``("ul", items)``,
-    ``("table", header, rows)`` and ``("figure", caption, relative_path)``."""
+    ``("table", header, rows)`` and ``("figure", caption, relative_path)``; text escaped by
+    ``md_text``."""
     lines: list[str] = []
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2"):
-            lines += ["#" * int(kind[1]) + " " + block[1], ""]
+            lines += ["#" * int(kind[1]) + " " + md_text(block[1]), ""]
         elif kind == "p":
-            lines += [block[1], ""]
+            lines += [md_text(block[1]), ""]
         elif kind == "ul":
-            lines += [f"- {item}" for item in block[1]] + [""]
+            lines += [f"- {md_text(item)}" for item in block[1]] + [""]
         elif kind == "table":
             header, rows = block[1], block[2]
-            lines.append("| " + " | ".join(header) + " |")
+            lines.append("| " + " | ".join(md_text(h, cell=True) for h in header) + " |")
             lines.append("|" + "---|" * len(header))
-            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+            lines += ["| " + " | ".join(md_text(c, cell=True) for c in row) + " |"
+                      for row in rows]
             lines.append("")
         elif kind == "figure":
-            lines += [f"**{block[1]}**", "", f"![{block[1]}]({block[2]})", ""]
+            caption = md_text(block[1])
+            lines += [f"**{caption}**", "", f"![{caption}]({block[2]})", ""]
         elif kind == "scene":
-            lines += [f"[Interactive 3-D scene]({block[2]}): {block[1]}", ""]
+            lines += [f"[Interactive 3-D scene]({block[2]}): {md_text(block[1])}", ""]
     return "\n".join(lines)
 
 

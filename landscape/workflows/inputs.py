@@ -68,9 +68,10 @@ def _names(paths: list[Path], labels: Sequence[str] | None) -> tuple[list[str], 
     if len(labels) != len(paths):
         raise LandscapeError(f"{len(labels)} labels for {len(paths)} checkpoints")
     names = [slug(label) for label in labels]
-    if len(set(names)) != len(names):
-        raise LandscapeError(f"labels must differ (as file names they read {names}); give "
-                             "--labels")
+    # Compared ignoring case: on a case-insensitive disk "SB" and "sb" are one folder.
+    if len({name.casefold() for name in names}) != len(names):
+        raise LandscapeError(f"labels must differ (as file names, ignoring case, they read "
+                             f"{names}); give --labels")
     return labels, names
 
 

@@ -5,10 +5,11 @@ and 2-D filter-normalized surfaces around each (one direction seed for all); the
 eigenvalues, trace and spectral density; the sharpness; the slice along each minimum's top
 Hessian eigenvector; and, with three minima or a curve to train, the V-versus-W section (the
 plane through the first three, a Bezier curve between the first two). Each step writes its
-outputs under the output folder (``surfaces/``, ``directions/``, ``curvature/``,
-``sharpness/``, ``curves/``) and is recorded in the ``Steps`` record with a key of the
-weights, the data and its settings, so that a rerun loads what is current (see
-``landscape.workflows.steps``). It then summarizes and draws the results.
+outputs under the output folder (each minimum's own under ``models/<name>/``, the shared
+ones under ``surfaces/`` and ``curves/``) and is recorded in the ``Steps`` record with a key
+of the weights, the data and its settings and the hashes of its outputs, so that a rerun
+loads what is current (see ``landscape.workflows.steps``). It then summarizes and draws the
+results.
 """
 from __future__ import annotations
 
@@ -37,7 +38,21 @@ from .inputs import Minimum
 from .steps import Clock, Stages, Steps, step_key
 from .summary import summarize, vw_summary
 
-__all__ = ["measure", "has_v_versus_w", "v_versus_w", "EIGEN_STEP"]
+__all__ = ["measure", "has_v_versus_w", "v_versus_w", "model_folder", "EIGEN_STEP"]
+
+
+def model_folder(out: Path, minimum: Minimum) -> Path:
+    """The folder of one minimum's own outputs, ``out/models/<name>/``: every per-model file
+    has a fixed name inside it, so no label can name another model's (or a shared) file."""
+    return out / "models" / minimum.name
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A step's JSON output (a damaged one raises ``ValueError``: it is computed again)."""
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"{path.name} holds no record")
+    return record
 
 
 def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], out: Path,
@@ -131,9 +146,9 @@ def _surfaces(config, bundle, minima, out, steps, progress, loss):
     line = np.linspace(*config.line_range, config.line_points)
     plane = np.linspace(*config.plane_range, config.plane_points)
     for m in minima:
-        dpath = out / "directions" / f"{m.name}.h5"
-        paths = {"1d": out / "surfaces" / f"{m.name}_1d.h5",
-                 "2d": out / "surfaces" / f"{m.name}_2d.h5"}
+        own = model_folder(out, m)
+        dpath = own / "directions.h5"
+        paths = {"1d": own / "surface_1d.h5", "2d": own / "surface_2d.h5"}
         key = step_key(m.key, bundle.spec, loss, config.seed, config.line_range,
                        config.line_points, config.plane_range, config.plane_points)
 
@@ -196,15 +211,15 @@ def _eigen_slices(config, bundle, minima, out, steps, progress, loss):
     result: dict[str, dict[str, Any]] = {}
     line = np.linspace(*config.eigen_range, config.eigen_points)
     for m in minima:
-        dpath = out / "directions" / f"{m.name}_hessian.h5"
-        paths = {"surface": out / "surfaces" / f"{m.name}_eigen_1d.h5",
-                 "check": out / "curvature" / f"{m.name}_eigen_slice.json"}
+        own = model_folder(out, m)
+        dpath = own / "hessian_directions.h5"
+        paths = {"surface": own / "eigen_1d.h5", "check": own / "eigen_slice.json"}
         key = step_key(m.key, bundle.spec, loss, config.seed, config.eigen_range,
                        config.eigen_points, EIGEN_STEP)
 
         def load(paths=paths):
             return {"surface": load_surface(paths["surface"]),
-                    "check": json.loads(paths["check"].read_text())}
+                    "check": _read_json(paths["check"])}
 
         def compute(m=m, dpath=dpath, paths=paths):
             found = hessian_directions(m.model, bundle, count=1, seed=config.seed,
@@ -245,18 +260,18 @@ def _sharpness(config, bundle, minima, out, steps, progress, loss):
 def _per_model_json(step: str, minima: list[Minimum], out: Path, steps: Steps,
                     settings: tuple, measure_one: Callable[[Any], dict[str, Any]]
                     ) -> dict[str, dict[str, Any]]:
-    """Run ``measure_one(model)`` for each model, or reuse ``out/<step>/<name>.json`` when
+    """Run ``measure_one(model)`` for each model, or reuse ``models/<name>/<step>.json`` when
     the model and ``settings`` are unchanged."""
     result = {}
     for m in minima:
-        path = out / step / f"{m.name}.json"
+        path = model_folder(out, m) / f"{step}.json"
 
         def compute(m=m, path=path):
             record = measure_one(m.model)
             write_json(path, record)
             return record
         result[m.name] = steps.run(f"{step}_{m.name}", step_key(m.key, *settings), [path],
-                                   lambda path=path: json.loads(path.read_text()), compute)
+                                   lambda path=path: _read_json(path), compute)
     return result
 
 

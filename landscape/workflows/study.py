@@ -18,6 +18,7 @@ from ..checkpoint import trusted_code
 from ..errors import LandscapeError
 from ..models import build_model
 from ..train import TrainConfig, train
+from ..util import output_lock
 from .config import CompareConfig
 from .inputs import Minimum, load_minima, open_run
 from .measurements import measure
@@ -118,32 +119,33 @@ def run_study(config: StudyConfig = StudyConfig(), out_dir: str | Path = "study"
         raise LandscapeError(f"V versus W needs at least three different seeds, got "
                              f"{list(config.seeds)}")
     out, _, steps, bundle = open_run(config, out_dir, force, log)
-    say, clock = Stages(log, 6 + config.v_versus_w), Clock()
-    seeds = list(config.seeds) if config.v_versus_w else []
-    say.step("training the small- and the large-batch model"
-             + (f" and the same network from {len(seeds)} seeds" if seeds else ""))
-    with clock("train"):
-        for name, run in config.runs().items():
-            _train_run(config, bundle, out, steps, progress, say, name, run, config.seed,
-                       track=True)
-        for seed in seeds:
-            _train_run(config, bundle, out, steps, progress, say, f"seed_{seed}",
-                       config.seeds_run, seed)
-    minima = _minima(config, out, list(config.runs()), [LABELS[k] for k in config.runs()])
-    seed_minima = (_minima(config, out, [f"seed_{s}" for s in seeds],
-                           [f"seed {s}" for s in seeds]) if seeds else None)
-    measured = config if seeds else dataclasses.replace(config, curve_epochs=0)
-    summary, figures, scenes = measure(measured, bundle, minima, out, steps, clock, say,
-                                       progress, vw_minima=seed_minima)
-    summary["study"] = {name: dataclasses.asdict(run) for name, run in config.runs().items()}
-    summary["checks"] = _checks(summary["models"])
-    if seed_minima:
-        summary["v_versus_w"].update(
-            seeds=seeds, seeds_run=dataclasses.asdict(config.seeds_run),
-            seed_runs={m.label: {"train_loss": m.final["train_loss"],
-                                 "train_accuracy": m.final["train_acc"],
-                                 "test_accuracy": m.final["test_acc"]} for m in seed_minima})
-    return finish(summary, figures, scenes, out, steps, clock, start)
+    with output_lock(out):  # a second writer of this folder is refused at once
+        say, clock = Stages(log, 6 + config.v_versus_w), Clock()
+        seeds = list(config.seeds) if config.v_versus_w else []
+        say.step("training the small- and the large-batch model"
+                 + (f" and the same network from {len(seeds)} seeds" if seeds else ""))
+        with clock("train"):
+            for name, run in config.runs().items():
+                _train_run(config, bundle, out, steps, progress, say, name, run, config.seed,
+                           track=True)
+            for seed in seeds:
+                _train_run(config, bundle, out, steps, progress, say, f"seed_{seed}",
+                           config.seeds_run, seed)
+        minima = _minima(config, out, list(config.runs()), [LABELS[k] for k in config.runs()])
+        seed_minima = (_minima(config, out, [f"seed_{s}" for s in seeds],
+                               [f"seed {s}" for s in seeds]) if seeds else None)
+        measured = config if seeds else dataclasses.replace(config, curve_epochs=0)
+        summary, figures, scenes = measure(measured, bundle, minima, out, steps, clock, say,
+                                           progress, vw_minima=seed_minima)
+        summary["study"] = {name: dataclasses.asdict(run) for name, run in config.runs().items()}
+        summary["checks"] = _checks(summary["models"])
+        if seed_minima:
+            summary["v_versus_w"].update(
+                seeds=seeds, seeds_run=dataclasses.asdict(config.seeds_run),
+                seed_runs={m.label: {"train_loss": m.final["train_loss"],
+                                     "train_accuracy": m.final["train_acc"],
+                                     "test_accuracy": m.final["test_acc"]} for m in seed_minima})
+        return finish(summary, figures, scenes, out, steps, clock, start)
 
 
 def _train_run(config: StudyConfig, bundle, out: Path, steps: Steps, progress: bool,
@@ -156,7 +158,7 @@ def _train_run(config: StudyConfig, bundle, out: Path, steps: Steps, progress: b
     every = max(1, run.epochs // config.track_points) if track and config.track_points else 0
     key = step_key(dataclasses.asdict(run), bundle.spec, config.model, config.model_options,
                    seed, config.device, every)
-    if steps.current(f"train_{name}", key, [run_dir / "model.pt"]):
+    if steps.reuse(f"train_{name}", key, [run_dir / "model.pt"], lambda: None)[0]:
         return
     model = build_model(config.model, bundle, seed=seed, **config.model_options)
     tc = TrainConfig(optimizer=run.optimizer, lr=run.lr, momentum=run.momentum,
@@ -168,7 +170,7 @@ def _train_run(config: StudyConfig, bundle, out: Path, steps: Steps, progress: b
     label = LABELS.get(name, name.replace("_", " "))
     if result.diverged:
         raise LandscapeError(f"{label} run: {result.message}")
-    steps.mark(f"train_{name}", key)
+    steps.mark(f"train_{name}", key, [run_dir / "model.pt"])
     say(f"    {label}: test acc {result.final['test_acc']:.3f} ({result.seconds:.0f} s)")
 
 

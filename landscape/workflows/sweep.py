@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..util import provenance, write_json
+from ..util import output_lock, provenance, write_json
 from ..checkpoint import load_checkpoint
 from ..curvature import HessianOptions, hessian_eigenvalues
 from ..models import build_model
@@ -137,22 +137,23 @@ def run_sweep(config: SweepConfig = SweepConfig(), out_dir: str | Path = "sweep"
     """
     start = time.perf_counter()
     out, say, steps, bundle = open_run(config, out_dir, force, log)
-    runs = config.runs(len(bundle.train[1]))
-    rows = []
-    for i, run in enumerate(runs, 1):
-        say(f"[{i}/{len(runs)}] {run.label}: {run.optimizer}, batch {run.batch_size}, "
-            f"lr {run.lr:g}, {run.epochs} epochs")
-        rows.append(_measure(config, bundle, run, out, steps, progress))
-    summary = {"rows": rows, "observations": observations(rows, bundle.num_classes,
-                                                          config.target_loss),
-               "setup": {"dataset": bundle.name, "train_examples": len(bundle.train[1]),
-                         "num_classes": bundle.num_classes, "model": config.model,
-                         "config": _plain(config)},
-               "provenance": provenance(), "reused_steps": list(steps.reused)}
-    summary["files"] = write_sweep_report(summary, out)
-    summary["seconds"] = time.perf_counter() - start
-    write_json(out / "sweep.json", summary)
-    return summary
+    with output_lock(out):  # a second writer of this folder is refused at once
+        runs = config.runs(len(bundle.train[1]))
+        rows = []
+        for i, run in enumerate(runs, 1):
+            say(f"[{i}/{len(runs)}] {run.label}: {run.optimizer}, batch {run.batch_size}, "
+                f"lr {run.lr:g}, {run.epochs} epochs")
+            rows.append(_measure(config, bundle, run, out, steps, progress))
+        summary = {"rows": rows, "observations": observations(rows, bundle.num_classes,
+                                                              config.target_loss),
+                   "setup": {"dataset": bundle.name, "train_examples": len(bundle.train[1]),
+                             "num_classes": bundle.num_classes, "model": config.model,
+                             "config": _plain(config)},
+                   "provenance": provenance(), "reused_steps": list(steps.reused)}
+        summary["files"] = write_sweep_report(summary, out)
+        summary["seconds"] = time.perf_counter() - start
+        write_json(out / "sweep.json", summary)
+        return summary
 
 
 def _plain(config: SweepConfig) -> dict[str, Any]:
@@ -167,8 +168,9 @@ def _measure(config: SweepConfig, bundle, run: SweepRun, out: Path, steps: Steps
     row_path = run_dir / "row.json"
     key = step_key(dataclasses.asdict(run), bundle.spec, config.model, config.model_options,
                    config.seed, config.momentum, config.eps, config.target_loss)
-    if steps.current(run.label, key, [row_path]):
-        return json.loads(row_path.read_text())
+    done, row = steps.reuse(run.label, key, [row_path], lambda: _read_row(row_path))
+    if done:
+        return row
     model = build_model(config.model, bundle, seed=config.seed, **config.model_options)
     tc = TrainConfig(optimizer=run.optimizer, lr=run.lr, momentum=config.momentum,
                      batch_size=run.batch_size, epochs=run.epochs, seed=config.seed,
@@ -182,7 +184,15 @@ def _measure(config: SweepConfig, bundle, run: SweepRun, out: Path, steps: Steps
         model, _ = load_checkpoint(run_dir / "model.pt", builder=config.model)
         row.update(_curvature(model, bundle, config))
     write_json(row_path, row)
-    steps.mark(run.label, key)
+    steps.mark(run.label, key, [row_path])
+    return row
+
+
+def _read_row(path: Path) -> dict[str, Any]:
+    """A cached table row (a damaged one raises ``ValueError``: it is measured again)."""
+    row = json.loads(path.read_text())
+    if not isinstance(row, dict):
+        raise ValueError(f"{path.name} holds no table row")
     return row
 
 

@@ -145,7 +145,7 @@ def test_different_architectures_are_refused(tmp_path, mnist1d_small):
 def test_interrupted_compare_continues_where_it_stopped(tiny_study, tmp_path, monkeypatch):
     """Ctrl-C in the middle: one line saying how to continue, status 130; the rerun reuses
     the steps finished before it and computes the rest."""
-    import landscape.compare as cmp
+    import landscape.workflows.measurements as cmp  # where measure looks the step up
 
     _, _, out = tiny_study
     runs = [out / "runs" / "small_batch", out / "runs" / "large_batch"]
