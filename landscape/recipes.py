@@ -51,8 +51,8 @@ class RecipeGrid:
 
     dataset: str = "mnist1d"
     data_root: str | None = None
-    train_subset: int | None = 1000
-    test_subset: int | None = 500
+    train_subset: int | None = None
+    test_subset: int | None = None
     data_seed: int = 0
     model: str = "cnn1d"
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -236,12 +236,49 @@ def _write_summary(grid: RecipeGrid, bundle, rows: list[dict[str, Any]],
             summary["setup"] = {"dataset": bundle.name, "train_examples": len(bundle.train[1]),
                                 "model": grid.model, "epochs": grid.epochs,
                                 "provenance": provenance()}
+            summary["files"] = write_report(summary, out)
             write_json(out / "summary.json", summary)
             return summary
     except WriteError as exc:
         if "another process" not in str(exc):
             raise
         return None
+
+
+def write_report(summary: dict[str, Any], out: Path) -> dict[str, str]:
+    """The scatter grid, the tau chart and ``report.md`` (findings, tables, and the
+    ``landscape compare`` line for the flattest and sharpest runs); returns the paths."""
+    from ._util import write_bytes
+    from .plot_recipes import plot_measure_grid, plot_tau_bars
+
+    files = {"scatter": plot_measure_grid(summary, out / "figures" / "measures_vs_gap.png"),
+             "tau": plot_tau_bars(summary, out / "figures" / "tau.png")}
+    fmt = lambda v: "n/a" if v is None or v != v else f"{v:+.2f}"  # noqa: E731
+    lines = ["# Does flatness predict generalization here?", "",
+             *[f"- {f}" for f in summary["findings"]], "",
+             "| measure | tau (gap) | 95% interval | granulated | tau (lr) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {n} | {fmt(c['kendall_tau'])} | {fmt(c['interval'][0])} .. "
+              f"{fmt(c['interval'][1])} | {fmt(c['granulated_tau'])} | {fmt(c['tau_vs_lr'])} |"
+              for n, c in summary["correlations"].items()]
+    lines += ["", "![measures vs gap](figures/measures_vs_gap.png)", "",
+              "![tau](figures/tau.png)", "", "| run | train error | test error | gap | "
+              "top eigenvalue |", "|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {_pct(r['train_error'])} | {_pct(r['test_error'])} | "
+              f"{_pct(r['generalization_gap'])} | {r['measures']['top_eigenvalue']:.3g} |"
+              for r in summary["runs"] if not r.get("diverged")]
+    ranked = sorted((r for r in summary["runs"] if not r.get("diverged")),
+                    key=lambda r: r["measures"]["top_eigenvalue"])
+    if len(ranked) >= 2:
+        lines += ["", "Flattest and sharpest run (top eigenvalue) side by side:", "",
+                  f"    landscape compare {out}/runs/{ranked[0]['name']} "
+                  f"{out}/runs/{ranked[-1]['name']} --out {out}/compare_flat_sharp"]
+    write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
+    return {**{k: str(v) for k, v in files.items()}, "report": str(out / "report.md")}
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def summarize(grid: RecipeGrid, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -69,6 +69,10 @@ def test_rows_and_correlations(one_process):
     assert summary["comparisons"][0]["optimizer"] == "sam"
     assert summary["comparisons"][0]["pairs"] == 2
     assert any("sam vs sgd" in f for f in summary["findings"])
+    for name in ("scatter", "tau", "report"):
+        assert (out / summary["files"][name].split(str(out) + "/")[-1]).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "figures/measures_vs_gap.png" in report and "landscape compare" in report
 
 
 def test_a_rerun_reuses_every_row(one_process):
@@ -136,3 +140,25 @@ def test_a_recipe_that_cannot_train_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(LandscapeError, match=match):
         run_recipes(RecipeGrid(**{**GRID, **change}), tmp_path / "out", log=None)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--optimizers", "sgd,lbfgs"), "unknown optimizer 'lbfgs'"),
+    (("--optimizers", "sam", "--sam-rho", "0"), "radius must be a positive"),
+    (("--quick", "--shard", "3/2"), "0 <= I < N"),
+    (("--lrs", "0.1,-1"), "learning rate must be positive"),
+    (("--shard", "auto"), "RANK and WORLD_SIZE"),
+])
+def test_cli_bad_recipe_input_is_one_line_before_training(tmp_path, monkeypatch, extra, message):
+    from click.testing import CliRunner
+
+    from landscape_cli.main import cli
+
+    from cli_helpers import one_line_error
+
+    for name in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(cli, ["sweep", *extra, "--out", str(out)])
+    assert message in one_line_error(res)
+    assert not (out / "runs").exists()
