@@ -36,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from landscape import build_model, load_dataset
     from landscape.directions import random_directions
-    from landscape.hessian import hessian_trace
+    from landscape.curvature import hessian_trace
     from landscape.sharpness import measure_sharpness
     from landscape.study import StudyConfig
     from landscape.surface import compute_surface

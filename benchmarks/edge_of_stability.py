@@ -79,7 +79,7 @@ def main() -> None:
                        "summary": summary, "history": result.history}, fh, indent=1,
                       default=float)
     if args.figure:
-        from landscape.plot2d import plot_sharpness
+        from landscape.figures import plot_sharpness
 
         plot_sharpness([result.history], labels=[f"GD lr {args.lr}"], thresholds=[limit],
                        threshold_names=["2/lr"], log=False,

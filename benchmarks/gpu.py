@@ -262,7 +262,7 @@ def _point_loop(model, data, dirs, coords, per_forward: int, device, **options):
 
 def hessian_rows(prob: dict[str, Any], device, products: int) -> list[dict[str, Any]]:
     """Hessian-vector products per second, both ways of computing them."""
-    from landscape.hessian import HessianOperator
+    from landscape.curvature import HessianOperator
 
     rows = []
     model = prob["model"].to(device).eval()

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape import hessian as hs
+from landscape import curvature as hs
+from landscape.curvature.lanczos import extreme_lanczos
 from landscape.checkpoint import load_checkpoint
 from landscape.data import load_dataset
 from landscape.models import build_model, count_parameters
@@ -181,7 +182,7 @@ def smallest_study(model, data, exact_min: float | None) -> list[dict]:
     for tol in (1e-3, 1e-6):
         for ncv in (20, 40):
             for label, a, shift in (("SA on H", op, 0.0),
-                                    ("SA on H - top*I", hs._Shifted(op, top), top)):
+                                    ("SA on H - top*I", hs.ShiftedOperator(op, top), top)):
                 op.n_products = 0
                 t = time.perf_counter()
                 val = float(eigsh(a, k=1, which="SA", tol=tol, ncv=ncv, v0=v0,
@@ -201,7 +202,7 @@ def extreme_study(model, data) -> list[dict]:
     rows = []
     t = time.perf_counter()
     op = hs.HessianOperator(model, data)
-    vals, _, _ = hs._extreme_lanczos(op, np.random.default_rng(0), 1e-3)
+    vals, _, _ = extreme_lanczos(op, np.random.default_rng(0), 1e-3)
     rows.append({"variant": "extreme_eigenvalues (tol 1e-3)", "products": op.n_products,
                  "max": float(vals[-1]), "min": float(vals[0]),
                  "seconds": time.perf_counter() - t})

@@ -158,7 +158,7 @@ def eigen_rows(rec: Recorder, name: str, model, data, budget: float) -> dict[str
 
 def memory_rows(rec: Recorder, name: str, model, x, y) -> None:
     """Surface memory against the number of grid points; Hessian products in chunks."""
-    from landscape.hessian import HessianOperator
+    from landscape.curvature import HessianOperator
 
     for grid in (5, 41):
         rec.measure(name, "memory: surface", f"landscape {grid}x{grid} = {grid * grid} points",

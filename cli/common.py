@@ -1,16 +1,31 @@
 """Shared pieces of the command line: error handling, common options, range parsing."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import click
 
 # Nothing of `landscape` (torch) is imported here: `--help` and `--version` answer at once, and
 # each command imports what it uses in its body.
+
+
+MAX_POINTS = 10_000_000
+"""Most points of a grid or path (``landscape.grid.MAX_POINTS``, not imported here)."""
+MAX_PLANE_SIDE = 3_162
+"""Most points a side of a square plane (``MAX_POINTS`` in all)."""
+MAX_EPOCHS = 1_000_000
+"""Most epochs (or steps of training) an option may ask for."""
+MAX_STEPS = 1_000_000_000
+"""Most optimizer steps an option may ask for."""
+MAX_COUNT = 100_000
+"""Most of any other count of work (products, probes, samples, levels, iterations)."""
 
 
 def user_error(message: str) -> Exception:
@@ -43,21 +58,51 @@ class LandscapeGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except OSError as exc:
             text = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)
             raise click.ClickException(text) from None
         except MemoryError:
             raise click.ClickException("not enough memory for this request (a smaller grid, "
                                        "figure size or subset?)") from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("interrupted: work saved so far is kept (surface commands continue with "
                        "--resume)", err=True)
-            sys.exit(130)
+            sys.exit(interrupt_status(exc))
         except Exception as exc:
             if not _is_user_error(exc):
                 raise
             raise click.ClickException(str(exc)) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is as Ctrl-C's KeyboardInterrupt is: every command
+    cleans up, saves and releases its locks alike, and says how to continue."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the saving short
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main
+    thread; the previous handler comes back after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def interrupt_status(exc: BaseException) -> int:
+    """The exit status of an interrupted command: 143 after SIGTERM, 130 after Ctrl-C."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def _recording_command_line(callback: Callable) -> Callable:
@@ -67,7 +112,7 @@ def _recording_command_line(callback: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         import shlex
 
-        from landscape._util import COMMAND_LINE
+        from landscape.util import COMMAND_LINE
 
         argv = click.get_current_context().meta.get("landscape.argv", [])
         token = COMMAND_LINE.set(" ".join(["landscape", *map(shlex.quote, argv)]))
@@ -83,7 +128,8 @@ def dataset_options(func: Callable) -> Callable:
     """--dataset, --data-root, --train-subset, --test-subset, --data-seed."""
     options = [
         click.option("--dataset", default=None, show_default="mnist1d, or the checkpoint's",
-                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | module:function"),
+                     help="mnist1d | mnist | fashion-mnist | cifar10 | cifar100 | "
+                          "modular-<op>-<p>[-<fraction>] | module:function"),
         click.option("--data-root", type=click.Path(file_okay=False), default=None,
                      help="Folder holding torchvision datasets (never downloaded)."),
         click.option("--train-subset", type=click.IntRange(min=1), default=None,
@@ -124,11 +170,11 @@ def code_options(func: Callable) -> Callable:
 
 
 def main_output_lock(path: str | os.PathLike | None):
-    """``landscape._util.output_lock(path)`` in the process that writes (rank 0 under
+    """``landscape.util.output_lock(path)`` in the process that writes (rank 0 under
     torchrun, the only process otherwise); a no-op context elsewhere or without a path."""
     import contextlib
 
-    from landscape._util import output_lock
+    from landscape.util import output_lock
     from landscape.distributed import is_main_process
 
     if path is None or not is_main_process():
@@ -254,9 +300,26 @@ def parse_range(text: str, what: str = "range") -> "Any":
         raise click.BadParameter(f"{text!r}: min must be smaller than max", param_hint=what)
     if num < 2:
         raise click.BadParameter(f"{text!r}: num must be at least 2", param_hint=what)
-    if num > 10_000_000:
-        raise click.BadParameter(f"{text!r}: num must be at most 10000000", param_hint=what)
+    if num > MAX_POINTS:
+        raise click.BadParameter(f"{text!r}: num must be at most {MAX_POINTS}", param_hint=what)
+    check_float32(text, lo, hi, what)
     return np.linspace(lo, hi, num)
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest float32 (``numpy.finfo(numpy.float32).max``): coordinates meet the weights there."""
+
+
+def check_float32(text: str, lo: float, hi: float, what: str) -> None:
+    """Refuse a range whose ends are not finite float32 numbers (before any file is made).
+
+    Raises:
+        click.BadParameter: one line naming the option.
+    """
+    if max(abs(lo), abs(hi)) > FLOAT32_MAX:
+        raise click.BadParameter(f"{text!r}: min and max must lie within +-{FLOAT32_MAX:.4g} "
+                                 "(coordinates are float32 numbers, as the weights are)",
+                                 param_hint=what)
 
 
 def echo_table(rows: list[tuple], header: tuple) -> None:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from .common import bundle_from, dataset_options, device_option, guard_output, wraps_threads
+from .common import (MAX_EPOCHS, MAX_POINTS, bundle_from, dataset_options, device_option,
+                     guard_output, main_output_lock, wraps_threads)
 
 
 def endpoint_name(path: Path) -> str:
@@ -45,7 +46,7 @@ def _labels(text: str | None, paths: list[Path]) -> tuple[str, str]:
 @click.option("--curve", type=click.Choice(["bezier", "polychain"]), default="bezier",
               show_default=True, help="Quadratic Bezier curve or polygonal chain through the "
                                       "trained bend.")
-@click.option("--epochs", type=click.IntRange(min=0), default=20, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=0, max=MAX_EPOCHS), default=20, show_default=True,
               help="Passes over the training set while training the bend (0: the untrained "
                    "bend at the midpoint).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05,
@@ -56,7 +57,7 @@ def _labels(text: str | None, paths: list[Path]) -> tuple[str, str]:
               help="L2 penalty on the bend.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Examples per step (one t drawn per step).")
-@click.option("--points", type=click.IntRange(min=3), default=21, show_default=True,
+@click.option("--points", type=click.IntRange(min=3, max=MAX_POINTS), default=21, show_default=True,
               help="Evaluation points along t in [0, 1].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffling "
               "and the draws of t.")
@@ -84,7 +85,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
     folders) with its endpoints fixed (Garipov et al. 2018), and write train/test loss and
     accuracy along it, and along the straight line, as 1-D surfaces over t."""
     from landscape import load_checkpoint
-    from landscape._util import pick_device
+    from landscape.util import pick_device
     from landscape.connect import ConnectOptions, connect
     from landscape.errors import LandscapeError
     from landscape.store import save_surface
@@ -107,6 +108,9 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
         ([Path(figure)] if figure else [])
     if len({p.resolve() for p in outputs}) != len(outputs):
         raise LandscapeError("--out, --line-out and --figure must be different files")
+    ctx = click.get_current_context()
+    for path in outputs:  # one writer per output: a second connect is refused at once
+        ctx.with_resource(main_output_lock(path))
     for path, option in zip(outputs, ("--out", "--out (its state file)", "--line-out",
                                       "--figure")):
         # A leftover state gets its own message below (continue it or start over).
@@ -116,7 +120,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
         raise LandscapeError(f"{str(state)!r} holds an earlier curve's training state: continue "
                              "it with --resume or start over with --force")
     if figure:
-        from landscape.plot2d import figure_format
+        from landscape.figures import figure_format
 
         figure_format(figure)
     (ma, info), (mb, _) = load_checkpoint(paths[0]), load_checkpoint(paths[1])
@@ -133,7 +137,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
         save_surface(line_path, result.line)
     _report(result, out, line_path)
     if figure:
-        from landscape.plot2d import plot_paths
+        from landscape.figures import plot_paths
 
         plot_paths([result.curve, result.line], out=figure)
         click.echo(f"wrote {figure}", err=True)

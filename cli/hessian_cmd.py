@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from .common import (bundle_from, code_options, dataset_options, device_option, echo_table,
-                     guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
+                     echo_table, guard_output, main_output_lock, wraps_threads)
 
 MIN_TRACE_PRODUCTS = 4
 """Hutch++ spends a third of the products (rounded down) on its sketch and twice that on the
@@ -47,21 +47,21 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.command("hessian")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @dataset_options
-@click.option("--top-k", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--top-k", type=click.IntRange(min=0, max=MAX_COUNT), default=5, show_default=True,
               help="Largest eigenvalues to compute.")
-@click.option("--bottom-k", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--bottom-k", type=click.IntRange(min=0, max=MAX_COUNT), default=0, show_default=True,
               help="Smallest (most negative) eigenvalues to compute.")
 @click.option("--trace", "want_trace", is_flag=True, help="Estimate the trace (Hutch++).")
-@click.option("--trace-products", type=click.IntRange(min=MIN_TRACE_PRODUCTS), default=60,
+@click.option("--trace-products", type=click.IntRange(min=MIN_TRACE_PRODUCTS, max=MAX_COUNT), default=60,
               show_default=True, help="Hessian-vector products for the trace (Hutch++: a third "
               "sketch the top of the spectrum, the rest give the standard error; at least "
               f"{MIN_TRACE_PRODUCTS}).")
 @click.option("--density", "want_density", is_flag=True,
               help="Spectral density by stochastic Lanczos quadrature.")
-@click.option("--density-probes", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--density-probes", type=click.IntRange(min=1, max=MAX_COUNT), default=4, show_default=True,
               help="Random probes of the spectral density (each costs --density-steps "
               "products; more probes, less noise).")
-@click.option("--density-steps", type=click.IntRange(min=MIN_DENSITY_STEPS), default=90,
+@click.option("--density-steps", type=click.IntRange(min=MIN_DENSITY_STEPS, max=MAX_COUNT), default=90,
               show_default=True, help="Lanczos steps per density probe (80-100 is usual; at "
               f"least {MIN_DENSITY_STEPS}; capped by the number of parameters).")
 @click.option("--per-batch", type=click.IntRange(min=2), default=None, metavar="N",
@@ -96,7 +96,23 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--loss", type=click.Choice(["cross_entropy", "mse"]), default=None,
               help="Loss (default: the one the checkpoint was trained with, else "
               "cross_entropy).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random probes.")
+@click.option("--curvature", type=click.Choice(["hessian", "ggn", "fisher", "empirical-fisher"]),
+              default="hessian", show_default=True,
+              help="Which matrix: the Hessian; the generalized Gauss-Newton J^T H_out J; the "
+                   "Fisher of the model's predictive distribution (the GGN for "
+                   "cross-entropy and mse); the empirical Fisher (mean outer product of the "
+                   "per-example gradients at the observed labels).")
+@click.option("--fisher-samples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --curvature fisher: labels drawn from the model per example (0: "
+                   "the exact expectation).")
+@click.option("--by-layer", is_flag=True,
+              help="Also the top eigenvalue and trace of each layer's diagonal block (the "
+                   "traces sum to the full trace).")
+@click.option("--params", "params_pattern", default=None, metavar="PATTERN",
+              help="Also the top eigenvalue and trace of the block of the parameters whose "
+                   "names match this shell pattern, e.g. 'conv*' or '*.bias'.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of random probes (and of the Fisher's drawn labels).")
 @device_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the spectrum as JSON here (written atomically).")
@@ -110,22 +126,25 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
 def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, data_seed, top_k,
                     bottom_k, want_trace, trace_products, want_density, density_probes,
                     density_steps, per_batch, batch_sizes, figure, split, mode, tol,
-                    bottom_tol, method, hvp, chunk_size, loss, seed, device, out, force, quiet,
-                    dist_timeout):
-    """Hessian eigenvalues (with residuals), trace and density of CHECKPOINT's loss.
+                    bottom_tol, method, hvp, chunk_size, loss, curvature, fisher_samples, by_layer,
+                    params_pattern, seed, device, out, force, quiet, dist_timeout):
+    """Hessian eigenvalues (with residuals), trace and density of CHECKPOINT's loss (or of
+    its Gauss-Newton or Fisher matrix: --curvature).
 
     Under torchrun the examples are shared by the ranks; rank 0 prints and writes --out.
     """
-    from landscape import hessian as hs
-    from landscape._util import pick_device, provenance, sha256_file, write_json
+    from landscape import curvature as hs
+    from landscape.util import pick_device, provenance, sha256_file, write_json
     from landscape.checkpoint import load_checkpoint
     from landscape.distributed import init_distributed, shutdown
-    from landscape.hessian import DistributedHessian, serve_hessian_products
+    from landscape.curvature import DistributedHessian, serve_hessian_products
     from landscape.errors import LandscapeError
 
-    if top_k + bottom_k == 0 and not (want_trace or want_density or per_batch):
+    if top_k + bottom_k == 0 and not (want_trace or want_density or per_batch or by_layer
+                                      or params_pattern):
         raise LandscapeError("nothing to compute: give --top-k/--bottom-k, --trace, --density "
                              "or --per-batch")
+    _check_curvature(curvature, fisher_samples, per_batch)
     _check_per_batch(per_batch, batch_sizes, figure)
     for path, option in ((out, "--out"), (figure, "--figure")):
         if path:
@@ -141,17 +160,23 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
     ctx = init_distributed(device, dist_timeout)
     dev = ctx.device if ctx else pick_device(device)
     try:
+        if ctx and curvature != "hessian":
+            raise LandscapeError(f"--curvature {curvature} runs in one process: under "
+                                 "torchrun only the Hessian is sharded")
         if ctx and not ctx.is_main:  # serve rank 0's products over this rank's shard
             serve_hessian_products(model, data, ctx)
             return
         factory = DistributedHessian(ctx) if ctx else None
         common = hs.HessianOptions(loss=loss, chunk=chunk_size or hs.DEFAULT_CHUNK,
                                    mode=mode, device=dev, hvp=hvp, progress=not quiet,
-                                   factory=factory)
+                                   factory=factory, curvature=curvature,
+                                   fisher_samples=fisher_samples, fisher_seed=seed)
         ranks = f", {ctx.world_size} ranks" if ctx else ""
-        click.echo(f"{info['model']['name']} ({sum(p.numel() for p in model.parameters()):,} "
-                   f"parameters) on {bundle.name} {split} ({len(data[1])} examples), {mode} "
-                   f"mode, {dev}{ranks}", err=True)
+        drawn = f", {fisher_samples} drawn labels" if fisher_samples else ""
+        click.echo(f"{curvature}{drawn} of {info['model']['name']} "
+                   f"({sum(p.numel() for p in model.parameters()):,} parameters) on "
+                   f"{bundle.name} {split} ({len(data[1])} examples), {mode} mode, "
+                   f"{dev}{ranks}", err=True)
         results: dict[str, Any] = {}
         extra_fields: dict[str, Any] = {}
         try:
@@ -164,6 +189,9 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
             if want_density:
                 results["density"] = _density(model, data, density_probes, density_steps,
                                               seed, common)
+            if by_layer or params_pattern:
+                extra_fields["blocks"] = _blocks(model, data, by_layer, params_pattern, tol,
+                                                 trace_products, seed, common)
             if per_batch:
                 extra_fields["per_batch"] = _per_batch(model, data, per_batch, batch_sizes,
                                                        seed, common, figure)
@@ -180,6 +208,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
             loss=loss, provenance=provenance(checkpoint=str(checkpoint),
                                              checkpoint_sha256=sha256_file(checkpoint),
                                              device=str(dev), seed=seed, **extra))
+        report["curvature"] = {"matrix": curvature, "fisher_samples": fisher_samples}
         if "eigen" in results:
             report["eigenvalues"].update(tol=tol, bottom_tol=bottom_tol if bottom_k else None,
                                          stopping_rule=STOPPING_RULE.get(method, ""))
@@ -187,9 +216,35 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
         click.echo(f"wrote {out}", err=True)
 
 
+def _blocks(model, data, by_layer: bool, pattern: str | None, tol: float, products: int,
+            seed: int, common) -> list[dict]:
+    """Per-layer and pattern blocks: a table on stdout, rows for the spectrum file."""
+    import dataclasses
+
+    from landscape.curvature.blocks import block_curvature
+
+    blocks = []
+    for pat in ([None] if by_layer else []) + ([pattern] if pattern else []):
+        blocks += block_curvature(model, data, pattern=pat, options=common, tol=tol,
+                                  trace_products=products, seed=seed)
+    echo_table([(b.name, f"{b.n_params:,}", f"{b.top:.6g}",
+                 f"{b.trace:.6g} +- {b.trace_stderr:.2g}", b.n_products) for b in blocks],
+               ("block", "parameters", "top eigenvalue", "trace", "products"))
+    return [dataclasses.asdict(b) for b in blocks]
+
+
+def _check_curvature(curvature: str, fisher_samples: int, per_batch: int | None) -> None:
+    if fisher_samples and curvature != "fisher":
+        raise click.BadParameter(f"{fisher_samples}: drawn labels go with --curvature fisher",
+                                 param_hint="--fisher-samples")
+    if per_batch and curvature != "hessian":
+        raise click.BadParameter(f"--per-batch measures the Hessian only, not {curvature}",
+                                 param_hint="--curvature")
+
+
 def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol: float,
                  method: str, seed: int, common):
-    from landscape import hessian as hs
+    from landscape import curvature as hs
 
     which = "both" if top_k and bottom_k else ("largest" if top_k else "smallest")
     res = hs.hessian_eigenvalues(model, data, k=top_k or bottom_k, which=which, tol=tol,
@@ -215,7 +270,7 @@ def _check_per_batch(per_batch, batch_sizes, figure) -> None:
     import os
 
     from landscape.errors import LandscapeError
-    from landscape.plot2d import figure_format
+    from landscape.figures import figure_format
 
     if per_batch and not batch_sizes:
         raise LandscapeError("--per-batch needs --batch-size (examples per batch)")
@@ -231,7 +286,7 @@ def _check_per_batch(per_batch, batch_sizes, figure) -> None:
 
 def _per_batch(model, data, n_batches: int, sizes: tuple[int, ...], seed: int, common: dict,
                figure: str | None) -> list[dict]:
-    from landscape import hessian as hs
+    from landscape import curvature as hs
     from landscape.errors import LandscapeError
 
     n = len(data[1])
@@ -251,7 +306,7 @@ def _per_batch(model, data, n_batches: int, sizes: tuple[int, ...], seed: int, c
                "each" + ("" if all(s["disjoint"] for s in spreads) else
                          " (drawn independently: too few examples for disjoint batches)"))
     if figure:
-        from landscape.plot2d import plot_batch_spread
+        from landscape.figures import plot_batch_spread
 
         plot_batch_spread(spreads, out=figure)
         click.echo(f"wrote {figure}", err=True)
@@ -265,7 +320,7 @@ def _relative(values, residuals) -> str:
 
 
 def _trace(model, data, n_products: int, seed: int, common):
-    from landscape import hessian as hs
+    from landscape import curvature as hs
 
     res = hs.hessian_trace(model, data, n_products=n_products, seed=seed, options=common)
     error = (f"+- {res.stderr:.2g} (standard error; " if math.isfinite(res.stderr)
@@ -276,7 +331,7 @@ def _trace(model, data, n_products: int, seed: int, common):
 
 
 def _density(model, data, probes: int, steps: int, seed: int, common):
-    from landscape import hessian as hs
+    from landscape import curvature as hs
 
     res = hs.hessian_density(model, data, n_probes=probes, n_steps=steps, seed=seed,
                              options=common)

@@ -25,7 +25,7 @@ def info() -> None:
     """Versions, the device that would be used, and CPU threads."""
     import torch
 
-    from landscape._util import pick_device, versions
+    from landscape.util import pick_device, versions
 
     for name, ver in versions().items():
         click.echo(f"{name:18s} {ver}")

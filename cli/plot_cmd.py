@@ -46,6 +46,12 @@ def _axis_names(names: tuple[str, ...]) -> list[str] | None:
 
 MAX_PIXELS = 30_000
 """Longest side of a figure in pixels (matplotlib cannot draw beyond 2^16)."""
+MAX_LEVELS = 1_000
+"""Most contour levels (more are not told apart)."""
+MAX_FRAMES = 3_600
+"""Most frames of an orbit animation (every frame is held in memory until it is written)."""
+MOVIE_BYTES = 4 << 30
+"""Most memory the frames of an orbit animation may take."""
 
 
 def _check_pixels(figsize: tuple | None, dpi: int) -> None:
@@ -87,7 +93,7 @@ def load_surfaces(paths: tuple[str, ...]) -> list:
 def load_density(path: str) -> tuple[Any, Any]:
     """``(grid, density)`` from a JSON file written by ``landscape hessian --density``."""
     from landscape.errors import LandscapeError
-    from landscape.plot2d import density_arrays
+    from landscape.figures import density_arrays
 
     obj = _read_json(path)
     try:
@@ -129,7 +135,7 @@ def _json_kind(obj: Any) -> str:
 def _draw_json(kind: str, inputs: tuple[str, ...], names: list[str] | None, log: bool,
                title: str | None, figsize: tuple | None, out: str, dpi: int) -> None:
     """Figures of .json inputs, all of one kind, overlaid."""
-    from landscape import plot2d
+    from landscape import figures as plot2d
 
     if kind == "density":
         spectra = [load_density(p) for p in inputs]
@@ -166,7 +172,7 @@ def load_history_file(path: str) -> list[dict[str, Any]]:
 def load_eigenvalues(path: str) -> list[float]:
     """The eigenvalues of a spectrum file (``landscape hessian --top-k ... --out``)."""
     from landscape.errors import LandscapeError
-    from landscape.hessian import load_spectrum
+    from landscape.curvature import load_spectrum
 
     record = load_spectrum(path)
     if "eigenvalues" not in record:
@@ -191,7 +197,7 @@ def load_eigenvalues(path: str) -> list[float]:
               help="Clip: top of the colour scale / loss axis (default for a loss: near the "
               "minima, so every basin shows; 'inf': the whole range; eig-ratio: 0.5).")
 @click.option("--log", is_flag=True, help="Logarithmic levels, colours or loss axis.")
-@click.option("--levels", type=click.IntRange(min=2), default=20, show_default=True,
+@click.option("--levels", type=click.IntRange(min=2, max=MAX_LEVELS), default=20, show_default=True,
               help="Number of contour levels (about; round numbers are chosen).")
 @click.option("--labels", multiple=True,
               help="Names, one per input (legend or panel titles): " + NAMES_HELP + ".")
@@ -210,8 +216,8 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     """Draw SURFACE files as a figure (several side by side on one colour scale, or
     overlaid for curves); or .json files: spectra (density, eigenvalue bars) and training
     curves from runs' history.json, overlaid."""
-    from landscape import plot2d
-    from landscape._util import check_writable
+    from landscape import figures as plot2d
+    from landscape.util import check_writable
 
     plot2d.figure_format(out)  # an unknown suffix or an unwritable place fails before any work
     check_writable(out)
@@ -259,7 +265,7 @@ def _check_dims(kind: str, surfaces: list) -> None:
 
 def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
           figsize, cmap, rise=None) -> None:
-    from landscape import plot2d
+    from landscape import figures as plot2d
 
     common = dict(title=title, out=out, dpi=dpi)
     if figsize:
@@ -307,7 +313,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
 @click.option("--axis-names", multiple=True,
               help="Names of the directions: " + NAMES_HELP + ".")
 @click.option("--title", default=None, help="Text at the top.")
-@click.option("--levels", type=click.IntRange(min=2), default=12, show_default=True,
+@click.option("--levels", type=click.IntRange(min=2, max=MAX_LEVELS), default=12, show_default=True,
               help="Contour lines on the surface (about).")
 @click.option("--no-contours", is_flag=True, help="No contour lines.")
 @click.option("--rise", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -319,7 +325,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
               help="Camera azimuth in degrees.")
 @click.option("--elevation", type=float, default=32.0, show_default=True,
               help="Camera elevation in degrees.")
-@click.option("--frames", type=click.IntRange(min=2), default=36, show_default=True,
+@click.option("--frames", type=click.IntRange(min=2, max=MAX_FRAMES), default=36, show_default=True,
               help="Frames of the orbit animation.")
 @click.option("--fps", type=click.FloatRange(min=0.1), default=12.0, show_default=True,
               help="Frames per second of the animation.")
@@ -331,8 +337,9 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
     HTML scene."""
     import numpy as np
 
-    from landscape import plot3d
+    from landscape import figures as plot3d
     from landscape.errors import LandscapeError
+    from landscape.util import check_writable
 
     if not any((out, gif, mp4, vtk_out, vtp_out, html_out, show)):
         raise click.UsageError("nothing to do: give --out, --gif, --mp4, --vtk, --vtp, --html "
@@ -344,7 +351,7 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
                                 (vtp_out, (".vtp", ".vtk"), "VTK trajectory"),
                                 (html_out, plot3d.HTML_SUFFIXES, "web page")):
         if path is not None:
-            plot3d.check_writable(plot3d.check_output(path, allowed, what))
+            check_writable(plot3d.check_figure_path(path, allowed, what))
     if html_out and plot3d.web_export_missing():
         raise LandscapeError(f"--html: {plot3d.web_export_missing()}")
     if show and not plot3d.has_display():
@@ -353,6 +360,8 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
     if max(pixels) > MAX_PIXELS:
         raise click.BadParameter(f"{size!r}: at most {MAX_PIXELS} pixels a side",
                                  param_hint="--size")
+    if gif or mp4:
+        _check_movie(frames, pixels, 1 if overlay else len(inputs))
     surfaces = load_surfaces(inputs)
     _check_dims("render", surfaces)
     if vtp_out and len(surfaces) != 1:
@@ -383,9 +392,19 @@ def render_command(inputs, out, gif, mp4, vtk_out, vtp_out, html_out, metric, lo
         plot3d.render_surface(surfaces, None, metric, size=pixels, show=True, **scene)
 
 
+def _check_movie(frames: int, pixels: tuple[int, int], panels: int) -> None:
+    """Refuse an orbit animation whose frames would not fit ``MOVIE_BYTES`` of memory."""
+    need = frames * pixels[0] * pixels[1] * panels * 3
+    if need > MOVIE_BYTES:
+        raise click.BadParameter(f"{frames} frames of {panels} x {pixels[0]}x{pixels[1]} pixels "
+                                 f"take {need / 2**30:.1f} GiB of memory, more than "
+                                 f"{MOVIE_BYTES / 2**30:.0f} GiB: use fewer --frames or a "
+                                 "smaller --size", param_hint="--frames")
+
+
 def _render_outputs(surfaces, metric, scene, pixels, out, gif, mp4, vtk_out, vtp_out, frames,
                     fps, log, zmax) -> list[str]:
-    from landscape import plot3d
+    from landscape import figures as plot3d
 
     written = []
     if vtk_out:

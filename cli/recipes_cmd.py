@@ -72,7 +72,7 @@ def run_recipe_sweep(params: dict[str, Any], given: Callable[[str], bool]) -> No
         params: the sweep command's parameters.
         given: whether an option was given on the command line (not its default).
     """
-    from landscape.recipes import RecipeGrid, parse_shard, run_recipes
+    from landscape.workflows.recipes import RecipeGrid, parse_shard, run_recipes
 
     shard = parse_shard(params["shard"])
     fields: dict[str, Any] = dict(QUICK) if params["quick"] else {}

@@ -6,8 +6,8 @@ import math
 
 import click
 
-from .common import (bundle_from, code_options, dataset_options, device_option, echo_table,
-                     guard_output, main_output_lock, wraps_threads)
+from .common import (MAX_COUNT, bundle_from, code_options, dataset_options, device_option,
+                     echo_table, guard_output, main_output_lock, wraps_threads)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -34,35 +34,61 @@ def _fmt(value: float | None, digits: int = 4) -> str:
                    "need a barrier this high.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the numbers to this JSON file.")
-@click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
-def shape_command(surface, metric, rise, threshold, relative, floor, json_out, force):
-    """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE."""
-    from landscape._util import provenance, sha256_file, write_json
+@click.option("--diagram", type=click.Path(dir_okay=False), default=None,
+              help="Write the persistence pairs (minimum, saddle and its coordinates, the "
+                   "minimum it merges into), the roughness and the basin rule to this JSON "
+                   "file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --json or --diagram file.")
+def shape_command(surface, metric, rise, threshold, relative, floor, json_out, diagram, force):
+    """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE,
+    and its roughness (the share of its relief in minima too shallow to be basins)."""
+    from landscape.util import provenance, sha256_file, write_json
     from landscape.errors import LandscapeError
-    from landscape.shape import surface_shape
+    from landscape.shape import surface_diagram, surface_shape
     from landscape.store import load_surface
 
     if not (rise > 0 and math.isfinite(rise)):
         raise click.BadParameter(f"{rise}: must be a positive number", param_hint="--rise")
     if threshold is not None and not (threshold >= 0 and math.isfinite(threshold)):
         raise click.BadParameter(f"{threshold}: must be >= 0", param_hint="--threshold")
-    if json_out:
-        guard_output(json_out, inputs=(surface,), force=force, option="--json")
-        click.get_current_context().with_resource(main_output_lock(json_out))
+    _guard_outputs(surface, json_out, diagram, force)
     surf = load_surface(surface)
     bad = _nonfinite_points(surface, surf, metric)
     try:
         shape = surface_shape(surf, metric, rise=rise, threshold=threshold,
                               relative=relative, floor=floor)
+        pairs = surface_diagram(surf, metric, threshold=threshold, relative=relative,
+                                floor=floor)
     except LandscapeError as exc:
         raise LandscapeError(f"{surface}: {exc}") from None
     _echo_shape(surface, metric, shape)
+    shallow = len(pairs.pairs) - sum(pairs.basins)
+    click.echo(f"roughness      {pairs.roughness:.3g}  (share of the relief in {shallow} "
+               f"minim{'um' if shallow == 1 else 'a'} below the basin rule)")
     _warn_grid(shape)
-    if json_out:
-        write_json(json_out, {"surface": str(surface), "surface_sha256": sha256_file(surface),
-                              "metric": metric, "nonfinite_points": bad,
-                              "shape": shape.to_dict(), "provenance": provenance()})
-        click.echo(f"wrote {json_out}", err=True)
+    head = {"surface": str(surface), "surface_sha256": sha256_file(surface), "metric": metric,
+            "nonfinite_points": bad}
+    for path, body in ((json_out, {"shape": shape.to_dict()}),
+                       (diagram, {"diagram": pairs.to_dict()})):
+        if path:
+            write_json(path, {**head, **body, "provenance": provenance()})
+            click.echo(f"wrote {path}", err=True)
+
+
+def _guard_outputs(surface: str, json_out: str | None, diagram: str | None,
+                   force: bool) -> None:
+    """Refuse bad outputs before any work; hold a lock on each one to the end."""
+    import os
+
+    from landscape.errors import LandscapeError
+
+    if json_out and diagram and os.path.abspath(json_out) == os.path.abspath(diagram):
+        raise LandscapeError(f"--json and --diagram are the same file ({json_out}): give "
+                             "two paths")
+    for path, option in ((json_out, "--json"), (diagram, "--diagram")):
+        if path:
+            guard_output(path, inputs=(surface,), force=force, option=option)
+            click.get_current_context().with_resource(main_output_lock(path))
 
 
 def _nonfinite_points(path: str, surf, metric: str) -> int:
@@ -153,7 +179,7 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
 @click.option("--subspace-dim", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also measure Keskar sharpness in a random subspace of this dimension "
                    "(at most the number of parameters; 0 skips it).")
-@click.option("--maxiter", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--maxiter", type=click.IntRange(min=1, max=MAX_COUNT), default=10, show_default=True,
               help="L-BFGS-B iterations per Keskar measure.")
 @click.option("--adaptive-rho", type=float, default=0.05, show_default=True,
               help="Radius of the adaptive l2 ball (0 skips it).")
@@ -164,9 +190,9 @@ def _nonnegative(value: float, name: str, zero: str = "0 skips it") -> float:
                    "Gaussian noise of std average-rho * (|w| + eta) (0 skips it).")
 @click.option("--eta", type=float, default=0.01, show_default=True,
               help="Adaptive scale is |w| + eta (>= 0; with 0, zero weights cannot move).")
-@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1, max=MAX_COUNT), default=10, show_default=True,
               help="Projected-ascent steps for adaptive sharpness.")
-@click.option("--samples", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--samples", type=click.IntRange(min=0, max=MAX_COUNT), default=10, show_default=True,
               help="Random draws for average-case adaptive sharpness (0 skips it; else >= 2).")
 @click.option("--reparam-alpha", type=float, default=None,
               help="Also run the reparametrization check: rescale the first pair of layers "
@@ -186,7 +212,7 @@ def sharpness_command(checkpoint, dataset, data_root, train_subset, test_subset,
     """Keskar epsilon-sharpness and adaptive sharpness of CHECKPOINT (on its own dataset
     unless --dataset says otherwise)."""
     from landscape import load_checkpoint
-    from landscape._util import pick_device
+    from landscape.util import pick_device
     from landscape.errors import LandscapeError
     from landscape.sharpness import (check_subspace_dim, measure_sharpness,
                                      reparametrization_report)
@@ -245,7 +271,7 @@ def _checked(options: dict) -> dict:
 
 
 def _write_sharpness(out, checkpoint, bundle, opts, summary, report, dev) -> None:
-    from landscape._util import provenance, sha256_file, write_json
+    from landscape.util import provenance, sha256_file, write_json
 
     write_json(out, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                      "dataset": bundle.spec, "options": {**opts, "eps": list(opts["eps"])},

@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from .recipes_cmd import recipe_options, run_recipe_sweep, wants_recipes
-from .common import (batch_callback, code_options, dataset_options, device_option, parse_batch,
-                     split_names, user_error, wraps_threads)
+from .common import (MAX_COUNT, MAX_EPOCHS, MAX_PLANE_SIDE, MAX_POINTS, MAX_STEPS,
+                     batch_callback, code_options, dataset_options, device_option,
+                     interrupt_status, parse_batch, split_names, user_error, wraps_threads)
 
 
 def _check_out(out: str) -> None:
@@ -60,13 +61,14 @@ def _check_sweep(config) -> None:
 
 @contextlib.contextmanager
 def _steps_kept(out: str):
-    """On Ctrl-C: say that finished steps are kept and how to continue (exit status 130)."""
+    """On Ctrl-C or SIGTERM: say that finished steps are kept and how to continue (exit
+    status 130 or 143)."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo(f"interrupted: the steps finished so far are kept in {out}; run the same "
                    "command again to continue from the first unfinished one", err=True)
-        sys.exit(130)
+        sys.exit(interrupt_status(exc))
 
 
 def _print_result(result) -> None:
@@ -168,23 +170,23 @@ def _data_and_model_options(func):
               help="Batch size of the small-batch run (or 'full').")
 @click.option("--small-lr", type=float, default=0.01, show_default=True,
               help="Learning rate of the small-batch run.")
-@click.option("--small-epochs", type=click.IntRange(min=1), default=60, show_default=True,
+@click.option("--small-epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=60, show_default=True,
               help="Epochs of the small-batch run.")
 @click.option("--large-batch", default="full", show_default=True, callback=batch_callback,
               help="Batch size of the large-batch run ('full': the whole training set).")
 @click.option("--large-lr", type=float, default=0.1, show_default=True,
               help="Learning rate of the large-batch run.")
-@click.option("--large-epochs", type=click.IntRange(min=1), default=600, show_default=True,
+@click.option("--large-epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=600, show_default=True,
               help="Epochs of the large-batch run.")
 @click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
               default="sgd", show_default=True, help="Optimizer of both runs.")
 @click.option("--momentum", type=float, default=0.9, show_default=True,
               help="Momentum of both runs (sgd, rmsprop).")
-@click.option("--plane-points", type=click.IntRange(min=3), default=None,
+@click.option("--plane-points", type=click.IntRange(min=3, max=MAX_PLANE_SIDE), default=None,
               help="Points per side of the 2-D grids (default 25; --quick 13).")
-@click.option("--line-points", type=click.IntRange(min=3), default=None,
+@click.option("--line-points", type=click.IntRange(min=3, max=MAX_POINTS), default=None,
               help="Points of the 1-D surfaces (default 51; --quick 21).")
-@click.option("--top-k", type=click.IntRange(min=1), default=None,
+@click.option("--top-k", type=click.IntRange(min=1, max=MAX_COUNT), default=None,
               help="Hessian eigenvalues per model (default 5; --quick 3).")
 @_study_options("study")
 @wraps_threads
@@ -235,17 +237,17 @@ def _unique(sizes: tuple[int | str, ...]) -> tuple[int | str, ...]:
 @click.option("--base-batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Batch size at which the lr is --base-lr.")
 @click.option("--max-lr", type=float, default=0.1, show_default=True, help="Cap of the scaled lr.")
-@click.option("--target-steps", type=click.IntRange(min=1), default=6000, show_default=True,
+@click.option("--target-steps", type=click.IntRange(min=1, max=MAX_STEPS), default=6000, show_default=True,
               help="Optimizer steps per run (epochs clamped to --min/--max-epochs).")
-@click.option("--min-epochs", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--min-epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=20, show_default=True,
               help="Fewest epochs of a run.")
-@click.option("--max-epochs", type=click.IntRange(min=1), default=600, show_default=True,
+@click.option("--max-epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=600, show_default=True,
               help="Most epochs of a run.")
 @click.option("--target-loss", type=float, default=0.05, show_default=True,
               help="Training loss that counts as converged.")
 @click.option("--optimizer-batch", type=click.IntRange(min=0), default=32, show_default=True,
               help="Mini-batch of the Rprop/RMSprop comparison (0: skip it).")
-@click.option("--optimizer-epochs", type=click.IntRange(min=1), default=60, show_default=True,
+@click.option("--optimizer-epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=60, show_default=True,
               help="Epochs of each Rprop/RMSprop run.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization and shuffling.")
@@ -318,12 +320,12 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
                    "run folder's name (or the file's).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random directions, Lanczos starts and sharpness draws.")
-@click.option("--curve-epochs", type=click.IntRange(min=0), default=None,
+@click.option("--curve-epochs", type=click.IntRange(min=0, max=MAX_EPOCHS), default=None,
               help="Epochs of a Bezier curve trained between the first two minima, against "
                    "the straight line (default 30; --quick 10; 0: no curve).")
-@click.option("--plane-points", type=click.IntRange(min=3), default=None,
+@click.option("--plane-points", type=click.IntRange(min=3, max=MAX_PLANE_SIDE), default=None,
               help="Points per side of the 2-D grids (default 25; --quick 13).")
-@click.option("--top-k", type=click.IntRange(min=1), default=None,
+@click.option("--top-k", type=click.IntRange(min=1, max=MAX_COUNT), default=None,
               help="Hessian eigenvalues per model (default 5; --quick 3).")
 @dataset_options
 @code_options

@@ -122,7 +122,7 @@ def _inputs(kwargs: dict[str, Any]) -> list[Path]:
 
 def _load(path: str):
     from landscape import load_checkpoint
-    from landscape._util import sha256_file
+    from landscape.util import sha256_file
 
     model, info = load_checkpoint(path)
     return model, info, sha256_file(path)

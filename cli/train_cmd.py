@@ -12,8 +12,8 @@ from typing import Iterator
 import click
 from click.core import ParameterSource
 
-from .common import (batch_callback, bundle_from, dataset_options, device_option,
-                     user_error, wraps_threads)
+from .common import (MAX_EPOCHS, MAX_STEPS, batch_callback, bundle_from, dataset_options,
+                     device_option, interrupt_status, user_error, wraps_threads)
 
 # The files a training run writes into its folder (``landscape.train.train`` and this command).
 RUN_FILES = ("model.pt", "history.json", "history.csv", "config.json", "command.json",
@@ -95,15 +95,18 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.command("train")
 @dataset_options
 @click.option("--model", "model_name", default="cnn1d", show_default=True,
-              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | module:function")
+              help="mlp | cnn1d | lenet | vgg9 | resnet20 | resnet56 | resnet1d | transformer | "
+                   "module:function")
 @click.option("--width", type=click.IntRange(min=1), default=None,
-              help="Width (mlp, vgg9, resnets).")
-@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp); layers, 6 n + 2 (resnet1d).")
+              help="Width (mlp, vgg9, resnets; d_model of the transformer).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, help="Hidden layers (mlp); layers, 6 n + 2 (resnet1d); blocks (transformer).")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "gelu"]), default=None,
               help="Activation (mlp, cnn1d, lenet).")
 @click.option("--batchnorm/--no-batchnorm", default=None,
               help="BatchNorm layers (default: the model's own).")
 @click.option("--skip/--no-skip", default=None, help="Shortcut connections (resnets).")
+@click.option("--heads", type=click.IntRange(min=1), default=None,
+              help="Attention heads (transformer; --width is its d_model).")
 @click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw",
                                                "sam", "asam"]),
               default="sgd", show_default=True,
@@ -127,9 +130,9 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               help="L2 penalty (decoupled for adamw).")
 @click.option("--batch-size", default="32", show_default=True, callback=batch_callback,
               help="Examples per step, or 'full' for full-batch training.")
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=60, show_default=True,
               help="Passes over the training set.")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
+@click.option("--steps", type=click.IntRange(min=1, max=MAX_STEPS), default=None,
               help="Total optimizer steps (overrides --epochs).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine", "step"]),
               default="constant", show_default=True,
@@ -140,11 +143,11 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.option("--drop-last", is_flag=True, help="Drop the last incomplete batch of each epoch.")
 @click.option("--loss", type=click.Choice(["cross_entropy", "mse"]), default="cross_entropy",
               show_default=True, help="Training loss (mse: on one-hot targets).")
-@click.option("--checkpoint-every", type=click.IntRange(min=0), default=None,
+@click.option("--checkpoint-every", type=click.IntRange(min=0, max=MAX_EPOCHS), default=None,
               help="Save a checkpoint every N epochs (0: none; default: about 50 per run).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of initialization and shuffling.")
-@click.option("--track-eigenvalues", "track_every", type=click.IntRange(min=0), default=0,
+@click.option("--track-eigenvalues", "track_every", type=click.IntRange(min=0, max=MAX_EPOCHS), default=0,
               metavar="EVERY", help="Record the top Hessian eigenvalue of the training loss "
               "every EVERY epochs (and at the end) as lambda_max in the history (warm-started "
               "Lanczos, a few Hessian-vector products each; 0: never).")
@@ -166,8 +169,8 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @wraps_threads
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
-                  depth, activation, batchnorm, skip, optimizer, sam_rho, sam_base, swa_start,
-                  swa_lr, lr, momentum, nesterov,
+                  depth, activation, batchnorm, skip, heads, optimizer, sam_rho, sam_base,
+                  swa_start, swa_lr, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
                   checkpoint_every, seed, track_every, device, compile_model, compile_backend,
                   out, force, resume, trust_code, quiet):
@@ -182,7 +185,7 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
         _report(result, folder, config)
         return
     from landscape import TrainConfig, build_model, count_parameters, train
-    from landscape._util import output_lock, pick_device, provenance, write_json
+    from landscape.util import output_lock, pick_device, provenance, write_json
 
     # Everything is checked before the run folder is touched.
     config = TrainConfig(optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
@@ -200,7 +203,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
         check_run_folder(out_dir, force)  # a run being written is named as such
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed)
     options = {k: v for k, v in dict(width=width, depth=depth, activation=activation,
-                                     batchnorm=batchnorm, skip=skip).items() if v is not None}
+                                     batchnorm=batchnorm, skip=skip, heads=heads).items()
+               if v is not None}
     model = build_model(model_name, bundle, seed=seed, **options)
     n_train = len(bundle.train[1])
     batch = config.resolved_batch(n_train)
@@ -261,7 +265,7 @@ def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
     import dataclasses
 
     from landscape import TrainConfig, load_checkpoint, train
-    from landscape._util import output_lock
+    from landscape.util import output_lock
     from landscape.checkpoint import trusted_code
     from landscape.train import RESUME_FILE
 
@@ -295,10 +299,11 @@ def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
 
 @contextlib.contextmanager
 def _interrupt_message(out: Path, force: bool) -> Iterator[None]:
-    """Ctrl-C during training: say what was kept and how to continue, exit 130."""
+    """Ctrl-C or SIGTERM during training: say what was kept and how to continue, exit 130
+    or 143."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if force:
             text = f"the run that was in {out} is kept as it was (nothing replaced)"
         elif (out / "resume.pt").is_file():
@@ -307,7 +312,7 @@ def _interrupt_message(out: Path, force: bool) -> Iterator[None]:
         else:
             text = "no checkpoint was written yet: nothing to resume"
         click.echo(f"interrupted: {text}", err=True)
-        sys.exit(130)
+        sys.exit(interrupt_status(exc))
 
 
 def _report(result, out_dir: Path, config) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape.plot2d import plot_contours
+from landscape.figures import plot_contours
 from landscape.shape import basin_shape
 from landscape.surface import Surface
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 import landscape
-from landscape.plot2d import plot_contours
-from landscape.plot3d import render_surface
+from landscape.figures import plot_contours
+from landscape.figures import render_surface
 
 root = sys.argv[1] if len(sys.argv) > 1 else "data"
 out = Path(sys.argv[2] if len(sys.argv) > 2 else "resnet56")

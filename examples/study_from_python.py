@@ -5,10 +5,10 @@ Run: python examples/study_from_python.py   (about 3 minutes on 2 CPU cores)
 import numpy as np
 
 import landscape
-from landscape.hessian import hessian_eigenvalues
+from landscape.curvature import hessian_eigenvalues
 from landscape.shape import surface_shape
 from landscape.sharpness import epsilon_sharpness
-from landscape.plot2d import plot_contours, plot_lines
+from landscape.figures import plot_contours, plot_lines
 
 bundle = landscape.load_dataset("mnist1d")
 runs = {"small batch": dict(batch_size=32, lr=0.01, epochs=60),

@@ -15,7 +15,7 @@ from .directions import (TrajectoryPCA, direction_cosine, interpolation_directio
                          trajectory_pca)
 from .errors import LandscapeError
 from .evaluate import Evaluator
-from .hessian import (HessianOptions, dense_hessian, extreme_eigenvalues, hessian_density,
+from .curvature import (HessianOptions, dense_hessian, extreme_eigenvalues, hessian_density,
                       hessian_eigenvalues, hessian_trace)
 from .models import build_model, count_parameters
 from .shape import BasinShape, basin_shape, path_barrier, surface_shape
@@ -25,21 +25,17 @@ from .store import load_surface, save_surface
 from .surface import Surface, SurfaceOptions, compute_surface
 from .train import TrainConfig, TrainResult, train
 
-_LAZY = {
-    "plot_lines": "plot2d", "plot_contours": "plot2d", "plot_trajectory": "plot2d",
-    "plot_eig_ratio": "plot2d", "plot_density": "plot2d", "plot_eigenvalues": "plot2d",
-    "plot_history": "plot2d", "plot_sweep": "plot2d", "plot_paths": "plot2d",
-    "render_surface": "plot3d", "orbit_animation": "plot3d",
-    "export_vtk": "plot3d", "export_html": "plot3d", "scene_html": "plot3d",
-}
+_FIGURES = ("plot_lines", "plot_contours", "plot_trajectory", "plot_eig_ratio", "plot_density",
+            "plot_eigenvalues", "plot_history", "plot_sweep", "plot_paths", "render_surface",
+            "orbit_animation", "export_vtk", "export_html", "scene_html")
 
 
 def __getattr__(name: str):
     """Figures are imported on first use, so ``import landscape`` stays free of matplotlib."""
-    if name in _LAZY:
-        import importlib
+    if name in _FIGURES:
+        from . import figures
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(figures, name)
     raise AttributeError(f"module 'landscape' has no attribute {name!r}")
 
 

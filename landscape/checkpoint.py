@@ -20,14 +20,16 @@ import contextvars
 import os
 import re
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from ._util import write_torch
 from .errors import CheckpointError
+from .util import write_torch
 
 FORMAT = "landscape-checkpoint"
 FORMAT_VERSION = 1
@@ -69,20 +71,65 @@ def _canonical(obj: Any) -> Any:
     return obj
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw checkpoint dict, checked for format; clear errors for missing or corrupt files."""
+def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any]:
+    """The raw checkpoint dict, checked for format and for damage (``read_torch``); clear
+    errors for missing or corrupt files (``what`` names the file's role in them)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({type(exc).__name__})"
-                              ) from exc
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
+    blob = read_torch(path, what)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a landscape checkpoint "
                               "(save one with landscape train or save_checkpoint)")
     return blob
+
+
+def read_torch(path: str | os.PathLike, what: str = "checkpoint",
+               remedy: str = "restore or recompute it") -> Any:
+    """``torch.load`` (``weights_only=True``, onto the CPU) of a file ``torch.save`` wrote,
+    after checking the CRC of every member of its zip archive: torch itself does not, so a
+    flipped byte in a tensor would load as a wrong weight. A legacy (non-zip) file is loaded
+    as before.
+
+    Args:
+        path: the file.
+        what: what it is, for messages (``checkpoint``, ``resume state``, ...).
+        remedy: what to do about a damaged or unreadable file, for messages.
+
+    Raises:
+        CheckpointError: one line naming the file: damaged (a CRC or the archive's structure
+            does not check out) or unreadable.
+    """
+    path = Path(path)
+    verify_archive(path, what, remedy)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{str(path)!r} is not a readable {what} ({type(exc).__name__}): "
+                              f"{remedy}") from exc
+
+
+def verify_archive(path: str | os.PathLike, what: str = "checkpoint",
+                   remedy: str = "restore or recompute it") -> None:
+    """Check every member's CRC of the zip archive ``path`` (one read of the file); a file
+    that does not start like a zip archive is left to its reader.
+
+    Raises:
+        CheckpointError: a member fails its CRC or the archive is broken (truncated, ...).
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                return
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, RuntimeError, zlib.error) as exc:
+        bad = f"its archive is broken: {exc}"
+    else:
+        bad = bad and f"{bad} fails its CRC check"
+    if bad:
+        raise CheckpointError(f"{what} {str(path)!r} is damaged ({bad}): it was changed or cut "
+                              f"short after it was written; {remedy}")
 
 
 # (trust_code, builder) for the command being run; set by the command line, see trusted_code

@@ -24,14 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._util import pick_device, provenance, sha256_tensors, write_torch
 from .errors import LandscapeError
+from .evaluate import METRICS
+from .grid import MAX_POINTS
 from .params import assign, named_tensors
 from .surface import Surface
+from .util import pick_device, provenance, sha256_tensors, write_torch
 
 CURVES = ("bezier", "polychain")
 STATE_FORMAT = "landscape-connect-state"
-_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,9 +81,9 @@ class ConnectOptions:
             raise LandscapeError(f"weight decay must be >= 0, got {self.weight_decay}")
         if self.batch_size < 1:
             raise LandscapeError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.points < 3:
-            raise LandscapeError(f"points must be >= 3 (both ends and one between), "
-                                 f"got {self.points}")
+        if not 3 <= self.points <= MAX_POINTS:
+            raise LandscapeError(f"points must be from 3 (both ends and one between) to "
+                                 f"{MAX_POINTS:,}, got {self.points:,}")
 
     def training_identity(self) -> dict[str, Any]:
         """The settings a saved training state must share to be resumed (epochs may grow)."""
@@ -210,7 +211,7 @@ def connect(model_a: nn.Module, model_b: nn.Module, data, *,
 
 def _train_bend(model, w1, w2, data, options, device, identity, state_path, resume, show,
                 on_epoch):
-    from ._util import progress as progress_bar
+    from .util import progress as progress_bar
     from .train import loss_function
 
     theta = {n: ((w1[n] + w2[n]) / 2).clone().requires_grad_(True) for n in w1}
@@ -281,11 +282,9 @@ def _save_state(path, identity, theta, optimizer, gen, epoch, history) -> None:
 
 
 def _load_state(path, identity, theta, optimizer, gen, epochs) -> tuple[int, list]:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise LandscapeError(f"{str(path)!r} is not a readable curve state "
-                             f"({type(exc).__name__}): remove it or use --force") from exc
+    from .checkpoint import read_torch
+
+    blob = read_torch(path, "curve state", "start over with --force")
     if not isinstance(blob, dict) or blob.get("format") != STATE_FORMAT:
         raise LandscapeError(f"{str(path)!r} is not a curve training state")
     if blob["identity"] != identity:
@@ -323,7 +322,7 @@ def _evaluate_paths(model, w1, bend, w2, data, options, device, names, identity,
     out = {}
     for kind, theta in paths.items():
         shape = "polychain" if kind == "line" else options.curve
-        values = {m: np.empty(len(ts)) for m in _METRICS}
+        values = {m: np.empty(len(ts)) for m in METRICS}
         for i, t in enumerate(ts):
             assign(net, {n: curve_point(shape, w1[n], theta[n], w2[n], t) for n in w1})
             if bn:

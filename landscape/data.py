@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import DataError
+from .modular import is_modular, modular_splits
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -26,7 +27,8 @@ class DataBundle:
     """Train and test splits as ``(inputs, targets)`` tensors.
 
     Attributes:
-        train: ``(inputs, targets)`` for training; inputs float32, targets int64 class indices.
+        train: ``(inputs, targets)`` for training; inputs float32 (int64 token ids for the
+            modular tables), targets int64 class indices.
         test: ``(inputs, targets)`` held out.
         num_classes: number of classes.
         name: dataset name (``mnist1d``, ``cifar10``, ``module:function``, ...).
@@ -100,7 +102,9 @@ def load_dataset(name: str = "mnist1d", root: str | os.PathLike | None = None, s
 
     Args:
         name: ``mnist1d`` (default, generated offline), ``mnist``, ``fashion-mnist``,
-            ``cifar10``, ``cifar100`` (read from ``root``), or a user loader as
+            ``cifar10``, ``cifar100`` (read from ``root``), a modular arithmetic table
+            ``modular-<op>-<p>[-<fraction>]`` (``landscape.modular``; int64 token inputs,
+            the split fixed by ``seed``), or a user loader as
             ``module:function`` / ``path/to/file.py:function`` returning
             ``(x_train, y_train, x_test, y_test)`` or a DataBundle.
         root: folder holding torchvision datasets (never downloaded).
@@ -116,13 +120,15 @@ def load_dataset(name: str = "mnist1d", root: str | os.PathLike | None = None, s
             "train_subset": train_subset, "test_subset": test_subset}
     if name == "mnist1d":
         train, test, classes = _mnist1d(seed, cache)
+    elif is_modular(name):
+        train, test, classes = modular_splits(name, seed)
     elif name in BUILTIN:
         train, test, classes = _torchvision(name, root)
     elif ":" in name:
         train, test, classes = _user_loader(name)
     else:
-        raise DataError(f"unknown dataset {name!r}: use one of {', '.join(BUILTIN)} "
-                        "or module:function")
+        raise DataError(f"unknown dataset {name!r}: use one of {', '.join(BUILTIN)}, "
+                        "modular-<op>-<p>[-<fraction>] or module:function")
     train = _subset(train, train_subset, seed, "train")
     test = _subset(test, test_subset, seed + 1, "test")
     return DataBundle(train=train, test=test, num_classes=classes, name=name, spec=spec)
@@ -146,7 +152,7 @@ def _mnist1d(seed: int, cache: bool) -> tuple[Split, Split, int]:
     blob = {k: torch.as_tensor(raw[k], dtype=torch.float32 if k.startswith("x") else torch.int64)
             for k in ("x", "y", "x_test", "y_test")}
     if cache:
-        from ._util import write_torch
+        from .util import write_torch
         from .errors import WriteError
         try:
             write_torch(path, blob)

@@ -1,10 +1,12 @@
-"""Directions in parameter space: random (normalized), interpolation, plane, trajectory PCA.
+"""Directions in parameter space: random (normalized), Hessian eigenvectors, interpolation,
+plane, trajectory PCA.
 
-A direction is a dict ``name -> tensor`` keyed by the model's parameter names
+A direction is a dict ``name -> tensor`` (``Direction``) keyed by the model's parameter names
 (``kind="weights"``) or floating-point state-dict names (``kind="states"``, which adds the
 BatchNorm running statistics). Directions are saved once to their own HDF5 file
-(``save_directions``), with provenance and a content hash, so that checkpointing a surface
-stays cheap and a surface file can name exactly the directions it was computed along.
+(``save_directions``, in ``landscape.direction_files`` and re-exported here), with provenance
+and a content hash, so that checkpointing a surface stays cheap and a surface file can name
+exactly the directions it was computed along.
 
 Normalization (``norm``) rescales a random Gaussian direction group by group, each group of
 the direction getting the Euclidean norm of the same group of the weights:
@@ -33,28 +35,27 @@ may end up zero.)
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._util import json_text, sha256_tensors, write_hdf5
-from .errors import LandscapeError, StoreError
-from .hessian import HessianOptions, hessian_eigenvalues
+# direction files: defined in their own module, re-exported here
+from .direction_files import (DIRECTIONS_FORMAT, DIRECTIONS_FORMAT_VERSION,  # noqa: F401
+                              directions_sha256, load_directions, save_directions,
+                              write_or_check_directions)
+from .errors import LandscapeError
+from .curvature import HessianOptions, hessian_eigenvalues
 from .params import is_bias_or_norm, named_tensors, norm_layer_names
+from .util import check_choice
 
 Direction = dict[str, torch.Tensor]
 
 NORMS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", "none")
 KINDS = ("weights", "states")
-
-DIRECTIONS_FORMAT = "landscape-directions"
-DIRECTIONS_FORMAT_VERSION = 1
 
 
 # ----------------------------------------------------------------------------------------
@@ -83,9 +84,9 @@ def random_directions(model: nn.Module, count: int = 2, norm: str | None = "filt
     Returns:
         ``count`` dicts name -> tensor (same shapes, dtypes and devices as the entries).
     """
-    _check_choice("norm", norm or "none", NORMS)
-    _check_choice("ignore", ignore or "none", IGNORES)
-    _check_choice("kind", kind, KINDS)
+    check_choice(norm or "none", NORMS, "norm")
+    check_choice(ignore or "none", IGNORES, "ignore")
+    check_choice(kind, KINDS, "kind")
     if count < 1:
         raise LandscapeError(f"count must be at least 1, got {count}")
     entries = {n: t.detach() for n, t in named_tensors(model, kind).items()}
@@ -104,11 +105,6 @@ def random_directions(model: nn.Module, count: int = 2, norm: str | None = "filt
         _normalize(raw, entries, norm or "none", skip)
         dirs.append({n: raw[n].to(entries[n].device) for n in entries})
     return dirs
-
-
-def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise LandscapeError(f"unknown {what} {value!r}: use one of {', '.join(allowed)}")
 
 
 def _float_dtype(t: torch.Tensor) -> torch.dtype:
@@ -254,8 +250,8 @@ def hessian_directions(model: nn.Module, data: Any, count: int = 1, *, norm: str
     Returns:
         HessianDirections, keyed like the model's trainable weights.
     """
-    _check_choice("norm", norm, ("none", "filter"))
-    _check_choice("ignore", ignore, IGNORES)
+    check_choice(norm, ("none", "filter"), "norm")
+    check_choice(ignore, IGNORES, "ignore")
     if count < 1:
         raise LandscapeError(f"count must be at least 1, got {count}")
     res = hessian_eigenvalues(model, data, k=count, which="largest", tol=tol,
@@ -345,7 +341,7 @@ def interpolation_direction(model_a: nn.Module | dict[str, torch.Tensor],
     Returns:
         The direction, keyed like ``model_a``'s entries.
     """
-    _check_choice("kind", kind, KINDS)
+    check_choice(kind, KINDS, "kind")
     direction = _difference(_entries_of(model_a, kind), _entries_of(model_b, kind),
                             "interpolation")
     if _total_norm(direction.values()) == 0:
@@ -372,7 +368,7 @@ def plane_directions(model_a: nn.Module | dict[str, torch.Tensor],
         ``(directions, coords)``: two directions and a (3, 2) array of the coordinates of
         a, b and c in the plane.
     """
-    _check_choice("kind", kind, KINDS)
+    check_choice(kind, KINDS, "kind")
     a = _entries_of(model_a, kind)
     d1 = _difference(a, _entries_of(model_b, kind), "plane (a, b)")
     d2 = _difference(a, _entries_of(model_c, kind), "plane (a, c)")
@@ -437,7 +433,7 @@ def trajectory_pca(checkpoint_paths: Sequence[str | os.PathLike],
     """
     from .checkpoint import load_checkpoint, read_checkpoint
 
-    _check_choice("kind", kind, KINDS)
+    check_choice(kind, KINDS, "kind")
     paths = [str(p) for p in checkpoint_paths]
     if not paths:
         raise LandscapeError("trajectory PCA needs checkpoints, got none")
@@ -487,122 +483,3 @@ def _unflatten_np(vec: np.ndarray, ref: dict[str, torch.Tensor],
         out[n] = torch.from_numpy(vec[start:start + k].copy()).view(r.shape).to(like[n].dtype)
         start += k
     return out
-
-
-# ----------------------------------------------------------------------------------------
-# direction files
-
-
-def directions_sha256(directions: Sequence[Direction]) -> str:
-    """Content hash of a list of directions (names, dtypes, shapes, bytes and order)."""
-    return sha256_tensors({f"{k}/{n}": t for k, d in enumerate(directions) for n, t in d.items()})
-
-
-def save_directions(path: str | os.PathLike, directions: Sequence[Direction],
-                    provenance: dict[str, Any] | None = None, overwrite: bool = False) -> str:
-    """Write directions to their own HDF5 file, once, atomically.
-
-    Layout: root attrs ``format="landscape-directions"``, ``format_version``, ``count``,
-    ``sha256`` (``directions_sha256``) and ``provenance`` (JSON); dataset
-    ``/d<k>/<entry name>`` for each direction ``k``.
-
-    Args:
-        path: destination (``.h5``).
-        directions: the directions.
-        provenance: how they were made (norm, seed, checkpoint hash, ...).
-        overwrite: replace an existing file (otherwise an existing file is an error).
-
-    Returns:
-        The content hash.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise StoreError(f"directions file {str(path)!r} already exists (written once; remove "
-                         "it or pass overwrite)")
-    digest = directions_sha256(directions)
-    def fill(fh) -> None:
-        fh.attrs["format"] = DIRECTIONS_FORMAT
-        fh.attrs["format_version"] = DIRECTIONS_FORMAT_VERSION
-        fh.attrs["count"] = len(directions)
-        fh.attrs["sha256"] = digest
-        fh.attrs["provenance"] = json_text(provenance or {})
-        for k, d in enumerate(directions):
-            group = fh.create_group(f"d{k}")
-            group.attrs["order"] = json.dumps(list(d))
-            for n, t in d.items():
-                group.create_dataset(n, data=t.detach().cpu().numpy())
-
-    write_hdf5(path, fill)  # built in memory: a full disk is one WriteError, not an HDF5 crash
-    return digest
-
-
-def load_directions(path: str | os.PathLike) -> tuple[list[Direction], dict[str, Any]]:
-    """Read a directions file and verify its content hash.
-
-    Returns:
-        ``(directions, info)``; info has ``sha256``, ``provenance`` and ``path``.
-
-    Raises:
-        StoreError: missing, corrupt, not a directions file, or content not matching its hash.
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise StoreError(f"directions file {str(path)!r} does not exist")
-    try:
-        with h5py.File(path, "r") as fh:
-            if fh.attrs.get("format") != DIRECTIONS_FORMAT:
-                raise StoreError(f"{str(path)!r} is not a landscape directions file")
-            count = int(fh.attrs["count"])
-            dirs = []
-            for k in range(count):
-                group = fh[f"d{k}"]
-                order = json.loads(group.attrs["order"])
-                dirs.append({n: torch.from_numpy(np.asarray(group[n][()])) for n in order})
-            digest = str(fh.attrs["sha256"])
-            prov = json.loads(fh.attrs.get("provenance", "{}"))
-    except StoreError:
-        raise
-    except Exception as exc:  # h5py raises OSError/KeyError/ValueError on damaged files
-        raise StoreError(f"{str(path)!r} is not a readable directions file (corrupt or "
-                         f"truncated: {type(exc).__name__})") from None
-    if directions_sha256(dirs) != digest:
-        raise StoreError(f"directions file {str(path)!r} is damaged: its content does not "
-                         "match its recorded sha256")
-    return dirs, {"sha256": digest, "provenance": prov, "path": str(path)}
-
-
-def write_or_check_directions(path: Path, dirs: Sequence[Direction], recipe: dict[str, Any],
-                              force: bool) -> tuple[bool, Path | None]:
-    """Write a directions file once: write it, or check that the existing one holds these
-    directions (``force`` replaces one that differs, moving it aside first).
-
-    Returns:
-        (True when this call wrote the file; the replaced file, moved aside, if any: the
-        caller deletes it, or puts it back if its work fails).
-    """
-    digest = directions_sha256(dirs)
-    if path.exists():
-        try:
-            same = load_directions(path)[1]["sha256"] == digest
-        except StoreError:
-            if not force:
-                raise
-            same = False
-        if same:
-            return False, None
-        if not force:
-            raise StoreError(f"directions file {str(path)!r} holds other directions than these "
-                             "options make (sha256 differs); use --force to replace it or "
-                             "another --out")
-        aside = path.with_name(f".{path.name}.replaced")
-        os.replace(path, aside)
-        try:
-            save_directions(path, dirs, recipe)
-        except BaseException:
-            os.replace(aside, path)
-            raise
-        return True, aside
-    save_directions(path, dirs, recipe)
-    return True, None

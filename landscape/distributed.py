@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ._util import pick_device
 from .errors import LandscapeError
+from .util import pick_device
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a collective waits before a hung rank is reported
 ROUND_SECONDS = 1.0  # seconds of computing between exchanges (also <= checkpoint_seconds)

@@ -23,12 +23,12 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ._util import float32_mode, pick_device
 from .data import DataBundle, as_splits
+from .directions import Direction
 from .errors import LandscapeError
 from .losses import loss_function
+from .util import float32_mode, pick_device
 
-Direction = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")

@@ -32,7 +32,8 @@ from scipy import stats
 from torch import nn
 
 from .errors import LandscapeError
-from .sharpness import DataLike, LossLike, _Objective
+from .sharpness import DataLike, LossLike
+from .sharpness.objective import Objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ def pacbayes_flatness(model: nn.Module, data: DataLike, *, bound: float = 0.1,
     if not (0 < lo < hi) or samples < 1 or iterations < 1:
         raise LandscapeError("pacbayes_flatness needs 0 < lo < hi, samples >= 1, iterations >= 1")
     start = time.perf_counter()
-    obj = _Objective(model, data, split, loss, chunk)
+    obj = Objective(model, data, split, loss, chunk)
     base = obj.loss()
     gen = torch.Generator().manual_seed(int(seed))
     draws = [torch.randn(obj.x0.numel(), generator=gen, dtype=torch.float64)

@@ -131,12 +131,17 @@ def select_points(total: int, done: np.ndarray | None = None,
 
 
 def check_axis(values: Any, name: str) -> np.ndarray:
-    """``values`` as a 1-D float64 array of finite coordinates (LandscapeError otherwise)."""
+    """``values`` as a 1-D float64 array of coordinates finite in float32 (LandscapeError
+    otherwise)."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or len(arr) < 1:
         raise LandscapeError(f"axis {name} must be a 1-D sequence of coordinates")
     if not np.all(np.isfinite(arr)):
         raise LandscapeError(f"axis {name} has non-finite coordinates")
+    if np.any(np.abs(arr) > np.finfo(np.float32).max):
+        raise LandscapeError(f"axis {name} has coordinates beyond float32's range "
+                             f"(+-{np.finfo(np.float32).max:.4g}): the weights they move are "
+                             "float32 numbers")
     return arr
 
 

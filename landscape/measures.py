@@ -3,7 +3,7 @@
 Contract: ``measure_model(model, bundle, options)`` returns ``measure name -> float`` (NaN
 where a measure could not be computed, never a missing key), in the order of ``MEASURES``,
 plus the model's train/test loss and error. Curvature (top eigenvalue, trace) comes from
-``landscape.hessian``; Keskar, adaptive and average sharpness from ``landscape.sharpness``;
+``landscape.curvature``; Keskar, adaptive and average sharpness from ``landscape.sharpness``;
 PAC-Bayes flatness from ``landscape.generalization``; basin widths from
 ``landscape.shape.basin_shape`` over loss lines and planes evaluated in memory (a random
 filter-normalized direction, a plane of two, and the unit top eigenvector). The model's
@@ -22,11 +22,12 @@ from torch import nn
 from .data import DataBundle
 from .directions import random_directions
 from .generalization import pacbayes_flatness
-from .hessian import HessianOptions, hessian_eigenvalues, hessian_trace
+from .curvature import HessianOptions, hessian_eigenvalues, hessian_trace
 from .losses import loss_function
 from .params import flatten, named_tensors
 from .shape import basin_shape
-from .sharpness import _Objective, adaptive_sharpness, average_sharpness, epsilon_sharpness
+from .sharpness import adaptive_sharpness, average_sharpness, epsilon_sharpness
+from .sharpness.objective import Objective
 from .train import evaluate_split
 
 MEASURES = ("top_eigenvalue", "trace", "keskar_sharpness", "adaptive_sharpness",
@@ -83,7 +84,7 @@ def measure_model(model: nn.Module, bundle: DataBundle,
     hopts = HessianOptions(loss=o.loss, device=o.device)
     eig = hessian_eigenvalues(model, bundle.train, k=1, tol=1e-3, seed=o.seed,
                               return_vectors=True, options=hopts)
-    obj = _Objective(model, bundle, "train", o.loss)
+    obj = Objective(model, bundle, "train", o.loss)
     m = {"top_eigenvalue": float(np.max(eig.values)),
          "trace": hessian_trace(model, bundle.train, n_products=o.trace_products, seed=o.seed,
                                 options=hopts).estimate,
@@ -104,7 +105,7 @@ def measure_model(model: nn.Module, bundle: DataBundle,
             "test_loss": test_loss, "train_error": 1.0 - train_acc, "test_error": 1.0 - test_acc}
 
 
-def _widths(model: nn.Module, obj: _Objective, top_vector: np.ndarray,
+def _widths(model: nn.Module, obj: Objective, top_vector: np.ndarray,
             o: MeasureOptions) -> dict[str, float]:
     """Basin widths at ``o.rise`` along a random filter-normalized direction, in a plane of
     two, and along the unit top eigenvector (coordinates in [-1, 1])."""

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import LandscapeError
+from .transformer import check_input_kind, transformer
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -209,6 +210,7 @@ def resnet1d(input_shape, num_classes, depth: int = 20, skip: bool = True,
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "cnn1d": cnn1d, "lenet": lenet, "vgg9": vgg9,
     "resnet20": resnet20, "resnet56": resnet56, "resnet1d": resnet1d,
+    "transformer": transformer,
 }
 
 
@@ -229,12 +231,12 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
 
     Args:
         name: ``mlp``, ``cnn1d``, ``lenet``, ``vgg9``, ``resnet20``, ``resnet56``,
-            ``resnet1d`` or
+            ``resnet1d``, ``transformer`` (token inputs: ``landscape.transformer``) or
             ``module:function`` (called as ``function(input_shape, num_classes, **options)``).
         bundle: the DataBundle that fixes input shape and classes (or pass both explicitly).
         seed: initialization seed; the same seed gives the same initial weights.
         **options: architecture options (``width``, ``depth``, ``activation``, ``batchnorm``,
-            ``skip``, ``channels``), checked against the builder's signature.
+            ``skip``, ``channels``, ``heads``, ...), checked against the builder's signature.
 
     Returns:
         The model in float32 on the CPU, with ``model.landscape_spec`` set.
@@ -256,6 +258,8 @@ def build_model(name: str, bundle=None, *, seed: int = 0, input_shape=None,
         model = builder(tuple(input_shape), int(num_classes), **options)
     if not isinstance(model, nn.Module):
         raise LandscapeError(f"model {name!r} did not return a torch.nn.Module")
+    if bundle is not None and name in MODELS:
+        check_input_kind(name, model, bundle.train[0])
     model.landscape_spec = {
         "name": name, "options": dict(options), "seed": seed,
         "input_shape": list(input_shape), "num_classes": int(num_classes),

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import LandscapeError
+from .persistence import (FLOOR, RELATIVE, PersistenceDiagram, basin_rule, check_grid,
+                          neighbours, persistence_diagram, sweep)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -85,9 +87,10 @@ class BasinShape:
 
 def basin_minima(values: np.ndarray) -> list[tuple[tuple[int, ...], float, float]]:
     """Local minima of a 1-D or 2-D array with their depth (0-dimensional persistence of the
-    sublevel sets: the level at which a minimum's basin merges with a deeper one, minus its
-    value). The grid's border is a wall; non-finite entries are walls too. The deepest minimum
-    of each connected region gets the region's range as its depth.
+    sublevel sets, ``landscape.persistence``: the level at which a minimum's basin merges
+    with a deeper one, minus its value). The grid's border is a wall; non-finite entries are
+    walls too. The deepest minimum of each connected region gets the region's range as its
+    depth.
 
     Args:
         values: 1-D or 2-D array.
@@ -97,65 +100,17 @@ def basin_minima(values: np.ndarray) -> list[tuple[tuple[int, ...], float, float
     """
     arr = np.asarray(values, dtype=float)
     flat = arr.reshape(-1)
-    finite = np.isfinite(flat)
-    order = np.argsort(np.where(finite, flat, np.inf), kind="stable")
-    rank = np.empty(flat.size, dtype=np.int64)
-    rank[order] = np.arange(flat.size)
-    parent = np.full(flat.size, -1, dtype=np.int64)
-    birth: dict[int, int] = {}   # root -> index of its minimum
-    peak: dict[int, float] = {}  # root -> highest value joined so far
-    deaths: dict[int, float] = {}  # minimum index -> depth
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in order:
-        if not finite[i]:
-            break
-        parent[i] = i
-        birth[i], peak[i] = i, flat[i]
-        for j in _neighbours(int(i), arr.shape):
-            if parent[j] < 0:
-                continue
-            ri, rj = root(i), root(j)
-            if ri == rj:
-                continue
-            # The younger basin (later in the sorted order: higher minimum, or equal and
-            # found later on a plateau) dies at this level.
-            young, old = (ri, rj) if rank[birth[ri]] > rank[birth[rj]] else (rj, ri)
-            deaths[birth[young]] = flat[i] - flat[birth[young]]
-            parent[young] = old
-            peak[old] = max(peak[old], peak[young], flat[i])
-    for r in {root(i) for i in range(flat.size) if parent[i] >= 0}:
-        deaths[birth[r]] = peak[r] - flat[birth[r]]
-    minima = [(tuple(int(v) for v in np.unravel_index(i, arr.shape)), float(flat[i]), float(d))
-              for i, d in deaths.items() if _is_local_min(int(i), flat, arr.shape)]
+    minima = [(p.minimum, p.birth, p.depth) for p in sweep(arr)
+              if _is_local_min(int(np.ravel_multi_index(p.minimum, arr.shape)), flat, arr.shape)]
     return sorted(minima, key=lambda m: (-m[2], m[1]))
-
-
-def _neighbours(i: int, shape: tuple[int, ...]) -> list[int]:
-    if len(shape) == 1:
-        return [j for j in (i - 1, i + 1) if 0 <= j < shape[0]]
-    r, c = divmod(i, shape[1])
-    out = []
-    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        rr, cc = r + dr, c + dc
-        if 0 <= rr < shape[0] and 0 <= cc < shape[1]:
-            out.append(rr * shape[1] + cc)
-    return out
 
 
 def _is_local_min(i: int, flat: np.ndarray, shape: tuple[int, ...]) -> bool:
     # Points born in the union-find that immediately merge (a plateau or slope point joining
     # an existing basin at its own level) have depth 0; keep only true local minima.
-    return all(flat[i] <= flat[j] or not np.isfinite(flat[j]) for j in _neighbours(i, shape))
+    return all(flat[i] <= flat[j] or not np.isfinite(flat[j]) for j in neighbours(i, shape))
 
 
-RELATIVE = 1.0
-FLOOR = 0.05
 
 
 def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, *,
@@ -184,8 +139,8 @@ def basin_shape(x: np.ndarray, values: np.ndarray, y: np.ndarray | None = None, 
     Returns:
         BasinShape.
     """
-    xs, ys, vals = _check_grid(x, values, y)
-    need, thr, rule = _threshold(vals, threshold, relative, floor)
+    xs, ys, vals = check_grid(x, values, y)
+    need, thr, rule = basin_rule(vals, threshold, relative, floor)
     if not (rise > 0 and math.isfinite(rise)):
         raise LandscapeError(f"rise must be a positive number, got {rise}")
     axes = (xs,) if ys is None else (xs, ys)
@@ -229,27 +184,6 @@ def _minimum_on_edge(vals: np.ndarray) -> tuple[bool, tuple[int, ...]]:
     return bool(np.isfinite(low) and low < float(interior.min())), where
 
 
-def _threshold(vals: np.ndarray, threshold: float | None, relative: float, floor: float):
-    """The basin criterion: ``(need(value) -> depth, threshold at the lowest value, rule)``.
-
-    The old default, a fraction of the whole range, let one far corner of the grid hide
-    every basin; the relative rule looks only at each minimum's own value and barrier."""
-    finite = vals[np.isfinite(vals)]
-    if finite.size == 0:
-        raise LandscapeError("no finite values: nothing to measure")
-    if threshold is not None:
-        thr = float(threshold)
-        if thr < 0 or not math.isfinite(thr):
-            raise LandscapeError(f"threshold must be >= 0, got {threshold}")
-        return (lambda _v: thr), thr, f"depth >= {thr:g} (absolute)"
-    for name, v in (("relative", relative), ("floor", floor)):
-        if not (v >= 0 and math.isfinite(v)):
-            raise LandscapeError(f"{name} must be >= 0, got {v}")
-    lowest = float(finite.min())
-    return ((lambda v: relative * (max(v, 0.0) + floor)), relative * (max(lowest, 0.0) + floor),
-            f"depth >= {relative:g} x (value + {floor:g})")
-
-
 def center_index(axes: tuple[np.ndarray, ...], center: Sequence[float] | float
                   ) -> tuple[int, ...]:
     """Grid index nearest to ``center`` (one number is used on every axis)."""
@@ -271,23 +205,6 @@ def _widths(radii: list[float | None], ndim: int
     # 1-D rays are (-x, +x); 2-D rays start on +x and pass +y a quarter of the way round.
     axis_widths = (diameters[0],) if ndim == 1 else (diameters[0], diameters[len(radii) // 4])
     return width, axis_widths
-
-
-def _check_grid(x, values, y) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    xs = np.asarray(x, dtype=float).reshape(-1)
-    ys = None if y is None else np.asarray(y, dtype=float).reshape(-1)
-    vals = np.asarray(values, dtype=float)
-    want = (len(xs),) if ys is None else (len(xs), len(ys))
-    if vals.shape != want:
-        raise LandscapeError(f"values have shape {vals.shape}, the axes give {want}")
-    for name, a in (("x", xs), ("y", ys)):
-        if a is None:
-            continue
-        if len(a) < 3:
-            raise LandscapeError(f"axis {name} needs at least 3 points, got {len(a)}")
-        if not (np.all(np.isfinite(a)) and np.all(np.diff(a) > 0)):
-            raise LandscapeError(f"axis {name} must be finite and strictly increasing")
-    return xs, ys, vals
 
 
 def _line(vals: np.ndarray, idx: tuple[int, ...], axis: int) -> np.ndarray:
@@ -377,6 +294,28 @@ def surface_shape(surface, metric: str = "train_loss", *, rise: float = 0.1,
     Returns:
         BasinShape.
     """
+    return basin_shape(surface.x, surface_values(surface, metric), surface.y, rise=rise,
+                       threshold=threshold, relative=relative, floor=floor,
+                       directions=directions)
+
+
+def surface_diagram(surface, metric: str = "train_loss", *, threshold: float | None = None,
+                    relative: float = RELATIVE, floor: float = FLOOR) -> PersistenceDiagram:
+    """``landscape.persistence.persistence_diagram`` of one metric of a Surface: the
+    persistence pairs with their saddles, the basin rule of ``surface_shape`` and the
+    roughness.
+
+    Args:
+        surface: a complete 1-D or 2-D Surface.
+        metric: which loss; accuracies are refused.
+        threshold, relative, floor: the basin rule, as in ``basin_shape``.
+    """
+    return persistence_diagram(surface.x, surface_values(surface, metric), surface.y,
+                               threshold=threshold, relative=relative, floor=floor)
+
+
+def surface_values(surface, metric: str) -> np.ndarray:
+    """The values of a loss metric of a complete Surface (clear errors otherwise)."""
     if metric not in surface.metrics:
         raise LandscapeError(f"surface has no metric {metric!r} (it has "
                              f"{', '.join(sorted(surface.metrics)) or 'none'})")
@@ -388,9 +327,7 @@ def surface_shape(surface, metric: str = "train_loss", *, rise: float = 0.1,
         done = int(np.sum(surface.done))
         raise LandscapeError(f"surface is incomplete ({done} of {np.size(surface.done)} points "
                              "computed): finish it before measuring its shape")
-    return basin_shape(surface.x, surface.metrics[metric], surface.y, rise=rise,
-                       threshold=threshold, relative=relative, floor=floor,
-                       directions=directions)
+    return surface.metrics[metric]
 
 
 def path_barrier(values: np.ndarray) -> float | None:

@@ -19,7 +19,7 @@ Layout of a surface file (``format="landscape-surface"``, ``format_version=1``):
     /anchors           optional (``interpolate``, ``plane``): coords (m, ndim) of the models
                        that define the directions, labels (m,)
 
-The file is built in memory and written by ``landscape._util.write_bytes``: to a temporary
+The file is built in memory and written by ``landscape.util.write_bytes``: to a temporary
 file in the same folder, flushed to disk, then ``os.replace``d over the target. A reader (or
 a process killed at any moment, SIGKILL included) sees the old complete file or the new
 complete file, never a mix; a full disk is one ``WriteError`` naming the file, the old file
@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ._util import json_text, write_hdf5
-from ._util import remove_stale_temps as _remove_temps
 from .errors import StoreError
 from .grid import Surface, describe_axis
+from .util import json_text, write_hdf5
 
 FORMAT = "landscape-surface"
 FORMAT_VERSION = 1
@@ -266,12 +265,3 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, force: bool = 
         raise StoreError(f"{str(path)!r} already exists: continue it with --resume or overwrite "
                          "it with --force")
 
-
-def remove_stale_temps(path: str | os.PathLike) -> int:
-    """Delete temporary files a killed writer of ``path`` left in its folder (call it while
-    holding ``landscape._util.output_lock(path)``, as ``compute_surface`` does).
-
-    Returns:
-        The number of files removed.
-    """
-    return _remove_temps(path)

@@ -20,17 +20,17 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ._util import output_lock, sha256_tensors
-from ._util import progress as progress_bar, provenance as make_provenance
 from .data import as_splits
-from .directions import directions_sha256, load_directions, write_or_check_directions
+from .direction_files import directions_sha256, load_directions, write_or_check_directions
 from .distributed import DistContext, DistributedError, RankExchange
 from .errors import LandscapeError
 from .evaluate import Evaluator, split_metric
 from .grid import (Surface, check_axis, grid_coords, grid_size, probe_points,  # noqa: F401
                    select_points, summary_line)
-from .hessian import extreme_eigenvalues
-from .store import check_output, remove_stale_temps, resumable, save_surface
+from .curvature import extreme_eigenvalues
+from .store import check_output, resumable, save_surface
+from .util import output_lock, remove_stale_temps, sha256_tensors
+from .util import progress as progress_bar, provenance as make_provenance
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

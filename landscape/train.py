@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._util import pick_device, progress, write_bytes, write_json
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
-from .hessian import top_eigenpair
+from .curvature import top_eigenpair
 from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
 from .optimizers import DEFAULT_RHO, SAM, SAM_KINDS, WeightAverage, take_step
+from .util import pick_device, progress, write_bytes, write_json
 
 BASE_OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
 OPTIMIZERS = BASE_OPTIMIZERS + SAM_KINDS
@@ -536,7 +536,7 @@ def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
         raise LandscapeError(f"{str(out)!r} holds no interrupted run to resume (no "
                              f"{RESUME_FILE}: the run finished, or stopped before its first "
                              "checkpoint)")
-    blob = read_checkpoint(path)
+    blob = read_checkpoint(path, "resume state")
     state = blob["extra"].get("resume") or {}
     if not {"optimizer", "shuffle", "history", "config"} <= set(state):
         raise LandscapeError(f"{str(path)!r} is not a resume state of `landscape train`")

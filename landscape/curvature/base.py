@@ -1,0 +1,138 @@
+"""Symmetric curvature operators over a flat parameter vector, as scipy LinearOperators.
+
+Contract: ``CurvatureOperator`` is the one place that counts products, records them (each
+``(x, Ax)`` pair, up to ``RECORD_BYTES``) and shows their progress; every solver of this
+package takes any subclass (the Hessian, a caller's matrix wrapped by ``GivenOperator``, a
+Gauss-Newton or Fisher operator) and reads ``n_params``, ``n_products``, ``mode``,
+``hvp_description`` and ``history`` from it. The scipy side is float64. Residuals of vectors
+in the span of the recorded products cost no further product (``residuals``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
+
+from ..errors import LandscapeError
+
+RECORD_BYTES = 1 << 29
+"""Most bytes of recorded products (for free residuals); past it residuals cost a product each."""
+
+
+class CurvatureOperator(LinearOperator):
+    """A symmetric ``n_params x n_params`` operator that counts and may record its products.
+
+    Subclasses compute one product in ``_product`` (float64 in, float64 out) and call
+    ``_tally`` once per product they make (scipy's or their own direct ones), and set ``mode``
+    (the layers' mode, or a description) and ``hvp_description`` (how products are made).
+
+    Args:
+        n_params: dimension of the operator.
+        record: keep every scipy product ``(x, A x)`` (16 bytes per parameter each) until they
+            would pass ``RECORD_BYTES``; then recording stops and the record is dropped.
+    """
+
+    def __init__(self, n_params: int, *, record: bool = False):
+        self.n_params = n_params
+        self.n_products = 0
+        self.history: list[tuple[np.ndarray, np.ndarray]] = []
+        self._record = record
+        self._bar: Any = None
+        super().__init__(dtype=np.float64, shape=(n_params, n_params))
+
+    def _product(self, x: np.ndarray) -> np.ndarray:
+        """``A x`` for a flat float64 vector, as a float64 array (each subclass its own)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define its product")
+
+    def _tally(self) -> None:
+        """Count one product (and advance the progress bar, if any)."""
+        self.n_products += 1
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def _show_progress(self, label: str, unit: str) -> None:
+        from ..util.progress import progress
+
+        self._bar = progress(None, label, True, unit=unit)
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        out = self._product(x)
+        if self._record and (len(self.history) + 1) * 16 * self.n_params > RECORD_BYTES:
+            self._record = False
+            self.history.clear()
+        if self._record:
+            self.history.append((x.copy(), out.copy()))
+        return out
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matvec(x)
+
+    def _adjoint(self) -> "CurvatureOperator":
+        return self
+
+    def close(self) -> None:
+        """Close the progress bar, if any."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def residuals(self, vals: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        """``||A v - lambda v||`` for each column ``v`` of ``vecs``: from the recorded products
+        when the vectors lie in their span (Ritz vectors of a Krylov method do), else by one
+        product each."""
+        hv = self._from_history(vecs)
+        if hv is None:
+            hv = np.stack([self.matvec(vecs[:, i]) for i in range(vecs.shape[1])], axis=1)
+        return np.linalg.norm(hv - vecs * vals, axis=0)
+
+    def _from_history(self, vecs: np.ndarray) -> np.ndarray | None:
+        if not self.history:
+            return None
+        xs = np.stack([h[0] for h in self.history], axis=1)
+        hs = np.stack([h[1] for h in self.history], axis=1)
+        coef, *_ = np.linalg.lstsq(xs, vecs, rcond=None)
+        miss = np.linalg.norm(xs @ coef - vecs, axis=0)
+        # A is linear, so A (X c) = (A X) c; only trust it when v is (numerically) in span(X).
+        if np.max(miss) > 1e-10 or not np.all(np.isfinite(coef)):
+            return None
+        return hs @ coef
+
+
+class GivenOperator(CurvatureOperator):
+    """A caller's symmetric operator (a scipy LinearOperator or a dense or sparse matrix),
+    counted and (optionally) recorded like the package's own.
+
+    Args:
+        op: the operator; its ``mode`` and ``hvp_description``, if any, are reported.
+        record: as for ``CurvatureOperator``.
+    """
+
+    def __init__(self, op: Any, record: bool):
+        self.inner = aslinearoperator(op)
+        if self.inner.shape[0] != self.inner.shape[1]:
+            raise LandscapeError(f"the operator must be square, got shape {self.inner.shape}")
+        self.mode = getattr(op, "mode", "given operator")
+        self.hvp_description = getattr(op, "hvp_description", "given operator")
+        super().__init__(self.inner.shape[0], record=record)
+
+    def _product(self, x: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.inner.matvec(x), dtype=np.float64).reshape(-1)
+        self._tally()
+        return out
+
+
+class ShiftedOperator(LinearOperator):
+    """``A - s I`` over another operator (its products are counted there)."""
+
+    def __init__(self, op: LinearOperator, shift: float):
+        self.op, self.shift = op, shift
+        super().__init__(dtype=np.float64, shape=op.shape)
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        return self.op.matvec(x) - self.shift * x
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._matvec(x)

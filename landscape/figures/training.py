@@ -1,0 +1,170 @@
+"""Figures over training and over runs: training curves against epoch, quantities against a
+swept setting (batch size, learning rate), and the top Hessian eigenvalue against optimizer
+steps with each run's stability threshold.
+
+Inputs are the histories and summary rows that training and sweeps record; nothing here
+trains or measures.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+
+from ..errors import LandscapeError
+from .data import pretty
+from .style import RUN_COLORS, STYLE, finish_figure, new_figure
+
+
+def plot_history(histories: Sequence[Sequence[dict[str, Any]]], *,
+                 labels: Sequence[str] | None = None,
+                 metrics: Sequence[str] = ("loss", "accuracy"), log: bool = True,
+                 size: tuple[float, float] | None = None, title: str | None = None,
+                 out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+    """Training curves of several runs against epoch (log axis): one panel per entry of
+    ``metrics`` (``loss``, ``accuracy``), train solid and test dashed, one colour per run.
+
+    Args:
+        histories: per run, the per-epoch entries ``landscape.train`` records (``epoch`` and
+            any of ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc``).
+        labels: one legend label per run.
+        metrics: panels to draw.
+        log: logarithmic loss axis.
+        size, title, out, dpi: figure size, title, where to save, resolution.
+
+    Returns:
+        The figure.
+    """
+    runs = [list(h) for h in histories]
+    if not runs or any(not h for h in runs):
+        raise LandscapeError("plot_history needs at least one non-empty history")
+    names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
+    keys = {"loss": ("loss", 1.0, "loss"), "accuracy": ("acc", 100.0, "accuracy (%)")}
+    unknown = [m for m in metrics if m not in keys]
+    if unknown:
+        raise LandscapeError(f"unknown history metric {unknown[0]!r}: use loss or accuracy")
+    fig = new_figure(size or (5.0 * len(metrics), 3.8))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for ax, metric in zip(axes, metrics):
+        suffix, scale, ylabel = keys[metric]
+        for k, (hist, name) in enumerate(zip(runs, names)):
+            epochs = np.array([e["epoch"] for e in hist], dtype=float)
+            for split, style in (("train", "-"), ("test", "--")):
+                if f"{split}_{suffix}" not in hist[0]:
+                    continue
+                values = np.array([e[f"{split}_{suffix}"] for e in hist], dtype=float) * scale
+                ax.plot(epochs, values, style, color=f"C{k}", label=f"{name}, {split}")
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if log and metric == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return finish_figure(fig, out, dpi)
+
+
+def plot_sweep(rows: Sequence[dict[str, Any]], x: str, ys: Sequence[str], *,
+               ylabel: str | None = None, log: bool = False, title: str | None = None,
+               size: tuple[float, float] = (6.0, 4.0), out: str | os.PathLike | None = None,
+               dpi: float | None = None) -> Figure:
+    """Quantities against a swept setting (e.g. batch size, log2 axis), one line per key.
+
+    Args:
+        rows: one dict per run; rows missing a key (or holding None) are skipped for it.
+        x: the key on the horizontal axis.
+        ys: the keys to draw.
+        ylabel, log, title, size, out, dpi: labels, log value axis, figure options.
+
+    Returns:
+        The figure.
+    """
+    fig = new_figure(size)
+    ax = fig.subplots()
+    drawn = 0
+    for k, key in enumerate(ys):
+        pts = sorted((float(r[x]), float(r[key])) for r in rows
+                     if r.get(key) is not None and r.get(x) is not None)
+        if not pts:
+            continue
+        px, py = np.array(pts).T
+        ax.plot(px, py, "o-", color=f"C{k}", label=pretty(key))
+        drawn += 1
+    if not drawn:
+        raise LandscapeError(f"no values to plot for {', '.join(ys)}")
+    ax.set_xscale("log", base=2)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(pretty(x))
+    ax.set_ylabel(ylabel or pretty(ys[0]))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return finish_figure(fig, out, dpi)
+
+
+def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
+                   labels: Sequence[str] | None = None,
+                   thresholds: Sequence[float | None] | None = None,
+                   threshold_names: Sequence[str] | None = None, log: bool = True,
+                   title: str | None = None, size: tuple[float, float] = (6.0, 4.0),
+                   out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
+    """The top Hessian eigenvalue against optimizer steps, one colour per run, with each run's
+    stability threshold (e.g. ``2/lr``, ``2(1+beta)/lr``) as a dashed line of its colour.
+
+    Args:
+        histories: per run, history entries with ``step`` and ``lambda_max`` (entries whose
+            ``lambda_max`` is missing or NaN are skipped), as ``train(track_eigenvalues=N)``
+            records them.
+        labels: one legend label per run.
+        thresholds: one threshold per run (None: none drawn for it).
+        threshold_names: how each threshold is written in the legend (e.g. ``2(1+β)/lr``).
+        log: logarithmic eigenvalue axis (runs and thresholds often differ 10x or more).
+        title, size, out, dpi: figure options.
+
+    Returns:
+        The figure.
+    """
+    runs = [list(h) for h in histories]
+    names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
+    limits = list(thresholds) if thresholds is not None else [None] * len(runs)
+    texts = list(threshold_names) if threshold_names else ["threshold"] * len(runs)
+    if not runs or len(names) != len(runs) or len(limits) != len(runs):
+        raise LandscapeError("plot_sharpness needs one label and one threshold per run")
+    with rc_context(STYLE):
+        fig = new_figure(size)
+        ax = fig.add_subplot()
+        drawn = 0
+        for k, (hist, name, limit) in enumerate(zip(runs, names, limits)):
+            color = RUN_COLORS[k % len(RUN_COLORS)]
+            pts = np.array([(e["step"], e["lambda_max"]) for e in hist
+                            if e.get("lambda_max") is not None
+                            and np.isfinite(e["lambda_max"])], dtype=float).reshape(-1, 2)
+            if len(pts):
+                ax.plot(pts[:, 0], pts[:, 1], "o-", ms=3, color=color,
+                        label=rf"{name}: $\lambda_{{max}}$")
+                drawn += 1
+            if limit is not None:
+                ax.axhline(limit, color=color, ls="--", lw=1.3,
+                           label=f"{name}: {texts[k]} = {limit:.3g}")
+        if not drawn:
+            raise LandscapeError("no lambda_max in these histories (train with "
+                                 "--track-eigenvalues)")
+        if log:
+            ax.set_yscale("log")
+        ends = [max(e["step"] for e in h) for h in runs if h]
+        if min(ends) > 0 and max(ends) > 4 * min(ends):  # runs of very different lengths
+            ax.set_xscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(r"top Hessian eigenvalue $\lambda_{max}$")
+        ax.grid(True, alpha=0.25, which="both")
+        ax.figure.legend(loc="outside upper center", ncol=2, fontsize=8.5)
+        if title:
+            ax.set_title(title)
+    return finish_figure(fig, out, dpi)

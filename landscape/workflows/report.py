@@ -1,0 +1,333 @@
+"""The report of a comparison or study: ``summary.json``, ``report.md`` and a self-contained
+``report.html``.
+
+Its content: the title and setup, the table of quantities per model (with ratios to the
+first), the findings in plain sentences, the figures with captions and interactive scenes,
+the V-versus-W section and the provenance. Only formats numbers it is given; computes nothing
+about models. The blocks are rendered by ``landscape.workflows.document``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ..util import write_json
+from .document import provenance_line, write_document
+
+__all__ = ["table_header", "table_rows", "findings", "study_blocks", "v_versus_w_blocks",
+           "v_versus_w_rows", "write_report", "SCENE_CAPTION"]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not a:
+        return ""
+    return f"{b / a:.2f}x"
+
+
+def _models(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The compared models' entries, in order."""
+    return [summary["models"][name] for name in summary["labels"]]
+
+
+def table_header(summary: dict[str, Any]) -> tuple[str, ...]:
+    """Header of ``table_rows``: quantity, one column per model, and with two models the
+    ratio of the second to the first."""
+    models = _models(summary)
+    ratio = (f"{models[1]['label']} / {models[0]['label']}",) if len(models) == 2 else ()
+    return ("quantity", *(m["label"] for m in models), *ratio)
+
+
+def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows of the report's table (see ``table_header``); a ratio cell is empty where a ratio
+    says nothing."""
+    models = _models(summary)
+
+    def row(name: str, cell, ratio_of=None) -> tuple[str, ...]:
+        """``cell(model)`` per model; with two models, the ratio of ``ratio_of`` (an entry's
+        key, or a function of the model entry) of the second to the first."""
+        cells = [cell(m) for m in models]
+        if len(models) != 2:
+            return (name, *cells)
+        value = (lambda m: m[ratio_of]) if isinstance(ratio_of, str) else ratio_of
+        return (name, *cells, _ratio(*map(value, models)) if value else "")
+
+    def batch(m):
+        return _fmt(m["batch_size"]) + (" (full)" if m["full_batch"] else "")
+
+    def epochs(m):
+        if m["epochs"] is None:
+            return "n/a"
+        return f"{m['epochs']}" + (f" ({m['steps']:,})" if m["steps"] is not None else "")
+
+    rows = [
+        row("batch size", batch), row("epochs (steps)", epochs),
+        row("train loss", lambda m: _fmt(m["train_loss"])),
+        row("train accuracy", lambda m: _pct(m["train_accuracy"])),
+        row("test accuracy", lambda m: _pct(m["test_accuracy"])),
+        row("generalization gap (train - test acc.)", lambda m: _pct(m["generalization_gap"])),
+        row("top Hessian eigenvalue", lambda m: _fmt(m["top_eigenvalue"]), "top_eigenvalue"),
+        row("top eigenvalues", lambda m: ", ".join(_fmt(v, 3) for v in m["top_eigenvalues"])),
+        row("most negative eigenvalue", lambda m: _fmt(m["bottom_eigenvalue"])),
+        row("Hessian trace (+- s.e.)",
+            lambda m: f"{_fmt(m['trace'])} +- {_fmt(m['trace_stderr'], 2)}", "trace"),
+    ]
+    for eps in models[0]["sharpness_all"]:
+        value = lambda m, eps=eps: m["sharpness_all"][eps]  # noqa: E731
+        rows.append(row(f"Keskar sharpness ({eps})", lambda m, v=value: _fmt(v(m)), value))
+    rows += [
+        row("adaptive sharpness (worst case, l2)", lambda m: _fmt(m["adaptive_sharpness"]),
+            "adaptive_sharpness"),
+        row("adaptive sharpness (average case)", lambda m: _fmt(m["average_sharpness"])),
+        row("basin shape 1-D / 2-D", lambda m: f"{m['basin_label_1d']} / {m['basin_label_2d']}"),
+        row("basins in the 2-D plane", lambda m: _fmt(m["basins_2d"])),
+        row("basin width 1-D / 2-D",
+            lambda m: f"{_fmt(m['basin_width_1d'], 3)} / {_fmt(m['basin_width_2d'], 3)}"),
+        row("curvature at the centre (1-D)", lambda m: _fmt(m["curvature_1d"]), "curvature_1d"),
+    ]
+    return rows
+
+
+def _ranked(models: list[dict[str, Any]], key: str, fmt=_fmt) -> str:
+    """``a (v) > b (v) > ...`` by ``key``, highest first (missing values last)."""
+    order = sorted(models, key=lambda m: (m[key] is None, -(m[key] or 0.0)))
+    return " > ".join(f"{m['label']} ({fmt(m[key])})" for m in order)
+
+
+def findings(summary: dict[str, Any]) -> list[str]:
+    """Plain sentences on what the numbers show; for the study, whether the usual claims (a
+    large batch finds a sharper minimum that generalizes worse) hold, and where they do not."""
+    models = _models(summary)
+    out = []
+    if len(models) == 2:
+        a, b = models
+        better, worse = (a, b) if a["test_accuracy"] >= b["test_accuracy"] else (b, a)
+        diff = 100 * (better["test_accuracy"] - worse["test_accuracy"])
+        out.append(f"The {better['label']} model tests {diff:.1f} points better than the "
+                   f"{worse['label']} model ({_pct(better['test_accuracy'])} vs "
+                   f"{_pct(worse['test_accuracy'])}), with training accuracy "
+                   f"{_pct(better['train_accuracy'])} vs {_pct(worse['train_accuracy'])}.")
+    else:
+        out.append("Test accuracy: " + _ranked(models, "test_accuracy", _pct) + ".")
+    sharp = max(models, key=lambda m: m["top_eigenvalue"])
+    flat = min(models, key=lambda m: m["top_eigenvalue"])
+    out.append(f"The {sharp['label']} minimum is the sharpest by the top Hessian eigenvalue, "
+               f"{sharp['top_eigenvalue'] / flat['top_eigenvalue']:.1f} times the "
+               f"{flat['label']} one ({_fmt(sharp['top_eigenvalue'])} vs "
+               f"{_fmt(flat['top_eigenvalue'])}); by the trace: "
+               + _ranked(models, "trace", lambda v: _fmt(v, 3)) + ".")
+    eps = models[0]["sharpness_eps"]
+    out.append(f"Keskar sharpness (eps={_fmt(eps)}): " + _ranked(models, "sharpness")
+               + ". Raw eigenvalues and this sharpness change under reparametrizations that "
+               "leave the function unchanged; the adaptive sharpness and the filter-normalized "
+               "plots do not.")
+    if all(m["basin_width_1d"] is not None for m in models):
+        rise = summary["setup"]["config"]["rise"]
+        out.append(f"Along a filter-normalized direction the basin (loss within {rise} of the "
+                   "minimum) is " + ", ".join(f"{_fmt(m['basin_width_1d'], 3)} wide for "
+                                              f"{m['label']}" for m in models)
+                   + "; shapes in 2-D: " + ", ".join(
+                       f"{m['basin_label_2d']} ({m['label']}, {m['basins_2d']} "
+                       f"basin{'s' if m['basins_2d'] != 1 else ''})" for m in models) + ".")
+    interp = summary["interpolation"]
+    if interp["barrier"] is not None:
+        barrier = interp["barrier"]
+        out.append(f"On the straight line from {interp['between'][0]} to {interp['between'][1]}"
+                   f" the training loss rises {_fmt(barrier, 3)} above the higher end "
+                   f"({'a barrier separates them' if barrier > 1e-3 else 'no barrier'}).")
+    checks = summary.get("checks")
+    if checks:
+        held = [name.replace("_", " ") for name, ok in checks.items() if ok]
+        failed = [name.replace("_", " ") for name, ok in checks.items() if not ok]
+        out.append("The usual claims, checked: "
+                   + (f"hold: {'; '.join(held)}" if held else "none holds")
+                   + (f"; do not hold here: {'; '.join(failed)}." if failed else "."))
+    return out
+
+
+SCENE_CAPTION = ("The same planes as an interactive 3-D scene: drag to rotate, scroll to zoom, "
+                 "shift-drag to pan (vtk.js; the file opens offline in any browser).")
+
+
+def _intro(summary: dict[str, Any]) -> tuple[str, str]:
+    """Title and opening paragraph: the study's two runs, or the compared checkpoints."""
+    setup, models = summary["setup"], _models(summary)
+    data = (f"Dataset **{setup['dataset']}** ({setup['train_examples']:,} train / "
+            f"{setup['test_examples']:,} test examples), model **{setup['model']}** "
+            f"({setup['parameters']:,} parameters)")
+    loss = setup.get("loss", "cross_entropy")
+    common = (f"Curvature is measured on the full training loss ({loss})"
+              f" with the model in {setup['hessian_mode']} mode; surfaces use filter-normalized "
+              "random directions (bias and BatchNorm entries zeroed) drawn with the same seed "
+              f"({setup['seed']}) for every model.")
+    if summary.get("study"):
+        sb, lb = models
+        return ("Sharp versus flat minima: small batch vs large batch",
+                f"{data}, the same initialization (seed {setup['seed']}) for both runs. Small "
+                f"batch: {sb['optimizer']}, batch {sb['batch_size']}, lr {sb['lr']}, "
+                f"{sb['epochs']} epochs. Large batch: {lb['optimizer']}, batch "
+                f"{lb['batch_size']}{' (full)' if lb['full_batch'] else ''}, lr {lb['lr']}, "
+                f"{lb['epochs']} epochs. Epoch budgets differ so that each run fits its "
+                f"training set. {common}")
+
+    def trained(m):
+        if m["optimizer"] is None:
+            return f"**{m['label']}** (`{m['checkpoint']}`; its training is not recorded)"
+        return (f"**{m['label']}** (`{m['checkpoint']}`: {m['optimizer']}, batch "
+                f"{m['batch_size']}{' (full)' if m['full_batch'] else ''}, lr {m['lr']}, "
+                f"{m['epochs']} epochs)")
+    return ("Comparing minima: " + ", ".join(m["label"] for m in models),
+            f"{data}; {len(models)} minima: " + "; ".join(trained(m) for m in models) + ". "
+            + common)
+
+
+def study_blocks(summary: dict[str, Any], figures: dict[str, str],
+                 scenes: dict[str, str] | None = None) -> list[tuple]:
+    """The report as document blocks (see ``render_markdown``); each interactive scene
+    follows the figure of the same name (or closes the figures)."""
+    title, intro = _intro(summary)
+    first = _models(summary)[0]["label"]
+    a, b = summary["interpolation"]["between"]
+    captions = {
+        "interpolation": f"Loss (log axis: the barrier and the minima's depth) and accuracy on "
+                         f"the line from {a} (alpha=0) to {b} (alpha=1).",
+        "lines_1d": "Loss along one filter-normalized random direction around each minimum "
+                    "(linear axis capped near the minima; bars: basin width at +rise).",
+        "contours_2d": "Training loss on a filter-normalized random plane (shared colour scale "
+                       "capped near the minima; dashed: basin edge at +rise).",
+        "surface_3d": "The same planes in 3-D (shared height and colour scale, clipped near "
+                      "the minima; red line, also on the floor map: each basin's edge at +rise).",
+        "spectrum": "Hessian spectral density (stochastic Lanczos quadrature, one Gaussian "
+                    "kernel for all).",
+        "training": "Training and test curves.",
+        "eigen_slices": "Loss along each model's own top Hessian eigenvector (unit norm): the "
+                        "curvature that eigenvalues and sharpness measure, which random "
+                        "directions rarely meet.",
+        "sharpness": "Top Hessian eigenvalue during training, with each run's stability "
+                     "threshold 2(1+beta)/lr.",
+    }
+    blocks: list[tuple] = [
+        ("h1", title), ("p", intro), ("h2", "Results"),
+        ("table", table_header(summary), table_rows(summary)),
+        ("h2", "What the numbers say"), ("ul", findings(summary)), ("h2", "Figures"),
+    ]
+    scenes = dict(scenes or {})
+    for k, rel in figures.items():
+        if k.startswith("v_versus_w"):
+            continue  # drawn in their own section below
+        blocks.append(("figure", captions.get(k, k), rel))
+        if k in scenes:
+            blocks.append(("scene", SCENE_CAPTION, scenes.pop(k)))
+    blocks += [("scene", SCENE_CAPTION, rel) for rel in scenes.values()]
+    if summary.get("v_versus_w"):
+        blocks += v_versus_w_blocks(summary["v_versus_w"], figures, first)
+    blocks += [("h2", "Provenance"), ("p", provenance_line(summary))]
+    return blocks
+
+
+def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
+                      v_label: str | None = None) -> list[tuple]:
+    """The "V versus W" section: one minimum's plane against the plane through three minima
+    (of the same network), and the straight line between two minima against their curve."""
+    parts = []
+    if vw.get("seed_runs"):
+        run, runs = vw["seeds_run"], vw["seed_runs"]
+        parts.append(f"The same network trained from {len(runs)} seeds ({', '.join(runs)}; "
+                     f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs): "
+                     "test accuracy " + ", ".join(_pct(r["test_accuracy"])
+                                                  for r in runs.values()) + ".")
+    parts.append("A random plane around one minimum shows one basin (a V)"
+                 + ("; the plane through three minima and the straight line between two show "
+                    "several (a W)" if "w_plane" in vw else "")
+                 + (f", while a Bezier curve trained between the same two minima "
+                    f"({vw['curve']['epochs']} epochs, endpoints fixed; Garipov et al. 2018) "
+                    "stays low" if "curve" in vw else "") + ".")
+    rule = (vw.get("w_plane") or vw["v"]).get("rule")
+    parts.append(f"A basin counts when {rule or 'its depth passes the threshold'} (its barrier "
+                 "at least doubles the loss).")
+    captions = {
+        "v_versus_w_2d": "Training loss on a random plane around one minimum (left) and on the "
+                         "plane through three minima (right), one log colour scale; circles: "
+                         "the minima, star: the lowest point.",
+        "v_versus_w_3d": "The same two planes in 3-D (shared height and colour scale).",
+        "v_versus_w_paths": "Loss and accuracy from one minimum to another: the straight line "
+                            "(a barrier) against the trained Bezier curve.",
+    }
+    blocks: list[tuple] = [("h2", "V versus W: one minimum against many"),
+                           ("p", " ".join(parts)),
+                           ("table", ("landscape", "shape", "basins", "barrier"),
+                            v_versus_w_rows(vw, v_label))]
+    blocks += [("figure", captions[k], figures[k]) for k in captions if k in figures]
+    return blocks
+
+
+def v_versus_w_rows(vw: dict[str, Any], v_label: str | None = None
+                    ) -> list[tuple[str, str, str, str]]:
+    """Rows (landscape, shape, basins, barrier) of the V-versus-W table."""
+    def basins(entry: dict[str, Any]) -> str:
+        # "flat": no minimum passes the rule, the values vary by less: a valley, not 0 basins
+        return "one valley, no barrier" if entry["label"] == "flat" else _fmt(entry["basins"])
+
+    around = v_label or vw["v"].get("around", "the first")
+    rows = [(f"random plane around the {around} minimum", f"{vw['v']['label']}",
+             basins(vw["v"]), "")]
+    if "w_plane" in vw:
+        w = vw["w_plane"]
+        barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
+        rows.append((f"plane through {', '.join(w['through'])}", w["label"], basins(w),
+                     f"barriers {barriers}"))
+    if "curve" in vw:
+        line, curve = vw["line"], vw["curve"]
+        rows += [
+            (f"straight line {' to '.join(line['between'])}", line["label"], basins(line),
+             f"train loss {_fmt(line['endpoint_train_loss'], 3)} -> max "
+             f"{_fmt(line['max_train_loss'], 3)}; test error max "
+             f"{_pct(line['max_test_error'])}"),
+            ("Bezier curve between the same two", curve["label"], basins(curve),
+             f"train loss {_fmt(curve['endpoint_train_loss'], 3)} -> max "
+             f"{_fmt(curve['max_train_loss'], 3)}; test error max "
+             f"{_pct(curve['max_test_error'])}")]
+    return rows
+
+
+def write_report(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write the study's ``summary.json``, ``report.md`` and ``report.html`` (figures
+    embedded) atomically.
+
+    Args:
+        summary: the summary of ``compare`` or of the study (``labels``, ``models``,
+            ``ratios``, ``interpolation``, ``setup``, ``provenance``, ``figures`` and
+            ``scenes`` (interactive HTML pages) relative to ``out``, ``seconds``,
+            ``reused_steps``; the study adds ``study`` and ``checks``; either may add
+            ``v_versus_w``).
+        out: the study folder.
+
+    Returns:
+        name -> path of the three files (``summary``, ``report_md``, ``report_html``).
+    """
+    out = Path(out)
+    figures = {k: v for k, v in summary.get("figures", {}).items() if (out / v).exists()}
+    scenes = {k: v for k, v in summary.get("scenes", {}).items() if (out / v).exists()}
+    write_json(out / "summary.json", summary)
+    files = {"summary": out / "summary.json"}
+    files.update(write_document(study_blocks(summary, figures, scenes), out, "report",
+                                "landscape: " + _intro(summary)[0]))
+    return files

@@ -1,0 +1,171 @@
+"""The summary of a comparison: the measured records of N minima as the plain numbers of
+``summary.json``.
+
+``summarize`` evaluates each model's training and test metrics and gathers its curvature,
+sharpness and basin shape, the ratios to the first model, the interpolation barrier, the
+setup and provenance; ``vw_summary`` does the same for the V-versus-W section. Values JSON
+cannot hold (NaN, inf) become None. Nothing here writes a file or draws.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from ..util import provenance
+from ..connect import path_summary
+from ..data import DataBundle
+from ..losses import loss_function
+from ..models import count_parameters
+from ..shape import surface_shape
+from ..train import evaluate_split
+from .config import CompareConfig
+from .inputs import Minimum
+
+__all__ = ["summarize", "vw_summary"]
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN and inf become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _training(m: Minimum, n_train: int) -> dict[str, Any]:
+    """What the checkpoint records of its training (None where it records nothing)."""
+    train, final = m.train or {}, m.final or {}
+    batch = train.get("batch_size")
+    status = (m.history or {}).get("status") or {}
+    return {"batch_size": n_train if batch == "full" else batch, "full_batch": batch == "full",
+            "lr": train.get("lr"), "epochs": train.get("epochs"),
+            "optimizer": train.get("optimizer"), "momentum": train.get("momentum"),
+            "steps": final.get("step"), "train_seconds": status.get("seconds")}
+
+
+def _shape(surface, rise: float) -> dict[str, Any]:
+    return surface_shape(surface, metric="train_loss", rise=rise).to_dict()
+
+
+def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], curvature,
+              sharp, interp, surfaces, eigen) -> dict[str, Any]:
+    """The content of ``summary.json`` before figures and timings: per model its training,
+    metrics, curvature, sharpness and basin shape; ratios to the first model; the
+    interpolation and its barrier; the eigen-slice checks; the setup and provenance.
+
+    Args:
+        config, bundle, minima: as ``measure`` was given them.
+        curvature, sharp, interp, surfaces, eigen: the measurements' results (name -> record
+            or surfaces; ``interp`` the interpolation surface).
+
+    Returns:
+        The summary.
+    """
+    loss_fn = loss_function(minima[0].loss)
+    (xtr, ytr), (xte, yte) = bundle.train, bundle.test
+    models = {}
+    for m in minima:
+        eig = curvature[m.name]["eigenvalues"]
+        first_eps = sharp[m.name]["epsilon"][0]
+        adaptive = sharp[m.name]["adaptive"][0] if sharp[m.name]["adaptive"] else None
+        shape1d = _shape(surfaces[m.name]["1d"], config.rise)
+        shape2d = _shape(surfaces[m.name]["2d"], config.rise)
+        train_loss, train_acc = evaluate_split(m.model, xtr, ytr, loss_fn)
+        test_loss, test_acc = evaluate_split(m.model, xte, yte, loss_fn)
+        models[m.name] = {
+            "label": m.label, "checkpoint": str(m.path) if m.path else None,
+            **_training(m, len(ytr)),
+            "train_loss": train_loss, "train_accuracy": train_acc,
+            "test_loss": test_loss, "test_accuracy": test_acc,
+            "generalization_gap": train_acc - test_acc,
+            "top_eigenvalue": max(eig["top"]),
+            "top_eigenvalues": sorted(eig["top"], reverse=True),
+            "bottom_eigenvalue": eig["bottom"][0],
+            "eigen_residuals": eig["residuals"],
+            "trace": curvature[m.name]["trace"]["estimate"],
+            "trace_stderr": curvature[m.name]["trace"]["stderr"],
+            "sharpness": first_eps["value"],
+            "sharpness_eps": first_eps["eps"],
+            "sharpness_all": {f"eps={e['eps']:g}": e["value"]
+                              for e in sharp[m.name]["epsilon"]},
+            "adaptive_sharpness": adaptive["value"] if adaptive else None,
+            "average_sharpness": (sharp[m.name]["average"] or {}).get("mean"),
+            "basin_label_1d": shape1d["label"], "basin_label_2d": shape2d["label"],
+            "basins_2d": shape2d["n_basins"],
+            "basin_width_1d": _finite(shape1d["width"]),
+            "basin_width_2d": _finite(shape2d["width"]),
+            "curvature_1d": shape1d["curvature"][0],
+            "surface_min_train_loss": _finite(surfaces[m.name]["2d"].summary("train_loss")["min"]),
+        }
+    first = models[minima[0].name]
+    ratios = {name: {q: (entry[q] / first[q] if first[q] else None)
+                     for q in ("top_eigenvalue", "trace", "sharpness")}
+              for name, entry in models.items() if name != minima[0].name}
+    return {
+        "labels": [m.name for m in minima], "models": models, "ratios": ratios,
+        "interpolation": {
+            "between": [minima[0].label, minima[1].label],
+            "alpha": interp.x.tolist(),
+            "train_loss": [_finite(float(v)) for v in interp.metrics["train_loss"]],
+            "test_loss": [_finite(float(v)) for v in interp.metrics["test_loss"]],
+            "barrier": _barrier(interp)},
+        "eigen_slices": {k: v["check"] for k, v in eigen.items()},
+        "setup": {"dataset": bundle.name, "train_examples": len(ytr),
+                  "test_examples": len(yte), "model": _model_name(minima[0]),
+                  "model_options": getattr(minima[0].model, "landscape_spec", {}).get(
+                      "options", {}),
+                  "parameters": count_parameters(minima[0].model), "seed": config.seed,
+                  "loss": minima[0].loss,
+                  "hessian_mode": curvature[minima[0].name]["eigenvalues"]["mode"],
+                  "config": json.loads(json.dumps(dataclasses.asdict(config), default=str))},
+        "provenance": provenance(),
+    }
+
+
+def _model_name(m: Minimum) -> str:
+    return str(getattr(m.model, "landscape_spec", {}).get("name") or type(m.model).__name__)
+
+
+def _barrier(interp) -> float | None:
+    """Highest train loss between the two models (alpha in [0, 1]) above the higher end."""
+    x, loss = interp.x, interp.metrics["train_loss"]
+    inside = (x >= 0) & (x <= 1)
+    if not inside.any():
+        return None
+    ends = max(float(np.interp(0.0, x, loss)), float(np.interp(1.0, x, loss)))
+    return _finite(float(np.nanmax(loss[inside])) - ends)
+
+
+def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Minimum
+               ) -> dict[str, Any]:
+    """``summary["v_versus_w"]``: basin counts, barrier heights and the curve's maximum."""
+
+    def shape_of(surface) -> dict[str, Any]:
+        shape = surface_shape(surface, metric="train_loss", rise=config.rise)
+        return {"label": shape.label, "basins": shape.n_basins, "rule": shape.rule,
+                "minima": [{"at": list(at), "train_loss": v} for at, v, _ in shape.minima],
+                "barriers": [{"at": list(at), "saddle": saddle,
+                              "height": saddle - next(v for a, v, _ in shape.minima if a == at)}
+                             for at, saddle in shape.barriers]}
+
+    v = shape_of(v_plane)
+    result: dict[str, Any] = {
+        "v": {"surface": f"surfaces/{v_minimum.name}_2d.h5", "around": v_minimum.label,
+              "label": v["label"], "basins": v["basins"], "rule": v["rule"]}}
+    if "plane" in vw:
+        result["w_plane"] = {"surface": "surfaces/w_plane.h5", "through": vw["names"][:3],
+                             **shape_of(vw["plane"])}
+    if "curve" in vw:
+        paths = path_summary(vw["curve"], vw["line"])
+        result.update({
+            "line": {"surface": "surfaces/w_line.h5", "between": vw["names"][:2],
+                     **shape_of(vw["line"]), **paths["line"]},
+            "curve": {"surface": "surfaces/w_curve.h5", "kind": "bezier",
+                      "epochs": config.curve_epochs, **shape_of(vw["curve"]),
+                      **paths["curve"]},
+            "curve_max_train_loss": paths["curve"]["max_train_loss"],
+            "line_max_train_loss": paths["line"]["max_train_loss"]})
+    return result
