@@ -12,11 +12,6 @@ RECIPE_OPTIONS = ("lrs", "optimizers", "weight_decays", "seeds", "quick", "shard
                   "epochs")
 """Options that switch ``landscape sweep`` from the batch-size sweep to the recipe grid."""
 
-QUICK = dict(train_subset=800, test_subset=500, batch_sizes=(32, 256), lrs=(0.02, 0.1),
-             optimizers=("sgd", "sam"), seeds=(0, 1), epochs=10)
-"""``--quick``: batch x lr x SGD/SAM x two seeds, 16 small runs."""
-
-
 def _list(kind: Callable[[str], Any]) -> Callable:
     """A click callback turning ``"a,b,c"`` into a tuple of ``kind`` (None stays None)."""
     def parse(ctx: click.Context, param: click.Parameter, text: str | None):
@@ -49,7 +44,7 @@ def recipe_options(func: Callable) -> Callable:
                      help="Recipe grid: SAM/ASAM radius (default 0.05 / 0.5)."),
         click.option("--quick", is_flag=True,
                      help="Recipe grid: batch 32/256 x lr 0.02/0.1 x SGD/SAM x 2 seeds, 800 "
-                          "examples, 10 epochs."),
+                          "examples, 10 epochs, coarser measures (marked in the report)."),
         click.option("--shard", default=None, metavar="I/N|auto",
                      help="Recipe grid: run only recipes i with i % N == I (auto: from "
                           "RANK/WORLD_SIZE or SLURM_ARRAY_TASK_ID/COUNT); the process that "
@@ -75,9 +70,10 @@ def run_recipe_sweep(params: dict[str, Any], given: Callable[[str], bool]) -> No
     from landscape.workflows.recipes import RecipeGrid, parse_shard, run_recipes
 
     shard = parse_shard(params["shard"])
-    fields: dict[str, Any] = dict(QUICK) if params["quick"] else {}
+    fields: dict[str, Any] = {}
+    preset = RecipeGrid.QUICK if params["quick"] else {}
     for name in ("dataset", "data_root", "train_subset", "test_subset", "device", "sam_rho"):
-        if params.get(name) is not None and (given(name) or name not in fields):
+        if params.get(name) is not None and (given(name) or name not in preset):
             fields[name] = params[name]
     fields["model"] = params["model_name"]
     if params["batchnorm"]:
@@ -87,18 +83,21 @@ def run_recipe_sweep(params: dict[str, Any], given: Callable[[str], bool]) -> No
     for name in ("lrs", "optimizers", "weight_decays", "seeds", "epochs"):
         if params[name] is not None:
             fields[name] = params[name]
-    grid = RecipeGrid(**fields)
+    grid = RecipeGrid.quick(**fields) if params["quick"] else RecipeGrid(**fields)
     grid.validate()  # one line naming the recipe, before anything is trained
     log = None if params["quiet"] else (lambda msg: click.echo(msg, err=True))
     summary = run_recipes(grid, params["out"], shard=shard, progress=False, log=log)
     if summary is None:
         click.echo(f"shard {shard[0]}/{shard[1]} done; runs still missing elsewhere")
         return
-    _print(summary)
+    _print(summary, params["out"])
 
 
-def _print(summary: dict[str, Any]) -> None:
-    """The rank-correlation table and the findings."""
+def _print(summary: dict[str, Any], out: str) -> None:
+    """The rank-correlation table, the findings, the coarse measures and the command that
+    compares the flattest and sharpest runs."""
+    from landscape.workflows import flat_sharp_command
+
     fmt = lambda v: "n/a" if v is None or v != v else f"{v:+.2f}"  # noqa: E731
     echo_table([(name, fmt(c["kendall_tau"]),
                  f"{fmt(c['interval'][0])} .. {fmt(c['interval'][1])}",
@@ -108,3 +107,9 @@ def _print(summary: dict[str, Any]) -> None:
     click.echo("")
     for line in summary["findings"]:
         click.echo(f"- {line}")
+    for line in summary.get("warnings", []):
+        click.echo(f"warning: {line}", err=True)
+    command = flat_sharp_command(summary, out)
+    if command:
+        click.echo(f"\nflattest vs sharpest run: {command}")
+    click.echo(f"report: {summary['files']['report']}")

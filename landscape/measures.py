@@ -49,6 +49,7 @@ class MeasureOptions:
         line_points, plane_points: grid points of the 1-D lines and the 2-D plane on [-1, 1].
         pacbayes_bound: the loss increase allowed by the PAC-Bayes flatness.
         pacbayes_samples, pacbayes_iterations: its antithetic pairs and bisection steps.
+        eig_tol: Lanczos tolerance of the top eigenvalue.
         loss: the training loss name.
         seed: seed of every random draw.
         device: torch device for the Hessian products.
@@ -63,9 +64,54 @@ class MeasureOptions:
     pacbayes_bound: float = 0.1
     pacbayes_samples: int = 2
     pacbayes_iterations: int = 12
+    eig_tol: float = 1e-3
     loss: str = "cross_entropy"
     seed: int = 0
     device: str | None = None
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "MeasureOptions":
+        """Coarser measures, about a third of the default cost: a trace of 12 products, lines
+        of 21 points, a 9 x 9 plane, 8 PAC-Bayes bisection steps, eigenvalue tolerance 1e-2
+        (``coarse_notes`` says what each of these costs in resolution)."""
+        return cls(**{"trace_products": 12, "line_points": 21, "plane_points": 9,
+                      "pacbayes_iterations": 8, "eig_tol": 1e-2, **overrides})
+
+
+PACBAYES_BRACKET = (1e-5, 10.0)
+"""The bracket of the PAC-Bayes noise level searched (``pacbayes_flatness``'s default)."""
+
+
+def coarse_notes(options: MeasureOptions) -> dict[str, str]:
+    """Measure name -> how ``options`` computes it more coarsely than the defaults (a measure
+    computed at the default resolution or finer is left out).
+
+    Returns:
+        e.g. ``{"trace": "Hutch++ with 12 products (default 30)"}``.
+    """
+    o, d = options, MeasureOptions()
+    notes = {}
+    if o.eig_tol > d.eig_tol:
+        notes["top_eigenvalue"] = f"Lanczos tolerance {o.eig_tol:g} (default {d.eig_tol:g})"
+    if o.trace_products < d.trace_products:
+        notes["trace"] = f"Hutch++ with {o.trace_products} products (default {d.trace_products})"
+    if o.line_points < d.line_points:
+        line = (f"{o.line_points}-point line, grid step {2 / (o.line_points - 1):.2g} "
+                f"(default {d.line_points} points)")
+        notes["basin_width_1d"] = notes["basin_width_top_eigenvector"] = line
+    if o.plane_points < d.plane_points:
+        notes["basin_width_2d"] = (f"{o.plane_points} x {o.plane_points} plane, grid step "
+                                   f"{2 / (o.plane_points - 1):.2g} (default "
+                                   f"{d.plane_points} x {d.plane_points})")
+    if o.pacbayes_iterations < d.pacbayes_iterations or o.pacbayes_samples < d.pacbayes_samples:
+        lo, hi = PACBAYES_BRACKET
+        factor = (hi / lo) ** (0.5 ** o.pacbayes_iterations)
+        text = (f"{o.pacbayes_iterations} bisection steps, {o.pacbayes_samples} antithetic "
+                f"pairs: sigma within a factor {factor:.3g}, 1/sigma^2 within "
+                f"{factor ** 2:.3g} (default {d.pacbayes_iterations} steps, "
+                f"{d.pacbayes_samples} pairs)")
+        notes["pacbayes_flatness"] = notes["pacbayes_mag_flatness"] = text
+    return notes
 
 
 def measure_model(model: nn.Module, bundle: DataBundle,
@@ -82,7 +128,7 @@ def measure_model(model: nn.Module, bundle: DataBundle,
     train_loss, train_acc = evaluate_split(model, xtr, ytr, loss_fn)
     test_loss, test_acc = evaluate_split(model, xte, yte, loss_fn)
     hopts = HessianOptions(loss=o.loss, device=o.device)
-    eig = hessian_eigenvalues(model, bundle.train, k=1, tol=1e-3, seed=o.seed,
+    eig = hessian_eigenvalues(model, bundle.train, k=1, tol=o.eig_tol, seed=o.seed,
                               return_vectors=True, options=hopts)
     obj = Objective(model, bundle, "train", o.loss)
     m = {"top_eigenvalue": float(np.max(eig.values)),
@@ -97,7 +143,8 @@ def measure_model(model: nn.Module, bundle: DataBundle,
          **_widths(model, obj, eig.vectors[:, -1], o),
          "weight_norm": float(torch.linalg.vector_norm(obj.x0)),
          **{name: pacbayes_flatness(model, bundle, bound=o.pacbayes_bound,
-                                    magnitude_aware=mag, samples=o.pacbayes_samples,
+                                    magnitude_aware=mag, lo=PACBAYES_BRACKET[0],
+                                    hi=PACBAYES_BRACKET[1], samples=o.pacbayes_samples,
                                     iterations=o.pacbayes_iterations, loss=o.loss,
                                     seed=o.seed).flatness
             for name, mag in (("pacbayes_flatness", False), ("pacbayes_mag_flatness", True))}}

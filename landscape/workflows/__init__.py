@@ -27,12 +27,13 @@ from .summary import summarize, vw_summary
 from .sweep import SweepConfig, SweepRun, observations, run_sweep
 from .sweep_report import write_sweep_report
 from .recipes import RecipeGrid, parse_shard, run_name, run_recipes
+from .recipes_report import flat_sharp_command
 
 __all__ = [
     # entry points and their settings
     "compare", "CompareConfig", "run_study", "StudyConfig", "RunSpec", "LABELS", "StudyResult",
     "run_sweep", "SweepConfig", "SweepRun", "observations",
-    "run_recipes", "RecipeGrid", "parse_shard", "run_name",
+    "run_recipes", "RecipeGrid", "parse_shard", "run_name", "flat_sharp_command",
     # the step engine
     "Steps", "Clock", "Stages", "step_key", "STATE_FILE",
     # inputs

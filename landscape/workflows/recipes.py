@@ -18,17 +18,18 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from ..data import load_dataset
 from ..errors import LandscapeError, WriteError
 from ..generalization import correlations
-from ..measures import MEASURES, MeasureOptions, measure_model
+from ..measures import MEASURES, MeasureOptions, coarse_notes, measure_model
 from ..models import build_model
 from ..train import TrainConfig, train
-from ..util import output_lock, provenance, write_bytes, write_json
+from ..util import output_lock, provenance, write_json
+from .recipes_report import findings, write_report
 
 AXES = ("batch_size", "lr", "optimizer", "weight_decay", "seed")
 """The settings a recipe varies, in name order (the seed is held fixed in granulated taus)."""
@@ -67,6 +68,17 @@ class RecipeGrid:
     measures: MeasureOptions = MeasureOptions()
     resamples: int = 1000
     device: str | None = None
+
+    QUICK: ClassVar[dict[str, Any]] = dict(
+        train_subset=800, test_subset=500, batch_sizes=(32, 256), lrs=(0.02, 0.1),
+        optimizers=("sgd", "sam"), seeds=(0, 1), epochs=10)
+    """``quick()``: batch x lr x SGD/SAM x two seeds, 16 small runs."""
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "RecipeGrid":
+        """The ``QUICK`` grid with ``MeasureOptions.quick()`` measures (coarser: the summary's
+        ``coarse`` and ``warnings`` say which, and by how much); ``overrides`` win."""
+        return cls(**{**cls.QUICK, "measures": MeasureOptions.quick(), **overrides})
 
     def recipes(self) -> list[dict[str, Any]]:
         """Every recipe's settings (``AXES`` -> value), in a fixed order."""
@@ -245,41 +257,6 @@ def _write_summary(grid: RecipeGrid, bundle, rows: list[dict[str, Any]],
         return None
 
 
-def write_report(summary: dict[str, Any], out: Path) -> dict[str, str]:
-    """The scatter grid, the tau chart and ``report.md`` (findings, tables, and the
-    ``landscape compare`` line for the flattest and sharpest runs); returns the paths."""
-    from ..figures import plot_measure_grid, plot_tau_bars
-
-    files = {"scatter": plot_measure_grid(summary, out / "figures" / "measures_vs_gap.png"),
-             "tau": plot_tau_bars(summary, out / "figures" / "tau.png")}
-    fmt = lambda v: "n/a" if v is None or v != v else f"{v:+.2f}"  # noqa: E731
-    lines = ["# Does flatness predict generalization here?", "",
-             *[f"- {f}" for f in summary["findings"]], "",
-             "| measure | tau (gap) | 95% interval | granulated | tau (lr) |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {n} | {fmt(c['kendall_tau'])} | {fmt(c['interval'][0])} .. "
-              f"{fmt(c['interval'][1])} | {fmt(c['granulated_tau'])} | {fmt(c['tau_vs_lr'])} |"
-              for n, c in summary["correlations"].items()]
-    lines += ["", "![measures vs gap](figures/measures_vs_gap.png)", "",
-              "![tau](figures/tau.png)", "", "| run | train error | test error | gap | "
-              "top eigenvalue |", "|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {_pct(r['train_error'])} | {_pct(r['test_error'])} | "
-              f"{_pct(r['generalization_gap'])} | {r['measures']['top_eigenvalue']:.3g} |"
-              for r in summary["runs"] if not r.get("diverged")]
-    ranked = sorted((r for r in summary["runs"] if not r.get("diverged")),
-                    key=lambda r: r["measures"]["top_eigenvalue"])
-    if len(ranked) >= 2:
-        lines += ["", "Flattest and sharpest run (top eigenvalue) side by side:", "",
-                  f"    landscape compare {out}/runs/{ranked[0]['name']} "
-                  f"{out}/runs/{ranked[-1]['name']} --out {out}/compare_flat_sharp"]
-    write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
-    return {**{k: str(v) for k, v in files.items()}, "report": str(out / "report.md")}
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def summarize(grid: RecipeGrid, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The rank correlations, optimizer comparisons and findings of measured rows."""
     axes = grid.varying()
@@ -291,9 +268,12 @@ def summarize(grid: RecipeGrid, rows: list[dict[str, Any]]) -> dict[str, Any]:
                                 "generalization_gap", "loss_gap", "train_loss", "test_loss",
                                 "diverged") if k in r} for r in rows]
     comparisons = optimizer_comparisons(rows, grid.optimizers)
+    coarse = coarse_notes(grid.measures)
     return {"runs": runs, "correlations": table, "axes": axes,
-            "comparisons": comparisons,
-            "findings": findings(table, comparisons, len(rows))}
+            "comparisons": comparisons, "coarse": coarse,
+            "warnings": [f"{name} is coarse (quick measures): {note}"
+                         for name, note in coarse.items()],
+            "findings": findings(table, comparisons, len(rows), coarse)}
 
 
 def optimizer_comparisons(rows: list[dict[str, Any]], optimizers) -> list[dict[str, Any]]:
@@ -332,39 +312,3 @@ def _ratio(base: dict, other: dict, measure: str) -> float:
 def _median(values: list[float]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.median(finite)) if finite else float("nan")
-
-
-def findings(table: dict[str, dict[str, Any]], comparisons: list[dict[str, Any]],
-             n_runs: int) -> list[str]:
-    """One sentence per measure (tau with the gap, its interval, granulated tau, tau with the
-    lr), a verdict over all of them, and one per optimizer comparison."""
-    out, predictive = [], []
-    for name, c in table.items():
-        low, high = c["interval"]
-        reliable = math.isfinite(low) and (low > 0 or high < 0)
-        if reliable:
-            predictive.append(name)
-        out.append(f"{name}: tau with the test-train error gap {c['kendall_tau']:+.2f} "
-                   f"(95% interval {low:+.2f} to {high:+.2f}"
-                   + ("" if reliable else ", spans 0: no reliable sign")
-                   + f"), granulated {c['granulated_tau']:+.2f}, tau with lr "
-                   f"{c['tau_vs_lr']:+.2f}" + _tracks_lr(c) + ".")
-    out.insert(0, f"Over {n_runs} runs, " + (
-        "no measure predicts the gap here: every interval spans 0." if not predictive else
-        f"the measures whose interval excludes 0: {', '.join(predictive)}."))
-    for c in comparisons:
-        out.append(f"{c['optimizer']} vs {c['against']} at the same batch, lr, weight decay "
-                   f"and seed ({c['pairs']} pairs): median top-eigenvalue ratio "
-                   f"{c['top_eigenvalue_ratio']:.2f} (flatter in "
-                   f"{c['flatter_top_eigenvalue']} of {c['pairs']}), median test-error change "
-                   f"{100 * c['test_error_change']:+.1f} points (lower in "
-                   f"{c['lower_test_error']} of {c['pairs']}).")
-    return out
-
-
-def _tracks_lr(c: dict[str, Any]) -> str:
-    """A note when a measure follows the lr more closely than the gap."""
-    lr, gap = abs(c["tau_vs_lr"]), abs(c["kendall_tau"])
-    if math.isfinite(lr) and math.isfinite(gap) and lr > gap + 0.2:
-        return " (it tracks the lr more than the gap)"
-    return ""

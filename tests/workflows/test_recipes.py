@@ -162,3 +162,68 @@ def test_cli_bad_recipe_input_is_one_line_before_training(tmp_path, monkeypatch,
     res = CliRunner().invoke(cli, ["sweep", *extra, "--out", str(out)])
     assert message in one_line_error(res)
     assert not (out / "runs").exists()
+
+
+def test_coarse_measures_are_marked_in_the_summary_findings_and_report(one_process):
+    summary, out = one_process
+    # GRID's measures are coarser than the defaults in every tunable way
+    assert set(summary["coarse"]) == {"trace", "basin_width_1d", "basin_width_2d",
+                                      "basin_width_top_eigenvector", "pacbayes_flatness",
+                                      "pacbayes_mag_flatness"}
+    assert any(w.startswith("trace is coarse") and "6 products" in w
+               for w in summary["warnings"])
+    trace = next(f for f in summary["findings"] if f.startswith("trace:"))
+    assert "Coarse: Hutch++ with 6 products" in trace
+    weight = next(f for f in summary["findings"] if f.startswith("weight_norm:"))
+    assert "Coarse" not in weight
+    report = (out / "report.md").read_text()
+    assert "| trace (coarse) |" in report and "| weight_norm |" in report
+    assert "- basin_width_2d: 5 x 5 plane, grid step 0.5" in report
+
+
+def test_the_report_names_the_flattest_and_sharpest_runs(one_process):
+    from landscape.workflows import flat_sharp_command
+
+    summary, out = one_process
+    by_top = sorted(summary["runs"], key=lambda r: r["measures"]["top_eigenvalue"])
+    command = flat_sharp_command(summary, out)
+    assert command == (f"landscape compare {out}/runs/{by_top[0]['name']} "
+                       f"{out}/runs/{by_top[-1]['name']} --labels flattest,sharpest --quick "
+                       f"--out {out}/compare_flat_sharp")
+    assert f"    {command}" in (out / "report.md").read_text()
+    # a diverged run or a missing eigenvalue is never the flattest; two runs are needed
+    runs = [{**by_top[0], "diverged": True}, {**by_top[1], "measures": {"top_eigenvalue": None}},
+            *by_top[2:]]
+    assert by_top[0]["name"] not in flat_sharp_command({**summary, "runs": runs}, out)
+    assert flat_sharp_command({**summary, "runs": by_top[:1]}, out) is None
+    assert "--quick" not in flat_sharp_command({**summary, "coarse": {}}, out)
+
+
+def test_the_quick_grid():
+    grid = RecipeGrid.quick()
+    assert len(grid.recipes()) == 16 and grid.measures == MeasureOptions.quick()
+    assert grid.varying() == ["batch_size", "lr", "optimizer"]
+    assert grid.train_subset == 800 and grid.epochs == 10
+    assert RecipeGrid.quick(seeds=(5,), epochs=3).seeds == (5,)
+
+
+@pytest.mark.parametrize("extra, expect", [
+    ((), dict(seeds=(0, 1), train_subset=800, batch_sizes=(32, 256))),
+    (("--seeds", "4", "--train-subset", "300", "--batch-sizes", "16"),
+     dict(seeds=(4,), train_subset=300, batch_sizes=(16,))),
+])
+def test_cli_quick_builds_the_quick_grid_and_options_win(tmp_path, monkeypatch, extra, expect):
+    from click.testing import CliRunner
+
+    import landscape.workflows.recipes as recipes
+    from landscape_cli.main import cli
+
+    seen = {}
+    monkeypatch.setattr(recipes, "run_recipes",
+                        lambda grid, out, **kw: seen.setdefault("grid", grid) and None)
+    res = CliRunner().invoke(cli, ["sweep", "--quick", *extra, "--out", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.output
+    grid = seen["grid"]
+    assert grid.measures == MeasureOptions.quick() and grid.optimizers == ("sgd", "sam")
+    for name, value in expect.items():
+        assert getattr(grid, name) == value, name
