@@ -71,11 +71,12 @@ class MeasureOptions:
 
     @classmethod
     def quick(cls, **overrides: Any) -> "MeasureOptions":
-        """Coarser measures, about a third of the default cost: a trace of 12 products, lines
-        of 21 points, a 9 x 9 plane, 8 PAC-Bayes bisection steps, eigenvalue tolerance 1e-2
-        (``coarse_notes`` says what each of these costs in resolution)."""
-        return cls(**{"trace_products": 12, "line_points": 21, "plane_points": 9,
-                      "pacbayes_iterations": 8, "eig_tol": 1e-2, **overrides})
+        """Coarser measures, about half the default cost: lines of 21 points, a 9 x 9 plane,
+        8 PAC-Bayes bisection steps, eigenvalue tolerance 1e-2 (``coarse_notes`` says what
+        each costs in resolution). The trace keeps its 30 products: with 12, quick-grid
+        traces were up to 37% off the 30-product ones."""
+        return cls(**{"line_points": 21, "plane_points": 9, "pacbayes_iterations": 8,
+                      "eig_tol": 1e-2, **overrides})
 
 
 PACBAYES_BRACKET = (1e-5, 10.0)

@@ -91,8 +91,9 @@ def plot_tau_bars(summary: dict[str, Any], out: str | Path) -> Path:
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel("Kendall tau")
     ax.invert_yaxis()
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # below the axes: inside, it would hide the last bars' intervals
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, out)
 
 

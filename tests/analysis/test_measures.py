@@ -21,22 +21,23 @@ def test_default_and_finer_options_are_not_coarse():
 def test_quick_options_name_every_coarse_measure_and_its_resolution():
     quick = MeasureOptions.quick()
     d = MeasureOptions()
-    assert quick.trace_products < d.trace_products and quick.plane_points < d.plane_points
+    assert quick.plane_points < d.plane_points
     assert quick.line_points < d.line_points
     assert quick.pacbayes_iterations < d.pacbayes_iterations and quick.eig_tol > d.eig_tol
     notes = coarse_notes(quick)
-    assert set(notes) == {"top_eigenvalue", "trace", "basin_width_1d", "basin_width_2d",
+    assert set(notes) == {"top_eigenvalue", "basin_width_1d", "basin_width_2d",
                           "basin_width_top_eigenvector", "pacbayes_flatness",
                           "pacbayes_mag_flatness"}
     assert set(notes) <= set(MEASURES)
-    assert "12 products (default 30)" in notes["trace"]
+    assert "Hutch++ with 12 products (default 30)" in coarse_notes(
+        MeasureOptions.quick(trace_products=12))["trace"]
     assert "9 x 9 plane, grid step 0.25" in notes["basin_width_2d"]
     assert "21-point line, grid step 0.1" in notes["basin_width_1d"]
     # 8 halvings of log(1e6): sigma known within 1e6 ** (1 / 256) = 1.0554
     assert "sigma within a factor 1.06" in notes["pacbayes_flatness"]
     assert "1/sigma^2 within 1.11" in notes["pacbayes_flatness"]
     # overrides win; an override back to the default is no longer coarse
-    assert "trace" not in coarse_notes(MeasureOptions.quick(trace_products=30))
+    assert "basin_width_2d" not in coarse_notes(MeasureOptions.quick(plane_points=15))
 
 
 class _Quadratic(nn.Module):
