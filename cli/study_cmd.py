@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .recipes_cmd import recipe_options, run_recipe_sweep, wants_recipes
 from .common import (MAX_COUNT, MAX_EPOCHS, MAX_PLANE_SIDE, MAX_POINTS, MAX_STEPS,
                      batch_callback, code_options, dataset_options, device_option,
                      interrupt_status, memory_option, parse_batch, split_names, user_error,
@@ -255,16 +256,29 @@ def _unique(sizes: tuple[int | str, ...]) -> tuple[int | str, ...]:
               help="Folder of the runs, figures and report (rerun to reuse finished runs).")
 @click.option("--force", is_flag=True, help="Retrain runs already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@recipe_options
 @device_option
 @wraps_threads
 def sweep_command(dataset, data_root, train_subset, test_subset, model_name, batchnorm,
                   batch_sizes,
                   base_lr, base_batch, max_lr, target_steps, min_epochs, max_epochs,
                   target_loss, optimizer_batch, optimizer_epochs, seed, out, force, quiet,
-                  device):
+                  device, **recipe):
     """Batch-size sweep: accuracy, gap, sharpness, convergence speed and throughput vs batch
-    size, plus Rprop full-batch vs Rprop and RMSprop mini-batch (report in OUT)."""
+    size, plus Rprop full-batch vs Rprop and RMSprop mini-batch (report in OUT).
+
+    With --lrs, --optimizers, --weight-decays, --seeds, --quick or --shard: a grid of recipes,
+    each trained and measured with every flatness measure, and each measure's Kendall tau
+    with the generalization gap (summary.json in OUT; shardable over processes/machines).
+    """
     from landscape.sweep import SweepConfig, run_sweep
+
+    ctx = click.get_current_context()
+    if wants_recipes(ctx.params):
+        _check_out(out)
+        run_recipe_sweep(ctx.params, lambda name: ctx.get_parameter_source(name)
+                         is not click.core.ParameterSource.DEFAULT)
+        return
 
     from .common import echo_table
 

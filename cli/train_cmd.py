@@ -17,7 +17,7 @@ from .common import (MAX_EPOCHS, MAX_STEPS, batch_callback, bundle_from, dataset
 
 # The files a training run writes into its folder (``landscape.train.train`` and this command).
 RUN_FILES = ("model.pt", "history.json", "history.csv", "config.json", "command.json",
-             "resume.pt")
+             "resume.pt", "last.pt")
 # Optimizers that take no momentum.
 NO_MOMENTUM = ("rprop", "adam", "adamw")
 # Options that --resume accepts (everything else is the run's own, read from its folder).
@@ -107,8 +107,21 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.option("--skip/--no-skip", default=None, help="Shortcut connections (resnets).")
 @click.option("--heads", type=click.IntRange(min=1), default=None,
               help="Attention heads (transformer; --width is its d_model).")
-@click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
-              default="sgd", show_default=True, help="Optimizer.")
+@click.option("--optimizer", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw",
+                                               "sam", "asam"]),
+              default="sgd", show_default=True,
+              help="Optimizer; sam / asam: sharpness-aware steps of --sam-base.")
+@click.option("--sam-rho", type=float, default=None,
+              help="SAM/ASAM ascent radius (> 0; default 0.05 for sam, 0.5 for asam).")
+@click.option("--sam-base", type=click.Choice(["sgd", "rmsprop", "rprop", "adam", "adamw"]),
+              default="sgd", show_default=True,
+              help="The optimizer SAM/ASAM steps with (sgd uses --momentum).")
+@click.option("--swa-start", type=int, default=None, metavar="EPOCH",
+              help="Stochastic weight averaging: average the weights at the end of every epoch "
+                   "from EPOCH on; model.pt is the average (BatchNorm statistics recomputed), "
+                   "last.pt the last iterate.")
+@click.option("--swa-lr", type=float, default=None,
+              help="Constant learning rate from --swa-start on (default: keep the schedule).")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
 @click.option("--momentum", type=float, default=None,
               help="Momentum in [0, 1) (sgd, rmsprop); default 0.9 for sgd, PyTorch's 0 for "
@@ -157,7 +170,8 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @wraps_threads
 def train_command(dataset, data_root, train_subset, test_subset, data_seed, model_name, width,
-                  depth, activation, batchnorm, skip, heads, optimizer, lr, momentum, nesterov,
+                  depth, activation, batchnorm, skip, heads, optimizer, sam_rho, sam_base,
+                  swa_start, swa_lr, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
                   checkpoint_every, seed, track_every, device, compile_model, compile_backend,
                   out, force, resume, trust_code, quiet):
@@ -171,7 +185,7 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
             result, config = _resume_run(folder, model_name, device, quiet, trust_code)
         _report(result, folder, config)
         return
-    from landscape import TrainConfig, build_model, count_parameters, train
+    from landscape import TrainConfig, build_model, count_parameters
     from landscape.util import output_lock, pick_device, provenance, write_json
 
     # Everything is checked before the run folder is touched.
@@ -181,7 +195,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                          device=device, drop_last=drop_last, loss=loss,
                          checkpoint_every=checkpoint_every, progress=not quiet,
                          compile=compile_model, compile_backend=compile_backend,
-                         track_eigenvalues=track_every)
+                         track_eigenvalues=track_every, sam_rho=sam_rho, sam_base=sam_base,
+                         swa_start=swa_start, swa_lr=swa_lr)
     config.validate()
     pick_device(device)
     out_dir = Path(out)
@@ -194,7 +209,9 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
     model = build_model(model_name, bundle, seed=seed, **options)
     n_train = len(bundle.train[1])
     batch = config.resolved_batch(n_train)
+    config.validate_for(n_train)
     given = click.get_current_context().get_parameter_source
+    _warn_flat_minimum(config, given)
     if optimizer in NO_MOMENTUM and given("momentum") is not ParameterSource.DEFAULT:
         click.echo(f"warning: {optimizer} takes no momentum: --momentum {momentum} is ignored",
                    err=True)
@@ -217,7 +234,7 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
         write_json(out_dir / "command.json",
                    provenance(model_parameters=count_parameters(model)))
         click.echo(f"training {model_name} ({count_parameters(model):,} parameters) on "
-                   f"{bundle.name}: batch {batch_size}, {optimizer} lr {used_lr}"
+                   f"{bundle.name}: batch {batch_size}, {_optimizer_text(config)} lr {used_lr}"
                    f"{_momentum_text(config)} -> {out_dir}",
                    err=True)
         result = _train_user_code(model, bundle, config, out_dir, model_name)
@@ -241,6 +258,25 @@ def _train_user_code(model, bundle, config, out_dir: Path, model_name: str):
             remove_run(out_dir)
         raise user_error(f"model {model_name!r} failed in training: "
                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _warn_flat_minimum(config, given) -> None:
+    """Warn about SAM/SWA options that the chosen optimizer ignores."""
+    for name in ("sam_rho", "sam_base"):
+        if config.optimizer not in ("sam", "asam") \
+                and given(name) is not ParameterSource.DEFAULT:
+            click.echo(f"warning: --{name.replace('_', '-')} applies to sam and asam only: it "
+                       "is ignored", err=True)
+
+
+def _optimizer_text(config) -> str:
+    """The optimizer as the start line names it (with the SAM radius and base, SWA start)."""
+    text = config.optimizer
+    if config.optimizer in ("sam", "asam"):
+        text += f" (rho {config.resolved_rho():g}, {config.sam_base})"
+    if config.swa_start is not None:
+        text += f", SWA from epoch {config.swa_start}"
+    return text
 
 
 def _resume_run(folder: Path, model_name: str, device: str | None, quiet: bool,
@@ -320,6 +356,9 @@ def _report(result, out_dir: Path, config) -> None:
     click.echo(f"train loss {f['train_loss']:.4f}  train acc {f['train_acc']:.4f}  "
                f"test loss {f['test_loss']:.4f}  test acc {f['test_acc']:.4f}  "
                f"({result.seconds:.1f} s)")
+    if config.swa_start is not None:
+        click.echo(f"(weight average of the last {f['swa_models']} epochs; last iterate in "
+                   f"{out_dir / 'last.pt'})")
     if config.track_eigenvalues:
         limit = stability_threshold(config.optimizer, result.history[-1]["lr"],
                                     config.momentum, config.nesterov)

@@ -29,9 +29,11 @@ from .errors import LandscapeError
 from .curvature import (ADAPTIVE, preconditioned_sharpness, preconditioned_threshold,
                         top_eigenpair)
 from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
+from .optimizers import DEFAULT_RHO, SAM, SAM_KINDS, WeightAverage, take_step
 from .util import pick_device, progress, write_bytes, write_json
 
-OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
+BASE_OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
+OPTIMIZERS = BASE_OPTIMIZERS + SAM_KINDS
 SCHEDULES = ("constant", "cosine", "step")
 HISTORY_SECONDS = 2.0
 """During training, history.json/.csv are rewritten after an epoch when this many seconds
@@ -51,10 +53,11 @@ class TrainConfig:
     """How to train.
 
     Attributes:
-        optimizer: one of ``sgd``, ``rmsprop``, ``rprop``, ``adam``, ``adamw``.
+        optimizer: one of ``sgd``, ``rmsprop``, ``rprop``, ``adam``, ``adamw``, or the
+            flat-minimum ``sam`` / ``asam`` (sharpness-aware steps of ``sam_base``).
         lr: learning rate (before linear scaling).
-        momentum: SGD/RMSprop momentum; None: each optimizer's usual default, 0.9 for SGD and
-            PyTorch's 0 for RMSprop (resolved when the config is made).
+        momentum: SGD/RMSprop momentum; None: each optimizer's usual default, 0.9 for SGD (also
+            as SAM's base) and PyTorch's 0 for RMSprop (resolved when the config is made).
         nesterov: Nesterov momentum for SGD.
         weight_decay: L2 penalty (decoupled for adamw).
         batch_size: examples per step, or ``"full"`` for the whole training set.
@@ -77,6 +80,11 @@ class TrainConfig:
             of the mean training loss as ``lambda_max`` in the history (0: never); for RMSprop,
             Adam and AdamW also the preconditioned sharpness (top eigenvalue of ``P^-1 H``)
             and its threshold; see ``SharpnessTracker``.
+        sam_rho: SAM/ASAM ascent radius (None: 0.05 for sam, 0.5 for asam).
+        sam_base: the optimizer SAM/ASAM steps with (``sgd``, with ``momentum``, by default).
+        swa_start: average the weights at the end of every epoch from this one on (SWA); the
+            run's model is the average, BatchNorm statistics recomputed (None: no SWA).
+        swa_lr: constant learning rate from ``swa_start`` on (None: keep the schedule).
     """
 
     optimizer: str = "sgd"
@@ -102,16 +110,53 @@ class TrainConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     track_eigenvalues: int = 0
+    sam_rho: float | None = None
+    sam_base: str = "sgd"
+    swa_start: int | None = None
+    swa_lr: float | None = None
+
+    def resolved_rho(self) -> float | None:
+        """The SAM/ASAM radius used (None for other optimizers)."""
+        if self.optimizer not in SAM_KINDS:
+            return None
+        return self.sam_rho if self.sam_rho is not None else DEFAULT_RHO[self.optimizer]
 
     def __post_init__(self):
         if self.momentum is None:
-            object.__setattr__(self, "momentum", 0.9 if self.optimizer == "sgd" else 0.0)
+            sgd = self.optimizer == "sgd" or (self.optimizer in SAM_KINDS and self.sam_base == "sgd")
+            object.__setattr__(self, "momentum", 0.9 if sgd else 0.0)
 
     def resolved_batch(self, n_train: int) -> int:
         """The batch size in examples for a training set of ``n_train``."""
         if self.batch_size == "full":
             return n_train
         return min(int(self.batch_size), n_train)
+
+    def validate_for(self, n_train: int) -> None:
+        """Raise LandscapeError for settings that cannot work on ``n_train`` examples (an SWA
+        start after the last epoch)."""
+        batch = self.resolved_batch(n_train)
+        per_epoch = n_train // batch if self.drop_last else math.ceil(n_train / batch)
+        epochs = math.ceil(self.steps / per_epoch) if self.steps else self.epochs
+        if self.swa_start is not None and self.swa_start > epochs:
+            raise LandscapeError(f"the SWA start epoch {self.swa_start} is after the last "
+                                 f"epoch ({epochs}): nothing would be averaged")
+
+    def _validate_flat_minimum(self) -> None:
+        """The SAM and SWA settings."""
+        if self.sam_rho is not None and not (self.sam_rho > 0 and math.isfinite(self.sam_rho)):
+            raise LandscapeError(f"the SAM radius must be a positive number, got {self.sam_rho}")
+        if self.sam_base not in BASE_OPTIMIZERS:
+            raise LandscapeError(f"unknown SAM base optimizer {self.sam_base!r}: use one of "
+                                 f"{', '.join(BASE_OPTIMIZERS)}")
+        if self.optimizer in SAM_KINDS and self.sam_base == "rprop" and self.weight_decay:
+            raise LandscapeError("rprop takes no weight decay")
+        if self.swa_start is not None and self.swa_start < 1:
+            raise LandscapeError(f"the SWA start epoch must be >= 1, got {self.swa_start}")
+        if self.swa_lr is not None and not (self.swa_lr > 0 and math.isfinite(self.swa_lr)):
+            raise LandscapeError(f"the SWA learning rate must be positive, got {self.swa_lr}")
+        if self.swa_lr is not None and self.swa_start is None:
+            raise LandscapeError("an SWA learning rate needs an SWA start epoch")
 
     def validate(self) -> None:
         """Raise LandscapeError for values that cannot work."""
@@ -140,6 +185,7 @@ class TrainConfig:
             raise LandscapeError("epochs must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise LandscapeError("steps must be at least 1")
+        self._validate_flat_minimum()
         if self.track_eigenvalues < 0:
             raise LandscapeError(f"track_eigenvalues must be >= 0 epochs, "
                                  f"got {self.track_eigenvalues}")
@@ -159,7 +205,8 @@ class TrainResult:
     Attributes:
         history: one dict per evaluated epoch (epoch, step, lr, train/test loss and accuracy,
             seconds, samples_per_s).
-        final: the last history entry.
+        final: the last history entry (with SWA: updated with the weight average's
+            metrics and ``swa_models``, the number of iterates averaged).
         seconds: wall time of the whole run.
         diverged: True if a NaN/inf loss stopped training.
         message: why training stopped early, or "".
@@ -192,8 +239,11 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn,
 
 
 def make_optimizer(params, config: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    """The optimizer named in ``config``."""
+    """The optimizer named in ``config`` (SAM/ASAM: a ``SAM`` around ``config.sam_base``)."""
     opt, wd = config.optimizer, config.weight_decay
+    if opt in SAM_KINDS:
+        base = make_optimizer(params, dataclasses.replace(config, optimizer=config.sam_base), lr)
+        return SAM(base, config.resolved_rho(), adaptive=opt == "asam")
     if opt == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0, weight_decay=wd)
@@ -210,6 +260,8 @@ def make_optimizer(params, config: TrainConfig, lr: float) -> torch.optim.Optimi
 
 def _lr_at(config: TrainConfig, base_lr: float, step: int, total_steps: int,
            steps_per_epoch: int) -> float:
+    if config.swa_lr is not None and step // steps_per_epoch + 1 >= config.swa_start:
+        return config.swa_lr
     if config.schedule == "cosine":
         return 0.5 * base_lr * (1 + math.cos(math.pi * step / total_steps))
     if config.schedule == "step":
@@ -228,7 +280,9 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         bundle: data; inputs and targets are moved to the device once.
         config: optimizer, batch size, schedule, seed, ...
         out_dir: if given, writes ``checkpoints/epoch_XXXX.pt``, ``model.pt``,
-            ``history.json``/``.csv`` and ``config.json`` there.
+            ``history.json``/``.csv`` and ``config.json`` there (with SWA, ``model.pt`` is
+            the weight average and ``last.pt`` the last iterate; the average's metrics are
+            in history.json's ``status.swa``).
         callback: called with each history entry.
         resume: continue the interrupted run in ``out_dir`` from its last checkpoint (its
             ``resume.pt``); ``model`` and ``config`` must be the run's own. The result is
@@ -255,6 +309,7 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     per_epoch = n // batch if config.drop_last else math.ceil(n / batch)
     total_steps = config.steps or per_epoch * config.epochs
     epochs = math.ceil(total_steps / per_epoch)
+    config.validate_for(n)
     lr = config.lr * (batch / config.base_batch if config.lr_scaling else 1.0)
     loss_fn = loss_function(config.loss, bundle.num_classes)
     model.to(device).train()
@@ -269,17 +324,18 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     checkpoints: list[Path] = []
     history: list[dict[str, Any]] = []
     step, done, diverged, message = 0, 0, False, ""
+    swa = WeightAverage(model, config.swa_start) if config.swa_start is not None else None
     if resume:
         if out is None:
             raise LandscapeError("resume needs the run folder (out_dir)")
-        done, step, history, warm_start = _restore(out, model, optimizer, gen, config)
+        done, step, history, warm_start = _restore(out, model, optimizer, gen, config, swa)
     elif out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {**dataclasses.asdict(config), "resolved_batch": batch,
                                          "resolved_lr": lr, "steps_total": total_steps})
         if every:
             checkpoints.append(_save(model, out / "checkpoints" / "epoch_0000.pt", 0, {}))
-            _save_resume(out, model, config, optimizer, gen, 0, 0, history, None)
+            _save_resume(out, model, config, optimizer, gen, 0, 0, history, None, swa)
     start = time.perf_counter()
     written = time.monotonic()  # when history.json was last written (a kill keeps it)
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
@@ -303,7 +359,7 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(step_model(xb), yb)
             loss.backward()
-            optimizer.step()
+            take_step(optimizer, lambda: loss_fn(step_model(xb), yb).backward(), model)
             losses.append(loss.detach())
             sizes.append(len(yb))
             step += 1
@@ -314,6 +370,8 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
             message = (f"training diverged at epoch {epoch}, step {first_step + bad}: loss is "
                        f"{values[bad]} (try a smaller learning rate)")
             break
+        if swa is not None and swa.due(epoch):
+            swa.update(model)
         running = sum(v * k for v, k in zip(values, sizes))
         seen = sum(sizes)
         seconds = time.perf_counter() - t0
@@ -335,7 +393,7 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
             checkpoints.append(_save(model, out / "checkpoints" / f"epoch_{epoch:04d}.pt", epoch,
                                      history[-1] if history else {}))
             written = _save_resume(out, model, config, optimizer, gen, epoch, step, history,
-                                   tracker)
+                                   tracker, swa)
         if out is not None and history and time.monotonic() - written >= HISTORY_SECONDS:
             written = _write_history(out, history, {"complete": False, "diverged": False,
                                                     "message": "", "seconds": None})
@@ -343,17 +401,20 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
         if last:
             break
     bar.close()
+    final = history[-1] if history else {}
+    if swa is not None and not diverged:
+        final = _finish_swa(model, swa, out, final, tracker, (xtr, ytr, xte, yte), loss_fn, batch)
     model.to("cpu").eval()
     elapsed = time.perf_counter() - start
-    final = history[-1] if history else {}
     if out is not None:
         if not diverged:
             save_checkpoint(out / "model.pt", model, extra={"final": _stable(final),
                                                             "config": dataclasses.asdict(config)})
         else:  # the last checkpoint's model.pt is no final model: the run failed
             (out / "model.pt").unlink(missing_ok=True)
+        swa_final = {"swa": _stable(final)} if swa is not None and not diverged else {}
         _write_history(out, history, {"complete": True, "diverged": diverged,
-                                      "message": message, "seconds": elapsed})
+                                      "message": message, "seconds": elapsed, **swa_final})
         (out / RESUME_FILE).unlink(missing_ok=True)
     return TrainResult(history=history, final=final, seconds=elapsed, diverged=diverged,
                        message=message, out_dir=out, checkpoints=checkpoints)
@@ -472,6 +533,21 @@ class SharpnessTracker:
         return dict.fromkeys(names, float("nan"))
 
 
+def _finish_swa(model: nn.Module, swa: WeightAverage, out: Path | None, last: dict[str, Any],
+                tracker: SharpnessTracker | None, data: tuple[torch.Tensor, ...], loss_fn,
+                batch: int) -> dict[str, Any]:
+    """Keep the last iterate as ``last.pt``, load the weight average into ``model`` (BatchNorm
+    statistics recomputed) and return its final entry: the last epoch's entry with the
+    average's metrics (and top eigenvalue when tracked), ``swa_models`` iterates averaged."""
+    if out is not None:
+        save_checkpoint(out / "last.pt", model, extra={"final": _stable(last)})
+    swa.finish(model, data[0], batch)
+    final = {**last, **_evaluate(model, *data, loss_fn), "swa_models": swa.count}
+    if tracker is not None:
+        final.update(tracker.measure(model))
+    return final
+
+
 def _evaluate(model, xtr, ytr, xte, yte, loss_fn) -> dict[str, Any]:
     train_loss, train_acc = evaluate_split(model, xtr, ytr, loss_fn)
     test_loss, test_acc = evaluate_split(model, xte, yte, loss_fn)
@@ -485,7 +561,8 @@ def _save(model: nn.Module, path: Path, epoch: int, metrics: dict[str, Any]) -> 
 
 def _save_resume(out: Path, model: nn.Module, config: TrainConfig,
                  optimizer: torch.optim.Optimizer, gen: torch.Generator, epoch: int, step: int,
-                 history: list[dict[str, Any]], tracker: SharpnessTracker | None) -> float:
+                 history: list[dict[str, Any]], tracker: SharpnessTracker | None,
+                 swa: WeightAverage | None) -> float:
     """At a checkpoint: history and ``model.pt`` made current, then the resume state written
     (last, so a kill in between resumes from the earlier, complete state; with the tracker's
     warm start, so tracked eigenvalues continue identically too). Returns the time history
@@ -504,17 +581,18 @@ def _save_resume(out: Path, model: nn.Module, config: TrainConfig,
                        *np_state[2:]],
              "python": random.getstate(),
              "warm_start": _vector(tracker and tracker.vector),
-             "warm_start_preconditioned": _vector(tracker and tracker.pre_vector)}
+             "warm_start_preconditioned": _vector(tracker and tracker.pre_vector),
+             "swa": None if swa is None else swa.state_dict()}
     save_checkpoint(out / RESUME_FILE, model, extra={"resume": state})
     return written
 
 
 def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-             gen: torch.Generator, config: TrainConfig
+             gen: torch.Generator, config: TrainConfig, swa: WeightAverage | None
              ) -> tuple[int, int, list[dict[str, Any]], tuple[Any, Any]]:
-    """Load the resume state of ``out`` into the model, optimizer and random generators;
-    returns (epochs done, steps done, history so far, the eigenvalue tracker's warm starts:
-    plain and preconditioned)."""
+    """Load the resume state of ``out`` into the model, optimizer, weight average and random
+    generators; returns (epochs done, steps done, history so far, the eigenvalue tracker's
+    warm starts: plain and preconditioned)."""
     path = out / RESUME_FILE
     if not path.is_file():
         raise LandscapeError(f"{str(out)!r} holds no interrupted run to resume (no "
@@ -533,6 +611,8 @@ def _restore(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     model.load_state_dict(blob["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
     gen.set_state(state["shuffle"])
+    if swa is not None:
+        swa.load_state_dict(state["swa"])
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -5,8 +5,10 @@ progress lines); ``inputs`` (minima and data) and ``config`` (what is measured);
 ``summary`` (the numbers of ``summary.json``), ``draw`` (figures), ``document`` and
 ``report`` (Markdown and HTML); ``measurements`` (every step of a comparison); ``result``
 (``finish``, ``StudyResult``); the entry points ``comparison`` (``compare``), ``study``
-(``run_study``) and ``sweep`` (``run_sweep``, with ``sweep_report``). Importing this
-package loads no plotting library: figures import matplotlib and pyvista when they draw.
+(``run_study``), ``sweep`` (``run_sweep``, with ``sweep_report``) and ``recipes``
+(``run_recipes``: a grid of training recipes, each trained and measured, and the rank
+correlation of each flatness measure with the generalization gap). Importing this package
+loads no plotting library: figures import matplotlib and pyvista when they draw.
 """
 from __future__ import annotations
 
@@ -24,11 +26,14 @@ from .study import LABELS, RunSpec, StudyConfig, run_study
 from .summary import summarize, vw_summary
 from .sweep import SweepConfig, SweepRun, observations, run_sweep
 from .sweep_report import write_sweep_report
+from .recipes import RecipeGrid, parse_shard, run_name, run_recipes
+from .recipes_report import flat_sharp_command
 
 __all__ = [
     # entry points and their settings
     "compare", "CompareConfig", "run_study", "StudyConfig", "RunSpec", "LABELS", "StudyResult",
     "run_sweep", "SweepConfig", "SweepRun", "observations",
+    "run_recipes", "RecipeGrid", "parse_shard", "run_name", "flat_sharp_command",
     # the step engine
     "Steps", "Clock", "Stages", "step_key", "STATE_FILE",
     # inputs

@@ -1,0 +1,229 @@
+"""The recipe grid: rows, correlations recomputed from runs, shards, a killed shard, bad input."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from landscape.errors import LandscapeError
+from landscape.generalization import kendall_tau
+from landscape.measures import MEASURES, MeasureOptions
+from landscape.workflows.recipes import RecipeGrid, parse_shard, run_name, run_recipes
+
+GRID = dict(train_subset=128, test_subset=64, model="mlp", batch_sizes=(32, 64),
+            lrs=(0.05,), optimizers=("sgd", "sam"), seeds=(0,), epochs=2, resamples=50,
+            measures=MeasureOptions(trace_products=6, line_points=11, plane_points=5,
+                                    pacbayes_iterations=4, pacbayes_samples=1))
+# the same grid for a child process (MeasureOptions rebuilt there)
+CHILD = ("import json, sys; from landscape.workflows.recipes import RecipeGrid, run_recipes, parse_shard; "
+         "from landscape.measures import MeasureOptions; import torch; torch.set_num_threads(1); "
+         "g = json.loads(sys.argv[1]); g['measures'] = MeasureOptions(**g['measures']); "
+         "g = {k: tuple(v) if isinstance(v, list) else v for k, v in g.items()}; "
+         "run_recipes(RecipeGrid(**g), sys.argv[2], shard=parse_shard(sys.argv[3]), log=None)")
+
+
+def _child_args(out, shard):
+    import dataclasses
+    grid = {**GRID, "measures": dataclasses.asdict(GRID["measures"])}
+    return [sys.executable, "-c", CHILD, json.dumps(grid), str(out), shard]
+
+
+def _numbers(summary):
+    """What must agree between one process and shards (no timings, no provenance)."""
+    return json.dumps({"runs": summary["runs"], "correlations": summary["correlations"]},
+                      sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    import torch
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("recipes")
+    return run_recipes(RecipeGrid(**GRID), out, log=None), out
+
+
+def test_rows_and_correlations(one_process):
+    summary, out = one_process
+    names = [r["name"] for r in summary["runs"]]
+    assert names == ["bs32_lr0.05_sgd_wd0_s0", "bs32_lr0.05_sam_wd0_s0",
+                     "bs64_lr0.05_sgd_wd0_s0", "bs64_lr0.05_sam_wd0_s0"]
+    for r in summary["runs"]:
+        assert set(r["measures"]) == set(MEASURES)
+        assert r["generalization_gap"] == pytest.approx(r["test_error"] - r["train_error"])
+        assert r["settings"]["optimizer"] in ("sgd", "sam")
+    assert set(summary["correlations"]) == set(MEASURES) | {"loss_gap"}
+    assert summary["axes"] == ["batch_size", "optimizer"]
+    saved = json.loads((out / "summary.json").read_text())
+    # taus recomputed from the saved runs equal the saved correlations
+    gaps = [r["generalization_gap"] for r in saved["runs"]]
+    for name in MEASURES:
+        values = [r["measures"][name] for r in saved["runs"]]
+        expected = kendall_tau([float("nan") if v is None else v for v in values], gaps)
+        got = saved["correlations"][name]["kendall_tau"]
+        assert (got is None and expected != expected) or got == pytest.approx(expected), name
+        lrs = [r["settings"]["lr"] for r in saved["runs"]]
+        assert saved["correlations"][name]["tau_vs_lr"] is None  # one lr: undefined
+        assert kendall_tau(values, lrs) != kendall_tau(values, lrs)
+    assert summary["comparisons"][0]["optimizer"] == "sam"
+    assert summary["comparisons"][0]["pairs"] == 2
+    assert any("sam vs sgd" in f for f in summary["findings"])
+    for name in ("scatter", "tau", "report"):
+        assert (out / summary["files"][name].split(str(out) + "/")[-1]).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "figures/measures_vs_gap.png" in report and "landscape compare" in report
+
+
+def test_a_rerun_reuses_every_row(one_process):
+    summary, out = one_process
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")}
+    again = run_recipes(RecipeGrid(**GRID), out, log=None)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")} == stamps
+    assert _numbers(again) == _numbers(summary)
+
+
+@pytest.mark.slow  # two fresh processes that import torch
+def test_two_shards_at_once_equal_one_process(one_process, tmp_path):
+    _, reference = one_process
+    procs = [subprocess.Popen(_child_args(tmp_path, f"{i}/2"), stderr=subprocess.PIPE)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err.decode()[-2000:]
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert _numbers(saved) == _numbers(json.loads((reference / "summary.json").read_text()))
+
+
+@pytest.mark.slow  # a fresh process that imports torch
+def test_a_killed_shard_rerun_loses_no_finished_run(one_process, tmp_path):
+    _, reference = one_process
+    proc = subprocess.Popen(_child_args(tmp_path, "0/1"), stderr=subprocess.DEVNULL)
+    first = tmp_path / "runs" / run_name(RecipeGrid(**GRID).recipes()[0]) / "row.json"
+    while not first.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"
+    assert not (tmp_path / "summary.json").exists()
+    done = {p: p.read_bytes() for p in tmp_path.glob("runs/*/row.json")}
+    assert first in done
+    run_recipes(RecipeGrid(**GRID), tmp_path, log=None)
+    for path, data in done.items():  # finished rows are kept, not recomputed
+        assert path.read_bytes() == data
+    assert _numbers(json.loads((tmp_path / "summary.json").read_text())) == \
+        _numbers(json.loads((reference / "summary.json").read_text()))
+
+
+def test_parse_shard():
+    assert parse_shard(None) == (0, 1) and parse_shard("1/2") == (1, 2)
+    assert parse_shard("auto", {"RANK": "3", "WORLD_SIZE": "4"}) == (3, 4)
+    assert parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "0",
+                                "SLURM_ARRAY_TASK_COUNT": "5"}) == (0, 5)
+    for bad, match in (("3/2", "0 <= I < N"), ("2/2", "0 <= I < N"), ("x", "use I/N"),
+                       ("1/0", "0 <= I < N")):
+        with pytest.raises(LandscapeError, match=match):
+            parse_shard(bad)
+    with pytest.raises(LandscapeError, match="RANK and WORLD_SIZE"):
+        parse_shard("auto", {})
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(optimizers=("sgd", "lbfgs")), "bs32_lr0.05_lbfgs_wd0_s0 cannot train: unknown "
+                                        "optimizer"),
+    (dict(lrs=(0.05, -1.0)), "cannot train: learning rate must be positive"),
+    (dict(weight_decays=(-0.1,)), "weight decay"),
+    (dict(seeds=()), "at least one value"),
+])
+def test_a_recipe_that_cannot_train_is_refused_before_anything_is_written(tmp_path, change,
+                                                                          match):
+    with pytest.raises(LandscapeError, match=match):
+        run_recipes(RecipeGrid(**{**GRID, **change}), tmp_path / "out", log=None)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--optimizers", "sgd,lbfgs"), "unknown optimizer 'lbfgs'"),
+    (("--optimizers", "sam", "--sam-rho", "0"), "radius must be a positive"),
+    (("--quick", "--shard", "3/2"), "0 <= I < N"),
+    (("--lrs", "0.1,-1"), "learning rate must be positive"),
+    (("--shard", "auto"), "RANK and WORLD_SIZE"),
+])
+def test_cli_bad_recipe_input_is_one_line_before_training(tmp_path, monkeypatch, extra, message):
+    from click.testing import CliRunner
+
+    from landscape_cli.main import cli
+
+    from cli_helpers import one_line_error
+
+    for name in ("RANK", "WORLD_SIZE", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(cli, ["sweep", *extra, "--out", str(out)])
+    assert message in one_line_error(res)
+    assert not (out / "runs").exists()
+
+
+def test_coarse_measures_are_marked_in_the_summary_findings_and_report(one_process):
+    summary, out = one_process
+    # GRID's measures are coarser than the defaults in every tunable way
+    assert set(summary["coarse"]) == {"trace", "basin_width_1d", "basin_width_2d",
+                                      "basin_width_top_eigenvector", "pacbayes_flatness",
+                                      "pacbayes_mag_flatness"}
+    assert any(w.startswith("trace is coarse") and "6 products" in w
+               for w in summary["warnings"])
+    trace = next(f for f in summary["findings"] if f.startswith("trace:"))
+    assert "Coarse: Hutch++ with 6 products" in trace
+    weight = next(f for f in summary["findings"] if f.startswith("weight_norm:"))
+    assert "Coarse" not in weight
+    report = (out / "report.md").read_text()
+    assert "| trace (coarse) |" in report and "| weight_norm |" in report
+    assert "- basin_width_2d: 5 x 5 plane, grid step 0.5" in report
+
+
+def test_the_report_names_the_flattest_and_sharpest_runs(one_process):
+    from landscape.workflows import flat_sharp_command
+
+    summary, out = one_process
+    by_top = sorted(summary["runs"], key=lambda r: r["measures"]["top_eigenvalue"])
+    command = flat_sharp_command(summary, out)
+    assert command == (f"landscape compare {out}/runs/{by_top[0]['name']} "
+                       f"{out}/runs/{by_top[-1]['name']} --labels flattest,sharpest --quick "
+                       f"--out {out}/compare_flat_sharp")
+    assert f"    {command}" in (out / "report.md").read_text()
+    # a diverged run or a missing eigenvalue is never the flattest; two runs are needed
+    runs = [{**by_top[0], "diverged": True}, {**by_top[1], "measures": {"top_eigenvalue": None}},
+            *by_top[2:]]
+    assert by_top[0]["name"] not in flat_sharp_command({**summary, "runs": runs}, out)
+    assert flat_sharp_command({**summary, "runs": by_top[:1]}, out) is None
+    assert "--quick" not in flat_sharp_command({**summary, "coarse": {}}, out)
+
+
+def test_the_quick_grid():
+    grid = RecipeGrid.quick()
+    assert len(grid.recipes()) == 16 and grid.measures == MeasureOptions.quick()
+    assert grid.varying() == ["batch_size", "lr", "optimizer"]
+    assert grid.train_subset == 800 and grid.epochs == 10
+    assert RecipeGrid.quick(seeds=(5,), epochs=3).seeds == (5,)
+
+
+@pytest.mark.parametrize("extra, expect", [
+    ((), dict(seeds=(0, 1), train_subset=800, batch_sizes=(32, 256))),
+    (("--seeds", "4", "--train-subset", "300", "--batch-sizes", "16"),
+     dict(seeds=(4,), train_subset=300, batch_sizes=(16,))),
+])
+def test_cli_quick_builds_the_quick_grid_and_options_win(tmp_path, monkeypatch, extra, expect):
+    from click.testing import CliRunner
+
+    import landscape.workflows.recipes as recipes
+    from landscape_cli.main import cli
+
+    seen = {}
+    monkeypatch.setattr(recipes, "run_recipes",
+                        lambda grid, out, **kw: seen.setdefault("grid", grid) and None)
+    res = CliRunner().invoke(cli, ["sweep", "--quick", *extra, "--out", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.output
+    grid = seen["grid"]
+    assert grid.measures == MeasureOptions.quick() and grid.optimizers == ("sgd", "sam")
+    for name, value in expect.items():
+        assert getattr(grid, name) == value, name
