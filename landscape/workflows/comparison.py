@@ -58,7 +58,7 @@ def compare(checkpoints: Sequence[str | Path], out_dir: str | Path = "compare", 
     data = compare_data(data, dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    say = Stages(log, 5 + has_v_versus_w(config, minima))
+    say = Stages(log, 5 + has_v_versus_w(config, minima) + (len(minima) >= 3))
     steps, clock = Steps(out, force), Clock()
     summary, figures, scenes = measure(config, data, minima, out, steps, clock, say, progress)
     return finish(summary, figures, scenes, out, steps, clock, start)

@@ -38,6 +38,8 @@ class CompareConfig:
         device: torch device (None: best available).
         w_plane_points, w_plane_margin: the plane through the first three minima (points per
             side, margin beyond them), when there are three or more.
+        barrier_points: points on the straight line between each pair of minima (the
+            barrier matrix, with three minima or more).
         curve_epochs, curve_points: a Bezier curve trained between the first two minima
             against the straight line (0 epochs: none).
     """
@@ -65,10 +67,12 @@ class CompareConfig:
     w_plane_margin: float = 0.35
     curve_epochs: int = 30
     curve_points: int = 21
+    barrier_points: int = 21
 
     QUICK = dict(line_points=21, plane_points=13, interp_points=25, eigen_points=21, top_k=3,
                  trace_products=30, density_probes=1, density_steps=40, eps=(1e-3,),
-                 sharpness_samples=3, w_plane_points=11, curve_points=11, curve_epochs=10)
+                 sharpness_samples=3, w_plane_points=11, curve_points=11, curve_epochs=10,
+                 barrier_points=11)
     """Coarse grids and fewer products: a smoke run (``quick()``)."""
 
     @classmethod
