@@ -40,7 +40,7 @@ _HOMES = {
     "KINDS_2D": "contours", "plot_contours": "contours", "plot_trajectory": "contours",
     "eig_ratio": "contours", "plot_eig_ratio": "contours",
     "density_arrays": "spectra", "plot_density": "spectra", "plot_eigenvalues": "spectra",
-    "plot_batch_spread": "spectra",
+    "plot_batch_spread": "spectra", "plot_layer_curvature": "spectra",
     "plot_barrier_matrix": "matrices",
     "plot_history": "training", "plot_sweep": "training", "plot_sharpness": "training",
     # 3-D meshes, scenes and their outputs
