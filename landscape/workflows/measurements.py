@@ -76,6 +76,7 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
     say.step("Hessian eigenvalues, trace and spectral density")
     with clock("curvature"):
         curvature = _curvature(**ctx)
+        matrices = _matrices(**ctx)
     say.step("sharpness and slices along the top Hessian eigenvector")
     with clock("sharpness"):
         sharp = _sharpness(**ctx)
@@ -100,6 +101,8 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
         summary["v_versus_w"] = vw_summary(config, vw, v_plane, minima[0])
     if barriers is not None:
         summary["barriers"] = barriers
+    for name, record in matrices.items():
+        summary["models"][name]["curvatures"] = record
     say.step("figures and report")
     with clock("figures"):
         figures = draw_figures(config, minima, interp, surfaces, curvature, out, say, eigen)
@@ -213,6 +216,30 @@ def _curvature(config, bundle, minima, out, steps, progress, loss):
     settings = (bundle.spec, loss, config.top_k, config.trace_products, config.density_probes,
                 config.density_steps, config.seed, SPECTRUM_FORMAT_VERSION)
     return _per_model_json("curvature", minima, out, steps, settings, measure_one)
+
+
+def _matrices(config, bundle, minima, out, steps, progress, loss):
+    """Per model, for each of ``config.curvatures`` (GGN, Fisher, empirical Fisher): the
+    top eigenvalue and the trace (none asked: an empty dict)."""
+    if not config.curvatures:
+        return {}
+
+    def measure_one(model) -> dict[str, Any]:
+        record = {}
+        for matrix in config.curvatures:
+            options = HessianOptions(device=config.device, progress=progress, loss=loss,
+                                     curvature=matrix)
+            eig = hessian_eigenvalues(model, bundle.train, k=1, seed=config.seed,
+                                      options=options)
+            trace = hessian_trace(model, bundle.train, n_products=config.trace_products,
+                                  seed=config.seed, options=options)
+            record[matrix] = {"top_eigenvalue": float(eig.values[-1]),
+                              "trace": trace.estimate, "trace_stderr": trace.stderr}
+        return record
+
+    settings = (bundle.spec, loss, tuple(config.curvatures), config.trace_products,
+                config.seed)
+    return _per_model_json("curvature_matrices", minima, out, steps, settings, measure_one)
 
 
 EIGEN_STEP = 1e-6

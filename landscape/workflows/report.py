@@ -103,7 +103,17 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
             lambda m: f"{_fmt(m['basin_width_1d'], 3)} / {_fmt(m['basin_width_2d'], 3)}"),
         row("curvature at the centre (1-D)", lambda m: _fmt(m["curvature_1d"]), "curvature_1d"),
     ]
+    for matrix in models[0].get("curvatures") or {}:
+        cell = lambda m, k: (m.get("curvatures") or {}).get(matrix, {}).get(k)  # noqa: E731
+        rows.append(row(f"{MATRIX_NAMES.get(matrix, matrix)}: top eigenvalue / trace",
+                        lambda m, c=cell: f"{_fmt(c(m, 'top_eigenvalue'))} / "
+                                          f"{_fmt(c(m, 'trace'))}",
+                        lambda m, c=cell: c(m, "top_eigenvalue")))
     return rows
+
+
+MATRIX_NAMES = {"ggn": "GGN", "fisher": "Fisher", "empirical-fisher": "empirical Fisher"}
+"""Names of the curvature matrices in the report's rows."""
 
 
 def _ranked(models: list[dict[str, Any]], key: str, fmt=_fmt) -> str:

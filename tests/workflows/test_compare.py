@@ -228,3 +228,28 @@ def test_a_dataset_naming_code_is_not_run_without_trust(tmp_path):
         result = compare(paths, out, config=config, progress=False, log=None)
     assert (tmp_path / "imported").exists()
     assert result.summary["setup"]["train_examples"] == 40
+
+
+def test_compare_other_curvature_matrices(tiny_study, tmp_path):
+    """--curvature ggn: each model's GGN top eigenvalue and trace, as the library gives them
+    on the same data, in summary.json and a row of the report; unknown names are refused."""
+    from landscape.checkpoint import load_checkpoint
+    from landscape.curvature import HessianOptions, hessian_eigenvalues
+    from landscape.data import load_dataset
+
+    _, _, out = tiny_study
+    runs = [out / "runs" / "small_batch", out / "runs" / "large_batch"]
+    config = CompareConfig(**{**TINY, "curve_epochs": 0, "eigen_points": 0},
+                           curvatures=("ggn",))
+    result = compare(runs, tmp_path / "c", config=config, progress=False, log=None)
+    model, info = load_checkpoint(runs[0] / "model.pt")
+    data = load_dataset(**info["dataset"]).train
+    top = hessian_eigenvalues(model, data, k=1, seed=0,
+                              options=HessianOptions(curvature="ggn", progress=False))
+    entry = result.summary["models"]["small_batch"]["curvatures"]["ggn"]
+    assert entry["top_eigenvalue"] == pytest.approx(float(top.values[-1]), rel=1e-6)
+    assert entry["trace"] > 0 and entry["trace_stderr"] >= 0
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "| GGN: top eigenvalue / trace |" in report
+    with pytest.raises(LandscapeError, match="unknown curvature"):
+        CompareConfig(curvatures=("hessian2",))
