@@ -72,7 +72,9 @@ def _batch_sizes(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="Examples per --per-batch batch; several comma-separated sizes compare "
               "them (e.g. 128,512,2048).")
 @click.option("--figure", type=click.Path(dir_okay=False), default=None,
-              help="Histogram of the --per-batch eigenvalues (.png, .pdf or .svg).")
+              help="Histogram of the --per-batch eigenvalues, or with --by-layer/--params "
+                   "(and no --per-batch) each block's top eigenvalue and trace as bars "
+                   "(.png, .pdf or .svg).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train",
               show_default=True, help="Data split whose mean loss is differentiated.")
 @click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
@@ -155,7 +157,7 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
         raise LandscapeError("nothing to compute: give --top-k/--bottom-k, --trace, --density "
                              "or --per-batch")
     _check_curvature(curvature, fisher_samples, per_batch)
-    _check_per_batch(per_batch, batch_sizes, figure)
+    _check_per_batch(per_batch, batch_sizes, figure, by_layer or bool(params_pattern))
     if ncv is not None and ncv <= top_k:
         raise LandscapeError(f"--ncv {ncv} must exceed --top-k {top_k}")
     for path, option in ((out, "--out"), (figure, "--figure")):
@@ -211,6 +213,13 @@ def hessian_command(checkpoint, dataset, data_root, train_subset, test_subset, d
             if by_layer or params_pattern:
                 extra_fields["blocks"] = _blocks(model, data, by_layer, params_pattern, tol,
                                                  trace_products, seed, common)
+                if figure and not per_batch:
+                    from landscape.figures import plot_layer_curvature
+
+                    plot_layer_curvature(extra_fields["blocks"], out=figure,
+                                         title=f"{CURVATURE_NAMES[curvature]} by block: "
+                                               f"{info['model']['name']} on {bundle.name}")
+                    click.echo(f"wrote {figure}", err=True)
             if per_batch:
                 extra_fields["per_batch"] = _per_batch(model, data, per_batch, batch_sizes,
                                                        seed, common, figure)
@@ -266,6 +275,10 @@ def _duration(seconds: float) -> str:
         f"{rest / 60:.1f} min" if rest >= 60 else f"{rest:.1f} s")
 
 
+CURVATURE_NAMES = {"hessian": "Hessian", "ggn": "GGN", "fisher": "Fisher",
+                   "empirical-fisher": "Empirical Fisher"}
+
+
 def _blocks(model, data, by_layer: bool, pattern: str | None, tol: float, products: int,
             seed: int, common) -> list[dict]:
     """Per-layer and pattern blocks: a table on stdout, rows for the spectrum file."""
@@ -316,7 +329,7 @@ def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol:
     return res
 
 
-def _check_per_batch(per_batch, batch_sizes, figure) -> None:
+def _check_per_batch(per_batch, batch_sizes, figure, blocks: bool) -> None:
     import os
 
     from landscape.errors import LandscapeError
@@ -326,8 +339,12 @@ def _check_per_batch(per_batch, batch_sizes, figure) -> None:
         raise LandscapeError("--per-batch needs --batch-size (examples per batch)")
     if batch_sizes and not per_batch:
         raise LandscapeError("--batch-size is for --per-batch N")
-    if figure and not per_batch:
-        raise LandscapeError("--figure draws the --per-batch eigenvalues: give --per-batch")
+    if figure and not (per_batch or blocks):
+        raise LandscapeError("--figure draws the --per-batch eigenvalues or the --by-layer "
+                             "blocks: give --per-batch, --by-layer or --params")
+    if figure and per_batch and blocks:
+        raise LandscapeError("--figure draws one of --per-batch and --by-layer/--params: "
+                             "give them in two runs")
     if per_batch and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise LandscapeError("--per-batch runs in one process, not under torchrun")
     if figure:

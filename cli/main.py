@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from . import connect_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd, surface_cmd, train_cmd
+from . import (barriers_cmd, connect_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd,
+               surface_cmd, train_cmd)
 from .common import LandscapeGroup
 
 
@@ -38,7 +39,8 @@ def info() -> None:
     click.echo(f"{'dataset cache':18s} {cache_dir()}")
 
 
-for _module in (train_cmd, surface_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd, connect_cmd):
+for _module in (train_cmd, surface_cmd, hessian_cmd, plot_cmd, shape_cmd, study_cmd, connect_cmd,
+                barriers_cmd):
     _module.register(cli)
 
 

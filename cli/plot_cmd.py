@@ -268,8 +268,12 @@ def load_eigenvalues(path: str) -> list[float]:
 @click.option("--rise", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Mark each basin's edge this much above the value at 0 (line: a width "
                    "bar; contour, filled, heatmap: a dashed line), with its width.")
+@click.option("--saddles", is_flag=True,
+              help="Contour, filled, heatmap: mark the saddle where each basin merges into a "
+                   "deeper one (the persistence pairs that pass the basin rule of `landscape "
+                   "shape`).")
 def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axis_names, title,
-                 dpi, size, cmap, rise):
+                 dpi, size, cmap, rise, saddles):
     """Draw SURFACE files as a figure (several side by side on one colour scale, or
     overlaid for curves); or .json files: spectra (density, eigenvalue bars) and training
     curves from runs' history.json, overlaid."""
@@ -297,10 +301,14 @@ def plot_command(inputs, kind, metric, out, vmin, vmax, log, levels, labels, axi
     kind = kind or _default_kind(inputs, surfaces)
     if rise is not None and kind not in ("line", "contour", "filled", "heatmap"):
         raise click.BadParameter(f"--kind {kind} marks no basin edge", param_hint="--rise")
+    if saddles and kind not in ("contour", "filled", "heatmap"):
+        raise click.BadParameter(f"--kind {kind} marks no saddles (contour, filled and "
+                                 "heatmap do)", param_hint="--saddles")
     _check_dims(kind, surfaces)
     _warn_incomplete(surfaces)
+    points = _saddles(surfaces, metric or "train_loss") if saddles else None
     _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
-          figsize, cmap, rise)
+          figsize, cmap, rise, points)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -321,8 +329,27 @@ def _check_dims(kind: str, surfaces: list) -> None:
         raise LandscapeError("--kind trajectory draws one surface at a time")
 
 
+def _saddles(surfaces: list, metric: str) -> list:
+    """Per surface, the coordinates of the saddles of its basins (``surface_diagram``)."""
+    import numpy as np
+
+    from landscape.errors import LandscapeError
+    from landscape.shape import surface_diagram
+
+    points = []
+    for s in surfaces:
+        try:
+            d = surface_diagram(s, metric)
+        except LandscapeError as exc:
+            raise LandscapeError(f"{s.path}: {exc}") from None
+        at = [d.at(p.saddle) for p, basin in zip(d.pairs, d.basins)
+              if basin and p.saddle is not None]
+        points.append(np.array(at, dtype=float).reshape(-1, 2))
+    return points
+
+
 def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, title, dpi,
-          figsize, cmap, rise=None) -> None:
+          figsize, cmap, rise=None, saddles=None) -> None:
     from landscape import figures as plot2d
 
     common = dict(title=title, out=out, dpi=dpi)
@@ -344,7 +371,7 @@ def _draw(kind, surfaces, metric, names, axes, out, vmin, vmax, log, levels, tit
     else:
         plot2d.plot_contours(surfaces, metric or "train_loss", kind, levels=levels, log=log,
                              vmin=vmin, vmax=vmax, labels=names, axis_names=axes, rise=rise,
-                             cmap=cmap or "viridis", **common)
+                             cmap=cmap or "viridis", saddles=saddles, **common)
 
 
 @click.command("render")

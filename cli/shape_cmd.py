@@ -39,8 +39,12 @@ def _fmt(value: float | None, digits: int = 4) -> str:
               help="Write the persistence pairs (minimum, saddle and its coordinates, the "
                    "minimum it merges into), the roughness and the basin rule to this JSON "
                    "file.")
-@click.option("--force", is_flag=True, help="Overwrite an existing --json or --diagram file.")
-def shape_command(surface, metric, rise, threshold, relative, floor, json_out, diagram, force):
+@click.option("--diagram-figure", type=click.Path(dir_okay=False), default=None,
+              help="Draw the persistence diagram and the merge tree into this PNG/PDF/SVG.")
+@click.option("--force", is_flag=True,
+              help="Overwrite an existing --json, --diagram or --diagram-figure file.")
+def shape_command(surface, metric, rise, threshold, relative, floor, json_out, diagram,
+                  diagram_figure, force):
     """V (one funnel) or W (several basins): basin count, width and curvature of SURFACE,
     and its roughness (the share of its relief in minima too shallow to be basins)."""
     from landscape.util import provenance, sha256_file, write_json
@@ -52,7 +56,7 @@ def shape_command(surface, metric, rise, threshold, relative, floor, json_out, d
         raise click.BadParameter(f"{rise}: must be a positive number", param_hint="--rise")
     if threshold is not None and not (threshold >= 0 and math.isfinite(threshold)):
         raise click.BadParameter(f"{threshold}: must be >= 0", param_hint="--threshold")
-    _guard_outputs(surface, json_out, diagram, force)
+    _guard_outputs(surface, json_out, diagram, diagram_figure, force)
     surf = load_surface(surface)
     bad = _nonfinite_points(surface, surf, metric)
     try:
@@ -74,19 +78,36 @@ def shape_command(surface, metric, rise, threshold, relative, floor, json_out, d
         if path:
             write_json(path, {**head, **body, "provenance": provenance()})
             click.echo(f"wrote {path}", err=True)
+    if diagram_figure:
+        from landscape.figures import plot_persistence
+
+        plot_persistence(pairs.to_dict(), out=diagram_figure,
+                         title=f"{surface} ({metric}): {sum(pairs.basins)} basin"
+                               f"{'s' if sum(pairs.basins) != 1 else ''}, roughness "
+                               f"{pairs.roughness:.3g}")
+        click.echo(f"wrote {diagram_figure}", err=True)
 
 
 def _guard_outputs(surface: str, json_out: str | None, diagram: str | None,
-                   force: bool) -> None:
+                   figure: str | None, force: bool) -> None:
     """Refuse bad outputs before any work; hold a lock on each one to the end."""
     import os
 
     from landscape.errors import LandscapeError
 
-    if json_out and diagram and os.path.abspath(json_out) == os.path.abspath(diagram):
-        raise LandscapeError(f"--json and --diagram are the same file ({json_out}): give "
-                             "two paths")
-    for path, option in ((json_out, "--json"), (diagram, "--diagram")):
+    given = [(p, o) for p, o in ((json_out, "--json"), (diagram, "--diagram"),
+                                 (figure, "--diagram-figure")) if p]
+    seen: dict[str, str] = {}
+    for path, option in given:
+        if os.path.abspath(path) in seen:
+            raise LandscapeError(f"{seen[os.path.abspath(path)]} and {option} are the same "
+                                 f"file ({path}): give different paths")
+        seen[os.path.abspath(path)] = option
+    if figure:
+        from landscape.figures import figure_format
+
+        figure_format(figure)
+    for path, option in given:
         if path:
             guard_output(path, inputs=(surface,), force=force, option=option)
             click.get_current_context().with_resource(main_output_lock(path))

@@ -332,13 +332,17 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
               "and one Hessian-vector product measured now) and memory; compute and write "
               "nothing.")
 @memory_option
+@click.option("--curvature", "curvatures", multiple=True,
+              type=click.Choice(["ggn", "fisher", "empirical-fisher"]),
+              help="Also the top eigenvalue and trace of this curvature matrix per model (a "
+                   "row each in the report); repeat for several.")
 @dataset_options
 @code_options
 @_study_options("compare")
 @wraps_threads
 def compare_command(checkpoints, labels, seed, curve_epochs, plane_points, top_k, dry_run,
-                    max_memory, dataset, data_root, train_subset, test_subset, data_seed, out,
-                    quick, force, no_3d, quiet, device):
+                    max_memory, curvatures, dataset, data_root, train_subset, test_subset,
+                    data_seed, out, quick, force, no_3d, quiet, device):
     """Measure, draw and report minima you already have (checkpoints or `landscape train`
     run folders of one architecture; report in OUT).
 
@@ -358,7 +362,8 @@ def compare_command(checkpoints, labels, seed, curve_epochs, plane_points, top_k
         raise user_error(f"compare needs at least two checkpoints, got {len(paths)}")
     names = split_names(labels, count=len(paths))
     _check_out(out)
-    kwargs = {"seed": seed, "device": device, "render_3d": not no_3d}
+    kwargs = {"seed": seed, "device": device, "render_3d": not no_3d,
+              "curvatures": tuple(dict.fromkeys(curvatures))}
     for key, value in (("curve_epochs", curve_epochs), ("plane_points", plane_points),
                        ("top_k", top_k)):
         if value is not None:

@@ -7,7 +7,8 @@ Modules, from the bottom up:
 - ``data``: what figures read from a surface (metric values, paths, anchors, axis labels)
 - ``scales``: loss caps, shared colour scales, round levels and ticks
 - ``style``: fonts, run colours, figure canvas and saving
-- ``lines``, ``contours``, ``spectra``, ``training``, ``recipes``: the 2-D figures
+- ``lines``, ``contours``, ``spectra``, ``training``, ``recipes``, ``matrices``,
+  ``persistence``: the 2-D figures
 - ``backend``, ``mesh``, ``actors``, ``scene``, ``render``: the 3-D meshes, scenes and
   their images, animations and VTK files
 - ``web``: the self-contained interactive page (its CSS and JS in ``assets/``)
@@ -40,7 +41,8 @@ _HOMES = {
     "KINDS_2D": "contours", "plot_contours": "contours", "plot_trajectory": "contours",
     "eig_ratio": "contours", "plot_eig_ratio": "contours",
     "density_arrays": "spectra", "plot_density": "spectra", "plot_eigenvalues": "spectra",
-    "plot_batch_spread": "spectra",
+    "plot_batch_spread": "spectra", "plot_layer_curvature": "spectra",
+    "plot_barrier_matrix": "matrices", "plot_persistence": "persistence",
     "plot_history": "training", "plot_sweep": "training", "plot_sharpness": "training",
     "plot_measure_grid": "recipes", "plot_tau_bars": "recipes",
     # 3-D meshes, scenes and their outputs

@@ -111,7 +111,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                   cmap: str = "viridis", mark_min: bool = True, anchors: bool = True,
                   rise: float | None = None, size: tuple[float, float] | None = None,
                   out: str | os.PathLike | None = None, dpi: float | None = None,
-                  share_axes: bool = True) -> Figure:
+                  share_axes: bool = True,
+                  saddles: Sequence[np.ndarray | None] | None = None) -> Figure:
     """Contour lines, filled contours or a heatmap of a 2-D surface; several side by side.
 
     Panels share one colour normalization, one set of levels and one colour bar, so equal
@@ -139,6 +140,9 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
         dpi: resolution for PNG.
         share_axes: one x and y range for all panels; False for planes of different
             extent (a random plane beside the plane through three minima).
+        saddles: per panel, the coordinates ``(k, 2)`` of saddles to mark with a red cross
+            (e.g. where each basin of ``landscape.persistence`` merges into a deeper one),
+            or None.
 
     Returns:
         The figure (``fig.axes[:n]`` are the panels, the last axes the colour bar).
@@ -148,6 +152,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
     items = surface_list(surfaces)
     check_cmap(cmap)
     values = [metric_values(s, metric, 2, f"a {kind} plot") for s in items]
+    if saddles is not None and len(saddles) != len(items):
+        raise LandscapeError(f"saddles for {len(saddles)} panels, {len(items)} surfaces given")
     if vmax is None and metric.endswith("loss"):
         vmax = loss_cap(values, rise=rise or 0.1)
     norm, lv = shared_scale(values, levels, log, vmin,
@@ -165,6 +171,10 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                 names[k] = "\n".join(filter(None, [names[k], _basin_edge(ax, x, y, z, rise)]))
             if anchors:
                 _anchor_points(ax, s)
+            if saddles is not None and saddles[k] is not None and len(saddles[k]):
+                at = np.asarray(saddles[k], dtype=float).reshape(-1, 2)
+                ax.plot(at[:, 0], at[:, 1], "X", ms=8, color="#D55E00", mec="white",
+                        mew=0.8, ls="none", zorder=7, label="saddle")
             if mark_min:
                 _mark_minimum(ax, x, y, z)
             _decorate(ax, s, axis_names, names[k], first=k == 0)

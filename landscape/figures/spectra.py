@@ -1,5 +1,6 @@
 """Figures of Hessian spectra: spectral densities overlaid, the top eigenvalues as bars by
-rank, and the spread of the top eigenvalue over mini-batches of several sizes.
+rank, the spread of the top eigenvalue over mini-batches of several sizes, and the
+curvature of each layer's diagonal block.
 
 Inputs are the arrays or dicts that ``landscape hessian`` writes; bad ones fail with a
 LandscapeError before anything is drawn. Nothing here computes an eigenvalue.
@@ -210,4 +211,59 @@ def plot_batch_spread(spreads: Sequence[dict[str, Any]], *, title: str | None = 
         ax.figure.legend(loc="outside upper center", ncol=1, fontsize=8.5)
         if title:
             ax.set_title(title)
+    return finish_figure(fig, out, dpi)
+
+
+def plot_layer_curvature(blocks: Sequence[dict[str, Any]], *, title: str | None = None,
+                         size: tuple[float, float] | None = None,
+                         out: str | os.PathLike | None = None, dpi: float | None = None
+                         ) -> Figure:
+    """Per-layer curvature as horizontal bars: each diagonal block's top eigenvalue, and its
+    trace with the estimate's standard error and its share of the blocks' summed trace; the
+    layers in the parameters' order, top to bottom, with their sizes.
+
+    Args:
+        blocks: ``{"name", "n_params", "top", "trace", "trace_stderr"}`` per block (the
+            ``blocks`` rows of a ``landscape hessian --by-layer`` spectrum file).
+        title, size, out, dpi: figure title, size in inches, where to save, resolution.
+
+    Returns:
+        The figure.
+    """
+    rows = list(blocks)
+    keys = ("name", "n_params", "top", "trace", "trace_stderr")
+    if not rows or any(not isinstance(b, dict) or any(k not in b for k in keys) for b in rows):
+        raise LandscapeError("plot_layer_curvature needs blocks with " + ", ".join(keys))
+    top, trace, err = (np.array([b[k] for b in rows], dtype=float)
+                       for k in ("top", "trace", "trace_stderr"))
+    if not (np.isfinite(top).all() and np.isfinite(trace).all()):
+        raise LandscapeError("block eigenvalues and traces must be finite")
+    names = [f"{b['name']}  ({int(b['n_params']):,})" for b in rows]
+    total = trace.sum()
+    y = np.arange(len(rows))
+    with rc_context(STYLE):
+        fig = new_figure(size or (8.5, 1.4 + 0.42 * len(rows)))
+        axes = fig.subplots(1, 2, sharey=True)
+        panels = ((axes[0], top, None, "top eigenvalue of the block",
+                   [f"{v:.3g}" for v in top]),
+                  (axes[1], trace, err, "trace of the block (+- s.e.)",
+                   [f"{v:.3g}" + (f" ({100 * v / total:.0f}%)" if total > 0 else "")
+                    for v in trace]))
+        for k, (ax, values, xerr, label, texts) in enumerate(panels):
+            ax.barh(y, values, xerr=xerr, color=RUN_COLORS[k], height=0.65,
+                    error_kw={"lw": 1.0, "capsize": 2})
+            lo, hi = min(0.0, float(values.min())), max(0.0, float(values.max()))
+            span = hi - lo or 1.0
+            reach = values + (0.0 if xerr is None else np.abs(xerr))  # past the error bar
+            for yy, x, text in zip(y, np.maximum(reach, 0.0), texts):
+                ax.text(x + 0.02 * span, yy, text, va="center", fontsize=8.5)
+            ax.axvline(0.0, color="black", lw=0.8)
+            ax.set_xlabel(label)
+            ax.grid(True, axis="x", alpha=0.25)
+            ax.set_xlim(lo - 0.05 * span, hi + 0.45 * span)
+        axes[0].set_yticks(y, names)
+        axes[0].set_ylabel("block (parameters)")
+        axes[0].invert_yaxis()
+        if title:
+            fig.suptitle(title)
     return finish_figure(fig, out, dpi)

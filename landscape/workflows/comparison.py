@@ -63,7 +63,8 @@ def compare(checkpoints: Sequence[str | Path], out_dir: str | Path = "compare", 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out):  # a second writer of this folder is refused at once
-        say = Stages(log, 5 + has_v_versus_w(config, minima))
+        say = Stages(log, 5 + has_v_versus_w(config, minima)
+                     + (len(minima) >= 3))
         steps, clock = Steps(out, force), Clock()
         summary, figures, scenes = measure(config, data, minima, out, steps, clock, say,
                                            progress)

@@ -38,6 +38,11 @@ class CompareConfig:
         device: torch device (None: best available).
         w_plane_points, w_plane_margin: the plane through the first three minima (points per
             side, margin beyond them), when there are three or more.
+        curvatures: other curvature matrices to measure besides the Hessian (any of
+            ``ggn``, ``fisher``, ``empirical-fisher``): each model's top eigenvalue and
+            trace of each, a row each in the report (default none).
+        barrier_points: points on the straight line between each pair of minima (the
+            barrier matrix, with three minima or more).
         curve_epochs, curve_points: a Bezier curve trained between the first two minima
             against the straight line (0 epochs: none).
     """
@@ -65,10 +70,22 @@ class CompareConfig:
     w_plane_margin: float = 0.35
     curve_epochs: int = 30
     curve_points: int = 21
+    barrier_points: int = 21
+    curvatures: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown curvature matrix before any work."""
+        from ..errors import LandscapeError
+
+        bad = [c for c in self.curvatures if c not in ("ggn", "fisher", "empirical-fisher")]
+        if bad:
+            raise LandscapeError(f"unknown curvature matrix {bad[0]!r}: use ggn, fisher or "
+                                 "empirical-fisher (the Hessian is always measured)")
 
     QUICK = dict(line_points=21, plane_points=13, interp_points=25, eigen_points=21, top_k=3,
                  trace_products=30, density_probes=1, density_steps=40, eps=(1e-3,),
-                 sharpness_samples=3, w_plane_points=11, curve_points=11, curve_epochs=10)
+                 sharpness_samples=3, w_plane_points=11, curve_points=11, curve_epochs=10,
+                 barrier_points=11)
     """Coarse grids and fewer products: a smoke run (``quick()``)."""
 
     @classmethod

@@ -22,7 +22,7 @@ from ..train import stability_threshold
 from .config import CompareConfig
 from .inputs import Minimum
 
-__all__ = ["draw_figures", "vw_figures", "draw_scenes", "shared_densities"]
+__all__ = ["draw_figures", "vw_figures", "draw_scenes", "shared_densities", "barrier_figure"]
 
 
 def draw_figures(config: CompareConfig, minima: list[Minimum], interp, surfaces, curvature,
@@ -137,6 +137,19 @@ def vw_figures(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
                    title=f"Between {vw['names'][0]} and {vw['names'][1]}: curve vs straight "
                          "line", out=files["v_versus_w_paths"])
     return files
+
+
+def barrier_figure(barriers: dict[str, Any], out: Path) -> dict[str, Path]:
+    """The barrier matrix as heat maps (``summary["barriers"]``), minima ordered by basin."""
+    from ..figures import plot_barrier_matrix
+
+    path = out / "figures" / "barriers.png"
+    n = len(barriers["labels"])
+    plot_barrier_matrix(barriers, out=path,
+                        title=f"Straight-line barriers between {n} minima "
+                              f"({barriers['n_basins']} basin"
+                              f"{'s' if barriers['n_basins'] != 1 else ''})")
+    return {"barriers": path}
 
 
 def shared_densities(spectra: list[dict[str, Any]]) -> tuple[list[tuple], float]:

@@ -3,7 +3,8 @@
 ``measure`` runs, in order: the interpolation from the first minimum to the second; the 1-D
 and 2-D filter-normalized surfaces around each (one direction seed for all); the Hessian
 eigenvalues, trace and spectral density; the sharpness; the slice along each minimum's top
-Hessian eigenvector; and, with three minima or a curve to train, the V-versus-W section (the
+Hessian eigenvector; with three minima or more, the straight-line barrier between every
+pair (the barrier matrix, minima grouped into basins); and, with three minima or a curve to train, the V-versus-W section (the
 plane through the first three, a Bezier curve between the first two). Each step writes its
 outputs under the output folder (each minimum's own under ``models/<name>/``, the shared
 ones under ``surfaces/`` and ``curves/``) and is recorded in the ``Steps`` record with a key
@@ -20,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..barriers import matrix_from_paths, path_values, straight_line
 from ..util import provenance, write_json
 from ..connect import ConnectOptions, connect
 from ..data import DataBundle
@@ -33,7 +35,7 @@ from ..sharpness import measure_sharpness
 from ..store import load_surface, save_surface
 from ..surface import SurfaceOptions, compute_surface
 from .config import CompareConfig
-from .draw import draw_figures, draw_scenes, vw_figures
+from .draw import barrier_figure, draw_figures, draw_scenes, vw_figures
 from .inputs import Minimum
 from .steps import Clock, Stages, Steps, step_key
 from .summary import summarize, vw_summary
@@ -89,11 +91,17 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
     say.step("Hessian eigenvalues, trace and spectral density")
     with clock("curvature"):
         curvature = _curvature(**ctx)
+        matrices = _matrices(**ctx)
     say.step("sharpness and slices along the top Hessian eigenvector")
     with clock("sharpness"):
         sharp = _sharpness(**ctx)
     with clock("eigen_slices"):
         eigen = _eigen_slices(**ctx)
+    barriers = None
+    if len(minima) >= 3:
+        say.step(f"barriers between every pair of the {len(minima)} minima")
+        with clock("barriers"):
+            barriers = _barriers(**ctx)
     vw = None
     if has_v_versus_w(config, vw_minima):
         labels = [m.label for m in vw_minima]
@@ -106,11 +114,17 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
     v_plane = surfaces[minima[0].name]["2d"]
     if vw is not None:
         summary["v_versus_w"] = vw_summary(config, vw, v_plane, minima[0])
+    if barriers is not None:
+        summary["barriers"] = barriers
+    for name, record in matrices.items():
+        summary["models"][name]["curvatures"] = record
     say.step("figures and report")
     with clock("figures"):
         figures = draw_figures(config, minima, interp, surfaces, curvature, out, say, eigen)
         if vw is not None:
             figures.update(vw_figures(config, vw, v_plane, minima[0], out, say))
+        if barriers is not None:
+            figures.update(barrier_figure(barriers, out))
         scenes = draw_scenes(config, minima, surfaces, out, say)
     return summary, figures, scenes
 
@@ -136,6 +150,29 @@ def _interpolation(config, bundle, minima, out, steps, progress, loss):
                                out=path, force=True, anchors=anchors,
                                provenance=provenance(step="interpolation"))
     return steps.run("interpolation", key, [path], lambda: load_surface(path), compute)
+
+
+def _barriers(config, bundle, minima, out, steps, progress, loss):
+    """The straight line between every pair (alpha in [0, 1]), each a step of its own, and
+    the barrier matrix with the minima grouped into basins (``landscape.barriers``)."""
+    paths = {}
+    for i, a in enumerate(minima):
+        for j in range(i + 1, len(minima)):
+            b = minima[j]
+            path = out / "surfaces" / f"line_{a.name}_{b.name}.h5"
+            key = step_key(a.key, b.key, bundle.spec, loss, config.barrier_points)
+
+            def compute(a=a, b=b, path=path):
+                return straight_line(a.model, b.model, bundle, points=config.barrier_points,
+                                     options=SurfaceOptions(metrics=METRICS, progress=progress,
+                                                            device=config.device, loss=loss),
+                                     out=path, names=(a.label, b.label))
+            paths[i, j] = path_values(steps.run(f"line_{a.name}_{b.name}", key, [path],
+                                                lambda path=path: load_surface(path), compute))
+    matrix = matrix_from_paths(paths, [m.label for m in minima]).to_dict()
+    return {**matrix, "points": config.barrier_points,
+            "surfaces": [f"surfaces/line_{minima[i].name}_{minima[j].name}.h5"
+                         for i, j in sorted(paths)]}
 
 
 def _surfaces(config, bundle, minima, out, steps, progress, loss):
@@ -194,6 +231,30 @@ def _curvature(config, bundle, minima, out, steps, progress, loss):
     settings = (bundle.spec, loss, config.top_k, config.trace_products, config.density_probes,
                 config.density_steps, config.seed, SPECTRUM_FORMAT_VERSION)
     return _per_model_json("curvature", minima, out, steps, settings, measure_one)
+
+
+def _matrices(config, bundle, minima, out, steps, progress, loss):
+    """Per model, for each of ``config.curvatures`` (GGN, Fisher, empirical Fisher): the
+    top eigenvalue and the trace (none asked: an empty dict)."""
+    if not config.curvatures:
+        return {}
+
+    def measure_one(model) -> dict[str, Any]:
+        record = {}
+        for matrix in config.curvatures:
+            options = HessianOptions(device=config.device, progress=progress, loss=loss,
+                                     curvature=matrix)
+            eig = hessian_eigenvalues(model, bundle.train, k=1, seed=config.seed,
+                                      options=options)
+            trace = hessian_trace(model, bundle.train, n_products=config.trace_products,
+                                  seed=config.seed, options=options)
+            record[matrix] = {"top_eigenvalue": float(eig.values[-1]),
+                              "trace": trace.estimate, "trace_stderr": trace.stderr}
+        return record
+
+    settings = (bundle.spec, loss, tuple(config.curvatures), config.trace_products,
+                config.seed)
+    return _per_model_json("curvature_matrices", minima, out, steps, settings, measure_one)
 
 
 EIGEN_STEP = 1e-6

@@ -16,7 +16,7 @@ from ..util import write_json
 from .document import provenance_line, write_document
 
 __all__ = ["table_header", "table_rows", "findings", "study_blocks", "v_versus_w_blocks",
-           "v_versus_w_rows", "write_report", "SCENE_CAPTION"]
+           "v_versus_w_rows", "write_report", "SCENE_CAPTION", "barrier_sentence"]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -103,7 +103,17 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
             lambda m: f"{_fmt(m['basin_width_1d'], 3)} / {_fmt(m['basin_width_2d'], 3)}"),
         row("curvature at the centre (1-D)", lambda m: _fmt(m["curvature_1d"]), "curvature_1d"),
     ]
+    for matrix in models[0].get("curvatures") or {}:
+        cell = lambda m, k: (m.get("curvatures") or {}).get(matrix, {}).get(k)  # noqa: E731
+        rows.append(row(f"{MATRIX_NAMES.get(matrix, matrix)}: top eigenvalue / trace",
+                        lambda m, c=cell: f"{_fmt(c(m, 'top_eigenvalue'))} / "
+                                          f"{_fmt(c(m, 'trace'))}",
+                        lambda m, c=cell: c(m, "top_eigenvalue")))
     return rows
+
+
+MATRIX_NAMES = {"ggn": "GGN", "fisher": "Fisher", "empirical-fisher": "empirical Fisher"}
+"""Names of the curvature matrices in the report's rows."""
 
 
 def _ranked(models: list[dict[str, Any]], key: str, fmt=_fmt) -> str:
@@ -223,6 +233,9 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
                         "directions rarely meet.",
         "sharpness": "Top Hessian eigenvalue during training, with each run's stability "
                      "threshold 2(1+beta)/lr.",
+        "barriers": "Straight-line barrier between every pair of minima (the highest value on "
+                    "the line minus the higher end), in training loss and in test error; "
+                    "minima ordered by basin, each basin boxed.",
     }
     blocks: list[tuple] = [
         ("h1", title), ("p", intro), ("h2", "Results"),
@@ -239,6 +252,9 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
     blocks += [("scene", SCENE_CAPTION, rel) for rel in scenes.values()]
     if summary.get("v_versus_w"):
         blocks += v_versus_w_blocks(summary["v_versus_w"], figures, first)
+    if summary.get("barriers"):
+        blocks += [("h2", "Barriers between every pair"),
+                   ("p", barrier_sentence(summary["barriers"]))]
     blocks += [("h2", "Provenance"), ("p", provenance_line(summary))]
     return blocks
 
@@ -306,6 +322,30 @@ def v_versus_w_rows(vw: dict[str, Any], v_label: str | None = None
              f"{_fmt(curve['max_train_loss'], 3)}; test error max "
              f"{_pct(curve['max_test_error'])}")]
     return rows
+
+
+def barrier_sentence(barriers: dict[str, Any]) -> str:
+    """The barrier matrix in words: the basins, the highest and lowest barrier, the test
+    error's largest rise."""
+    labels, train = barriers["labels"], barriers["train_barrier"]
+    pairs = [(train[i][j], labels[i], labels[j]) for i in range(len(labels))
+             for j in range(i + 1, len(labels)) if train[i][j] is not None]
+    err = [v for row in barriers["test_error_barrier"] for v in row if v is not None]
+    groups = barriers["groups"]
+    words = "; ".join(
+        "{" + ", ".join(g["members"]) + "}" + ("" if g["direct"] or len(g["members"]) < 3
+                                               else " (connected through a chain)")
+        for g in groups)
+    text = (f"On the straight line between each pair of the {len(labels)} minima "
+            f"({barriers['points']} points), {len(groups)} basin"
+            f"{'s' if len(groups) != 1 else ''} by the rule {barriers['rule']}: {words}.")
+    if pairs:
+        high, low = max(pairs), min(pairs)
+        text += (f" Highest training-loss barrier {_fmt(high[0], 3)} ({high[1]} - {high[2]}), "
+                 f"lowest {_fmt(low[0], 3)} ({low[1]} - {low[2]})")
+    if err:
+        text += f"; the test error rises at most {_pct(max(err))} above the worse end"
+    return text + "."
 
 
 def write_report(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:

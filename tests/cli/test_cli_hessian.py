@@ -216,3 +216,32 @@ def test_by_layer_and_params_blocks(checkpoint, tmp_path):
     np.testing.assert_allclose([b["top"] for b in blocks[:-1]], [b.top for b in lib],
                                rtol=1e-6)
     assert sum(b["n_params"] for b in blocks[:-1]) == sum(p.numel() for p in model.parameters())
+
+
+def test_by_layer_figure(checkpoint, tmp_path):
+    """--figure with --by-layer draws the blocks' numbers as bars (the bars' lengths are the
+    numbers written to --out); with --per-batch as well it is refused before any work."""
+    from landscape.figures import plot_layer_curvature
+
+    out, fig = tmp_path / "blocks.json", tmp_path / "blocks.png"
+    result = run(checkpoint, "--top-k", 0, "--by-layer", "--trace-products", 6, "--out", out,
+                 "--figure", fig, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert fig.stat().st_size > 0
+    blocks = json.loads(out.read_text())["blocks"]
+    drawn = plot_layer_curvature(blocks)
+    top, trace = drawn.axes[:2]
+    np.testing.assert_allclose([p.get_width() for p in top.patches], [b["top"] for b in blocks])
+    np.testing.assert_allclose([p.get_width() for p in trace.patches],
+                               [b["trace"] for b in blocks])
+    shares = [t.get_text() for t in trace.texts]
+    total = sum(b["trace"] for b in blocks)
+    assert shares[0].endswith(f"({100 * blocks[0]['trace'] / total:.0f}%)")
+    assert [t.get_text().split()[0] for t in top.get_yticklabels()] == \
+        [b["name"] for b in blocks]
+    both = run(checkpoint, "--top-k", 0, "--by-layer", "--per-batch", 2, "--batch-size", 32,
+               "--figure", tmp_path / "x.png", "--quiet")
+    assert both.exit_code != 0 and "two runs" in both.output and "Traceback" not in both.output
+    assert not (tmp_path / "x.png").exists()
+    alone = run(checkpoint, "--top-k", 1, "--figure", tmp_path / "x.png", "--quiet")
+    assert alone.exit_code != 0 and "--by-layer" in alone.output

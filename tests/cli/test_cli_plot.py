@@ -10,7 +10,7 @@ from PIL import Image
 
 from landscape_cli.main import cli
 from landscape import plot3d
-from landscape.store import save_surface
+from landscape.store import load_surface, save_surface
 from landscape.surface import Surface
 
 
@@ -192,3 +192,31 @@ def test_render_errors_leave_no_file(files, tmp_path, monkeypatch):
     result = run("render", files["flat"], "--out", png, "--size", "90000x700")
     assert result.exit_code == 2 and "at most 30000 pixels a side" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_saddles_marks_each_basins_saddle(files, tmp_path, monkeypatch):
+    """--saddles: the double well's two basins meet at the pass (0, 0); the flat funnel has
+    one basin and no saddle. The crosses are drawn where the persistence pairs put them."""
+    import landscape.figures.contours as contours
+
+    seen = []
+    original = contours.plot_contours
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("saddles"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(contours, "plot_contours", spy)
+    out = tmp_path / "saddles.png"
+    result = run("plot", files["sharp"], files["flat"], "--kind", "filled", "--saddles",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    image_size(out)
+    sharp, flat = seen[0]
+    np.testing.assert_array_equal(sharp, [[0.0, 0.0]])
+    assert flat.shape == (0, 2)
+    fig = original(load_surface(files["sharp"]), kind="filled", saddles=[sharp])
+    crosses = [line for line in fig.axes[0].lines if line.get_label() == "saddle"]
+    assert len(crosses) == 1 and list(crosses[0].get_xydata()[0]) == [0.0, 0.0]
+    bad = run("plot", files["line_a"], "--kind", "line", "--saddles", "--out", tmp_path / "l.png")
+    assert bad.exit_code == 2 and "--saddles" in bad.output and not (tmp_path / "l.png").exists()

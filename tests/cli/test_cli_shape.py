@@ -294,3 +294,35 @@ def test_shape_diagram_guards(surface_files, tmp_path):
     assert out.read_text() == "keep me\n"
     result = run("shape", surface_files["plane"], "--diagram", surface_files["plane"], "--force")
     assert result.exit_code == 1 and "is an input" in result.stderr
+
+
+def test_shape_diagram_figure_draws_the_pairs(surface_files, tmp_path):
+    """--diagram-figure: each pair's (birth, death) is a point of the diagram and a branch of
+    the merge tree from birth to death, joined to the minimum it merges into."""
+    from landscape.figures import plot_persistence
+    from landscape.shape import surface_diagram
+    from landscape.store import load_surface
+
+    fig_path = tmp_path / "pairs.png"
+    result = run("shape", surface_files["plane"], "--diagram-figure", fig_path)
+    assert result.exit_code == 0, result.output
+    assert fig_path.stat().st_size > 0
+    d = surface_diagram(load_surface(surface_files["plane"])).to_dict()
+    fig = plot_persistence(d)
+    diagram, tree = fig.axes[:2]
+    points = [tuple(c.get_offsets()[0]) for c in diagram.collections]
+    # (x^2 - 1)^2 + y^2: two minima at 0; one dies at the pass (value 1), one never does
+    assert sorted(p[0] for p in points) == [0.0, 0.0]
+    assert (0.0, 1.0) in points
+    branches = [line.get_ydata() for line in tree.lines if line.get_xdata()[0] ==
+                line.get_xdata()[-1]]
+    assert sorted(tuple(b) for b in branches)[0] == (0.0, 1.0)
+    joins = [line for line in tree.lines if line.get_xdata()[0] != line.get_xdata()[-1]]
+    assert len(joins) == 1 and tuple(joins[0].get_ydata()) == (1.0, 1.0)
+    with pytest.raises(Exception, match="not a persistence diagram"):
+        plot_persistence({"pairs": [{"birth": 0.0}]})
+    bad = run("shape", surface_files["plane"], "--diagram-figure", tmp_path / "p.bmp")
+    assert bad.exit_code != 0 and "bmp" in bad.output and not (tmp_path / "p.bmp").exists()
+    same = run("shape", surface_files["plane"], "--diagram", fig_path, "--diagram-figure",
+               fig_path, "--force")
+    assert same.exit_code == 1 and "same file" in same.stderr

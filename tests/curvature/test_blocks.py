@@ -55,3 +55,20 @@ def test_groups_by_layer_and_by_pattern():
     np.testing.assert_array_equal(biases["*.bias"], [6, 7, 16, 17, 18, 19])
     with pytest.raises(LandscapeError, match="no parameter matches"):
         parameter_groups(shapes, "bn*")
+
+
+def test_relu_layer_blocks_of_hessian_and_ggn_agree():
+    """A ReLU network is linear in each layer's own weights and bias, so a layer's diagonal
+    block of the Hessian has no second-derivative term and equals its GGN block; the full
+    matrices differ (the off-diagonal blocks keep it). Dense float64 references."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)).double()
+    gen = torch.Generator().manual_seed(1)
+    data = (torch.randn(20, 5, generator=gen, dtype=torch.float64),
+            torch.randint(0, 3, (20,), generator=gen))
+    hess = dense_hessian(model, data).numpy()
+    op = OutputCurvatureOperator(model, data, kind="ggn")
+    ggn = op.matmat(np.eye(op.n_params))
+    for lo, hi in ((0, 24), (24, 39)):
+        np.testing.assert_allclose(hess[lo:hi, lo:hi], ggn[lo:hi, lo:hi], atol=1e-12)
+    assert np.abs(hess[:24, 24:] - ggn[:24, 24:]).max() > 1e-3

@@ -112,6 +112,32 @@ def test_three_seeds_of_a_user_model(tmp_path):
         assert (out / rel).is_file() and f"]({rel})" in report
     assert {"training", "v_versus_w_2d", "v_versus_w_paths"} <= set(summary["figures"])
     assert "seed1" in res.output and "report.html" in res.output
+    # the barrier matrix: every pair's straight line, stored, and its barrier
+    from landscape.barriers import path_values
+    from landscape.shape import path_barrier
+    from landscape.store import load_surface
+
+    bar = summary["barriers"]
+    assert bar["labels"] == ["seed1", "seed2", "seed3"] and bar["points"] == 11
+    assert len(bar["surfaces"]) == 3
+    for k in range(3):
+        assert bar["train_barrier"][k][k] == 0.0 == bar["test_error_barrier"][k][k]
+    for rel in bar["surfaces"]:
+        _, a, b = rel[len("surfaces/"):-len(".h5")].split("_")
+        i, j = bar["labels"].index(a), bar["labels"].index(b)
+        line = path_values(load_surface(out / rel))
+        assert len(line["train_loss"]) == 11
+        assert bar["train_barrier"][i][j] == bar["train_barrier"][j][i] == \
+            path_barrier(line["train_loss"])
+        assert bar["test_error_barrier"][j][i] == path_barrier(line["test_error"])
+    assert sorted(m for g in bar["groups"] for m in g["members"]) == bar["labels"]
+    assert summary["figures"]["barriers"] == "figures/barriers.png"
+    assert "## Barriers between every pair" in report and f"{bar['n_basins']} basin" in report
+    again = invoke("compare", *runs, "--out", out, "--quick", "--quiet", "--no-3d",
+                   "--trust-code", "--plane-points", 5, "--top-k", 2, "--curve-epochs", 1)
+    assert again.exit_code == 0, again.output
+    reused = json.loads((out / "summary.json").read_text())["reused_steps"]
+    assert {"line_seed1_seed2", "line_seed1_seed3", "line_seed2_seed3"} <= set(reused)
 
 
 def test_labels_option_and_bad_input(tiny_study, tmp_path):
@@ -202,3 +228,28 @@ def test_a_dataset_naming_code_is_not_run_without_trust(tmp_path):
         result = compare(paths, out, config=config, progress=False, log=None)
     assert (tmp_path / "imported").exists()
     assert result.summary["setup"]["train_examples"] == 40
+
+
+def test_compare_other_curvature_matrices(tiny_study, tmp_path):
+    """--curvature ggn: each model's GGN top eigenvalue and trace, as the library gives them
+    on the same data, in summary.json and a row of the report; unknown names are refused."""
+    from landscape.checkpoint import load_checkpoint
+    from landscape.curvature import HessianOptions, hessian_eigenvalues
+    from landscape.data import load_dataset
+
+    _, _, out = tiny_study
+    runs = [out / "runs" / "small_batch", out / "runs" / "large_batch"]
+    config = CompareConfig(**{**TINY, "curve_epochs": 0, "eigen_points": 0},
+                           curvatures=("ggn",))
+    result = compare(runs, tmp_path / "c", config=config, progress=False, log=None)
+    model, info = load_checkpoint(runs[0] / "model.pt")
+    data = load_dataset(**info["dataset"]).train
+    top = hessian_eigenvalues(model, data, k=1, seed=0,
+                              options=HessianOptions(curvature="ggn", progress=False))
+    entry = result.summary["models"]["small_batch"]["curvatures"]["ggn"]
+    assert entry["top_eigenvalue"] == pytest.approx(float(top.values[-1]), rel=1e-6)
+    assert entry["trace"] > 0 and entry["trace_stderr"] >= 0
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "| GGN: top eigenvalue / trace |" in report
+    with pytest.raises(LandscapeError, match="unknown curvature"):
+        CompareConfig(curvatures=("hessian2",))
