@@ -193,3 +193,32 @@ def summary_line(surface: Surface, seconds: float | None = None) -> str:
                        for split, e in surface.provenance.get("sampling_error", {}).items())
     return (f"{s['done']}/{s['points']} points in {secs:.1f} s ({rate:.3g} points/s), "
             f"{s['nonfinite']} NaN/inf, {minimum}{sampling}")
+
+
+def axis_through(start: float, stop: float, num: int, points: Iterable[float]) -> np.ndarray:
+    """``num`` evenly spaced coordinates from ``start`` to ``stop``, with the nearest one to
+    each of ``points`` moved onto it, so that the grid passes exactly through those points
+    (the models a plane is drawn through): a basin counted on it then rests on their losses,
+    not on grid points that straddle them. Two points sharing a nearest coordinate both
+    appear (the axis gains a point).
+
+    Args:
+        start, stop, num: as in ``numpy.linspace``.
+        points: coordinates to lie on the axis, inside ``[start, stop]``.
+
+    Returns:
+        The increasing coordinates (evenly spaced except next to the moved points).
+    """
+    axis = [float(v) for v in np.linspace(start, stop, num)]
+    moved: set[int] = set()
+    extra = []
+    for p in (float(v) for v in points):
+        if not start <= p <= stop:
+            raise LandscapeError(f"point {p:g} lies outside the axis [{start:g}, {stop:g}]")
+        k = int(np.argmin([abs(a - p) for a in axis]))
+        if k in moved:
+            extra.append(p)
+        else:
+            axis[k] = p
+            moved.add(k)
+    return np.unique(np.array(axis + extra, dtype=np.float64))

@@ -28,12 +28,14 @@ from ..data import DataBundle
 from ..directions import (hessian_directions, interpolation_direction, plane_directions,
                           random_directions, save_directions)
 from ..evaluate import METRICS
+from ..grid import axis_through
 from ..curvature import (SPECTRUM_FORMAT_VERSION, HessianOptions, directional_curvature,
                        hessian_density, hessian_eigenvalues, hessian_trace, spectrum_record)
 from ..params import flatten
 from ..sharpness import measure_sharpness
 from ..store import load_surface, save_surface
 from ..surface import SurfaceOptions, compute_surface
+from .caveats import collect, warning_lines
 from .config import CompareConfig
 from .draw import barrier_figure, draw_figures, draw_scenes, vw_figures
 from .inputs import Minimum
@@ -118,6 +120,9 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
         summary["barriers"] = barriers
     for name, record in matrices.items():
         summary["models"][name]["curvatures"] = record
+    summary["warnings"] = collect(summary)
+    for line in warning_lines(summary["warnings"]):
+        say(f"warning: {line}")
     say.step("figures and report")
     with clock("figures"):
         figures = draw_figures(config, minima, interp, surfaces, curvature, out, say, eigen)
@@ -355,14 +360,17 @@ def _w_plane(config, bundle, minima, out, steps, progress, loss):
     path = out / "surfaces" / "w_plane.h5"
     names = [m.label for m in minima]
     key = step_key([m.key for m in minima], bundle.spec, loss, config.w_plane_points,
-                   config.w_plane_margin, names)
+                   config.w_plane_margin, names, "grid through the minima")
 
     def compute():
         # Orthogonal axes of equal length: distances on the figure are true distances.
         dirs, coords = plane_directions(*(m.model for m in minima), orthogonal=True)
         margin, n = config.w_plane_margin, config.w_plane_points
-        x = np.linspace(coords[:, 0].min() - margin, coords[:, 0].max() + margin, n)
-        y = np.linspace(coords[:, 1].min() - margin, coords[:, 1].max() + margin, n)
+        # Grid points exactly on the three models: basins counted there rest on their losses.
+        x = axis_through(coords[:, 0].min() - margin, coords[:, 0].max() + margin, n,
+                         coords[:, 0])
+        y = axis_through(coords[:, 1].min() - margin, coords[:, 1].max() + margin, n,
+                         coords[:, 1])
         return compute_surface(
             minima[0].model, bundle, dirs, x=x, y=y, out=path, force=True,
             options=SurfaceOptions(metrics=METRICS, progress=progress, device=config.device,

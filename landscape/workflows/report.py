@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..util import write_json
+from ..params import SCALE_DEPENDENT
+from .caveats import NORM_FACTOR
 from .document import provenance_line, write_document
 
-__all__ = ["table_header", "table_rows", "findings", "study_blocks", "v_versus_w_blocks",
-           "v_versus_w_rows", "write_report", "SCENE_CAPTION", "barrier_sentence"]
+__all__ = ["table_header", "table_rows", "norm_rows", "caveat_items", "findings", "study_blocks",
+           "v_versus_w_blocks", "v_versus_w_rows", "write_report", "SCENE_CAPTION",
+           "barrier_sentence"]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -94,13 +97,14 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
         value = lambda m, eps=eps: m["sharpness_all"][eps]  # noqa: E731
         rows.append(row(f"Keskar sharpness ({eps})", lambda m, v=value: _fmt(v(m)), value))
     rows += [
-        row("adaptive sharpness (worst case, l2)", lambda m: _fmt(m["adaptive_sharpness"]),
+        row(_adaptive_label(models[0], "worst"), lambda m: _fmt(m["adaptive_sharpness"]),
             "adaptive_sharpness"),
-        row("adaptive sharpness (average case)", lambda m: _fmt(m["average_sharpness"])),
-        row("basin shape 1-D / 2-D", lambda m: f"{m['basin_label_1d']} / {m['basin_label_2d']}"),
-        row("basins in the 2-D plane", lambda m: _fmt(m["basins_2d"])),
+        row(_adaptive_label(models[0], "average"), lambda m: _fmt(m["average_sharpness"])),
+        row("basin shape 1-D / 2-D",
+            lambda m: f"{m['basin_label_1d']} / {_unless(m, 'basins_2d', m['basin_label_2d'])}"),
+        row("basins in the 2-D plane", lambda m: _unless(m, "basins_2d", _fmt(m["basins_2d"]))),
         row("basin width 1-D / 2-D",
-            lambda m: f"{_fmt(m['basin_width_1d'], 3)} / {_fmt(m['basin_width_2d'], 3)}"),
+            lambda m: f"{_noted(m, 'basin_width_1d')} / {_noted(m, 'basin_width_2d')}"),
         row("curvature at the centre (1-D)", lambda m: _fmt(m["curvature_1d"]), "curvature_1d"),
     ]
     for matrix in models[0].get("curvatures") or {}:
@@ -109,7 +113,66 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
                         lambda m, c=cell: f"{_fmt(c(m, 'top_eigenvalue'))} / "
                                           f"{_fmt(c(m, 'trace'))}",
                         lambda m, c=cell: c(m, "top_eigenvalue")))
-    return rows
+    return rows + norm_rows(summary)
+
+
+def _noted(m: dict[str, Any], key: str) -> str:
+    """A basin width with its caveat tag (``unresolved``, ``wider than the grid``)."""
+    note = m.get(f"{key}_note")
+    if note == "wider than the grid":
+        return "> grid (!)"
+    return _fmt(m[key], 3) + (f" ({note} !)" if note else "")
+
+
+def _unless(m: dict[str, Any], key: str, text: str) -> str:
+    """``text``, or "not resolved" where the grid cannot support the count."""
+    return text if m.get(f"{key}_resolved", True) else "not resolved (!)"
+
+
+def _adaptive_label(m: dict[str, Any], case: str) -> str:
+    """The adaptive sharpness rows' names, each with the radius it reaches (adapted norm):
+    the average case's noise reaches much further than the worst case's ball."""
+    if case == "worst":
+        radius = m.get("adaptive_sharpness_radius")
+        return ("adaptive sharpness, worst case in the adapted l2 ball"
+                + (f" of radius {_fmt(radius, 3)}" if radius is not None else ""))
+    radius, rho = m.get("average_sharpness_radius"), m.get("average_sharpness_rho")
+    if radius is None:
+        return "adaptive sharpness, average over Gaussian noise"
+    return (f"adaptive sharpness, average over Gaussian noise of relative s.d. {_fmt(rho, 3)} "
+            f"(adapted radius about {_fmt(radius, 3)})")
+
+
+def norm_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows of each model's parameter norm (total; largest layer), a mark (!) where norms
+    differ by more than ``NORM_FACTOR`` (scale-dependent measures are then not comparable)."""
+    models = _models(summary)
+    if any(m.get("parameter_norm") is None for m in models):
+        return []
+    flagged = _norm_marked(summary)
+    pad = ("",) if len(models) == 2 else ()
+    return [("parameter norm (total)", *(_fmt(m["parameter_norm"], 4)
+                                          + (" (!)" if name in flagged else "")
+                                          for name, m in zip(summary["labels"], models)), *pad),
+            ("largest layer (norm)", *(f"{m['largest_layer']} ({_fmt(m['largest_layer_norm'], 4)})"
+                                       for m in models), *pad)]
+
+
+def _norm_marked(summary: dict[str, Any]) -> set[str]:
+    """Models whose caveats name their parameter norm."""
+    per_model = (summary.get("warnings") or {}).get("models", {})
+    return {name for name, lines in per_model.items()
+            if any("parameter norm" in line for line in lines)}
+
+
+def caveat_items(summary: dict[str, Any]) -> list[str]:
+    """The report's caveats: every warning of ``summary["warnings"]``, models first, then
+    the steps' that no model already says."""
+    warnings = summary.get("warnings") or {}
+    lines = [line for name in summary["labels"]
+             for line in warnings.get("models", {}).get(name, [])]
+    lines += [line for step in warnings.get("steps", {}).values() for line in step]
+    return list(dict.fromkeys(lines))
 
 
 MATRIX_NAMES = {"ggn": "GGN", "fisher": "Fisher", "empirical-fisher": "empirical Fisher"}
@@ -137,26 +200,14 @@ def findings(summary: dict[str, Any]) -> list[str]:
                    f"{_pct(better['train_accuracy'])} vs {_pct(worse['train_accuracy'])}.")
     else:
         out.append("Test accuracy: " + _ranked(models, "test_accuracy", _pct) + ".")
-    sharp = max(models, key=lambda m: m["top_eigenvalue"])
-    flat = min(models, key=lambda m: m["top_eigenvalue"])
-    out.append(f"The {sharp['label']} minimum is the sharpest by the top Hessian eigenvalue, "
-               f"{sharp['top_eigenvalue'] / flat['top_eigenvalue']:.1f} times the "
-               f"{flat['label']} one ({_fmt(sharp['top_eigenvalue'])} vs "
-               f"{_fmt(flat['top_eigenvalue'])}); by the trace: "
-               + _ranked(models, "trace", lambda v: _fmt(v, 3)) + ".")
+    out.append(_sharpest_finding(models))
     eps = models[0]["sharpness_eps"]
     out.append(f"Keskar sharpness (eps={_fmt(eps)}): " + _ranked(models, "sharpness")
                + ". Raw eigenvalues and this sharpness change under reparametrizations that "
                "leave the function unchanged; the adaptive sharpness and the filter-normalized "
                "plots do not.")
-    if all(m["basin_width_1d"] is not None for m in models):
-        rise = summary["setup"]["config"]["rise"]
-        out.append(f"Along a filter-normalized direction the basin (loss within {rise} of the "
-                   "minimum) is " + ", ".join(f"{_fmt(m['basin_width_1d'], 3)} wide for "
-                                              f"{m['label']}" for m in models)
-                   + "; shapes in 2-D: " + ", ".join(
-                       f"{m['basin_label_2d']} ({m['label']}, {m['basins_2d']} "
-                       f"basin{'s' if m['basins_2d'] != 1 else ''})" for m in models) + ".")
+    out += _basin_findings(summary, models)
+    out += _scale_findings(summary, models)
     interp = summary["interpolation"]
     if interp["barrier"] is not None:
         barrier = interp["barrier"]
@@ -171,6 +222,63 @@ def findings(summary: dict[str, Any]) -> list[str]:
                    + (f"hold: {'; '.join(held)}" if held else "none holds")
                    + (f"; do not hold here: {'; '.join(failed)}." if failed else "."))
     return out
+
+
+def _basin_findings(summary: dict[str, Any], models: list[dict[str, Any]]) -> list[str]:
+    """The basin widths and 2-D shapes as a finding only where every grid resolves them;
+    otherwise which models' grids do not (a verdict on an artifact is no finding)."""
+    unresolved = [m["label"] for m in models
+                  if m["basin_width_1d"] is None or m.get("basin_width_1d_note")]
+    if unresolved:
+        return ["The 1-D basin widths are not compared: the grid does not resolve the basin of "
+                + ", ".join(unresolved) + " (see the caveats)."]
+    rise = summary["setup"]["config"]["rise"]
+    shapes = [f"{m['basin_label_2d']} ({m['label']}, {m['basins_2d']} "
+              f"basin{'s' if m['basins_2d'] != 1 else ''})"
+              for m in models if m.get("basins_2d_resolved", True)]
+    return [f"Along a filter-normalized direction the basin (loss within {rise} of the "
+            "minimum) is " + ", ".join(f"{_fmt(m['basin_width_1d'], 3)} wide for "
+                                       f"{m['label']}" for m in models)
+            + ("; shapes in 2-D: " + ", ".join(shapes) if shapes else "") + "."]
+
+
+def _sharpest_finding(models: list[dict[str, Any]]) -> str:
+    """Which minimum is sharpest by the top eigenvalue and the trace, unless the parameter
+    norms differ so much that these scale-dependent numbers cannot be ranked."""
+    if _norms_apart(models):
+        return ("The top Hessian eigenvalues and traces are not ranked: the parameter norms "
+                f"differ by more than {NORM_FACTOR:g}x (see below), and both scale with them.")
+    sharp = max(models, key=lambda m: m["top_eigenvalue"])
+    flat = min(models, key=lambda m: m["top_eigenvalue"])
+    return (f"The {sharp['label']} minimum is the sharpest by the top Hessian eigenvalue, "
+            f"{sharp['top_eigenvalue'] / flat['top_eigenvalue']:.1f} times the "
+            f"{flat['label']} one ({_fmt(sharp['top_eigenvalue'])} vs "
+            f"{_fmt(flat['top_eigenvalue'])}); by the trace: "
+            + _ranked(models, "trace", lambda v: _fmt(v, 3)) + ".")
+
+
+def _norms_apart(models: list[dict[str, Any]]) -> bool:
+    """Whether the models' parameter norms differ by more than ``NORM_FACTOR``."""
+    norms = [m.get("parameter_norm") for m in models]
+    return all(v is not None and v > 0 for v in norms) and max(norms) > NORM_FACTOR * min(norms)
+
+
+def _scale_findings(summary: dict[str, Any], models: list[dict[str, Any]]) -> list[str]:
+    """Which measures depend on the parameters' scale, and whether the norms allow comparing
+    them."""
+    norms = [m.get("parameter_norm") for m in models]
+    if any(v is None or not v > 0 for v in norms):
+        return []
+    spread = max(norms) / min(norms)
+    names = ", ".join(SCALE_DEPENDENT)
+    if spread > NORM_FACTOR:
+        return [f"Parameter norms differ {spread:.0f}-fold ("
+                + ", ".join(f"{m['label']} {_fmt(m['parameter_norm'], 3)}" for m in models)
+                + f"): the scale-dependent measures ({names}) are not comparable between "
+                "these models (Dinh et al. 2017); compare the filter-normalized slices and "
+                "the adaptive sharpness."]
+    return [f"Parameter norms are within {spread:.1f}x of each other; the scale-dependent "
+            f"measures ({names}) still change under rescalings that keep the function."]
 
 
 SCENE_CAPTION = ("The same planes as an interactive 3-D scene: drag to rotate, scroll to zoom, "
@@ -240,6 +348,7 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
     blocks: list[tuple] = [
         ("h1", title), ("p", intro), ("h2", "Results"),
         ("table", table_header(summary), table_rows(summary)),
+        *_caveat_blocks(summary),
         ("h2", "What the numbers say"), ("ul", findings(summary)), ("h2", "Figures"),
     ]
     scenes = dict(scenes or {})
@@ -259,6 +368,15 @@ def study_blocks(summary: dict[str, Any], figures: dict[str, str],
     return blocks
 
 
+def _caveat_blocks(summary: dict[str, Any]) -> list[tuple]:
+    """The caveats right under the table whose cells they mark (!)."""
+    items = caveat_items(summary)
+    if not items:
+        return []
+    return [("p", "**Caveats** (cells marked (!) above; the numbers stand as measured, "
+                  "read them with these):"), ("ul", items)]
+
+
 def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                       v_label: str | None = None) -> list[tuple]:
     """The "V versus W" section: one minimum's plane against the plane through three minima
@@ -270,13 +388,18 @@ def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                      f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs): "
                      "test accuracy " + ", ".join(_pct(r["test_accuracy"])
                                                   for r in runs.values()) + ".")
+    counted = "w_plane" in vw and not vw["w_plane"].get("missed")
     parts.append("A random plane around one minimum shows one basin (a V)"
                  + ("; the plane through three minima and the straight line between two show "
-                    "several (a W)" if "w_plane" in vw else "")
+                    "several (a W)" if counted else "")
                  + (f", while a Bezier curve trained between the same two minima "
                     f"({vw['curve']['epochs']} epochs, endpoints fixed; Garipov et al. 2018) "
                     "stays low" if "curve" in vw else "") + ".")
     rule = (vw.get("w_plane") or vw["v"]).get("rule")
+    if "w_plane" in vw and not counted:
+        parts.append("The plane through three minima is not counted: no grid point lies on "
+                     + ", ".join(vw["w_plane"]["missed"]) + ", so its basins may be artifacts "
+                     "of the grid.")
     parts.append(f"A basin counts when {rule or 'its depth passes the threshold'} (its barrier "
                  "at least doubles the loss).")
     captions = {
@@ -303,13 +426,21 @@ def v_versus_w_rows(vw: dict[str, Any], v_label: str | None = None
         return "one valley, no barrier" if entry["label"] == "flat" else _fmt(entry["basins"])
 
     around = v_label or vw["v"].get("around", "the first")
-    rows = [(f"random plane around the {around} minimum", f"{vw['v']['label']}",
-             basins(vw["v"]), "")]
+    v_ok = vw["v"].get("resolved", True)
+    rows = [(f"random plane around the {around} minimum",
+             vw["v"]["label"] if v_ok else "not resolved (!)",
+             basins(vw["v"]) if v_ok else "not counted: the grid does not resolve the basin",
+             "")]
     if "w_plane" in vw:
         w = vw["w_plane"]
         barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
-        rows.append((f"plane through {', '.join(w['through'])}", w["label"], basins(w),
-                     f"barriers {barriers}"))
+        if w.get("missed"):
+            rows.append((f"plane through {', '.join(w['through'])}", "not resolved (!)",
+                         f"not counted: no grid point on {', '.join(w['missed'])}",
+                         "not measured"))
+        else:
+            rows.append((f"plane through {', '.join(w['through'])}", w["label"], basins(w),
+                         f"barriers {barriers}"))
     if "curve" in vw:
         line, curve = vw["line"], vw["curve"]
         rows += [

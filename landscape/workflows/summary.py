@@ -20,8 +20,10 @@ from ..connect import path_summary
 from ..data import DataBundle
 from ..losses import loss_function
 from ..models import count_parameters
+from ..params import parameter_norms
 from ..shape import surface_shape
 from ..train import evaluate_split
+from .caveats import basin_caveats, basin_note, grid_misses, nan_caveats
 from .config import CompareConfig
 from .inputs import Minimum
 
@@ -66,7 +68,7 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
     """
     loss_fn = loss_function(minima[0].loss)
     (xtr, ytr), (xte, yte) = bundle.train, bundle.test
-    models = {}
+    models, caveats = {}, {"models": {}, "steps": {}}
     for m in minima:
         eig = curvature[m.name]["eigenvalues"]
         first_eps = sharp[m.name]["epsilon"][0]
@@ -75,6 +77,9 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
         shape2d = _shape(surfaces[m.name]["2d"], config.rise)
         train_loss, train_acc = evaluate_split(m.model, xtr, ytr, loss_fn)
         test_loss, test_acc = evaluate_split(m.model, xte, yte, loss_fn)
+        norms = parameter_norms(m.model)
+        caveats["models"][m.name] = caveats["steps"][f"surfaces_{m.name}"] = _surface_caveats(
+            m.label, surfaces[m.name], shape1d, shape2d)
         models[m.name] = {
             "label": m.label, "checkpoint": str(m.path) if m.path else None,
             **_training(m, len(ytr)),
@@ -93,12 +98,18 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
                               for e in sharp[m.name]["epsilon"]},
             "adaptive_sharpness": adaptive["value"] if adaptive else None,
             "average_sharpness": (sharp[m.name]["average"] or {}).get("mean"),
+            **_sharpness_radii(adaptive, sharp[m.name]["average"], count_parameters(m.model)),
             "basin_label_1d": shape1d["label"], "basin_label_2d": shape2d["label"],
             "basins_2d": shape2d["n_basins"],
             "basin_width_1d": _finite(shape1d["width"]),
             "basin_width_2d": _finite(shape2d["width"]),
             "curvature_1d": shape1d["curvature"][0],
             "surface_min_train_loss": _finite(surfaces[m.name]["2d"].summary("train_loss")["min"]),
+            "basin_width_1d_note": basin_note(shape1d),
+            "basin_width_2d_note": basin_note(shape2d),
+            "basins_2d_resolved": shape2d["width_resolved"] and not shape2d["min_on_edge"],
+            "parameter_norm": norms.total, "largest_layer": norms.largest,
+            "largest_layer_norm": norms.layers[norms.largest],
         }
     first = models[minima[0].name]
     ratios = {name: {q: (entry[q] / first[q] if first[q] else None)
@@ -122,7 +133,27 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
                   "hessian_mode": curvature[minima[0].name]["eigenvalues"]["mode"],
                   "config": json.loads(json.dumps(dataclasses.asdict(config), default=str))},
         "provenance": provenance(),
+        "warnings": caveats,
     }
+
+
+def _sharpness_radii(adaptive, average, n_params: int) -> dict[str, Any]:
+    """The radii the two adaptive sharpness measures reach, in the adapted norm
+    ``|T^-1 delta|_2``: the worst case searches the ball of radius ``rho``; the average case's
+    Gaussian noise (relative s.d. ``rho`` per weight) has norm about ``rho sqrt(d)``."""
+    rho_avg = (average or {}).get("rho")
+    return {"adaptive_sharpness_radius": adaptive["rho"] if adaptive else None,
+            "average_sharpness_rho": rho_avg,
+            "average_sharpness_radius": rho_avg * math.sqrt(n_params) if rho_avg else None}
+
+
+def _surface_caveats(label: str, surfaces, shape1d: dict[str, Any], shape2d: dict[str, Any]
+                     ) -> list[str]:
+    """What a model's 1-D and 2-D surfaces know about their own reliability."""
+    return (basin_caveats(shape1d, f"{label}: 1-D basin")
+            + basin_caveats(shape2d, f"{label}: 2-D basin")
+            + nan_caveats(surfaces["1d"].metrics["train_loss"], f"{label}: 1-D surface")
+            + nan_caveats(surfaces["2d"].metrics["train_loss"], f"{label}: 2-D surface"))
 
 
 def _model_name(m: Minimum) -> str:
@@ -146,6 +177,7 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
     def shape_of(surface) -> dict[str, Any]:
         shape = surface_shape(surface, metric="train_loss", rise=config.rise)
         return {"label": shape.label, "basins": shape.n_basins, "rule": shape.rule,
+                "resolved": shape.width_resolved and not shape.min_on_edge,
                 "minima": [{"at": list(at), "train_loss": v} for at, v, _ in shape.minima],
                 "barriers": [{"at": list(at), "saddle": saddle,
                               "height": saddle - next(v for a, v, _ in shape.minima if a == at)}
@@ -154,10 +186,11 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
     v = shape_of(v_plane)
     result: dict[str, Any] = {
         "v": {"surface": f"surfaces/{v_minimum.name}_2d.h5", "around": v_minimum.label,
-              "label": v["label"], "basins": v["basins"], "rule": v["rule"]}}
+              "label": v["label"], "basins": v["basins"], "rule": v["rule"],
+              "resolved": v["resolved"]}}
     if "plane" in vw:
         result["w_plane"] = {"surface": "surfaces/w_plane.h5", "through": vw["names"][:3],
-                             **shape_of(vw["plane"])}
+                             **shape_of(vw["plane"]), **_plane_caveats(vw["plane"])}
     if "curve" in vw:
         paths = path_summary(vw["curve"], vw["line"])
         result.update({
@@ -169,3 +202,15 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
             "curve_max_train_loss": paths["curve"]["max_train_loss"],
             "line_max_train_loss": paths["line"]["max_train_loss"]})
     return result
+
+
+def _plane_caveats(plane) -> dict[str, Any]:
+    """``missed`` (models no grid point lies on) and ``warnings`` of the plane through
+    three minima: a basin count on a grid that misses the minima may be an artifact."""
+    missed = grid_misses(plane)
+    warnings = nan_caveats(plane.metrics["train_loss"], "plane through three minima")
+    if missed:
+        warnings.insert(0, "plane through three minima: no grid point lies on "
+                        + ", ".join(missed) + ": the grid does not sample their loss, so its "
+                        "basin count and barriers may be artifacts of the grid")
+    return {"missed": missed, "warnings": warnings}

@@ -1,0 +1,152 @@
+"""Caveats travel with numbers: what a comparison's steps know about their results reaches the
+console, ``summary.json`` and the report, next to the numbers they qualify."""
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.compare import CompareConfig, compare
+from landscape.shape import basin_shape
+from landscape.workflows.caveats import (basin_caveats, basin_note, cross_model_caveats,
+                                         grid_misses, nan_caveats)
+from landscape.workflows.report import v_versus_w_rows
+
+TINY = dict(line_points=5, plane_points=5, interp_points=5, eigen_points=0, top_k=2,
+            trace_products=4, density_probes=1, density_steps=6, eps=(1e-3,),
+            sharpness_samples=2, curve_epochs=0, w_plane_points=5, render_3d=False)
+
+
+def test_basin_caveats_name_what_the_grid_cannot_resolve():
+    x = np.linspace(-1, 1, 11)  # step 0.2
+    narrow = basin_shape(x, 1e4 * x ** 2, rise=0.1).to_dict()  # analytic width 0.0063
+    assert basin_note(narrow) == "unresolved"
+    (line,) = basin_caveats(narrow, "m: 1-D basin")
+    assert line.startswith("m: 1-D basin: width") and "below two grid steps" in line
+    wide = basin_shape(x, 1e-3 * x ** 2, rise=0.1).to_dict()
+    assert basin_note(wide) == "wider than the grid"
+    assert "wider than the grid" in basin_caveats(wide, "w")[0]
+    edge = basin_shape(x, (x - 1.5) ** 2, rise=0.1).to_dict()
+    assert any("grid's edge" in s for s in basin_caveats(edge, "e"))
+    good = basin_shape(x, x ** 2, rise=0.1).to_dict()
+    assert basin_note(good) is None and basin_caveats(good, "g") == []
+
+
+def test_nan_and_missed_grid_points():
+    vals = np.full((4, 4), np.nan)
+    vals[0, 0] = 1.0
+    assert "mostly NaN" in nan_caveats(vals, "s")[0]
+    assert nan_caveats(np.ones((4, 4)), "s") == []
+    axis = np.linspace(-1, 2, 7)  # step 0.5
+    anchors = {"coords": np.array([[0.0, 0.0], [1.0, 0.0], [0.3, 1.0]]),
+               "labels": np.array(["a", "b", "c"])}
+    plane = types.SimpleNamespace(x=axis, y=axis, anchors=anchors)
+    assert grid_misses(plane) == ["c"]
+    rows = v_versus_w_rows({"v": {"label": "V", "basins": 1},
+                            "w_plane": {"label": "W", "basins": 8, "barriers": [],
+                                        "through": ["a", "b", "c"], "missed": ["c"]}})
+    assert rows[1][1] == "not resolved (!)" and "8" not in rows[1][2]
+
+
+def test_cross_model_caveats_flag_loss_and_norm():
+    models = {"sgd": {"label": "SGD", "train_loss": 0.001, "parameter_norm": 21.0},
+              "rms": {"label": "RMSprop", "train_loss": 0.10, "parameter_norm": 21.5},
+              "rprop": {"label": "Rprop", "train_loss": 0.002, "parameter_norm": 2082.0}}
+    out = cross_model_caveats(models)
+    assert out["sgd"] == []
+    assert len(out["rms"]) == 1 and "not at a minimum" in out["rms"][0]
+    assert len(out["rprop"]) == 1 and "parameter norm 2.08e+03" in out["rprop"][0]
+    assert "top Hessian eigenvalue" in out["rprop"][0]
+    # near-zero losses 20x apart are both at a minimum
+    close = cross_model_caveats({"a": {"label": "a", "train_loss": 1e-4},
+                                 "b": {"label": "b", "train_loss": 2e-3}})
+    assert close == {"a": [], "b": []}
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory, mnist1d_small):
+    """A trained MLP; the same function with its first layer scaled by 100 and its last by
+    1/100 (a blown-up norm, Dinh et al.); and the untrained network (far from converged)."""
+    from torch import nn
+
+    from landscape.checkpoint import save_checkpoint
+    from landscape.models import build_model
+
+    tmp = tmp_path_factory.mktemp("three")
+    x, y = mnist1d_small.train
+    model = build_model("mlp", mnist1d_small, seed=0, width=16, depth=1)
+    save_checkpoint(tmp / "untrained.pt", model)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(200):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    save_checkpoint(tmp / "trained.pt", model)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        linears[0].weight.mul_(100.0)
+        linears[0].bias.mul_(100.0)
+        linears[-1].weight.div_(100.0)
+    save_checkpoint(tmp / "blown.pt", model)
+    lines = []
+    result = compare([tmp / "trained.pt", tmp / "blown.pt", tmp / "untrained.pt"],
+                     tmp / "cmp", config=CompareConfig(**TINY), data=mnist1d_small,
+                     labels=["trained", "blown", "untrained"],
+                     progress=False, log=lines.append)
+    return result, lines, tmp / "cmp"
+
+
+def test_warnings_reach_summary_console_and_report(three):
+    result, lines, out = three
+    summary = json.loads((out / "summary.json").read_text())
+    models, warnings = summary["models"], summary["warnings"]["models"]
+    assert models["blown"]["parameter_norm"] > 50 * models["trained"]["parameter_norm"]
+    assert models["blown"]["train_loss"] == pytest.approx(models["trained"]["train_loss"],
+                                                         rel=1e-4)
+    assert any("parameter norm" in s and "not comparable" in s for s in warnings["blown"])
+    assert not any("parameter norm" in s for s in warnings["trained"] + warnings["untrained"])
+    assert any("not at a minimum" in s for s in warnings["untrained"])
+    assert not any("not at a minimum" in s for s in warnings["trained"] + warnings["blown"])
+    console = [s for s in lines if s.startswith("warning: ")]
+    for line in warnings["blown"] + warnings["untrained"]:
+        assert f"warning: {line}" in console
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for line in warnings["blown"] + warnings["untrained"]:
+        assert line in md
+    assert "Caveats" in html and "not at a minimum" in html and "(!)" in html
+    norm_row = next(r for r in md.splitlines() if r.startswith("| parameter norm (total) |"))
+    assert norm_row.count("(!)") == 1
+    assert "not ranked: the parameter norms differ" in md and "is the sharpest" not in md
+    assert "worst case in the adapted l2 ball of radius 0.05" in md
+    assert "adapted radius about" in md
+
+
+def test_the_plane_through_three_minima_has_grid_points_on_them(three):
+    from landscape.store import load_surface
+
+    _, _, out = three
+    summary = json.loads((out / "summary.json").read_text())
+    plane = load_surface(out / "surfaces" / "w_plane.h5")
+    for point in plane.anchors["coords"]:
+        assert np.min(np.abs(plane.x - point[0])) == 0.0
+        assert np.min(np.abs(plane.y - point[1])) == 0.0
+    assert grid_misses(plane) == []
+    assert summary["v_versus_w"]["w_plane"]["missed"] == []
+    assert "v_versus_w_w_plane" not in summary["warnings"]["steps"]
+    md = (out / "report.md").read_text()
+    assert "no grid point lies on" not in md
+
+
+def test_axis_through_puts_points_on_the_grid():
+    from landscape.errors import LandscapeError
+    from landscape.grid import axis_through
+
+    axis = axis_through(-1.0, 3.0, 9, [0.0, 1.37, 0.1])  # step 0.5; 0.0 and 0.1 share 0.0
+    assert {0.0, 1.37, 0.1} <= set(axis.tolist())
+    assert len(axis) == 10 and np.all(np.diff(axis) > 0)
+    assert axis[0] == -1.0 and axis[-1] == 3.0
+    assert np.array_equal(axis_through(0.0, 1.0, 5, [0.5]), np.linspace(0, 1, 5))
+    with pytest.raises(LandscapeError, match="outside"):
+        axis_through(0.0, 1.0, 5, [2.0])
