@@ -62,6 +62,12 @@ class LineProgress:
     def close(self) -> None:
         """Nothing to clear: every line is complete."""
 
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def _write(self) -> None:
         elapsed = time.monotonic() - self._start
         rate = self.n / elapsed if elapsed > 0 else float("nan")

@@ -102,6 +102,26 @@ def test_progress_off_a_terminal_writes_a_line_per_tenth(capsys):
     assert make_progress(10, "x", False).disable  # disabled: tqdm's silent bar
 
 
+def test_progress_off_a_terminal_works_as_a_context_manager(capsys):
+    """Library code uses its bars in ``with`` blocks (sharpness does); off a terminal that
+    must work as it does with tqdm (the demo run from a log crashed without it)."""
+    from landscape.util import progress as make_progress
+
+    with make_progress(2, "sharpness", True, unit="measure") as bar:
+        bar.update(2)
+    assert capsys.readouterr().err.splitlines()[-1].startswith("sharpness: 100% (2/2")
+
+
+def test_sharpness_with_progress_off_a_terminal(mnist1d_small):
+    """``measure_sharpness`` with progress on, its stderr a pipe: finishes and reports."""
+    from landscape.models import build_model
+    from landscape.sharpness import SharpnessSummary, measure_sharpness
+
+    model = build_model("mlp", mnist1d_small, seed=0, width=8)
+    out = measure_sharpness(model, mnist1d_small, progress=True, samples=2, maxiter=2, steps=2)
+    assert isinstance(out, SharpnessSummary)
+
+
 def test_progress_on_a_terminal_stays_tqdm(monkeypatch):
     import sys
 
