@@ -368,7 +368,8 @@ def interpolate_command(checkpoint_a, checkpoint_b, dataset, data_root, train_su
 @click.argument("checkpoint_b", type=click.Path(), callback=checkpoint_callback)
 @click.argument("checkpoint_c", type=click.Path(), callback=checkpoint_callback)
 @dataset_options
-@_range_option("x", None, "Axis along B - A, min:max:num (default: the models plus margin).")
+@_range_option("x", None, "Axis along B - A, min:max:num (default: the models plus margin, a "
+              "grid point on each model).")
 @_range_option("y", None, "Second axis, min:max:num (default: the models plus margin).")
 @click.option("--orthogonal", is_flag=True,
               help="Second axis: the part of C - A orthogonal to B - A, same length as B - A.")
@@ -390,8 +391,9 @@ def plane_command(checkpoint_a, checkpoint_b, checkpoint_c, dataset, data_root, 
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
     dirs, coords = plane_directions(*models, kind=kind, orthogonal=orthogonal)
-    x = auto_axis(coords[:, 0]) if x is None else x
-    y = auto_axis(coords[:, 1]) if y is None else y
+    # Default grid through the three models: the losses at their marks are their own.
+    x = auto_axis(coords[:, 0], through=True) if x is None else x
+    y = auto_axis(coords[:, 1], through=True) if y is None else y
     recipe = {"type": "plane", "kind": kind, "orthogonal": orthogonal,
               "checkpoint": str(checkpoint_a), "checkpoint_sha256": loaded[0][2],
               "checkpoints": [str(p) for p in (checkpoint_a, checkpoint_b, checkpoint_c)],

@@ -171,12 +171,15 @@ def describe_axis(axis: np.ndarray | None) -> str:
     return f"{len(axis)} points"
 
 
-def auto_axis(values: Any, num: int = 21) -> np.ndarray:
+def auto_axis(values: Any, num: int = 21, *, through: bool = False) -> np.ndarray:
     """An axis covering ``values`` and 0 with a quarter of the span as margin on each side
-    (the default axes of planes through models and of trajectory planes)."""
+    (the default axes of planes through models and of trajectory planes); with ``through``,
+    each of ``values`` lies on it (``axis_through``)."""
     values = np.concatenate([np.asarray(values, dtype=float).ravel(), [0.0]])
     lo, hi = float(values.min()), float(values.max())
     pad = 0.25 * (hi - lo) if hi > lo else 1.0
+    if through:
+        return axis_through(lo - pad, hi + pad, num, values)
     return np.linspace(lo - pad, hi + pad, num)
 
 

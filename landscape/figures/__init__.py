@@ -44,6 +44,7 @@ _HOMES = {
     "plot_batch_spread": "spectra", "plot_layer_curvature": "spectra",
     "plot_barrier_matrix": "matrices", "plot_persistence": "persistence",
     "plot_history": "training", "plot_sweep": "training", "plot_sharpness": "training",
+    "plot_curvature_accuracy": "training",
     "plot_measure_grid": "recipes", "plot_tau_bars": "recipes",
     # 3-D meshes, scenes and their outputs
     "has_display": "backend",

@@ -1,6 +1,7 @@
 """Figures over training and over runs: training curves against epoch, quantities against a
-swept setting (batch size, learning rate), and the top Hessian eigenvalue against optimizer
-steps with each run's stability threshold.
+swept setting (batch size, learning rate), the top Hessian eigenvalue against optimizer
+steps with each run's stability threshold, and one run's curvature beside its train and test
+accuracy on one step axis (``plot_curvature_accuracy``: the grokking transition).
 
 Inputs are the histories and summary rows that training and sweeps record; nothing here
 trains or measures.
@@ -168,3 +169,90 @@ def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
         if title:
             ax.set_title(title)
     return finish_figure(fig, out, dpi)
+
+
+def plot_curvature_accuracy(history: Sequence[dict[str, Any]], *,
+                            traces: Sequence[dict[str, Any]] | None = None,
+                            marks: dict[str, float] | None = None, title: str | None = None,
+                            size: tuple[float, float] = (7.5, 8.0),
+                            out: str | os.PathLike | None = None,
+                            dpi: float | None = None) -> Figure:
+    """Curvature and accuracy of one run on one step axis, three panels: the top Hessian
+    eigenvalue (and the Hessian trace, if given) on a log axis; the top eigenvalue divided by
+    the training loss at the same step (linear axis from 0) (how much of its change is the loss level: the
+    cross-entropy Hessian shrinks as the softmax saturates); train and test accuracy.
+
+    Args:
+        history: the run's history entries (``step``, ``train_acc``, ``test_acc``,
+            ``train_loss``, and ``lambda_max`` where measured: missing or NaN is skipped), as
+            ``train(track_eigenvalues=N)`` records them.
+        traces: records with ``step``, ``trace`` and ``trace_stderr`` (e.g.
+            ``landscape.grokking.checkpoint_traces``), or None.
+        marks: name -> step of moments to mark with a vertical line in every panel (e.g.
+            the memorizing and the grokked checkpoints).
+        title, size, out, dpi: figure options.
+
+    Returns:
+        The figure.
+    """
+    steps = np.array([e["step"] for e in history], dtype=float)
+    lam = np.array([np.nan if e.get("lambda_max") is None else e["lambda_max"]
+                    for e in history], dtype=float)
+    if not np.isfinite(lam).any():
+        raise LandscapeError("no lambda_max in this history (train with --track-eigenvalues)")
+    with rc_context(STYLE):
+        fig = new_figure(size)
+        axes = fig.subplots(3, 1, sharex=True, height_ratios=(1.2, 0.8, 1.0))
+        _curvature_panel(axes[0], steps, lam, traces)
+        _ratio_panel(axes[1], history, steps, lam)
+        _accuracy_panel(axes[2], history, steps)
+        for name, step in (marks or {}).items():
+            for ax in axes:
+                ax.axvline(step, color="0.35", ls=":", lw=1.3)
+            # Named at the foot of the accuracy panel, below the curves of a grokking run.
+            axes[2].annotate(f"{name}\n(step {step:g})", (step, 0.0), xycoords=("data",
+                             "axes fraction"), xytext=(4, 4), textcoords="offset points",
+                             va="bottom", fontsize=9, color="0.2")
+        axes[-1].set_xlabel("optimizer step")
+        axes[-1].set_xlim(0, steps.max())
+        if title:
+            fig.suptitle(title)
+    return finish_figure(fig, out, dpi)
+
+
+def _curvature_panel(ax, steps: np.ndarray, lam: np.ndarray,
+                     traces: Sequence[dict[str, Any]] | None) -> None:
+    """Top eigenvalue (tracked) and trace (measured on checkpoints), log axis."""
+    ok = np.isfinite(lam)
+    ax.plot(steps[ok], lam[ok], "o-", ms=4, color=RUN_COLORS[0],
+            label=r"top eigenvalue $\lambda_{max}$ (tracked)")
+    if traces:
+        t = np.array([(r["step"], r["trace"], r["trace_stderr"]) for r in traces], dtype=float)
+        ax.errorbar(t[:, 0], t[:, 1], yerr=t[:, 2], fmt="s--", ms=4, capsize=2,
+                    color=RUN_COLORS[1], label="trace (Hutch++, on checkpoints)")
+    ax.set_yscale("log")
+    ax.set_ylabel("Hessian of the\ntraining loss")
+    ax.grid(True, alpha=0.25, which="both")
+    ax.legend(loc="lower left", fontsize=8.5)
+
+
+def _ratio_panel(ax, history: Sequence[dict[str, Any]], steps: np.ndarray,
+                 lam: np.ndarray) -> None:
+    """The top eigenvalue over the training loss at the same step, linear axis from 0."""
+    loss = np.array([e.get("train_loss", np.nan) for e in history], dtype=float)
+    ok = np.isfinite(lam) & np.isfinite(loss) & (loss > 0)
+    ax.plot(steps[ok], lam[ok] / loss[ok], "o-", ms=4, color=RUN_COLORS[2])
+    ax.set_ylim(0, None)  # linear from 0: a ratio that barely moves looks flat
+    ax.set_ylabel(r"$\lambda_{max}$ / train loss")
+    ax.grid(True, alpha=0.25, which="both")
+
+
+def _accuracy_panel(ax, history: Sequence[dict[str, Any]], steps: np.ndarray) -> None:
+    """Train (solid) and test (dashed) accuracy in percent."""
+    for k, split, style in ((0, "train", "-"), (1, "test", "--")):
+        acc = np.array([e.get(f"{split}_acc", np.nan) for e in history], dtype=float)
+        ax.plot(steps, 100 * acc, style, color=RUN_COLORS[k], label=f"{split} accuracy")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(True, alpha=0.25)
+    ax.legend(loc="center right", fontsize=8.5)

@@ -25,13 +25,13 @@ from ..barriers import matrix_from_paths, path_values, straight_line
 from ..util import provenance, write_json
 from ..connect import ConnectOptions, connect
 from ..data import DataBundle
-from ..directions import (hessian_directions, interpolation_direction, plane_directions,
-                          random_directions, save_directions)
+from ..directions import (hessian_directions, interpolation_direction, random_directions,
+                          save_directions)
 from ..evaluate import METRICS
-from ..grid import axis_through
 from ..curvature import (SPECTRUM_FORMAT_VERSION, HessianOptions, directional_curvature,
                        hessian_density, hessian_eigenvalues, hessian_trace, spectrum_record)
 from ..params import flatten
+from ..planes import plane_through
 from ..sharpness import measure_sharpness
 from ..store import load_surface, save_surface
 from ..surface import SurfaceOptions, compute_surface
@@ -363,22 +363,14 @@ def _w_plane(config, bundle, minima, out, steps, progress, loss):
                    config.w_plane_margin, names, "grid through the minima")
 
     def compute():
-        # Orthogonal axes of equal length: distances on the figure are true distances.
-        dirs, coords = plane_directions(*(m.model for m in minima), orthogonal=True)
-        margin, n = config.w_plane_margin, config.w_plane_points
-        # Grid points exactly on the three models: basins counted there rest on their losses.
-        x = axis_through(coords[:, 0].min() - margin, coords[:, 0].max() + margin, n,
-                         coords[:, 0])
-        y = axis_through(coords[:, 1].min() - margin, coords[:, 1].max() + margin, n,
-                         coords[:, 1])
-        return compute_surface(
-            minima[0].model, bundle, dirs, x=x, y=y, out=path, force=True,
+        # Orthogonal axes of equal length, grid points exactly on the three models: basins
+        # counted there rest on their losses.
+        return plane_through(
+            [m.model for m in minima], bundle, labels=names, points=config.w_plane_points,
+            margin=config.w_plane_margin, out=path,
             options=SurfaceOptions(metrics=METRICS, progress=progress, device=config.device,
                                    loss=loss),
-            anchors={"coords": coords, "labels": np.array(names)},
-            provenance=provenance(step="plane through three minima", type="plane",
-                                  axis_labels=[f"{names[1]} - {names[0]}",
-                                               f"{names[2]} - {names[0]} (orthogonal part)"]))
+            provenance=provenance(step="plane through three minima"))
     return steps.run("w_plane", key, [path], lambda: load_surface(path), compute)
 
 

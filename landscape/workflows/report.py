@@ -41,9 +41,10 @@ def _pct(value: float | None) -> str:
 
 
 def _ratio(a: Any, b: Any) -> str:
+    """``b / a`` to three significant digits (a 1,600-fold drop reads 0.000632x, not 0.00x)."""
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not a:
         return ""
-    return f"{b / a:.2f}x"
+    return f"{b / a:.3g}x"
 
 
 def _models(summary: dict[str, Any]) -> list[dict[str, Any]]:

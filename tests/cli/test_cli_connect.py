@@ -125,3 +125,14 @@ def test_plane_and_line_name_their_minima(runs, tmp_path):
               "--labels", "a,b,c", "--quiet")
     assert "give 2 names" in one_line_error(bad, code=2)
     assert not (tmp_path / "l.h5").exists()
+
+
+def test_plane_default_grid_passes_through_the_three_models(runs, tmp_path):
+    models = [runs / f"seed{k}" / "model.pt" for k in range(3)]
+    out = tmp_path / "plane.h5"
+    result = run("plane", *models, "--orthogonal", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    plane = load_surface(out)
+    coords = plane.anchors["coords"]
+    assert coords[2, 0] not in (0.0, 1.0)  # the third model off the plain grid's lines
+    assert np.isin(coords[:, 0], plane.x).all() and np.isin(coords[:, 1], plane.y).all()

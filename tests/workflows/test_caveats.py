@@ -150,3 +150,11 @@ def test_axis_through_puts_points_on_the_grid():
     assert np.array_equal(axis_through(0.0, 1.0, 5, [0.5]), np.linspace(0, 1, 5))
     with pytest.raises(LandscapeError, match="outside"):
         axis_through(0.0, 1.0, 5, [2.0])
+
+
+def test_report_ratios_keep_three_significant_digits():
+    from landscape.workflows.report import _ratio
+
+    assert _ratio(41.74, 0.02639) == "0.000632x"
+    assert _ratio(2.0, 3.0) == "1.5x" and _ratio(1.0, 150.23) == "150x"
+    assert _ratio(0.0, 1.0) == "" and _ratio(None, 1.0) == ""
