@@ -128,7 +128,7 @@ class ProductClock:
 
 def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
     """Estimate, then run (or refuse) under a memory peak."""
-    from landscape.curvature.memory import hessian_memory
+    from landscape.curvature.memory import fitting_plan, hessian_memory
     from landscape.errors import LandscapeError
     from landscape.util.memory import fit_or_refuse
 
@@ -137,7 +137,8 @@ def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
     row = {"task": name, "estimate_mb": est.total_added / 2 ** 20,
            "estimate_seconds": time.perf_counter() - t}
     try:
-        fit_or_refuse(name, est, limit)
+        fit_or_refuse(name, est, limit,
+                      lambda lim: fitting_plan(model, data, plan, options, lim))
     except LandscapeError as exc:
         row["refused"] = str(exc)
         return row
