@@ -228,19 +228,27 @@ def err(values, ref) -> float:
     return float(np.max(np.abs(np.sort(values) - ref) / np.abs(ref)))
 
 
-def repeated(fn, repeats: int) -> dict:
-    """Run a tool ``repeats`` times (interleaved warm-up included); median wall time."""
-    runs = [fn() for _ in range(repeats)]
-    if "missing" in runs[0]:
-        return runs[0]
-    out = dict(runs[-1])
-    out["seconds"] = float(np.median([r["seconds"] for r in runs]))
-    out["seconds_all"] = [r["seconds"] for r in runs]
-    return out
+def interleaved(tools: dict, repeats: int) -> dict:
+    """Run every tool ``repeats`` times, one round of all tools after another (so that a
+    change in the machine's load falls on all of them); the median wall time of each, and its
+    first run's (a fresh process pays one-time costs there)."""
+    runs: dict[str, list[dict]] = {label: [] for label in tools}
+    for _ in range(repeats):
+        for label, fn in tools.items():
+            if not runs[label] or "missing" not in runs[label][0]:
+                runs[label].append(fn())
+    rows = {}
+    for label, done in runs.items():
+        out = dict(done[-1])
+        if "missing" not in out:
+            out["seconds"] = float(np.median([r["seconds"] for r in done]))
+            out["seconds_all"] = [r["seconds"] for r in done]
+        rows[label] = out
+    return rows
 
 
-def bench_model(name: str, bundle, checkpoint: str | None, budget: float, repeats: int
-                ) -> dict:
+def bench_model(name: str, bundle, checkpoint: str | None, budget: float, repeats: int,
+                extras: bool = True) -> dict:
     data = bundle.train
     model, how = get_model(name, bundle, checkpoint)
     print(f"\n== {name}: {count_parameters(model):,} parameters, {len(data[1])} examples; "
@@ -262,15 +270,16 @@ def bench_model(name: str, bundle, checkpoint: str | None, budget: float, repeat
         "hessian-eigenthings lanczos (default)": lambda: run_eigenthings(model, data, None),
         "hessian-eigenthings lanczos (40 steps)": lambda: run_eigenthings(model, data, 40),
     }
-    rows = {label: repeated(fn, repeats) for label, fn in tools.items()}
+    rows = interleaved(tools, repeats)
     print(f"\n{'tool':42s} {'products':>8s} {'seconds':>8s} {'max rel err':>12s}   "
-          f"(seconds: median of {repeats} runs)")
+          f"(seconds: median of {repeats} interleaved runs; first run in brackets)")
     for label, r in rows.items():
         if "missing" in r:
             print(f"{label:42s} missing: {r['missing']}")
             continue
         r["rel_err"] = err(r["values"], ref)
-        print(f"{label:42s} {r['products']:8d} {r['seconds']:8.2f} {r['rel_err']:12.2e}")
+        print(f"{label:42s} {r['products']:8d} {r['seconds']:8.2f} {r['rel_err']:12.2e}   "
+              f"[{r['seconds_all'][0]:.2f}]")
     ours, peer = rows["landscape eigsh (default tol 1e-6)"], rows["PyHessian power (tol 1e-5)"]
     verdict = {}
     if "missing" not in peer:
@@ -282,6 +291,10 @@ def bench_model(name: str, bundle, checkpoint: str | None, budget: float, repeat
               f"{verdict['time_ratio']:.1f}x wall time (target >= 3); landscape more accurate: "
               f"{verdict['more_accurate']} ({ours['rel_err']:.1e} vs {peer['rel_err']:.1e})")
     exact_min = float(spectrum[0]) if spectrum is not None else None
+    if not extras:
+        return {"model": name, "parameters": count_parameters(model), "how": how,
+                "reference": {"how": ref_how, "top5": ref}, "product_seconds": timing,
+                "rows": rows, "verdict": verdict}
     small = smallest_study(model, data, exact_min)
     print("\nsmallest eigenvalue, float64" + (f" (exact {exact_min:.8f})" if exact_min else ""))
     for r in small:
@@ -310,6 +323,8 @@ def main() -> None:
                         help="seconds allowed for a dense reference Hessian")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each tool; the median wall time is reported")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="only the top-5 comparison (no smallest/extreme studies)")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args()
     if args.threads:
@@ -321,7 +336,8 @@ def main() -> None:
     results = []
     for name in args.models.split(","):
         ckpt = args.mlp_checkpoint if name == "mlp" else args.cnn_checkpoint
-        results.append(bench_model(name, bundle, ckpt, args.dense_budget, args.repeats))
+        results.append(bench_model(name, bundle, ckpt, args.dense_budget, args.repeats,
+                                   extras=not args.peers_only))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, default=_json))
 

@@ -99,9 +99,36 @@ def product_vs_backward(model, x, y, rounds: int, chunk: int) -> tuple[float, fl
     return statistics.median(bare), statistics.median(prod)
 
 
+class ProductClock:
+    """Seconds spent inside Hessian-vector products during a block (``HessianOperator.hvp``
+    wrapped), so the products' share of a solver's time is measured in the same run; the
+    first product's building of the kept gradient graphs counts as product time."""
+
+    def __enter__(self) -> "ProductClock":
+        from landscape.curvature.hessian import HessianOperator
+
+        self.seconds, self._hvp = 0.0, HessianOperator.hvp
+        clock = self
+
+        def timed(op, v):
+            start = time.perf_counter()
+            try:
+                return clock._hvp(op, v)
+            finally:
+                clock.seconds += time.perf_counter() - start
+
+        HessianOperator.hvp = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from landscape.curvature.hessian import HessianOperator
+
+        HessianOperator.hvp = self._hvp
+
+
 def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
     """Estimate, then run (or refuse) under a memory peak."""
-    from landscape.curvature.memory import hessian_memory
+    from landscape.curvature.memory import fitting_plan, hessian_memory
     from landscape.errors import LandscapeError
     from landscape.util.memory import fit_or_refuse
 
@@ -110,17 +137,19 @@ def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
     row = {"task": name, "estimate_mb": est.total_added / 2 ** 20,
            "estimate_seconds": time.perf_counter() - t}
     try:
-        fit_or_refuse(name, est, limit)
+        fit_or_refuse(name, est, limit,
+                      lambda lim: fitting_plan(model, data, plan, options, lim))
     except LandscapeError as exc:
         row["refused"] = str(exc)
         return row
     if run is None:  # it would fit, but takes too long here
         return row
-    with gpu.Peak(device) as peak:
+    with gpu.Peak(device) as peak, ProductClock() as clock:
         t = time.perf_counter()
         res = run()
         row["seconds"] = time.perf_counter() - t
     row["products"] = res.n_products
+    row["product_share"] = clock.seconds / row["seconds"]
     row["measured_mb"] = (peak.cuda_mb if device.type == "cuda" else peak.rss_gain_mb)
     row["estimate_over_measured"] = row["estimate_mb"] / max(row["measured_mb"], 1e-9)
     return row
@@ -178,8 +207,6 @@ def measure_size(label, model_name, opts, shape, examples, args, device) -> dict
             solvers.append(solver_row(f"top-{k}", model, (x, y), HessianPlan(top_k=k),
                                       None, options, limit, device))
     for s in solvers:
-        if "seconds" in s:
-            s["product_share"] = s["products"] * row["product_s"] / s["seconds"]
         print("   ", _fmt(s), flush=True)
     row["solvers"] = solvers
     print("   ", _fmt({k: v for k, v in row.items() if k != "solvers"}), flush=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .common import (MAX_EPOCHS, MAX_POINTS, bundle_from, dataset_options, device_option,
-                     guard_output, main_output_lock, wraps_threads)
+                     guard_output, main_output_lock, memory_option, wraps_threads)
 
 
 def endpoint_name(path: Path) -> str:
@@ -74,13 +74,14 @@ def _labels(text: str | None, paths: list[Path]) -> tuple[str, str]:
               help="Continue from OUT's saved training state (OUT.state.pt) after an "
                    "interruption.")
 @click.option("--force", is_flag=True, help="Start over: replace OUT, its line and its state.")
+@memory_option
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @wraps_threads
 def connect_command(model_a, model_b, dataset, data_root, train_subset, test_subset, data_seed,
                     out, curve, epochs, lr, momentum, weight_decay, batch_size, points, seed,
                     line_out, no_line, figure, labels, checkpoint_seconds, resume, force,
-                    device, quiet):
+                    max_memory, device, quiet):
     """Train a curve of low loss between the minima MODEL_A and MODEL_B (checkpoints or run
     folders) with its endpoints fixed (Garipov et al. 2018), and write train/test loss and
     accuracy along it, and along the straight line, as 1-D surfaces over t."""
@@ -126,6 +127,7 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
     (ma, info), (mb, _) = load_checkpoint(paths[0]), load_checkpoint(paths[1])
     bundle = bundle_from(dataset, data_root, train_subset, test_subset, data_seed,
                          like=info["dataset"])
+    _fits(ma, bundle, options, max_memory)
     if force and state.exists():
         state.unlink()
     click.echo(f"connecting {names[0]} and {names[1]} ({curve}, {epochs} epochs) on "
@@ -141,6 +143,19 @@ def connect_command(model_a, model_b, dataset, data_root, train_subset, test_sub
 
         plot_paths([result.curve, result.line], out=figure)
         click.echo(f"wrote {figure}", err=True)
+
+
+def _fits(model, bundle, options, max_memory: int | None) -> None:
+    """Refuse in one line, before anything is written, if the bend's training would not fit
+    (naming the batch size that does)."""
+    from landscape.connect import connect_batch_hint, connect_memory
+    from landscape.train_memory import step_profile
+    from landscape.util.memory import fit_or_refuse, memory_limit
+
+    profile = step_profile(model, bundle, options.loss)
+    estimate = connect_memory(model, bundle, options, profile=profile)
+    fit_or_refuse("the curve's training", estimate, memory_limit(estimate.device, max_memory),
+                  lambda lim: connect_batch_hint(model, bundle, options, lim, profile=profile))
 
 
 def _report(result, out, line_path, names) -> None:

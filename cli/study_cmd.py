@@ -53,11 +53,20 @@ def _check_study(config) -> None:
                    err=True)
 
 
-def _check_sweep(config) -> None:
-    """Check the sweep's device, data and model before its folder is made."""
+def _check_sweep(config, max_memory: int | None = None) -> None:
+    """Check the sweep's device, data and model before its folder is made, and refuse in one
+    line if its largest step would not fit in memory (naming the training subset that does)."""
+    from landscape.models import build_model
     from landscape.study import load_setup
+    from landscape.util import pick_device
+    from landscape.util.memory import fit_or_refuse, memory_limit
+    from landscape.workflows.cost import sweep_fitting_subset, sweep_memory
 
-    load_setup(config)
+    bundle = load_setup(config)
+    model = build_model(config.model, bundle, seed=config.seed, **config.model_options)
+    estimate = sweep_memory(model, bundle, config)
+    fit_or_refuse("the sweep", estimate, memory_limit(pick_device(config.device), max_memory),
+                  lambda lim: sweep_fitting_subset(model, bundle, config, lim))
 
 
 @contextlib.contextmanager
@@ -256,6 +265,7 @@ def _unique(sizes: tuple[int | str, ...]) -> tuple[int | str, ...]:
               help="Folder of the runs, figures and report (rerun to reuse finished runs).")
 @click.option("--force", is_flag=True, help="Retrain runs already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@memory_option
 @recipe_options
 @device_option
 @wraps_threads
@@ -263,7 +273,7 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
                   batch_sizes,
                   base_lr, base_batch, max_lr, target_steps, min_epochs, max_epochs,
                   target_loss, optimizer_batch, optimizer_epochs, seed, out, force, quiet,
-                  device, **recipe):
+                  max_memory, device, **recipe):
     """Batch-size sweep: accuracy, gap, sharpness, convergence speed and throughput vs batch
     size, plus Rprop full-batch vs Rprop and RMSprop mini-batch (report in OUT).
 
@@ -296,7 +306,7 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
                          optimizer_batch=optimizer_batch, optimizer_epochs=optimizer_epochs,
                          device=device)
     _check_out(out)
-    _check_sweep(config)
+    _check_sweep(config, max_memory)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     with _steps_kept(out):
         result = run_sweep(config, out, force=force, progress=not quiet, log=log)

@@ -209,6 +209,58 @@ def connect(model_a: nn.Module, model_b: nn.Module, data, *,
                          summary=path_summary(curve, line))
 
 
+CURVE_WEIGHT_COPIES = 5
+"""Weight-sized tensors the bend's training holds besides the step's own gradients: the bend,
+its gradient, SGD's momentum, the curve point and the private copy of the model."""
+PATH_WEIGHT_COPIES = 4
+"""Weight-sized tensors held while the paths are evaluated: the bend, the midpoint, the
+point on the path and the evaluation copy of the model."""
+
+
+def connect_memory(model: nn.Module, data, options: ConnectOptions = ConnectOptions(), *,
+                   profile: tuple[float, float] | None = None):
+    """Memory ``connect`` adds, before it starts: the larger of its training step at
+    ``options.batch_size`` with the bend's weight copies and its evaluation of both splits
+    along the paths (a forward of up to ``EVAL_CHUNK`` examples without gradients); off the
+    CPU both also hold the endpoints' two copies.
+
+    Returns:
+        MemoryEstimate (``landscape.train_memory``).
+    """
+    from .train_memory import training_memory
+
+    device = pick_device(options.device)
+    training = training_memory(model, data, options.batch_size, weight_copies=_copies(device),
+                               loss=options.loss, device=str(device), profile=profile)
+    return max((training, _path_memory(model, data, options)), key=lambda m: m.total_added)
+
+
+def _path_memory(model: nn.Module, data, options: ConnectOptions):
+    from .train_memory import evaluation_memory
+
+    device = pick_device(options.device)
+    copies = PATH_WEIGHT_COPIES + _copies(device) - CURVE_WEIGHT_COPIES
+    return evaluation_memory(model, data, weight_copies=copies, loss=options.loss,
+                             device=str(device))
+
+
+def connect_batch_hint(model: nn.Module, data, options: ConnectOptions, limit: int, *,
+                       profile: tuple[float, float] | None = None) -> str | None:
+    """``--batch-size N fits (about X)``: the largest batch whose training fits ``limit``
+    bytes, or None (also when the evaluation along the paths does not fit)."""
+    from .train_memory import batch_hint
+
+    if _path_memory(model, data, options).total_added > limit:
+        return None
+    return batch_hint(model, data, options.batch_size, limit, "--batch-size",
+                      weight_copies=_copies(pick_device(options.device)), loss=options.loss,
+                      profile=profile)
+
+
+def _copies(device: torch.device) -> int:
+    return CURVE_WEIGHT_COPIES + (2 if device.type != "cpu" else 0)
+
+
 def _train_bend(model, w1, w2, data, options, device, identity, state_path, resume, show,
                 on_epoch):
     from .util import progress as progress_bar

@@ -1,7 +1,8 @@
 """Datasets as tensors: ``load_dataset(name) -> DataBundle``.
 
 MNIST-1D is generated offline (the ``mnist1d`` package's generator, never its download) and
-cached under the user cache folder. torchvision datasets are read from a local root only.
+cached under the user cache folder. MNIST, Fashion-MNIST and CIFAR-10/100 are read from the files
+torchvision keeps under a local root (``landscape.imagedata``), never downloaded.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import DataError
+from .imagedata import read_image_dataset
 from .modular import is_modular, modular_splits
 from .userdata import absolute_name, load_user_format, user_format
 
@@ -134,7 +136,7 @@ def load_dataset(name: str = "mnist1d", root: str | os.PathLike | None = None, s
     elif is_modular(name):
         train, test, classes = modular_splits(name, seed)
     elif name in BUILTIN:
-        train, test, classes = _torchvision(name, root)
+        train, test, classes = read_image_dataset(name, root)
     elif user_format(name):
         train, test, classes = load_user_format(name, options, seed)
     elif ":" in name:
@@ -174,45 +176,6 @@ def _mnist1d(seed: int, cache: bool) -> tuple[Split, Split, int]:
         except WriteError:
             pass  # an unwritable cache only costs time
     return (blob["x"], blob["y"]), (blob["x_test"], blob["y_test"]), 10
-
-
-_TORCHVISION = {
-    "mnist": ("MNIST", 10, "MNIST/raw"),
-    "fashion-mnist": ("FashionMNIST", 10, "FashionMNIST/raw"),
-    "cifar10": ("CIFAR10", 10, "cifar-10-batches-py"),
-    "cifar100": ("CIFAR100", 100, "cifar-100-python"),
-}
-
-
-def _torchvision(name: str, root: str | os.PathLike | None) -> tuple[Split, Split, int]:
-    cls_name, classes, sub = _TORCHVISION[name]
-    if root is None:
-        raise DataError(f"dataset {name!r} needs --data-root: a folder holding {sub}/ "
-                        "(downloaded once with torchvision, e.g. "
-                        f"torchvision.datasets.{cls_name}(root, download=True))")
-    import torchvision
-
-    cls = getattr(torchvision.datasets, cls_name)
-    try:
-        splits = [cls(str(root), train=flag, download=False) for flag in (True, False)]
-    except (RuntimeError, FileNotFoundError) as exc:
-        raise DataError(f"dataset {name!r} not found under {Path(root) / sub}: download it once "
-                        f"with torchvision.datasets.{cls_name}({str(root)!r}, download=True)"
-                        ) from exc
-    return _to_tensors(splits[0]), _to_tensors(splits[1]), classes
-
-
-def _to_tensors(ds: Any) -> Split:
-    x = torch.as_tensor(ds.data)
-    y = torch.as_tensor(ds.targets, dtype=torch.int64)
-    if x.ndim == 3:  # (N, H, W) grey images
-        x = x.unsqueeze(1)
-    elif x.shape[-1] in (1, 3):  # (N, H, W, C) -> (N, C, H, W)
-        x = x.permute(0, 3, 1, 2)
-    x = x.float() / 255.0
-    mean = x.mean(dim=(0, 2, 3), keepdim=True)
-    std = x.std(dim=(0, 2, 3), keepdim=True)
-    return (x - mean) / std, y
 
 
 def code_file(spec: str) -> Path | None:

@@ -159,7 +159,8 @@ class Evaluator:
                      for n, t in d.items()}
             self.directions.append(moved)
             idx = [i for i, n in enumerate(names) if n in moved]
-            self._dirs.append(([self._targets[i] for i in idx], [moved[names[i]] for i in idx]))
+            self._dirs.append(([self._targets[i] for i in idx], [moved[names[i]] for i in idx],
+                               [self._base_list[i] for i in idx]))
 
     # -- points ------------------------------------------------------------------------
 
@@ -169,10 +170,18 @@ class Evaluator:
         coords = [float(c) for c in coords]
         if len(coords) != len(self._dirs):
             raise LandscapeError(f"{len(coords)} coordinates for {len(self._dirs)} directions")
-        torch._foreach_copy_(self._targets, self._base_list)
-        for c, (targets, dirs) in zip(coords, self._dirs):
-            if c != 0.0 and targets:
-                torch._foreach_add_(targets, dirs, alpha=c)
+        moving = [(c, d) for c, d in zip(coords, self._dirs) if c != 0.0 and d[0]]
+        if moving and len(moving[0][1][0]) == len(self._targets):
+            # the first direction's step written over the base in one pass (the same add
+            # kernel as in place, so the same bits): a quarter less memory traffic than
+            # copying the base first, which is most of a point on a wide model
+            c, (targets, dirs, bases) = moving.pop(0)
+            for target, base, d in zip(targets, bases, dirs):
+                torch.add(base, d, alpha=c, out=target)
+        else:
+            torch._foreach_copy_(self._targets, self._base_list)
+        for c, (targets, dirs, _) in moving:
+            torch._foreach_add_(targets, dirs, alpha=c)
 
     def evaluate(self, coords: Sequence[float], precision: str | None = None
                  ) -> dict[str, float]:

@@ -33,6 +33,9 @@ class CurvatureOperator(LinearOperator):
             would pass ``RECORD_BYTES``; then recording stops and the record is dropped.
     """
 
+    fresh_output = False
+    """True where ``_product`` returns a new array no one else holds (recorded uncopied)."""
+
     def __init__(self, n_params: int, *, record: bool = False):
         self.n_params = n_params
         self.n_products = 0
@@ -62,8 +65,8 @@ class CurvatureOperator(LinearOperator):
         if self._record and (len(self.history) + 1) * 16 * self.n_params > RECORD_BYTES:
             self._record = False
             self.history.clear()
-        if self._record:
-            self.history.append((x.copy(), out.copy()))
+        if self._record:  # ARPACK reuses x's memory; a fresh output needs no copy
+            self.history.append((x.copy(), out if self.fresh_output else out.copy()))
         return out
 
     def _rmatvec(self, x: np.ndarray) -> np.ndarray:

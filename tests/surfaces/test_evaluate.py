@@ -390,3 +390,26 @@ def test_numerics_on_a_cuda_device_set_the_float32_mode_of_each_precision():
     assert [s.fp32_precision for s in switches] == before
     ev.device = torch.device("cpu")
     ev.close()
+
+
+@pytest.mark.parametrize("coords", [(0.3, -0.7), (0.0, 1.5), (0.0, 0.0), (-2.0, 0.0)])
+def test_set_point_is_the_same_bits_as_copy_then_add(coords):
+    """The first direction's step written over the base in one pass gives exactly the bits
+    of copying the base and adding each direction in place; a direction that covers only
+    some entries (here the first) falls back to the copy."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))
+    base = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    full = random_directions(model, count=2, seed=1)
+    partial = [{n: t for n, t in full[0].items() if n.startswith("0.")}, full[1]]
+    x, y = torch.randn(4, 7), torch.tensor([0, 1, 2, 0])
+    for dirs in (full, partial):
+        ev = Evaluator(model, (x, y), dirs, metrics=("train_loss",))
+        ev.set_point(coords)
+        for name, value in model.state_dict().items():
+            want = base[name].clone()
+            for c, d in zip(coords, dirs):
+                if c != 0.0 and name in d:
+                    want.add_(d[name], alpha=c)
+            assert torch.equal(value, want), (name, coords)
+        ev.close()
