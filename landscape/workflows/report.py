@@ -14,7 +14,7 @@ from typing import Any
 
 from ..util import write_json
 from ..params import SCALE_DEPENDENT
-from .caveats import NORM_FACTOR
+from .caveats import NORM_FACTOR, gradient_caveats
 from .document import provenance_line, write_document
 
 __all__ = ["table_header", "table_rows", "norm_rows", "caveat_items", "findings", "study_blocks",
@@ -84,6 +84,7 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = [
         row("batch size", batch), row("epochs (steps)", epochs),
         row("train loss", lambda m: _fmt(m["train_loss"])),
+        row("full-batch gradient norm (relative |g * theta|)", _gradient),
         row("train accuracy", lambda m: _pct(m["train_accuracy"])),
         row("test accuracy", lambda m: _pct(m["test_accuracy"])),
         row("generalization gap (train - test acc.)", lambda m: _pct(m["generalization_gap"])),
@@ -116,12 +117,22 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows + norm_rows(summary)
 
 
+def _gradient(m: dict[str, Any]) -> str:
+    """The gradient norms' cell, marked (!) where the model is not at a stationary point."""
+    if m.get("gradient_norm") is None:
+        return "n/a"
+    mark = " (!)" if gradient_caveats(m) else ""
+    return f"{_fmt(m['gradient_norm'], 3)} ({_fmt(m['gradient_norm_relative'], 3)}){mark}"
+
+
 def _noted(m: dict[str, Any], key: str) -> str:
-    """A basin width with its caveat tag (``unresolved``, ``wider than the grid``)."""
+    """A basin width with its caveat tag (``unresolved``, ``wider than the grid``), and
+    ``refined`` where grids refined around the model resolved it."""
     note = m.get(f"{key}_note")
     if note == "wider than the grid":
         return "> grid (!)"
-    return _fmt(m[key], 3) + (f" ({note} !)" if note else "")
+    refined = m.get(f"{key}_method") == "refined" and not note
+    return _fmt(m[key], 3) + (f" ({note} !)" if note else " (refined)" if refined else "")
 
 
 def _unless(m: dict[str, Any], key: str, text: str) -> str:

@@ -20,12 +20,13 @@ from ..connect import path_summary
 from ..data import DataBundle
 from ..losses import loss_function
 from ..models import count_parameters
-from ..params import parameter_norms
+from ..params import gradient_norms, parameter_norms
 from ..shape import surface_shape
 from ..train import evaluate_split
 from .caveats import basin_caveats, basin_note, grid_misses, nan_caveats
 from .config import CompareConfig
 from .inputs import Minimum
+from .widths import refined_shape
 
 __all__ = ["summarize", "vw_summary"]
 
@@ -53,7 +54,7 @@ def _shape(surface, rise: float) -> dict[str, Any]:
 
 
 def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], curvature,
-              sharp, interp, surfaces, eigen) -> dict[str, Any]:
+              sharp, interp, surfaces, eigen, *, widths=None) -> dict[str, Any]:
     """The content of ``summary.json`` before figures and timings: per model its training,
     metrics, curvature, sharpness and basin shape; ratios to the first model; the
     interpolation and its barrier; the eigen-slice checks; the setup and provenance.
@@ -73,11 +74,14 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
         eig = curvature[m.name]["eigenvalues"]
         first_eps = sharp[m.name]["epsilon"][0]
         adaptive = sharp[m.name]["adaptive"][0] if sharp[m.name]["adaptive"] else None
-        shape1d = _shape(surfaces[m.name]["1d"], config.rise)
+        width1d = (widths or {}).get(m.name) or {"method": "grid"}
+        shape1d = refined_shape(_shape(surfaces[m.name]["1d"], config.rise), width1d,
+                                config.rise)
         shape2d = _shape(surfaces[m.name]["2d"], config.rise)
         train_loss, train_acc = evaluate_split(m.model, xtr, ytr, loss_fn)
         test_loss, test_acc = evaluate_split(m.model, xte, yte, loss_fn)
         norms = parameter_norms(m.model)
+        grads = gradient_norms(m.model, xtr, ytr, loss_fn)
         caveats["models"][m.name] = caveats["steps"][f"surfaces_{m.name}"] = _surface_caveats(
             m.label, surfaces[m.name], shape1d, shape2d)
         models[m.name] = {
@@ -102,6 +106,7 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
             "basin_label_1d": shape1d["label"], "basin_label_2d": shape2d["label"],
             "basins_2d": shape2d["n_basins"],
             "basin_width_1d": _finite(shape1d["width"]),
+            **_width_method(width1d, shape1d),
             "basin_width_2d": _finite(shape2d["width"]),
             "curvature_1d": shape1d["curvature"][0],
             "surface_min_train_loss": _finite(surfaces[m.name]["2d"].summary("train_loss")["min"]),
@@ -110,6 +115,8 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
             "basins_2d_resolved": shape2d["width_resolved"] and not shape2d["min_on_edge"],
             "parameter_norm": norms.total, "largest_layer": norms.largest,
             "largest_layer_norm": norms.layers[norms.largest],
+            "gradient_norm": grads.total, "gradient_norm_relative": grads.relative,
+            "descent_bound": _descent_bound(grads.total, max(eig["top"])),
         }
     first = models[minima[0].name]
     ratios = {name: {q: (entry[q] / first[q] if first[q] else None)
@@ -135,6 +142,25 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
         "provenance": provenance(),
         "warnings": caveats,
     }
+
+
+def _width_method(record: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    """How the 1-D width was measured: ``"grid"`` (the 1-D surface resolves it) or
+    ``"refined"`` (grids refined around the model: their step and count, and the first
+    grid's width), with the step of the grid it was read on."""
+    out = {"basin_width_1d_method": record.get("method", "grid"),
+           "basin_width_1d_step": max(shape["grid_steps"]) if shape["grid_steps"] else None}
+    if out["basin_width_1d_method"] == "refined":
+        out.update(basin_width_1d_rounds=record["rounds"],
+                   basin_width_1d_first_grid=_finite(record["coarse_width"]))
+    return out
+
+
+def _descent_bound(gradient: float, top: float) -> float | None:
+    """``|g|^2 / (2 lambda_max)``: by the descent lemma, one gradient step of size
+    ``1 / lambda_max`` lowers the loss by at least this much where ``lambda_max`` bounds the
+    curvature along the step (None without positive curvature)."""
+    return gradient ** 2 / (2 * top) if top > 0 and math.isfinite(top) else None
 
 
 def _sharpness_radii(adaptive, average, n_params: int) -> dict[str, Any]:

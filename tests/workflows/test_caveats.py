@@ -150,3 +150,68 @@ def test_axis_through_puts_points_on_the_grid():
     assert np.array_equal(axis_through(0.0, 1.0, 5, [0.5]), np.linspace(0, 1, 5))
     with pytest.raises(LandscapeError, match="outside"):
         axis_through(0.0, 1.0, 5, [2.0])
+
+
+def test_a_width_below_the_first_grid_step_is_refined_to_the_fine_grid_value(three,
+                                                                             mnist1d_small):
+    """The trained MLP's 1-D basin spans fewer than three steps of TINY's 5-point line: compare
+    refines it, and the width agrees with a 401-point grid along the same direction."""
+    from landscape.checkpoint import load_checkpoint
+    from landscape.refine import STEPS_PER_WIDTH
+    from landscape.surface import SurfaceOptions, compute_surface
+    from landscape.workflows.widths import refined_shape
+
+    _, _, out = three
+    summary = json.loads((out / "summary.json").read_text())
+    entry = summary["models"]["trained"]
+    first_step = 1.0 / (TINY["line_points"] - 1)
+    assert entry["basin_width_1d_method"] == "refined"
+    assert entry["basin_width_1d_first_grid"] < STEPS_PER_WIDTH * first_step
+    assert entry["basin_width_1d"] >= STEPS_PER_WIDTH * entry["basin_width_1d_step"]
+    assert entry["basin_width_1d_note"] is None
+    model, _ = load_checkpoint(out.parent / "trained.pt")
+    x = np.linspace(-1.5 * entry["basin_width_1d"], 1.5 * entry["basin_width_1d"], 401)
+    fine = compute_surface(model, mnist1d_small, out / "models" / "trained" / "directions.h5",
+                           x=x, options=SurfaceOptions(metrics=("train_loss",)))
+    width = basin_shape(x, fine.metrics["train_loss"], rise=0.1).width
+    assert entry["basin_width_1d"] == pytest.approx(width, rel=0.02)
+    assert not any("trained: 1-D basin" in s for s in summary["warnings"]["models"]["trained"])
+    md = (out / "report.md").read_text()
+    assert "(refined)" in md
+    record = json.loads((out / "models" / "trained" / "width_1d.json").read_text())
+    assert refined_shape({"width": 1.0, "grid_steps": [0.25]}, record, 0.1)["width"] == \
+        record["width"]
+
+
+def test_gradient_norms_and_the_not_converged_caveat(three, mnist1d_small):
+    from landscape.checkpoint import load_checkpoint
+    from landscape.params import flatten, gradient_norms
+    from landscape.workflows.caveats import gradient_caveats
+
+    _, _, out = three
+    summary = json.loads((out / "summary.json").read_text())
+    models, warnings = summary["models"], summary["warnings"]["models"]
+    model, _ = load_checkpoint(out.parent / "untrained.pt")
+    x, y = mnist1d_small.train
+    found = gradient_norms(model, x, y, torch.nn.functional.cross_entropy, chunk=7)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double()
+    theta = flatten([p.detach() for p in model.parameters()]).double()
+    assert found.total == pytest.approx(float(grad.norm()), rel=1e-5)
+    assert found.relative == pytest.approx(float((grad * theta).norm()), rel=1e-5)
+    assert models["untrained"]["gradient_norm"] == pytest.approx(found.total, rel=1e-5)
+    bound = found.total ** 2 / (2 * models["untrained"]["top_eigenvalue"])
+    assert models["untrained"]["descent_bound"] == pytest.approx(bound, rel=1e-5)
+    assert any("full-batch gradient norm" in s for s in warnings["untrained"])
+    assert not any("full-batch gradient norm" in s for s in warnings["trained"])
+    row = next(r for r in (out / "report.md").read_text().splitlines()
+               if r.startswith("| full-batch gradient norm"))
+    assert row.count("(!)") == 1
+    # the rule alone: the bound against half the loss and the absolute margin
+    entry = {"label": "m", "gradient_norm": 1.0, "top_eigenvalue": 10.0, "train_loss": 0.5}
+    assert gradient_caveats({**entry, "descent_bound": 0.06})  # above the 0.05 margin
+    assert not gradient_caveats({**entry, "descent_bound": 0.04})
+    assert gradient_caveats({**entry, "train_loss": 0.01, "descent_bound": 0.006})
+    assert not gradient_caveats({**entry, "train_loss": 0.01, "descent_bound": 0.004})
+    assert not gradient_caveats({**entry, "descent_bound": None})
