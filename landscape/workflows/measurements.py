@@ -1,8 +1,8 @@
 """The measurements of N minima: every step of a comparison, each keyed and reused.
 
 ``measure`` runs, in order: the interpolation from the first minimum to the second; the 1-D
-and 2-D filter-normalized surfaces around each (one direction seed for all), each 1-D width
-refined where that grid does not resolve it (``landscape.workflows.widths``); the Hessian
+and 2-D filter-normalized surfaces around each (one direction seed for all), each width
+refined where its grid does not resolve it (``landscape.workflows.widths``); the Hessian
 eigenvalues, trace and spectral density; the sharpness; the slice along each minimum's top
 Hessian eigenvector; with three minima or more, the straight-line barrier between every
 pair (the barrier matrix, minima grouped into basins); and, with three minima or a curve to train, the V-versus-W section (the
@@ -41,7 +41,7 @@ from .draw import barrier_figure, draw_figures, draw_scenes, vw_figures
 from .inputs import Minimum
 from .steps import Clock, Stages, Steps, read_record, step_key
 from .summary import summarize, vw_summary
-from .widths import refine_1d
+from .widths import refine_widths
 
 __all__ = ["measure", "has_v_versus_w", "v_versus_w", "model_folder", "EIGEN_STEP"]
 
@@ -84,7 +84,7 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
     with clock("surfaces"):
         surfaces = _surfaces(**ctx)
     with clock("widths"):
-        widths = refine_1d(**ctx, surfaces=surfaces, folder=model_folder)
+        widths = refine_widths(**ctx, surfaces=surfaces, folder=model_folder)
     say.step("Hessian eigenvalues, trace and spectral density")
     with clock("curvature"):
         curvature = _curvature(**ctx)

@@ -74,16 +74,18 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
         eig = curvature[m.name]["eigenvalues"]
         first_eps = sharp[m.name]["epsilon"][0]
         adaptive = sharp[m.name]["adaptive"][0] if sharp[m.name]["adaptive"] else None
-        width1d = (widths or {}).get(m.name) or {"method": "grid"}
+        found = (widths or {}).get(m.name) or {}
+        width1d, width2d = (found.get(k) or {"method": "grid"} for k in ("1d", "2d"))
         shape1d = refined_shape(_shape(surfaces[m.name]["1d"], config.rise), width1d,
                                 config.rise)
-        shape2d = _shape(surfaces[m.name]["2d"], config.rise)
+        first2d = _shape(surfaces[m.name]["2d"], config.rise)
+        shape2d = refined_shape(first2d, width2d, config.rise)
         train_loss, train_acc = evaluate_split(m.model, xtr, ytr, loss_fn)
         test_loss, test_acc = evaluate_split(m.model, xte, yte, loss_fn)
         norms = parameter_norms(m.model)
         grads = gradient_norms(m.model, xtr, ytr, loss_fn)
         caveats["models"][m.name] = caveats["steps"][f"surfaces_{m.name}"] = _surface_caveats(
-            m.label, surfaces[m.name], shape1d, shape2d)
+            m.label, surfaces[m.name], shape1d, shape2d, first2d)
         models[m.name] = {
             "label": m.label, "checkpoint": str(m.path) if m.path else None,
             **_training(m, len(ytr)),
@@ -106,13 +108,14 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
             "basin_label_1d": shape1d["label"], "basin_label_2d": shape2d["label"],
             "basins_2d": shape2d["n_basins"],
             "basin_width_1d": _finite(shape1d["width"]),
-            **_width_method(width1d, shape1d),
+            **_width_method("basin_width_1d", width1d, shape1d),
+            **_width_method("basin_width_2d", width2d, shape2d),
             "basin_width_2d": _finite(shape2d["width"]),
             "curvature_1d": shape1d["curvature"][0],
             "surface_min_train_loss": _finite(surfaces[m.name]["2d"].summary("train_loss")["min"]),
             "basin_width_1d_note": basin_note(shape1d),
             "basin_width_2d_note": basin_note(shape2d),
-            "basins_2d_resolved": shape2d["width_resolved"] and not shape2d["min_on_edge"],
+            "basins_2d_resolved": first2d["width_resolved"] and not first2d["min_on_edge"],
             "parameter_norm": norms.total, "largest_layer": norms.largest,
             "largest_layer_norm": norms.layers[norms.largest],
             "gradient_norm": grads.total, "gradient_norm_relative": grads.relative,
@@ -144,15 +147,15 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
     }
 
 
-def _width_method(record: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
-    """How the 1-D width was measured: ``"grid"`` (the 1-D surface resolves it) or
-    ``"refined"`` (grids refined around the model: their step and count, and the first
+def _width_method(key: str, record: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    """How a width (``key``) was measured: ``"grid"`` (its surface resolves it) or
+    ``"refined"`` (lines refined around the model: their count of refinements and the first
     grid's width), with the step of the grid it was read on."""
-    out = {"basin_width_1d_method": record.get("method", "grid"),
-           "basin_width_1d_step": max(shape["grid_steps"]) if shape["grid_steps"] else None}
-    if out["basin_width_1d_method"] == "refined":
-        out.update(basin_width_1d_rounds=record["rounds"],
-                   basin_width_1d_first_grid=_finite(record["coarse_width"]))
+    out = {f"{key}_method": record.get("method", "grid"),
+           f"{key}_step": max(shape["grid_steps"]) if shape["grid_steps"] else None}
+    if out[f"{key}_method"] == "refined":
+        out.update({f"{key}_rounds": record["rounds"],
+                    f"{key}_first_grid": _finite(record["coarse_width"])})
     return out
 
 
@@ -173,11 +176,16 @@ def _sharpness_radii(adaptive, average, n_params: int) -> dict[str, Any]:
             "average_sharpness_radius": rho_avg * math.sqrt(n_params) if rho_avg else None}
 
 
-def _surface_caveats(label: str, surfaces, shape1d: dict[str, Any], shape2d: dict[str, Any]
-                     ) -> list[str]:
-    """What a model's 1-D and 2-D surfaces know about their own reliability."""
+def _surface_caveats(label: str, surfaces, shape1d: dict[str, Any], shape2d: dict[str, Any],
+                     first2d: dict[str, Any]) -> list[str]:
+    """What a model's 1-D and 2-D surfaces know about their own reliability (``first2d``: the
+    2-D grid's own shape, on which basins are counted)."""
+    count = [] if first2d["width_resolved"] or not shape2d["width_resolved"] else [
+        f"{label}: 2-D basin count: the plane's grid (step {max(first2d['grid_steps']):.3g}) "
+        f"does not resolve the basin (width {shape2d['width']:.3g} on refined lines): the "
+        "basins counted on it mean little"]
     return (basin_caveats(shape1d, f"{label}: 1-D basin")
-            + basin_caveats(shape2d, f"{label}: 2-D basin")
+            + basin_caveats(shape2d, f"{label}: 2-D basin") + count
             + nan_caveats(surfaces["1d"].metrics["train_loss"], f"{label}: 1-D surface")
             + nan_caveats(surfaces["2d"].metrics["train_loss"], f"{label}: 2-D surface"))
 

@@ -181,6 +181,12 @@ def test_a_width_below_the_first_grid_step_is_refined_to_the_fine_grid_value(thr
     record = json.loads((out / "models" / "trained" / "width_1d.json").read_text())
     assert refined_shape({"width": 1.0, "grid_steps": [0.25]}, record, 0.1)["width"] == \
         record["width"]
+    # the 2-D width: the mean diameter of eight refined lines through the centre
+    assert entry["basin_width_2d_method"] == "refined" and entry["basin_width_2d_note"] is None
+    record2 = json.loads((out / "models" / "trained" / "width_2d.json").read_text())
+    assert len(record2["line_widths"]) == 8 and record2["resolved"]
+    assert entry["basin_width_2d"] == pytest.approx(np.mean(record2["line_widths"]))
+    assert record2["line_widths"][0] == pytest.approx(entry["basin_width_1d"], rel=0.05)
 
 
 def test_gradient_norms_and_the_not_converged_caveat(three, mnist1d_small):
