@@ -4,7 +4,8 @@ A basin narrower than the grid resolves or wider than the grid, a minimum on the
 a surface mostly NaN, a model far from converged (its training loss far above the others', or a full-batch gradient
 large enough that one gradient step would remove a good part of its loss),
 a parameter norm ten times off the others' (scale-dependent measures are then not comparable,
-Dinh et al. 2017), a plane whose grid does not pass through the minima it is drawn through.
+Dinh et al. 2017), a plane whose grid does not pass through the minima it is drawn through or
+does not resolve their basins there.
 Each caveat is a plain sentence; ``collect`` gathers them per model and per step for
 ``summary.json`` (``warnings``), the console and the report. Nothing here measures a model: it
 reads basin shapes, surfaces' values and the summary's numbers.
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..params import SCALE_DEPENDENT, norm_outliers
+from ..shape import basin_shape
 
-__all__ = ["basin_caveats", "basin_note", "nan_caveats", "grid_misses", "cross_model_caveats",
+__all__ = ["basin_caveats", "basin_note", "nan_caveats", "grid_misses", "anchor_unresolved", "cross_model_caveats",
            "norm_spread", "collect", "warning_lines", "NORM_FACTOR", "LOSS_FACTOR",
            "LOSS_MARGIN", "GRADIENT_SHARE", "NAN_SHARE"]
 
@@ -105,6 +107,23 @@ def grid_misses(surface) -> list[str]:
                 missed.append(label)
                 break
     return missed
+
+
+def anchor_unresolved(surface, rise: float) -> list[str]:
+    """Labels of the models (a plane's ``anchors``) whose basin on the grid, centred on the
+    grid point nearest them, is narrower than two grid steps there (``basin_shape``'s
+    ``width_resolved``): the grid samples the model but not its basin."""
+    anchors = getattr(surface, "anchors", None)
+    if not anchors or "coords" not in anchors or getattr(surface, "y", None) is None:
+        return []
+    coords = np.atleast_2d(np.asarray(anchors["coords"], dtype=float))
+    labels = [str(v.decode() if isinstance(v, bytes) else v)
+              for v in anchors.get("labels", range(len(coords)))]
+    values = np.asarray(surface.metrics["train_loss"], dtype=float)
+    values = np.where(np.isfinite(values), values, np.inf)
+    return [label for label, point in zip(labels, coords)
+            if not basin_shape(surface.x, values, surface.y, rise=rise,
+                               center=point).width_resolved]
 
 
 def norm_spread(norms: dict[str, float]) -> float | None:

@@ -121,7 +121,8 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
         say(f"warning: {line}")
     say.step("figures and report")
     with clock("figures"):
-        figures = draw_figures(config, minima, interp, surfaces, curvature, out, say, eigen)
+        figures = draw_figures(config, minima, interp, surfaces, curvature, out, say, eigen,
+                               widths=widths)
         if vw is not None:
             figures.update(vw_figures(config, vw, v_plane, minima[0], out, say))
         if barriers is not None:

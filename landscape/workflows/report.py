@@ -399,7 +399,8 @@ def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                      f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs): "
                      "test accuracy " + ", ".join(_pct(r["test_accuracy"])
                                                   for r in runs.values()) + ".")
-    counted = "w_plane" in vw and not vw["w_plane"].get("missed")
+    counted = ("w_plane" in vw and not vw["w_plane"].get("missed")
+               and not vw["w_plane"].get("unresolved"))
     parts.append("A random plane around one minimum shows one basin (a V)"
                  + ("; the plane through three minima and the straight line between two show "
                     "several (a W)" if counted else "")
@@ -408,9 +409,12 @@ def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                     "stays low" if "curve" in vw else "") + ".")
     rule = (vw.get("w_plane") or vw["v"]).get("rule")
     if "w_plane" in vw and not counted:
-        parts.append("The plane through three minima is not counted: no grid point lies on "
-                     + ", ".join(vw["w_plane"]["missed"]) + ", so its basins may be artifacts "
-                     "of the grid.")
+        w = vw["w_plane"]
+        parts.append("The plane through three minima is not counted: "
+                     + (f"no grid point lies on {', '.join(w['missed'])}" if w.get("missed")
+                        else "its grid does not resolve the basin of "
+                        + ", ".join(w["unresolved"]))
+                     + ", so its basins may be artifacts of the grid.")
     parts.append(f"A basin counts when {rule or 'its depth passes the threshold'} (its barrier "
                  "at least doubles the loss).")
     captions = {
@@ -445,10 +449,11 @@ def v_versus_w_rows(vw: dict[str, Any], v_label: str | None = None
     if "w_plane" in vw:
         w = vw["w_plane"]
         barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
-        if w.get("missed"):
+        if w.get("missed") or w.get("unresolved"):
+            why = (f"no grid point on {', '.join(w['missed'])}" if w.get("missed") else
+                   f"the grid does not resolve the basin of {', '.join(w['unresolved'])}")
             rows.append((f"plane through {', '.join(w['through'])}", "not resolved (!)",
-                         f"not counted: no grid point on {', '.join(w['missed'])}",
-                         "not measured"))
+                         f"not counted: {why}", "not measured"))
         else:
             rows.append((f"plane through {', '.join(w['through'])}", w["label"], basins(w),
                          f"barriers {barriers}"))

@@ -23,7 +23,7 @@ from ..models import count_parameters
 from ..params import gradient_norms, parameter_norms
 from ..shape import surface_shape
 from ..train import evaluate_split
-from .caveats import basin_caveats, basin_note, grid_misses, nan_caveats
+from .caveats import anchor_unresolved, basin_caveats, basin_note, grid_misses, nan_caveats
 from .config import CompareConfig
 from .inputs import Minimum
 from .widths import refined_shape
@@ -224,7 +224,7 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
               "resolved": v["resolved"]}}
     if "plane" in vw:
         result["w_plane"] = {"surface": "surfaces/w_plane.h5", "through": vw["names"][:3],
-                             **shape_of(vw["plane"]), **_plane_caveats(vw["plane"])}
+                             **shape_of(vw["plane"]), **_plane_caveats(vw["plane"], config.rise)}
     if "curve" in vw:
         paths = path_summary(vw["curve"], vw["line"])
         result.update({
@@ -238,13 +238,23 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
     return result
 
 
-def _plane_caveats(plane) -> dict[str, Any]:
-    """``missed`` (models no grid point lies on) and ``warnings`` of the plane through
-    three minima: a basin count on a grid that misses the minima may be an artifact."""
+def _plane_caveats(plane, rise: float) -> dict[str, Any]:
+    """``missed`` (models no grid point lies on), ``unresolved`` (models whose basin on the
+    plane spans fewer than two grid steps) and ``warnings`` of the plane through three
+    minima: a basin count on a grid that misses or does not resolve the minima may be an
+    artifact, so neither is counted (``resolved`` False)."""
     missed = grid_misses(plane)
+    unresolved = [] if missed else anchor_unresolved(plane, rise)
     warnings = nan_caveats(plane.metrics["train_loss"], "plane through three minima")
     if missed:
         warnings.insert(0, "plane through three minima: no grid point lies on "
                         + ", ".join(missed) + ": the grid does not sample their loss, so its "
                         "basin count and barriers may be artifacts of the grid")
-    return {"missed": missed, "warnings": warnings}
+    if unresolved:
+        steps = ", ".join(f"{float(np.max(np.diff(a))):.3g}" for a in (plane.x, plane.y))
+        warnings.insert(0, "plane through three minima: its grid (largest steps " + steps
+                        + ") does not resolve the basin of " + ", ".join(unresolved)
+                        + " (narrower than two grid steps there): its basin count and "
+                        "barriers are not counted")
+    out = {"missed": missed, "unresolved": unresolved, "warnings": warnings}
+    return {**out, "resolved": False} if missed or unresolved else out

@@ -48,7 +48,8 @@ def refine_widths(config, bundle, minima, out: Path, steps, progress: bool, loss
     ``train_loss``; 2-D: ``angles`` and ``line_widths``).
 
     Args:
-        config, bundle, minima, out, steps, progress, loss: as ``measure`` has them.
+        config, bundle, minima, out, steps, loss: as ``measure`` has them; ``progress`` is
+            taken and not used (each line is 21 points: no bar).
         surfaces: the 1-D and 2-D surfaces of each minimum (``_surfaces``' result).
         folder: ``model_folder`` (out, minimum) -> the minimum's own folder.
     """
@@ -68,7 +69,7 @@ def refine_widths(config, bundle, minima, out: Path, steps, progress: bool, loss
 
             def compute(m=m, coarse=coarse, own=own, path=path, kind=kind):
                 lines = _lines(own / "directions.h5", 1 if kind == "1d" else LINES)
-                record = _refine(config, bundle, m, coarse, lines, progress, loss)
+                record = _refine(config, bundle, m, coarse, lines, loss)
                 write_json(path, record)
                 return record
             result[m.name][kind] = steps.run(f"width_{kind}_{m.name}", key, [path],
@@ -90,11 +91,12 @@ def _lines(path: Path, count: int) -> list[tuple[float, dict]]:
     return out
 
 
-def _refine(config, bundle, m, coarse, lines: list[tuple[float, dict]], progress: bool,
-            loss: str) -> dict[str, Any]:
+def _refine(config, bundle, m, coarse, lines: list[tuple[float, dict]], loss: str
+            ) -> dict[str, Any]:
     """Refine one minimum's width along each line; the width is the lines' mean diameter
     (None where one is never bounded)."""
-    options = SurfaceOptions(metrics=("train_loss",), progress=progress, device=config.device,
+    # Lines of 21 points: a progress bar each would flood the log; the step says what runs.
+    options = SurfaceOptions(metrics=("train_loss",), progress=False, device=config.device,
                              seed=config.seed, loss=loss)
     first = surface_shape(coarse, metric="train_loss", rise=config.rise)
     # The first line starts from the first grid (1-D: the surface's own values); later

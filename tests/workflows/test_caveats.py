@@ -134,7 +134,12 @@ def test_the_plane_through_three_minima_has_grid_points_on_them(three):
         assert np.min(np.abs(plane.y - point[1])) == 0.0
     assert grid_misses(plane) == []
     assert summary["v_versus_w"]["w_plane"]["missed"] == []
-    assert "v_versus_w_w_plane" not in summary["warnings"]["steps"]
+    # The grid samples every model, so no grid-miss caveat; its 5 + 3 points per side do not
+    # resolve their basins (steps of several units on this plane), so the count is withheld.
+    plane_warnings = summary["warnings"]["steps"].get("v_versus_w_w_plane", [])
+    assert not any("no grid point lies on" in s for s in plane_warnings)
+    assert summary["v_versus_w"]["w_plane"]["unresolved"]
+    assert any("does not resolve the basin of" in s for s in plane_warnings)
     md = (out / "report.md").read_text()
     assert "no grid point lies on" not in md
 
@@ -221,3 +226,39 @@ def test_gradient_norms_and_the_not_converged_caveat(three, mnist1d_small):
     assert gradient_caveats({**entry, "train_loss": 0.01, "descent_bound": 0.006})
     assert not gradient_caveats({**entry, "train_loss": 0.01, "descent_bound": 0.004})
     assert not gradient_caveats({**entry, "descent_bound": None})
+
+
+def test_a_plane_that_does_not_resolve_a_models_basin_counts_nothing():
+    from landscape.workflows.caveats import anchor_unresolved
+
+    x = np.linspace(-1.0, 2.0, 7)  # step 0.5
+    y = np.linspace(-1.0, 20.0, 8)  # step 3: a model far along y
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    wide = 0.05 * (xx ** 2 + yy ** 2 / 100)  # width 2.8 along x at (0, 0): resolved
+    narrow = np.minimum(wide, 1e3 * ((xx - 1) ** 2 + (yy - 20) ** 2))  # width 0.02 at (1, 20)
+    anchors = {"coords": np.array([[0.0, 0.0], [1.0, 20.0]]), "labels": np.array(["a", "b"])}
+    plane = types.SimpleNamespace(x=x, y=y, anchors=anchors, metrics={"train_loss": narrow})
+    assert anchor_unresolved(plane, 0.1) == ["b"]
+    plane.metrics = {"train_loss": wide}
+    assert anchor_unresolved(plane, 0.1) == []
+    rows = v_versus_w_rows({"v": {"label": "V", "basins": 1},
+                            "w_plane": {"label": "W", "basins": 3, "barriers": [],
+                                        "through": ["a", "b", "c"], "missed": [],
+                                        "unresolved": ["b"]}})
+    assert rows[1][1] == "not resolved (!)" and "resolve the basin of b" in rows[1][2]
+
+
+def test_a_plane_far_longer_than_wide_is_drawn_with_a_scale_per_axis(tmp_path):
+    from landscape.figures import plot_contours
+    from landscape.grid import Surface
+
+    x, y = np.linspace(-0.35, 4.5, 9), np.linspace(-0.35, 89.0, 11)
+    values = np.add.outer(x ** 2, (y / 20) ** 2) + 0.01
+    far = Surface(x=x, y=y, metrics={"train_loss": values}, done=np.ones(values.shape, bool))
+    fig = plot_contours(far, kind="filled", out=tmp_path / "far.png")
+    assert fig.axes[0].get_aspect() == "auto"
+    assert "axes not to scale" in fig.axes[0].get_xlabel()
+    square = Surface(x=x, y=x, metrics={"train_loss": np.add.outer(x ** 2, x ** 2)},
+                     done=np.ones((9, 9), bool))
+    fig = plot_contours(square, kind="filled", out=tmp_path / "square.png")
+    assert fig.axes[0].get_aspect() == 1.0 and "not to scale" not in fig.axes[0].get_xlabel()
