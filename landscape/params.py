@@ -3,7 +3,8 @@
 ``kind="weights"``: trainable parameters. ``kind="states"``: every floating-point entry of
 the state dict (parameters plus BatchNorm running mean/var); integer counters are left out.
 ``parameter_norms`` gives the total and per-layer norms that scale-dependent measures
-(``SCALE_DEPENDENT``) must be read against; ``norm_outliers`` flags models 10x off the others.
+(``SCALE_DEPENDENT``) must be read against; ``norm_outliers`` flags models 10x off the others;
+``gradient_norms`` gives the full-batch gradient's norms (how far a model is from a stationary point).
 """
 from __future__ import annotations
 
@@ -149,3 +150,53 @@ def norm_outliers(norms: dict[str, float], factor: float = 10.0) -> list[str]:
     median = statistics.median(values)
     return [k for k, v in norms.items()
             if not (math.isfinite(v) and median / factor <= v <= median * factor)]
+
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientNorms:
+    """Norms of a full-batch gradient ``g`` at weights ``theta``.
+
+    Attributes:
+        total: ``||g||_2``: scale-dependent (a layer scaled by ``a`` has its gradient scaled
+            by ``1/a``).
+        relative: ``||g * theta||_2`` (elementwise): the loss's first-order change per
+            relative change of each weight; unchanged by the rescalings of ReLU networks
+            that keep the function (Dinh et al. 2017), so comparable between models of
+            different norms.
+    """
+
+    total: float
+    relative: float
+
+
+def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn,
+                   chunk: int = 8192) -> GradientNorms:
+    """Norms of the full-batch gradient of the mean loss over ``(x, y)``, in eval mode (as
+    the surfaces and curvature see the model), summed over chunks exactly.
+
+    Args:
+        model: the network (its weights are not changed; no ``.grad`` is written).
+        x, y: the inputs and targets.
+        loss_fn: ``loss_fn(outputs, targets)``, a mean over the examples.
+        chunk: examples per forward pass.
+
+    Returns:
+        GradientNorms.
+    """
+    was_training = model.training
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    try:
+        for i in range(0, len(y), chunk):
+            part = y[i:i + chunk]
+            loss = loss_fn(model(x[i:i + chunk]), part) * (len(part) / len(y))
+            for t, g in zip(total, torch.autograd.grad(loss, params)):
+                t += g.double()
+    finally:
+        model.train(was_training)
+    return GradientNorms(
+        total=math.sqrt(sum(float((t ** 2).sum()) for t in total)),
+        relative=math.sqrt(sum(float(((t * p.detach().double()) ** 2).sum())
+                               for t, p in zip(total, params))))

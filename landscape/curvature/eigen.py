@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 from torch import nn
 
 from ..errors import LandscapeError
@@ -162,6 +162,37 @@ def _eigsh(op: LinearOperator, k: int, which: str, tol: float, ncv: int | None,
         warnings.warn(f"Lanczos converged for only {len(exc.eigenvalues)} of {k} eigenvalues",
                       stacklevel=4)
         return exc.eigenvalues, exc.eigenvectors, False
+    except ArpackError as exc:
+        raise _diagnose(op, v0) from exc
+
+
+class ZeroCurvature(LandscapeError):
+    """Every product is exactly zero: the operator is zero to its precision."""
+
+
+def _diagnose(op: LinearOperator, v0: np.ndarray) -> LandscapeError:
+    """Why ARPACK stopped at its first product ("starting vector is zero"): the product of
+    the start vector is non-finite (weights or loss overflow float32), or exactly zero
+    (a saturated softmax: every example's loss underflows to 0, so the Hessian does too)."""
+    w = np.asarray(op.matvec(v0), dtype=np.float64)
+    if not np.all(np.isfinite(w)):
+        return LandscapeError("Hessian-vector products are NaN or inf at this model (its "
+                              "weights or loss overflow float32): no eigenvalue to compute")
+    if not np.any(w):
+        return ZeroCurvature("the Hessian is zero to float32 precision at this model")
+    return LandscapeError("ARPACK stopped at its first step (a start vector it could not "
+                          "use); try another --seed")
+
+
+def _zero_ends(op: CurvatureOperator, k: int, rng: np.random.Generator):
+    """``k`` zero eigenvalues with orthonormal vectors: the answer for a zero operator (every
+    direction is an eigenvector), with a warning that says why."""
+    warnings.warn("the Hessian-vector products are exactly zero at this model (the softmax "
+                  "is saturated: every example's loss is 0 in float32, as after scaling the "
+                  "weights up): its eigenvalues are 0 to float32 precision", stacklevel=4)
+    vecs, _ = np.linalg.qr(rng.standard_normal((op.n_params, k)))
+    vals = np.zeros(k)
+    return vals, vecs, op.residuals(vals, vecs), True
 
 
 def _dense_small(op: CurvatureOperator) -> np.ndarray:
@@ -179,6 +210,17 @@ def _lanczos_ends(op: CurvatureOperator, k_large: int, k_small: int, tol: float,
         pick = np.r_[np.arange(k_small), np.arange(n - k_large, n)].astype(int)
         pick = np.unique(pick)
         return vals[pick], vecs[:, pick], op.residuals(vals[pick], vecs[:, pick]), True
+    try:
+        return _lanczos_parts(op, k_large, k_small, tol, bottom_tol, ncv, maxiter, rng)
+    except ZeroCurvature:
+        return _zero_ends(op, k_large + k_small, rng)
+
+
+def _lanczos_parts(op: CurvatureOperator, k_large: int, k_small: int, tol: float,
+                   bottom_tol: float, ncv: int | None, maxiter: int | None,
+                   rng: np.random.Generator):
+    """The top end by eigsh, the bottom end by ``_bottom_end``, concatenated."""
+    n = op.n_params
     parts, converged, top = [], True, None
     if k_large:
         vals, vecs, ok = _eigsh(op, k_large, "LA", tol, ncv, maxiter, gaussian_vector(rng, n))

@@ -26,6 +26,9 @@ from .scales import colorbar_ticks, is_round, loss_cap, shared_scale
 from .style import STYLE, check_cmap, finish_figure, new_figure
 
 KINDS_2D = ("contour", "filled", "heatmap")
+ASPECT_LIMIT = 4.0
+"""A panel whose axes' extents differ by more than this factor is drawn with a scale per axis
+(labelled as such) instead of equal scales."""
 
 
 def _anchor_points(ax, surface: Surface) -> None:
@@ -34,10 +37,15 @@ def _anchor_points(ax, surface: Surface) -> None:
         return
     ax.plot(coords[:, 0], coords[:, 1], "o", ms=6, color="black", mfc="white", mew=1.5,
             ls="none", zorder=6)
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     for (cx, cy), name in zip(coords, names):
         if name:
-            ax.annotate(short_name(name), (cx, cy), xytext=(5, 5), textcoords="offset points",
-                        fontsize=8.5, zorder=7,
+            # Labels point inwards near the right and top edges, so none leaves the axes.
+            right = (cx - x0) > 0.8 * (x1 - x0)
+            top = (cy - y0) > 0.85 * (y1 - y0)
+            ax.annotate(short_name(name), (cx, cy), xytext=(-5 if right else 5, -5 if top else 5),
+                        textcoords="offset points", ha="right" if right else "left",
+                        va="top" if top else "bottom", fontsize=8.5, zorder=7,
                         bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
 
 
@@ -75,24 +83,46 @@ def _draw_panel(ax, x, y, z, kind, norm, levels, cmap, extend, line_labels=True)
     raise LandscapeError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS_2D)}")
 
 
-def _basin_edge(ax, x, y, z, rise: float) -> str:
-    """Dashed line where the loss is ``rise`` above its value at the centre; the width text."""
+def _basin_edge(ax, x, y, z, rise: float, refined: float | None = None) -> str:
+    """Dashed line where the loss is ``rise`` above its value at the centre; the width text
+    (the ``refined`` width, where given, instead of this grid's)."""
     if np.isfinite(z).sum() < 4:
         return ""
     shape = basin_shape(x, np.where(np.isfinite(z), z, np.inf), y, rise=rise)
     ax.contour(x, y, np.ma.masked_invalid(z.T), levels=[shape.center_value + rise],
                colors="white", linewidths=1.6, linestyles="--", zorder=4)
+    if refined is not None:
+        return f"basin width {refined:.3g} at +{rise:g} (refined grid)"
     width = f"{shape.width:.3g}" if shape.width is not None else "beyond the grid"
     return f"basin width {width} at +{rise:g} (dashed)"
 
 
-def _mark_minimum(ax, x, y, z) -> None:
+def _mark_minimum(ax, x, y, z, avoid: np.ndarray | None = None) -> None:
+    """A star at the lowest value, its legend in the first corner with no point of
+    ``avoid`` (the models a plane passes through, with their labels) near it."""
     if not np.isfinite(z).any():
         return
     i, j = np.unravel_index(np.nanargmin(z), z.shape)
     ax.plot(x[i], y[j], marker="*", markersize=14, color="white", markeredgecolor="black",
             markeredgewidth=1.0, linestyle="none", label=f"minimum {z[i, j]:.3g}", zorder=5)
-    ax.legend(loc="upper right", fontsize=8.5, handletextpad=0.3, borderpad=0.3)
+    ax.legend(loc=_free_corner(ax, avoid), fontsize=8.5, handletextpad=0.3, borderpad=0.3)
+
+
+def _free_corner(ax, points: np.ndarray | None) -> str:
+    """The first of the four corners whose outer 45% x 25% of the axes holds none of
+    ``points`` (upper right when every corner does)."""
+    corners = ("upper right", "upper left", "lower right", "lower left")
+    if points is None or not len(points):
+        return corners[0]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    fx = (np.asarray(points)[:, 0] - x0) / (x1 - x0)
+    fy = (np.asarray(points)[:, 1] - y0) / (y1 - y0)
+    for corner in corners:
+        near_x = fx > 0.55 if "right" in corner else fx < 0.45
+        near_y = fy > 0.75 if "upper" in corner else fy < 0.25
+        if not np.any(near_x & near_y):
+            return corner
+    return corners[0]
 
 
 def _colorbar(fig, mappable, axes, label, extend) -> None:
@@ -109,7 +139,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                   labels: Sequence[str] | None = None,
                   axis_names: Sequence[str] | None = None, title: str | None = None,
                   cmap: str = "viridis", mark_min: bool = True, anchors: bool = True,
-                  rise: float | None = None, size: tuple[float, float] | None = None,
+                  rise: float | None = None, refined: Sequence[float | None] | None = None,
+                  size: tuple[float, float] | None = None,
                   out: str | os.PathLike | None = None, dpi: float | None = None,
                   share_axes: bool = True,
                   saddles: Sequence[np.ndarray | None] | None = None) -> Figure:
@@ -135,6 +166,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
         anchors: mark the models a plane was drawn through (stored with the surface).
         rise: draw each panel's basin edge, ``rise`` above its value at (0, 0), as a dashed
             white line, and give its mean width (``basin_shape``) in the panel title.
+        refined: per panel, a width measured on a finer grid than this one (compare's
+            refined widths), shown in the title instead of the grid's where not None.
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
         dpi: resolution for PNG.
@@ -168,7 +201,8 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
             x, y = np.asarray(s.x, float), np.asarray(s.y, float)
             mappable = _draw_panel(ax, x, y, z, kind, norm, lv, cmap, extend)
             if rise:
-                names[k] = "\n".join(filter(None, [names[k], _basin_edge(ax, x, y, z, rise)]))
+                edge = _basin_edge(ax, x, y, z, rise, (refined or [None] * len(items))[k])
+                names[k] = "\n".join(filter(None, [names[k], edge]))
             if anchors:
                 _anchor_points(ax, s)
             if saddles is not None and saddles[k] is not None and len(saddles[k]):
@@ -176,7 +210,9 @@ def plot_contours(surfaces: Surface | Sequence[Surface], metric: str = "train_lo
                 ax.plot(at[:, 0], at[:, 1], "X", ms=8, color="#D55E00", mec="white",
                         mew=0.8, ls="none", zorder=7, label="saddle")
             if mark_min:
-                _mark_minimum(ax, x, y, z)
+                coords = anchors_of(s)[0] if anchors else None
+                _mark_minimum(ax, x, y, z, coords if coords is not None
+                              and coords.shape[1] == 2 else None)
             _decorate(ax, s, axis_names, names[k], first=k == 0)
         _colorbar(fig, mappable, axes, pretty(metric) + (" (log scale)" if log else ""), extend)
         if title:
@@ -194,10 +230,15 @@ def _extend(values: Sequence[np.ndarray], norm: Normalize) -> str:
 
 def _decorate(ax, surface, axis_names, panel_title, first, variance=None) -> None:
     xl, yl = axis_labels(surface, axis_names, variance)
-    ax.set_xlabel(xl)
-    if first:
+    spans = np.ptp(np.asarray(surface.x, float)), np.ptp(np.asarray(surface.y, float))
+    equal = max(spans) <= ASPECT_LIMIT * max(min(spans), 1e-300)
+    # A plane far longer than wide (one model far from the others) at equal scales is a
+    # sliver that hides every basin: scale each axis to the panel and say so.
+    ax.set_xlabel(xl if equal else f"{xl}\n(axes not to scale: x {spans[0]:.3g} wide, "
+                  f"y {spans[1]:.3g})")
+    if first or not equal:
         ax.set_ylabel(yl)
-    ax.set_aspect("equal", adjustable="box")
+    ax.set_aspect("equal" if equal else "auto", adjustable="box")
     for axis in (ax.xaxis, ax.yaxis):  # few ticks, so neighbouring panels' labels never touch
         axis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
     if panel_title:

@@ -28,7 +28,7 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
                accuracy: Sequence[str] | bool = True, *, labels: Sequence[str] | None = None,
                log: bool = False, vmin: float | None = None, vmax: float | None = None,
                xlabel: str | None = None, title: str | None = None, anchors: bool = True,
-               rise: float | None = None,
+               rise: float | None = None, refined: Sequence[float | None] | None = None,
                note: str | None = None, size: tuple[float, float] = (6.0, 4.0),
                out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
     """Loss (left axis) and accuracy (right axis) along a direction or an interpolation.
@@ -52,6 +52,8 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
         anchors: mark the models an interpolation runs between (dotted vertical lines).
         rise: mark on each run's first loss curve its basin width at ``rise`` above the
             value at 0 (``landscape.shape.basin_shape``), a bar with the width in the legend.
+        refined: per run, a width measured on a finer grid than this one (compare's refined
+            widths), shown in the legend instead of the grid's where not None.
         note: a small caption under the axes (what the axis unit means, a caveat).
         size: width, height in inches.
         out: save to this .png/.pdf/.svg file.
@@ -88,7 +90,8 @@ def plot_lines(surfaces: Surface | Sequence[Surface], metrics: Sequence[str] | N
                 _curve(ax, x, metric_values(surface, m, 1, "a line plot"), m, color, 2.0,
                        log=log)
             if rise and left:
-                names[k] += _width_bar(ax, x, metric_values(surface, left[0], 1), rise, color)
+                names[k] += _width_bar(ax, x, metric_values(surface, left[0], 1), rise, color,
+                                       (refined or [None] * len(runs))[k])
             for m in right:
                 y = metric_values(surface, m, 1, "a line plot")
                 _curve(ax2 or ax, x, _percent(y, runs, m), m, color, 1.1, alpha=0.75)
@@ -177,8 +180,10 @@ def _label_value_axes(ax, ax2, left, right, runs, log, vmax) -> None:
     ax.grid(True, alpha=0.25)
 
 
-def _width_bar(ax, x: np.ndarray, y: np.ndarray, rise: float, color: str) -> str:
-    """Draw the basin's extent at ``rise`` above the value at 0; return the legend text."""
+def _width_bar(ax, x: np.ndarray, y: np.ndarray, rise: float, color: str,
+               refined: float | None = None) -> str:
+    """Draw the basin's extent at ``rise`` above the value at 0; return the legend text (with
+    the ``refined`` width, where given, instead of this grid's)."""
     finite = np.isfinite(y)
     if finite.sum() < 3:
         return ""
@@ -189,6 +194,8 @@ def _width_bar(ax, x: np.ndarray, y: np.ndarray, rise: float, color: str) -> str
     right = shape.center[0] + (hi if hi is not None else x[finite][-1] - shape.center[0])
     ax.plot([left, right], [level, level], color=color, lw=1.3, ls=(0, (4, 2)), zorder=4)
     ax.plot([left, right], [level, level], "|", color=color, ms=9, mew=1.8, zorder=4)
+    if refined is not None:
+        return f": width {refined:.3g} at +{rise:g} (refined grid)"
     width = f"{shape.width:.3g}" if shape.width is not None else "beyond the grid"
     return f": width {width} at +{rise:g}"
 

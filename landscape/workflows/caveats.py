@@ -1,9 +1,11 @@
 """Caveats that travel with numbers: what a comparison's steps know about their own results.
 
 A basin narrower than the grid resolves or wider than the grid, a minimum on the grid's edge,
-a surface mostly NaN, a model far from converged (its training loss far above the others'),
+a surface mostly NaN, a model far from converged (its training loss far above the others', or a full-batch gradient
+large enough that one gradient step would remove a good part of its loss),
 a parameter norm ten times off the others' (scale-dependent measures are then not comparable,
-Dinh et al. 2017), a plane whose grid does not pass through the minima it is drawn through.
+Dinh et al. 2017), a plane whose grid does not pass through the minima it is drawn through or
+does not resolve their basins there.
 Each caveat is a plain sentence; ``collect`` gathers them per model and per step for
 ``summary.json`` (``warnings``), the console and the report. Nothing here measures a model: it
 reads basin shapes, surfaces' values and the summary's numbers.
@@ -16,16 +18,21 @@ from typing import Any
 import numpy as np
 
 from ..params import SCALE_DEPENDENT, norm_outliers
+from ..shape import basin_shape
 
-__all__ = ["basin_caveats", "basin_note", "nan_caveats", "grid_misses", "cross_model_caveats",
+__all__ = ["basin_caveats", "basin_note", "nan_caveats", "grid_misses", "anchor_unresolved", "cross_model_caveats",
            "norm_spread", "collect", "warning_lines", "NORM_FACTOR", "LOSS_FACTOR",
-           "LOSS_MARGIN", "NAN_SHARE"]
+           "LOSS_MARGIN", "GRADIENT_SHARE", "NAN_SHARE"]
 
 NORM_FACTOR = 10.0
 """Parameter norms further apart than this factor make scale-dependent measures incomparable."""
 LOSS_FACTOR, LOSS_MARGIN = 10.0, 0.05
 """A model is not at a minimum like the others when its training loss is above ``LOSS_FACTOR``
 times the lowest of the others' and above it by ``LOSS_MARGIN``."""
+GRADIENT_SHARE = 0.5
+"""A model is not at a stationary point when its descent bound ``|g|^2 / (2 lambda_max)`` (the
+least loss one gradient step of size ``1/lambda_max`` removes) is above ``GRADIENT_SHARE``
+of its training loss or above ``LOSS_MARGIN``."""
 NAN_SHARE = 0.1
 """Share of non-finite points above which a surface's shape is flagged."""
 MISS = 0.1
@@ -102,6 +109,23 @@ def grid_misses(surface) -> list[str]:
     return missed
 
 
+def anchor_unresolved(surface, rise: float) -> list[str]:
+    """Labels of the models (a plane's ``anchors``) whose basin on the grid, centred on the
+    grid point nearest them, is narrower than two grid steps there (``basin_shape``'s
+    ``width_resolved``): the grid samples the model but not its basin."""
+    anchors = getattr(surface, "anchors", None)
+    if not anchors or "coords" not in anchors or getattr(surface, "y", None) is None:
+        return []
+    coords = np.atleast_2d(np.asarray(anchors["coords"], dtype=float))
+    labels = [str(v.decode() if isinstance(v, bytes) else v)
+              for v in anchors.get("labels", range(len(coords)))]
+    values = np.asarray(surface.metrics["train_loss"], dtype=float)
+    values = np.where(np.isfinite(values), values, np.inf)
+    return [label for label, point in zip(labels, coords)
+            if not basin_shape(surface.x, values, surface.y, rise=rise,
+                               center=point).width_resolved]
+
+
 def norm_spread(norms: dict[str, float]) -> float | None:
     """Largest over smallest parameter norm (None with fewer than two positive norms)."""
     values = [v for v in norms.values() if v and math.isfinite(v) and v > 0]
@@ -119,11 +143,13 @@ def _norm_flagged(norms: dict[str, float]) -> list[str]:
 
 def cross_model_caveats(models: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Per model, what comparing it with the others shows: a training loss far above theirs
-    (not at a minimum as they are) and a parameter norm ten times off (its scale-dependent
-    measures are not comparable with theirs).
+    (not at a minimum as they are), a gradient that one step would lower the loss along
+    (``gradient_caveats``) and a parameter norm ten times off (its scale-dependent measures
+    are not comparable with theirs).
 
     Args:
-        models: name -> summary entry (``label``, ``train_loss``, ``parameter_norm``).
+        models: name -> summary entry (``label``, ``train_loss``, ``parameter_norm``, and
+            ``gradient_norm``, ``top_eigenvalue``, ``descent_bound`` where measured).
     """
     out: dict[str, list[str]] = {name: [] for name in models}
     for name, m in models.items():
@@ -137,6 +163,7 @@ def cross_model_caveats(models: dict[str, dict[str, Any]]) -> dict[str, list[str
                     f"{m['label']}: training loss {loss:.3g} is far above the others' (lowest "
                     f"{low:.3g}): it is not at a minimum as they are; its curvature, sharpness "
                     "and basin describe a slope, not a minimum")
+        out[name] += gradient_caveats(m)
     norms = {k: m["parameter_norm"] for k, m in models.items()
              if m.get("parameter_norm") is not None}
     for name in _norm_flagged(norms):
@@ -147,6 +174,22 @@ def cross_model_caveats(models: dict[str, dict[str, Any]]) -> dict[str, list[str
             f"{NORM_FACTOR:g}x off the others' ({others}): its scale-dependent measures ("
             + ", ".join(SCALE_DEPENDENT) + ") are not comparable with theirs")
     return out
+
+
+def gradient_caveats(m: dict[str, Any]) -> list[str]:
+    """A sentence when the model is not at a stationary point: its descent bound
+    (``descent_bound``, the least loss a gradient step of size ``1/lambda_max`` removes) is
+    above ``GRADIENT_SHARE`` of its training loss or above ``LOSS_MARGIN``. Scale-free: the
+    squared gradient and the top eigenvalue change alike under a rescaling of the weights."""
+    bound, loss = m.get("descent_bound"), m.get("train_loss")
+    if bound is None or loss is None or not math.isfinite(bound):
+        return []
+    if bound <= min(GRADIENT_SHARE * loss, LOSS_MARGIN):
+        return []
+    return [f"{m['label']}: full-batch gradient norm {m['gradient_norm']:.3g} (top eigenvalue "
+            f"{m['top_eigenvalue']:.3g}): one gradient step would lower the training loss "
+            f"{loss:.3g} by at least {bound:.3g}: it is not at a minimum; its curvature, "
+            "sharpness and basin describe a slope"]
 
 
 def collect(summary: dict[str, Any]) -> dict[str, dict[str, list[str]]]:

@@ -9,6 +9,7 @@ here computes a loss; matplotlib and pyvista load inside the functions that draw
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,8 @@ __all__ = ["draw_figures", "vw_figures", "draw_scenes", "shared_densities", "bar
 
 
 def draw_figures(config: CompareConfig, minima: list[Minimum], interp, surfaces, curvature,
-                 out: Path, say: Callable[[str], None], eigen=None) -> dict[str, Path]:
+                 out: Path, say: Callable[[str], None], eigen=None, widths=None
+                 ) -> dict[str, Path]:
     """The comparison's figures. Where minima are compared, a linear loss axis capped near the
     minima (``plot2d.loss_cap``) with each basin's width at ``config.rise`` marked, so that a
     glance ranks them as the measured widths do; one kernel width for all spectra.
@@ -35,6 +37,8 @@ def draw_figures(config: CompareConfig, minima: list[Minimum], interp, surfaces,
         config, minima, out: as ``measure`` was given them.
         interp, surfaces, curvature, eigen: the measurements (``eigen`` may be empty).
         say: called with a line when an optional 3-D figure cannot be made.
+        widths: ``refine_widths``' records: a width resolved on refined lines is the one the
+            1-D and 2-D figures print.
 
     Returns:
         name -> path of each figure written under ``out/figures``.
@@ -57,9 +61,11 @@ def draw_figures(config: CompareConfig, minima: list[Minimum], interp, surfaces,
                   rise=config.rise)
     plot_lines([surfaces[k]["1d"] for k in names], **losses,
                xlabel="random filter-normalized direction (the same seed for each)",
+               refined=_refined(widths, names, "1d"),
                title="Loss along a random direction", out=files["lines_1d"])
     plot_contours([surfaces[k]["2d"] for k in names], metric="train_loss", kind="filled",
                   labels=labels, rise=config.rise, levels=12,
+                  refined=_refined(widths, names, "2d"),
                   title="Training loss on a random filter-normalized plane",
                   out=files["contours_2d"])
     densities, sigma = shared_densities([curvature[k]["density"] for k in names])
@@ -93,6 +99,13 @@ def draw_figures(config: CompareConfig, minima: list[Minimum], interp, surfaces,
         _render(files, figs, "surface_3d", say, [surfaces[k]["2d"] for k in names],
                 labels=labels, rise=config.rise)
     return files
+
+
+def _refined(widths, names: list[str], kind: str) -> list[float | None]:
+    """Per model, its width resolved on refined lines (None: the grid's own stands)."""
+    records = [((widths or {}).get(n) or {}).get(kind) or {} for n in names]
+    return [r["width"] if r.get("method") == "refined" and r.get("resolved") else None
+            for r in records]
 
 
 def _render(files: dict[str, Path], figs: Path, name: str, say: Callable[[str], None],
@@ -129,14 +142,34 @@ def vw_figures(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
                       out=files["v_versus_w_2d"])
         if config.render_3d:
             # Short titles: a 3-D panel's title is centred and clipped at the panel's edge.
-            _render(files, figs, "v_versus_w_3d", say, pair, zmax=vmax, log=True,
-                    labels=["V: one minimum", "W: three minima"])
+            _render(files, figs, "v_versus_w_3d", say, [v_plane, _unit_plane(vw["plane"])],
+                    zmax=vmax, log=True, labels=["V: one minimum", "W: three minima"])
     if "curve" in vw:
         files["v_versus_w_paths"] = figs / "v_versus_w_paths.png"
         plot_paths([vw["curve"], vw["line"]],
                    title=f"Between {vw['names'][0]} and {vw['names'][1]}: curve vs straight "
                          "line", out=files["v_versus_w_paths"])
     return files
+
+
+def _unit_plane(plane):
+    """The plane with each axis rescaled to span 1 where its extents are far from square
+    (one model far from the others): a 3-D scene shares one scale, so the far plane would be
+    a wall and the V beside it a line. The axis labels give each axis's true unit."""
+    from ..figures.contours import ASPECT_LIMIT
+
+    spans = [float(np.ptp(np.asarray(a, float))) for a in (plane.x, plane.y)]
+    if max(spans) <= ASPECT_LIMIT * min(spans):
+        return plane
+    prov = dict(plane.provenance or {})
+    names = list(prov.get("axis_labels") or ["direction 1", "direction 2"])
+    prov["axis_labels"] = [f"{n} (/{s:.3g})" for n, s in zip(names, spans)]
+    anchors = dict(plane.anchors or {}) or None
+    if anchors and "coords" in anchors:
+        anchors["coords"] = np.asarray(anchors["coords"], float) / np.asarray(spans)
+    return dataclasses.replace(plane, x=np.asarray(plane.x, float) / spans[0],
+                               y=np.asarray(plane.y, float) / spans[1], provenance=prov,
+                               anchors=anchors)
 
 
 def barrier_figure(barriers: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -1,7 +1,8 @@
 """The measurements of N minima: every step of a comparison, each keyed and reused.
 
 ``measure`` runs, in order: the interpolation from the first minimum to the second; the 1-D
-and 2-D filter-normalized surfaces around each (one direction seed for all); the Hessian
+and 2-D filter-normalized surfaces around each (one direction seed for all), each width
+refined where its grid does not resolve it (``landscape.workflows.widths``); the Hessian
 eigenvalues, trace and spectral density; the sharpness; the slice along each minimum's top
 Hessian eigenvector; with three minima or more, the straight-line barrier between every
 pair (the barrier matrix, minima grouped into basins); and, with three minima or a curve to train, the V-versus-W section (the
@@ -15,7 +16,6 @@ results.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -39,8 +39,9 @@ from .caveats import collect, warning_lines
 from .config import CompareConfig
 from .draw import barrier_figure, draw_figures, draw_scenes, vw_figures
 from .inputs import Minimum
-from .steps import Clock, Stages, Steps, step_key
+from .steps import Clock, Stages, Steps, read_record, step_key
 from .summary import summarize, vw_summary
+from .widths import refine_widths
 
 __all__ = ["measure", "has_v_versus_w", "v_versus_w", "model_folder", "EIGEN_STEP"]
 
@@ -49,14 +50,6 @@ def model_folder(out: Path, minimum: Minimum) -> Path:
     """The folder of one minimum's own outputs, ``out/models/<name>/``: every per-model file
     has a fixed name inside it, so no label can name another model's (or a shared) file."""
     return out / "models" / minimum.name
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """A step's JSON output (a damaged one raises ``ValueError``: it is computed again)."""
-    record = json.loads(path.read_text())
-    if not isinstance(record, dict):
-        raise ValueError(f"{path.name} holds no record")
-    return record
 
 
 def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], out: Path,
@@ -90,6 +83,8 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
     say.step("1-D and 2-D filter-normalized surfaces")
     with clock("surfaces"):
         surfaces = _surfaces(**ctx)
+    with clock("widths"):
+        widths = refine_widths(**ctx, surfaces=surfaces, folder=model_folder)
     say.step("Hessian eigenvalues, trace and spectral density")
     with clock("curvature"):
         curvature = _curvature(**ctx)
@@ -112,7 +107,8 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
             + ([f"a curve between {labels[0]} and {labels[1]}"] if config.curve_epochs else [])))
         with clock("v_versus_w"):
             vw = v_versus_w(config, bundle, vw_minima, out, steps, progress, loss)
-    summary = summarize(config, bundle, minima, curvature, sharp, interp, surfaces, eigen)
+    summary = summarize(config, bundle, minima, curvature, sharp, interp, surfaces, eigen,
+                        widths=widths)
     v_plane = surfaces[minima[0].name]["2d"]
     if vw is not None:
         summary["v_versus_w"] = vw_summary(config, vw, v_plane, minima[0])
@@ -125,7 +121,8 @@ def measure(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], ou
         say(f"warning: {line}")
     say.step("figures and report")
     with clock("figures"):
-        figures = draw_figures(config, minima, interp, surfaces, curvature, out, say, eigen)
+        figures = draw_figures(config, minima, interp, surfaces, curvature, out, say, eigen,
+                               widths=widths)
         if vw is not None:
             figures.update(vw_figures(config, vw, v_plane, minima[0], out, say))
         if barriers is not None:
@@ -285,7 +282,7 @@ def _eigen_slices(config, bundle, minima, out, steps, progress, loss):
 
         def load(paths=paths):
             return {"surface": load_surface(paths["surface"]),
-                    "check": _read_json(paths["check"])}
+                    "check": read_record(paths["check"])}
 
         def compute(m=m, dpath=dpath, paths=paths):
             found = hessian_directions(m.model, bundle, count=1, seed=config.seed,
@@ -337,7 +334,7 @@ def _per_model_json(step: str, minima: list[Minimum], out: Path, steps: Steps,
             write_json(path, record)
             return record
         result[m.name] = steps.run(f"{step}_{m.name}", step_key(m.key, *settings), [path],
-                                   lambda path=path: _read_json(path), compute)
+                                   lambda path=path: read_record(path), compute)
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..util import write_json
 from ..params import SCALE_DEPENDENT
-from .caveats import NORM_FACTOR
+from .caveats import NORM_FACTOR, gradient_caveats
 from .document import provenance_line, write_document
 
 __all__ = ["table_header", "table_rows", "norm_rows", "caveat_items", "findings", "study_blocks",
@@ -85,6 +85,7 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = [
         row("batch size", batch), row("epochs (steps)", epochs),
         row("train loss", lambda m: _fmt(m["train_loss"])),
+        row("full-batch gradient norm (relative |g * theta|)", _gradient),
         row("train accuracy", lambda m: _pct(m["train_accuracy"])),
         row("test accuracy", lambda m: _pct(m["test_accuracy"])),
         row("generalization gap (train - test acc.)", lambda m: _pct(m["generalization_gap"])),
@@ -117,12 +118,22 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows + norm_rows(summary)
 
 
+def _gradient(m: dict[str, Any]) -> str:
+    """The gradient norms' cell, marked (!) where the model is not at a stationary point."""
+    if m.get("gradient_norm") is None:
+        return "n/a"
+    mark = " (!)" if gradient_caveats(m) else ""
+    return f"{_fmt(m['gradient_norm'], 3)} ({_fmt(m['gradient_norm_relative'], 3)}){mark}"
+
+
 def _noted(m: dict[str, Any], key: str) -> str:
-    """A basin width with its caveat tag (``unresolved``, ``wider than the grid``)."""
+    """A basin width with its caveat tag (``unresolved``, ``wider than the grid``), and
+    ``refined`` where grids refined around the model resolved it."""
     note = m.get(f"{key}_note")
     if note == "wider than the grid":
         return "> grid (!)"
-    return _fmt(m[key], 3) + (f" ({note} !)" if note else "")
+    refined = m.get(f"{key}_method") == "refined" and not note
+    return _fmt(m[key], 3) + (f" ({note} !)" if note else " (refined)" if refined else "")
 
 
 def _unless(m: dict[str, Any], key: str, text: str) -> str:
@@ -389,7 +400,8 @@ def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                      f"batch {run['batch_size']}, lr {run['lr']}, {run['epochs']} epochs): "
                      "test accuracy " + ", ".join(_pct(r["test_accuracy"])
                                                   for r in runs.values()) + ".")
-    counted = "w_plane" in vw and not vw["w_plane"].get("missed")
+    counted = ("w_plane" in vw and not vw["w_plane"].get("missed")
+               and not vw["w_plane"].get("unresolved"))
     parts.append("A random plane around one minimum shows one basin (a V)"
                  + ("; the plane through three minima and the straight line between two show "
                     "several (a W)" if counted else "")
@@ -398,9 +410,12 @@ def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                     "stays low" if "curve" in vw else "") + ".")
     rule = (vw.get("w_plane") or vw["v"]).get("rule")
     if "w_plane" in vw and not counted:
-        parts.append("The plane through three minima is not counted: no grid point lies on "
-                     + ", ".join(vw["w_plane"]["missed"]) + ", so its basins may be artifacts "
-                     "of the grid.")
+        w = vw["w_plane"]
+        parts.append("The plane through three minima is not counted: "
+                     + (f"no grid point lies on {', '.join(w['missed'])}" if w.get("missed")
+                        else "its grid does not resolve the basin of "
+                        + ", ".join(w["unresolved"]))
+                     + ", so its basins may be artifacts of the grid.")
     parts.append(f"A basin counts when {rule or 'its depth passes the threshold'} (its barrier "
                  "at least doubles the loss).")
     captions = {
@@ -435,10 +450,11 @@ def v_versus_w_rows(vw: dict[str, Any], v_label: str | None = None
     if "w_plane" in vw:
         w = vw["w_plane"]
         barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
-        if w.get("missed"):
+        if w.get("missed") or w.get("unresolved"):
+            why = (f"no grid point on {', '.join(w['missed'])}" if w.get("missed") else
+                   f"the grid does not resolve the basin of {', '.join(w['unresolved'])}")
             rows.append((f"plane through {', '.join(w['through'])}", "not resolved (!)",
-                         f"not counted: no grid point on {', '.join(w['missed'])}",
-                         "not measured"))
+                         f"not counted: {why}", "not measured"))
         else:
             rows.append((f"plane through {', '.join(w['through'])}", w["label"], basins(w),
                          f"barriers {barriers}"))

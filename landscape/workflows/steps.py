@@ -34,7 +34,7 @@ from typing import Any, Callable
 from ..errors import LandscapeError
 from ..util import sha256_file, write_json
 
-__all__ = ["Steps", "Clock", "Stages", "step_key", "STATE_FILE"]
+__all__ = ["Steps", "Clock", "Stages", "step_key", "read_record", "STATE_FILE"]
 
 STATE_FILE = "study_state.json"
 """Name of the record of finished steps in a workflow's output folder."""
@@ -51,6 +51,15 @@ def step_key(*parts: Any) -> str:
     """
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A step's JSON output (a damaged one raises ``ValueError``: the step is computed
+    again)."""
+    record = json.loads(Path(path).read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"{Path(path).name} holds no record")
+    return record
 
 
 def _warn_stderr(message: str) -> None:

@@ -20,12 +20,13 @@ from ..connect import path_summary
 from ..data import DataBundle
 from ..losses import loss_function
 from ..models import count_parameters
-from ..params import parameter_norms
+from ..params import gradient_norms, parameter_norms
 from ..shape import surface_shape
 from ..train import evaluate_split
-from .caveats import basin_caveats, basin_note, grid_misses, nan_caveats
+from .caveats import anchor_unresolved, basin_caveats, basin_note, grid_misses, nan_caveats
 from .config import CompareConfig
 from .inputs import Minimum
+from .widths import refined_shape
 
 __all__ = ["summarize", "vw_summary"]
 
@@ -53,7 +54,7 @@ def _shape(surface, rise: float) -> dict[str, Any]:
 
 
 def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], curvature,
-              sharp, interp, surfaces, eigen) -> dict[str, Any]:
+              sharp, interp, surfaces, eigen, *, widths=None) -> dict[str, Any]:
     """The content of ``summary.json`` before figures and timings: per model its training,
     metrics, curvature, sharpness and basin shape; ratios to the first model; the
     interpolation and its barrier; the eigen-slice checks; the setup and provenance.
@@ -73,13 +74,18 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
         eig = curvature[m.name]["eigenvalues"]
         first_eps = sharp[m.name]["epsilon"][0]
         adaptive = sharp[m.name]["adaptive"][0] if sharp[m.name]["adaptive"] else None
-        shape1d = _shape(surfaces[m.name]["1d"], config.rise)
-        shape2d = _shape(surfaces[m.name]["2d"], config.rise)
+        found = (widths or {}).get(m.name) or {}
+        width1d, width2d = (found.get(k) or {"method": "grid"} for k in ("1d", "2d"))
+        shape1d = refined_shape(_shape(surfaces[m.name]["1d"], config.rise), width1d,
+                                config.rise)
+        first2d = _shape(surfaces[m.name]["2d"], config.rise)
+        shape2d = refined_shape(first2d, width2d, config.rise)
         train_loss, train_acc = evaluate_split(m.model, xtr, ytr, loss_fn)
         test_loss, test_acc = evaluate_split(m.model, xte, yte, loss_fn)
         norms = parameter_norms(m.model)
+        grads = gradient_norms(m.model, xtr, ytr, loss_fn)
         caveats["models"][m.name] = caveats["steps"][f"surfaces_{m.name}"] = _surface_caveats(
-            m.label, surfaces[m.name], shape1d, shape2d)
+            m.label, surfaces[m.name], shape1d, shape2d, first2d)
         models[m.name] = {
             "label": m.label, "checkpoint": str(m.path) if m.path else None,
             **_training(m, len(ytr)),
@@ -102,14 +108,18 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
             "basin_label_1d": shape1d["label"], "basin_label_2d": shape2d["label"],
             "basins_2d": shape2d["n_basins"],
             "basin_width_1d": _finite(shape1d["width"]),
+            **_width_method("basin_width_1d", width1d, shape1d),
+            **_width_method("basin_width_2d", width2d, shape2d),
             "basin_width_2d": _finite(shape2d["width"]),
             "curvature_1d": shape1d["curvature"][0],
             "surface_min_train_loss": _finite(surfaces[m.name]["2d"].summary("train_loss")["min"]),
             "basin_width_1d_note": basin_note(shape1d),
             "basin_width_2d_note": basin_note(shape2d),
-            "basins_2d_resolved": shape2d["width_resolved"] and not shape2d["min_on_edge"],
+            "basins_2d_resolved": first2d["width_resolved"] and not first2d["min_on_edge"],
             "parameter_norm": norms.total, "largest_layer": norms.largest,
             "largest_layer_norm": norms.layers[norms.largest],
+            "gradient_norm": grads.total, "gradient_norm_relative": grads.relative,
+            "descent_bound": _descent_bound(grads.total, max(eig["top"])),
         }
     first = models[minima[0].name]
     ratios = {name: {q: (entry[q] / first[q] if first[q] else None)
@@ -137,6 +147,25 @@ def summarize(config: CompareConfig, bundle: DataBundle, minima: list[Minimum], 
     }
 
 
+def _width_method(key: str, record: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+    """How a width (``key``) was measured: ``"grid"`` (its surface resolves it) or
+    ``"refined"`` (lines refined around the model: their count of refinements and the first
+    grid's width), with the step of the grid it was read on."""
+    out = {f"{key}_method": record.get("method", "grid"),
+           f"{key}_step": max(shape["grid_steps"]) if shape["grid_steps"] else None}
+    if out[f"{key}_method"] == "refined":
+        out.update({f"{key}_rounds": record["rounds"],
+                    f"{key}_first_grid": _finite(record["coarse_width"])})
+    return out
+
+
+def _descent_bound(gradient: float, top: float) -> float | None:
+    """``|g|^2 / (2 lambda_max)``: by the descent lemma, one gradient step of size
+    ``1 / lambda_max`` lowers the loss by at least this much where ``lambda_max`` bounds the
+    curvature along the step (None without positive curvature)."""
+    return gradient ** 2 / (2 * top) if top > 0 and math.isfinite(top) else None
+
+
 def _sharpness_radii(adaptive, average, n_params: int) -> dict[str, Any]:
     """The radii the two adaptive sharpness measures reach, in the adapted norm
     ``|T^-1 delta|_2``: the worst case searches the ball of radius ``rho``; the average case's
@@ -147,11 +176,16 @@ def _sharpness_radii(adaptive, average, n_params: int) -> dict[str, Any]:
             "average_sharpness_radius": rho_avg * math.sqrt(n_params) if rho_avg else None}
 
 
-def _surface_caveats(label: str, surfaces, shape1d: dict[str, Any], shape2d: dict[str, Any]
-                     ) -> list[str]:
-    """What a model's 1-D and 2-D surfaces know about their own reliability."""
+def _surface_caveats(label: str, surfaces, shape1d: dict[str, Any], shape2d: dict[str, Any],
+                     first2d: dict[str, Any]) -> list[str]:
+    """What a model's 1-D and 2-D surfaces know about their own reliability (``first2d``: the
+    2-D grid's own shape, on which basins are counted)."""
+    count = [] if first2d["width_resolved"] or not shape2d["width_resolved"] else [
+        f"{label}: 2-D basin count: the plane's grid (step {max(first2d['grid_steps']):.3g}) "
+        f"does not resolve the basin (width {shape2d['width']:.3g} on refined lines): the "
+        "basins counted on it mean little"]
     return (basin_caveats(shape1d, f"{label}: 1-D basin")
-            + basin_caveats(shape2d, f"{label}: 2-D basin")
+            + basin_caveats(shape2d, f"{label}: 2-D basin") + count
             + nan_caveats(surfaces["1d"].metrics["train_loss"], f"{label}: 1-D surface")
             + nan_caveats(surfaces["2d"].metrics["train_loss"], f"{label}: 2-D surface"))
 
@@ -190,7 +224,7 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
               "resolved": v["resolved"]}}
     if "plane" in vw:
         result["w_plane"] = {"surface": "surfaces/w_plane.h5", "through": vw["names"][:3],
-                             **shape_of(vw["plane"]), **_plane_caveats(vw["plane"])}
+                             **shape_of(vw["plane"]), **_plane_caveats(vw["plane"], config.rise)}
     if "curve" in vw:
         paths = path_summary(vw["curve"], vw["line"])
         result.update({
@@ -204,13 +238,23 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
     return result
 
 
-def _plane_caveats(plane) -> dict[str, Any]:
-    """``missed`` (models no grid point lies on) and ``warnings`` of the plane through
-    three minima: a basin count on a grid that misses the minima may be an artifact."""
+def _plane_caveats(plane, rise: float) -> dict[str, Any]:
+    """``missed`` (models no grid point lies on), ``unresolved`` (models whose basin on the
+    plane spans fewer than two grid steps) and ``warnings`` of the plane through three
+    minima: a basin count on a grid that misses or does not resolve the minima may be an
+    artifact, so neither is counted (``resolved`` False)."""
     missed = grid_misses(plane)
+    unresolved = [] if missed else anchor_unresolved(plane, rise)
     warnings = nan_caveats(plane.metrics["train_loss"], "plane through three minima")
     if missed:
         warnings.insert(0, "plane through three minima: no grid point lies on "
                         + ", ".join(missed) + ": the grid does not sample their loss, so its "
                         "basin count and barriers may be artifacts of the grid")
-    return {"missed": missed, "warnings": warnings}
+    if unresolved:
+        steps = ", ".join(f"{float(np.max(np.diff(a))):.3g}" for a in (plane.x, plane.y))
+        warnings.insert(0, "plane through three minima: its grid (largest steps " + steps
+                        + ") does not resolve the basin of " + ", ".join(unresolved)
+                        + " (narrower than two grid steps there): its basin count and "
+                        "barriers are not counted")
+    out = {"missed": missed, "unresolved": unresolved, "warnings": warnings}
+    return {**out, "resolved": False} if missed or unresolved else out

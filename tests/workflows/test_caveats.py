@@ -134,7 +134,12 @@ def test_the_plane_through_three_minima_has_grid_points_on_them(three):
         assert np.min(np.abs(plane.y - point[1])) == 0.0
     assert grid_misses(plane) == []
     assert summary["v_versus_w"]["w_plane"]["missed"] == []
-    assert "v_versus_w_w_plane" not in summary["warnings"]["steps"]
+    # The grid samples every model, so no grid-miss caveat; its 5 + 3 points per side do not
+    # resolve their basins (steps of several units on this plane), so the count is withheld.
+    plane_warnings = summary["warnings"]["steps"].get("v_versus_w_w_plane", [])
+    assert not any("no grid point lies on" in s for s in plane_warnings)
+    assert summary["v_versus_w"]["w_plane"]["unresolved"]
+    assert any("does not resolve the basin of" in s for s in plane_warnings)
     md = (out / "report.md").read_text()
     assert "no grid point lies on" not in md
 
@@ -158,3 +163,110 @@ def test_report_ratios_keep_three_significant_digits():
     assert _ratio(41.74, 0.02639) == "0.000632x"
     assert _ratio(2.0, 3.0) == "1.5x" and _ratio(1.0, 150.23) == "150x"
     assert _ratio(0.0, 1.0) == "" and _ratio(None, 1.0) == ""
+
+
+def test_a_width_below_the_first_grid_step_is_refined_to_the_fine_grid_value(three,
+                                                                             mnist1d_small):
+    """The trained MLP's 1-D basin spans fewer than three steps of TINY's 5-point line: compare
+    refines it, and the width agrees with a 401-point grid along the same direction."""
+    from landscape.checkpoint import load_checkpoint
+    from landscape.refine import STEPS_PER_WIDTH
+    from landscape.surface import SurfaceOptions, compute_surface
+    from landscape.workflows.widths import refined_shape
+
+    _, _, out = three
+    summary = json.loads((out / "summary.json").read_text())
+    entry = summary["models"]["trained"]
+    first_step = 1.0 / (TINY["line_points"] - 1)
+    assert entry["basin_width_1d_method"] == "refined"
+    assert entry["basin_width_1d_first_grid"] < STEPS_PER_WIDTH * first_step
+    assert entry["basin_width_1d"] >= STEPS_PER_WIDTH * entry["basin_width_1d_step"]
+    assert entry["basin_width_1d_note"] is None
+    model, _ = load_checkpoint(out.parent / "trained.pt")
+    x = np.linspace(-1.5 * entry["basin_width_1d"], 1.5 * entry["basin_width_1d"], 401)
+    fine = compute_surface(model, mnist1d_small, out / "models" / "trained" / "directions.h5",
+                           x=x, options=SurfaceOptions(metrics=("train_loss",)))
+    width = basin_shape(x, fine.metrics["train_loss"], rise=0.1).width
+    assert entry["basin_width_1d"] == pytest.approx(width, rel=0.02)
+    assert not any("trained: 1-D basin" in s for s in summary["warnings"]["models"]["trained"])
+    md = (out / "report.md").read_text()
+    assert "(refined)" in md
+    record = json.loads((out / "models" / "trained" / "width_1d.json").read_text())
+    assert refined_shape({"width": 1.0, "grid_steps": [0.25]}, record, 0.1)["width"] == \
+        record["width"]
+    # the 2-D width: the mean diameter of eight refined lines through the centre
+    assert entry["basin_width_2d_method"] == "refined" and entry["basin_width_2d_note"] is None
+    record2 = json.loads((out / "models" / "trained" / "width_2d.json").read_text())
+    assert len(record2["line_widths"]) == 8 and record2["resolved"]
+    assert entry["basin_width_2d"] == pytest.approx(np.mean(record2["line_widths"]))
+    assert record2["line_widths"][0] == pytest.approx(entry["basin_width_1d"], rel=0.05)
+
+
+def test_gradient_norms_and_the_not_converged_caveat(three, mnist1d_small):
+    from landscape.checkpoint import load_checkpoint
+    from landscape.params import flatten, gradient_norms
+    from landscape.workflows.caveats import gradient_caveats
+
+    _, _, out = three
+    summary = json.loads((out / "summary.json").read_text())
+    models, warnings = summary["models"], summary["warnings"]["models"]
+    model, _ = load_checkpoint(out.parent / "untrained.pt")
+    x, y = mnist1d_small.train
+    found = gradient_norms(model, x, y, torch.nn.functional.cross_entropy, chunk=7)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double()
+    theta = flatten([p.detach() for p in model.parameters()]).double()
+    assert found.total == pytest.approx(float(grad.norm()), rel=1e-5)
+    assert found.relative == pytest.approx(float((grad * theta).norm()), rel=1e-5)
+    assert models["untrained"]["gradient_norm"] == pytest.approx(found.total, rel=1e-5)
+    bound = found.total ** 2 / (2 * models["untrained"]["top_eigenvalue"])
+    assert models["untrained"]["descent_bound"] == pytest.approx(bound, rel=1e-5)
+    assert any("full-batch gradient norm" in s for s in warnings["untrained"])
+    assert not any("full-batch gradient norm" in s for s in warnings["trained"])
+    row = next(r for r in (out / "report.md").read_text().splitlines()
+               if r.startswith("| full-batch gradient norm"))
+    assert row.count("(!)") == 1
+    # the rule alone: the bound against half the loss and the absolute margin
+    entry = {"label": "m", "gradient_norm": 1.0, "top_eigenvalue": 10.0, "train_loss": 0.5}
+    assert gradient_caveats({**entry, "descent_bound": 0.06})  # above the 0.05 margin
+    assert not gradient_caveats({**entry, "descent_bound": 0.04})
+    assert gradient_caveats({**entry, "train_loss": 0.01, "descent_bound": 0.006})
+    assert not gradient_caveats({**entry, "train_loss": 0.01, "descent_bound": 0.004})
+    assert not gradient_caveats({**entry, "descent_bound": None})
+
+
+def test_a_plane_that_does_not_resolve_a_models_basin_counts_nothing():
+    from landscape.workflows.caveats import anchor_unresolved
+
+    x = np.linspace(-1.0, 2.0, 7)  # step 0.5
+    y = np.linspace(-1.0, 20.0, 8)  # step 3: a model far along y
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    wide = 0.05 * (xx ** 2 + yy ** 2 / 100)  # width 2.8 along x at (0, 0): resolved
+    narrow = np.minimum(wide, 1e3 * ((xx - 1) ** 2 + (yy - 20) ** 2))  # width 0.02 at (1, 20)
+    anchors = {"coords": np.array([[0.0, 0.0], [1.0, 20.0]]), "labels": np.array(["a", "b"])}
+    plane = types.SimpleNamespace(x=x, y=y, anchors=anchors, metrics={"train_loss": narrow})
+    assert anchor_unresolved(plane, 0.1) == ["b"]
+    plane.metrics = {"train_loss": wide}
+    assert anchor_unresolved(plane, 0.1) == []
+    rows = v_versus_w_rows({"v": {"label": "V", "basins": 1},
+                            "w_plane": {"label": "W", "basins": 3, "barriers": [],
+                                        "through": ["a", "b", "c"], "missed": [],
+                                        "unresolved": ["b"]}})
+    assert rows[1][1] == "not resolved (!)" and "resolve the basin of b" in rows[1][2]
+
+
+def test_a_plane_far_longer_than_wide_is_drawn_with_a_scale_per_axis(tmp_path):
+    from landscape.figures import plot_contours
+    from landscape.grid import Surface
+
+    x, y = np.linspace(-0.35, 4.5, 9), np.linspace(-0.35, 89.0, 11)
+    values = np.add.outer(x ** 2, (y / 20) ** 2) + 0.01
+    far = Surface(x=x, y=y, metrics={"train_loss": values}, done=np.ones(values.shape, bool))
+    fig = plot_contours(far, kind="filled", out=tmp_path / "far.png")
+    assert fig.axes[0].get_aspect() == "auto"
+    assert "axes not to scale" in fig.axes[0].get_xlabel()
+    square = Surface(x=x, y=x, metrics={"train_loss": np.add.outer(x ** 2, x ** 2)},
+                     done=np.ones((9, 9), bool))
+    fig = plot_contours(square, kind="filled", out=tmp_path / "square.png")
+    assert fig.axes[0].get_aspect() == 1.0 and "not to scale" not in fig.axes[0].get_xlabel()
