@@ -291,17 +291,35 @@ def optimizer_comparisons(rows: list[dict[str, Any]], optimizers) -> list[dict[s
                  if o == other and (base, k) in by]
         if not pairs:
             continue
+        flatter = [_sign(r["measures"]["top_eigenvalue"], b["measures"]["top_eigenvalue"])
+                   for b, r in pairs]
+        lower = [_sign(r["test_error"], b["test_error"]) for b, r in pairs]
         out.append({"optimizer": other, "against": base, "pairs": len(pairs),
                     **{f"{m}_ratio": _median([_ratio(b, r, m) for b, r in pairs])
                        for m in ("top_eigenvalue", "trace", "adaptive_sharpness")},
-                    "flatter_top_eigenvalue": sum(r["measures"]["top_eigenvalue"]
-                                                  < b["measures"]["top_eigenvalue"]
-                                                  for b, r in pairs),
+                    "flatter_top_eigenvalue": flatter.count(1), "flatter_p": sign_test(flatter),
                     "test_error_change": _median([r["test_error"] - b["test_error"]
                                                   for b, r in pairs]),
-                    "lower_test_error": sum(r["test_error"] < b["test_error"]
-                                            for b, r in pairs)})
+                    "lower_test_error": lower.count(1), "lower_test_error_p": sign_test(lower)})
     return out
+
+
+def _sign(value: float | None, base: float | None) -> int:
+    """1 where ``value < base``, -1 where above, 0 for a tie or a missing number."""
+    if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
+        return 0
+    return int(value < base) - int(value > base)
+
+
+def sign_test(signs: list[int]) -> float:
+    """Two-sided sign test of paired differences (+1/-1; ties, 0, are dropped): the p-value
+    of as lopsided a count under a fair coin; nan without any untied pair."""
+    from scipy.stats import binomtest
+
+    wins, losses = signs.count(1), signs.count(-1)
+    if wins + losses == 0:
+        return float("nan")
+    return float(binomtest(wins, wins + losses, 0.5).pvalue)
 
 
 def _ratio(base: dict, other: dict, measure: str) -> float:

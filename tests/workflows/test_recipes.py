@@ -227,3 +227,54 @@ def test_cli_quick_builds_the_quick_grid_and_options_win(tmp_path, monkeypatch, 
     assert grid.measures == MeasureOptions.quick() and grid.optimizers == ("sgd", "sam")
     for name, value in expect.items():
         assert getattr(grid, name) == value, name
+
+
+def _entry(tau, low, high, lr=0.1, runs=12):
+    return {"kendall_tau": tau, "interval": [low, high], "granulated_tau": tau,
+            "per_axis": {}, "tau_vs_lr": lr, "runs": runs}
+
+
+def test_findings_say_when_an_interval_spans_0_is_missing_or_rests_on_few_runs():
+    from landscape.workflows.recipes_report import findings
+
+    nan = float("nan")
+    table = {"a": _entry(0.5, 0.2, 0.8), "b": _entry(0.1, -0.3, 0.4),
+             "c": _entry(0.3, nan, nan, lr=nan, runs=2), "d": _entry(0.2, None, None, runs=3)}
+    lines = findings(table, [], 12)
+    assert lines[0] == "Over 12 runs, the measures whose interval excludes 0: a."
+    a, b, c, d = lines[1:5]
+    assert "95% interval +0.20 to +0.80)" in a and "spans 0" not in a
+    assert "spans 0: no reliable sign from 12 runs" in b
+    assert "no interval: 2 runs are too few to resample" in c and "tau with lr n/a (one lr)" in c
+    assert "nan" not in c and "spans 0" not in c
+    assert "no interval: 3 runs" in d
+    only_missing = findings({"c": table["c"]}, [], 2)[0]
+    assert only_missing == ("Over 2 runs, no interval could be computed (too few runs): "
+                            "no measure's sign is known.")
+    many = findings({"b": _entry(0.1, -0.3, 0.4, runs=40)}, [], 40)
+    assert many[0].endswith("every interval spans 0.") and "from 40 runs" not in many[1]
+
+
+def test_sign_test_and_the_comparison_sentence():
+    from landscape.workflows.recipes import optimizer_comparisons, sign_test
+    from landscape.workflows.recipes_report import findings
+
+    assert sign_test([1] * 8) == pytest.approx(2 / 2 ** 8)  # two-sided: 2 * 0.5^8
+    assert sign_test([1, -1, 0, 0]) == pytest.approx(1.0)  # ties dropped, 1 of 2
+    assert sign_test([0, 0]) != sign_test([0, 0])  # no untied pair: nan
+
+    def row(opt, seed, eig, err):
+        return {"settings": {"batch_size": 32, "lr": 0.1, "optimizer": opt,
+                             "weight_decay": 0.0, "seed": seed},
+                "measures": {"top_eigenvalue": eig, "trace": 1.0, "adaptive_sharpness": 1.0},
+                "test_error": err}
+    rows = [row("sgd", s, 4.0, 0.2) for s in range(5)]
+    rows += [row("sam", s, 2.0, 0.2 - 0.01 * (s % 2)) for s in range(5)]
+    (c,) = optimizer_comparisons(rows, ("sgd", "sam"))
+    assert (c["pairs"], c["flatter_top_eigenvalue"], c["lower_test_error"]) == (5, 5, 2)
+    assert c["flatter_p"] == pytest.approx(2 / 2 ** 5)
+    assert c["lower_test_error_p"] == pytest.approx(0.5)  # 2 lower, 3 ties: 2 of 2
+    assert c["top_eigenvalue_ratio"] == pytest.approx(0.5)
+    (sentence,) = findings({}, [c], 10)[1:]
+    assert "(5 pairs)" in sentence and "flatter in 5 of 5, sign test p = 0.062" in sentence
+    assert "lower in 2 of 5, sign test p = 0.5)" in sentence
