@@ -39,7 +39,7 @@ def findings(table: dict[str, dict[str, Any]], comparisons: list[dict[str, Any]]
         out.append(f"{name}: tau with the test-train error gap {_signed(c['kendall_tau'])} ("
                    + _interval_words(low, high, c.get("runs", n_runs))
                    + f"), granulated {_signed(c['granulated_tau'])}, "
-                   + _lr_words(c) + "."
+                   + _lr_words(c) + _missing_words(c.get("runs", n_runs), n_runs) + "."
                    + (f" Coarse: {coarse[name]}." if name in coarse else ""))
     out.insert(0, _verdict(n_runs, predictive, undefined, len(table)))
     out += [_comparison_words(c) for c in comparisons]
@@ -64,6 +64,11 @@ def _interval_words(low: float, high: float, runs: int) -> str:
         if runs < SMALL_SAMPLE:
             words += f" from {runs} runs"
     return words
+
+
+def _missing_words(runs: int, n_runs: int) -> str:
+    missing = n_runs - runs
+    return "" if missing <= 0 else f"; {missing} of {n_runs} runs have no finite value"
 
 
 def _lr_words(c: Mapping[str, Any]) -> str:

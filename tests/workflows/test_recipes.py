@@ -247,7 +247,8 @@ def test_findings_say_when_an_interval_spans_0_is_missing_or_rests_on_few_runs()
     assert "spans 0: no reliable sign from 12 runs" in b
     assert "no interval: 2 runs are too few to resample" in c and "tau with lr n/a (one lr)" in c
     assert "nan" not in c and "spans 0" not in c
-    assert "no interval: 3 runs" in d
+    assert "no interval: 3 runs" in d and d.endswith("; 9 of 12 runs have no finite value.")
+    assert "no finite value" not in a
     only_missing = findings({"c": table["c"]}, [], 2)[0]
     assert only_missing == ("Over 2 runs, no interval could be computed (too few runs): "
                             "no measure's sign is known.")
@@ -278,3 +279,26 @@ def test_sign_test_and_the_comparison_sentence():
     (sentence,) = findings({}, [c], 10)[1:]
     assert "(5 pairs)" in sentence and "flatter in 5 of 5, sign test p = 0.062" in sentence
     assert "lower in 2 of 5, sign test p = 0.5)" in sentence
+
+
+def test_scatter_encodings_and_figures_of_a_constructed_summary(tmp_path):
+    from landscape.figures import plot_measure_grid, plot_tau_bars
+    from landscape.figures.recipes import _encodings
+
+    runs = [{"name": f"r{i}", "settings": {"batch_size": bs, "lr": lr, "optimizer": opt,
+                                           "weight_decay": 0.0, "seed": 0},
+             "measures": {"top_eigenvalue": 1.0 + i, "basin_width_1d": None if i else 0.5},
+             "generalization_gap": 0.01 * i}
+            for i, (bs, lr, opt) in enumerate(
+                (bs, lr, opt) for bs in (16, 64) for lr in (0.01, 0.1) for opt in ("sgd", "sam"))]
+    summary = {"runs": runs, "axes": ["batch_size", "lr", "optimizer"],
+               "correlations": {m: _entry(0.3, None, None) for m in ("top_eigenvalue",
+                                                                    "basin_width_1d")}}
+    enc = _encodings(summary)
+    assert enc == {"colour": ("lr", [0.01, 0.1]), "marker": ("batch_size", [16, 64]),
+                   "fill": ("optimizer", ["sam", "sgd"])}
+    assert _encodings({**summary, "axes": ["optimizer"]}) == {
+        "colour": ("optimizer", ["sam", "sgd"])}
+    for plot, name in ((plot_measure_grid, "grid.png"), (plot_tau_bars, "tau.png")):
+        path = plot(summary, tmp_path / name)
+        assert path.read_bytes()[:4] == b"\x89PNG"
