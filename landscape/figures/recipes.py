@@ -23,6 +23,8 @@ def _values(summary: dict[str, Any], measure: str) -> tuple[list[float], list[fl
     """(measure, gap, settings) of the runs where both numbers are finite."""
     xs, ys, settings = [], [], []
     for run in summary["runs"]:
+        if run.get("left_out"):
+            continue
         x, y = run["measures"].get(measure), run.get("generalization_gap")
         if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
             xs.append(x)
@@ -158,7 +160,10 @@ def plot_tau_bars(summary: dict[str, Any], out: str | Path) -> Path:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel(f"Kendall tau over {len(summary['runs'])} runs")
+    kept = sum(not r.get("left_out") for r in summary["runs"])
+    ax.set_xlabel(f"Kendall tau over {kept} runs" + (f" ({len(summary['runs']) - kept} left "
+                                                     "out: not trained)" if kept < len(
+                                                         summary["runs"]) else ""))
     ax.invert_yaxis()
     # below the axes: inside, it would hide bars
     fig.legend(handles=_tau_handles(), fontsize=7, loc="lower center", ncol=2, frameon=False)

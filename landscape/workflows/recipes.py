@@ -47,6 +47,9 @@ class RecipeGrid:
             None for each optimizer's default).
         measures: how the measures are computed.
         resamples: bootstrap resamples of each tau's interval.
+        max_train_error: runs whose final train error is at or above this are not minima:
+            they stay in ``runs`` (``left_out``) but out of every tau and comparison (None:
+            every run counts). It changes no run, so finished runs are reused.
         device: torch device.
     """
 
@@ -67,6 +70,7 @@ class RecipeGrid:
     sam_rho: float | None = None
     measures: MeasureOptions = MeasureOptions()
     resamples: int = 1000
+    max_train_error: float | None = None
     device: str | None = None
 
     QUICK: ClassVar[dict[str, Any]] = dict(
@@ -98,6 +102,8 @@ class RecipeGrid:
         axes = (self.batch_sizes, self.lrs, self.optimizers, self.weight_decays, self.seeds)
         if any(len(values) == 0 for values in axes):
             raise LandscapeError("every axis of the sweep needs at least one value")
+        if self.max_train_error is not None and not 0 < self.max_train_error <= 1:
+            raise LandscapeError(f"max_train_error {self.max_train_error} must be in (0, 1]")
         for recipe in self.recipes():
             try:
                 self.train_config(recipe).validate()
@@ -176,7 +182,7 @@ def _key(grid: RecipeGrid, bundle, recipe: Mapping[str, Any]) -> str:
     """What a row depends on: the recipe, the shared training settings, data and measures."""
     shared = {k: v for k, v in dataclasses.asdict(grid).items()
               if k not in ("batch_sizes", "lrs", "optimizers", "weight_decays", "seeds",
-                           "resamples", "device")}
+                           "resamples", "max_train_error", "device")}
     text = json.dumps([dict(recipe), shared, bundle.spec], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -260,20 +266,35 @@ def _write_summary(grid: RecipeGrid, bundle, rows: list[dict[str, Any]],
 def summarize(grid: RecipeGrid, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The rank correlations, optimizer comparisons and findings of measured rows."""
     axes = grid.varying()
-    table = correlations(rows, MEASURES, axes, resamples=grid.resamples)
+    left_out = [r["name"] for r in rows if _left_out(grid, r)]
+    kept = [r for r in rows if r["name"] not in left_out]
+    table = correlations(kept, MEASURES, axes, resamples=grid.resamples)
     table["loss_gap"] = correlations(
-        [{**r, "measures": {"loss_gap": r["loss_gap"]}} for r in rows], ["loss_gap"],
+        [{**r, "measures": {"loss_gap": r["loss_gap"]}} for r in kept], ["loss_gap"],
         axes, resamples=grid.resamples)["loss_gap"]
-    runs = [{k: r[k] for k in ("name", "settings", "measures", "train_error", "test_error",
-                                "generalization_gap", "loss_gap", "train_loss", "test_loss",
-                                "diverged") if k in r} for r in rows]
-    comparisons = optimizer_comparisons(rows, grid.optimizers)
+    runs = [{**{k: r[k] for k in ("name", "settings", "measures", "train_error", "test_error",
+                                  "generalization_gap", "loss_gap", "train_loss", "test_loss",
+                                  "diverged") if k in r},
+             **({"left_out": True} if r["name"] in left_out else {})} for r in rows]
+    comparisons = optimizer_comparisons(kept, grid.optimizers)
     coarse = coarse_notes(grid.measures)
-    return {"runs": runs, "correlations": table, "axes": axes,
+    words = findings(table, comparisons, len(kept), coarse)
+    if left_out:
+        words.insert(1, f"{len(left_out)} of {len(rows)} runs ended at a train error of "
+                        f"{100 * grid.max_train_error:g}% or more (not minima) and are left "
+                        f"out of every tau and comparison: {', '.join(left_out)}.")
+    return {"runs": runs, "correlations": table, "axes": axes, "left_out": left_out,
             "comparisons": comparisons, "coarse": coarse,
             "warnings": [f"{name} is coarse (quick measures): {note}"
                          for name, note in coarse.items()],
-            "findings": findings(table, comparisons, len(rows), coarse)}
+            "findings": words}
+
+
+def _left_out(grid: RecipeGrid, row: Mapping[str, Any]) -> bool:
+    """Whether a measured row is too far from a minimum to count (``max_train_error``)."""
+    error = row.get("train_error")
+    return (grid.max_train_error is not None and error is not None
+            and error >= grid.max_train_error)
 
 
 def optimizer_comparisons(rows: list[dict[str, Any]], optimizers) -> list[dict[str, Any]]:

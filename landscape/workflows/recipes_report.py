@@ -111,9 +111,11 @@ def _tracks_lr(c: dict[str, Any]) -> str:
 
 def flat_sharp_command(summary: Mapping[str, Any], out: str | Path) -> str | None:
     """The ``landscape compare`` command of the flattest and the sharpest run by top
-    eigenvalue (runs that diverged or have no finite top eigenvalue left out); None with fewer
+    eigenvalue (runs that diverged, were left out as not trained or have no finite top
+    eigenvalue are skipped); None with fewer
     than two such runs. A grid of coarse measures gets ``--quick``."""
     ranked = sorted((r for r in summary["runs"] if not r.get("diverged")
+                     and not r.get("left_out")
                      and _finite(r["measures"].get("top_eigenvalue"))),
                     key=lambda r: r["measures"]["top_eigenvalue"])
     if len(ranked) < 2:
@@ -156,7 +158,7 @@ def write_report(summary: dict[str, Any], out: Path) -> dict[str, str]:
     lines += ["", "![measures vs gap](figures/measures_vs_gap.png)", "",
               "![tau](figures/tau.png)", "", "| run | train error | test error | gap | "
               f"{mark('top_eigenvalue')} |", "|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {_pct(r['train_error'])} | {_pct(r['test_error'])} | "
+    lines += [f"| {r['name']}{' (left out)' if r.get('left_out') else ''} | {_pct(r['train_error'])} | {_pct(r['test_error'])} | "
               f"{_pct(r['generalization_gap'])} | {r['measures']['top_eigenvalue']:.3g} |"
               for r in summary["runs"] if not r.get("diverged")]
     command = flat_sharp_command(summary, out)

@@ -148,6 +148,7 @@ def test_a_recipe_that_cannot_train_is_refused_before_anything_is_written(tmp_pa
     (("--quick", "--shard", "3/2"), "0 <= I < N"),
     (("--lrs", "0.1,-1"), "learning rate must be positive"),
     (("--shard", "auto"), "RANK and WORLD_SIZE"),
+    (("--max-train-error", "1.5"), "must be in (0, 1]"),
 ])
 def test_cli_bad_recipe_input_is_one_line_before_training(tmp_path, monkeypatch, extra, message):
     from click.testing import CliRunner
@@ -302,3 +303,36 @@ def test_scatter_encodings_and_figures_of_a_constructed_summary(tmp_path):
     for plot, name in ((plot_measure_grid, "grid.png"), (plot_tau_bars, "tau.png")):
         path = plot(summary, tmp_path / name)
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_that_did_not_train_are_left_out_of_every_tau_but_kept_in_runs():
+    from landscape.generalization import correlations
+    from landscape.workflows.recipes import _key, summarize
+
+    def row(i, bs, opt, train_error):
+        return {"name": f"r{i}", "settings": {"batch_size": bs, "lr": 0.1, "optimizer": opt,
+                                              "weight_decay": 0.0, "seed": 0},
+                "measures": {m: float((i * 7 + len(m)) % 11) for m in MEASURES},
+                "train_error": train_error, "test_error": train_error + 0.01 * (i % 5),
+                "generalization_gap": 0.01 * (i % 5), "loss_gap": 0.1 * (i % 3),
+                "train_loss": 0.1, "test_loss": 0.2}
+    rows = [row(i, bs, opt, 0.9 if i in (0, 5) else 0.02 * i)
+            for i, (bs, opt) in enumerate((bs, opt) for bs in (16, 32, 64, 128)
+                                          for opt in ("sgd", "sam"))]
+    grid = RecipeGrid(**{**GRID, "batch_sizes": (16, 32, 64, 128), "max_train_error": 0.5,
+                         "resamples": 50})
+    summary = summarize(grid, rows)
+    assert summary["left_out"] == ["r0", "r5"]
+    assert [r.get("left_out", False) for r in summary["runs"]] == [i in (0, 5) for i in range(8)]
+    kept = [r for r in rows if r["name"] not in ("r0", "r5")]
+    expected = correlations(kept, MEASURES, ["batch_size", "optimizer"], resamples=50)
+    for name in MEASURES:
+        assert summary["correlations"][name]["kendall_tau"] == pytest.approx(
+            expected[name]["kendall_tau"], nan_ok=True)
+    assert summary["findings"][0].startswith("Over 6 runs")
+    assert summary["findings"][1].startswith("2 of 8 runs ended at a train error of 50% or more")
+    assert summary["comparisons"][0]["pairs"] == 2  # bs 32 and bs 128 (r0, r5 break the bs 16 and bs 64 pairs)
+    # the threshold changes no row: finished runs keep their key
+    bundle = type("B", (), {"spec": {"name": "x"}})()
+    assert _key(grid, bundle, rows[1]["settings"]) == _key(
+        RecipeGrid(**{**GRID, "batch_sizes": (16, 32, 64, 128)}), bundle, rows[1]["settings"])
