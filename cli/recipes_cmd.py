@@ -9,7 +9,7 @@ import click
 from .common import echo_table
 
 RECIPE_OPTIONS = ("lrs", "optimizers", "weight_decays", "seeds", "quick", "shard", "sam_rho",
-                  "epochs")
+                  "epochs", "max_train_error")
 """Options that switch ``landscape sweep`` from the batch-size sweep to the recipe grid."""
 
 def _list(kind: Callable[[str], Any]) -> Callable:
@@ -42,6 +42,9 @@ def recipe_options(func: Callable) -> Callable:
                      help="Recipe grid: epochs of every run (default 15)."),
         click.option("--sam-rho", type=float, default=None,
                      help="Recipe grid: SAM/ASAM radius (default 0.05 / 0.5)."),
+        click.option("--max-train-error", type=float, default=None, metavar="E",
+                     help="Recipe grid: leave runs ending at train error >= E (0-1; not "
+                          "minima) out of every tau (kept and marked in the summary)."),
         click.option("--quick", is_flag=True,
                      help="Recipe grid: batch 32/256 x lr 0.02/0.1 x SGD/SAM x 2 seeds, 800 "
                           "examples, 10 epochs, coarser measures (marked in the report)."),
@@ -80,7 +83,7 @@ def run_recipe_sweep(params: dict[str, Any], given: Callable[[str], bool]) -> No
         fields["model_options"] = {"batchnorm": True}
     if given("batch_sizes"):
         fields["batch_sizes"] = params["batch_sizes"]
-    for name in ("lrs", "optimizers", "weight_decays", "seeds", "epochs"):
+    for name in ("lrs", "optimizers", "weight_decays", "seeds", "epochs", "max_train_error"):
         if params[name] is not None:
             fields[name] = params[name]
     grid = RecipeGrid.quick(**fields) if params["quick"] else RecipeGrid(**fields)

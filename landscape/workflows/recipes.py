@@ -47,6 +47,9 @@ class RecipeGrid:
             None for each optimizer's default).
         measures: how the measures are computed.
         resamples: bootstrap resamples of each tau's interval.
+        max_train_error: runs whose final train error is at or above this are not minima:
+            they stay in ``runs`` (``left_out``) but out of every tau and comparison (None:
+            every run counts). It changes no run, so finished runs are reused.
         device: torch device.
     """
 
@@ -67,6 +70,7 @@ class RecipeGrid:
     sam_rho: float | None = None
     measures: MeasureOptions = MeasureOptions()
     resamples: int = 1000
+    max_train_error: float | None = None
     device: str | None = None
 
     QUICK: ClassVar[dict[str, Any]] = dict(
@@ -98,6 +102,8 @@ class RecipeGrid:
         axes = (self.batch_sizes, self.lrs, self.optimizers, self.weight_decays, self.seeds)
         if any(len(values) == 0 for values in axes):
             raise LandscapeError("every axis of the sweep needs at least one value")
+        if self.max_train_error is not None and not 0 < self.max_train_error <= 1:
+            raise LandscapeError(f"max_train_error {self.max_train_error} must be in (0, 1]")
         for recipe in self.recipes():
             try:
                 self.train_config(recipe).validate()
@@ -176,7 +182,7 @@ def _key(grid: RecipeGrid, bundle, recipe: Mapping[str, Any]) -> str:
     """What a row depends on: the recipe, the shared training settings, data and measures."""
     shared = {k: v for k, v in dataclasses.asdict(grid).items()
               if k not in ("batch_sizes", "lrs", "optimizers", "weight_decays", "seeds",
-                           "resamples", "device")}
+                           "resamples", "max_train_error", "device")}
     text = json.dumps([dict(recipe), shared, bundle.spec], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -260,20 +266,35 @@ def _write_summary(grid: RecipeGrid, bundle, rows: list[dict[str, Any]],
 def summarize(grid: RecipeGrid, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The rank correlations, optimizer comparisons and findings of measured rows."""
     axes = grid.varying()
-    table = correlations(rows, MEASURES, axes, resamples=grid.resamples)
+    left_out = [r["name"] for r in rows if _left_out(grid, r)]
+    kept = [r for r in rows if r["name"] not in left_out]
+    table = correlations(kept, MEASURES, axes, resamples=grid.resamples)
     table["loss_gap"] = correlations(
-        [{**r, "measures": {"loss_gap": r["loss_gap"]}} for r in rows], ["loss_gap"],
+        [{**r, "measures": {"loss_gap": r["loss_gap"]}} for r in kept], ["loss_gap"],
         axes, resamples=grid.resamples)["loss_gap"]
-    runs = [{k: r[k] for k in ("name", "settings", "measures", "train_error", "test_error",
-                                "generalization_gap", "loss_gap", "train_loss", "test_loss",
-                                "diverged") if k in r} for r in rows]
-    comparisons = optimizer_comparisons(rows, grid.optimizers)
+    runs = [{**{k: r[k] for k in ("name", "settings", "measures", "train_error", "test_error",
+                                  "generalization_gap", "loss_gap", "train_loss", "test_loss",
+                                  "diverged") if k in r},
+             **({"left_out": True} if r["name"] in left_out else {})} for r in rows]
+    comparisons = optimizer_comparisons(kept, grid.optimizers)
     coarse = coarse_notes(grid.measures)
-    return {"runs": runs, "correlations": table, "axes": axes,
+    words = findings(table, comparisons, len(kept), coarse)
+    if left_out:
+        words.insert(1, f"{len(left_out)} of {len(rows)} runs ended at a train error of "
+                        f"{100 * grid.max_train_error:g}% or more (not minima) and are left "
+                        f"out of every tau and comparison: {', '.join(left_out)}.")
+    return {"runs": runs, "correlations": table, "axes": axes, "left_out": left_out,
             "comparisons": comparisons, "coarse": coarse,
             "warnings": [f"{name} is coarse (quick measures): {note}"
                          for name, note in coarse.items()],
-            "findings": findings(table, comparisons, len(rows), coarse)}
+            "findings": words}
+
+
+def _left_out(grid: RecipeGrid, row: Mapping[str, Any]) -> bool:
+    """Whether a measured row is too far from a minimum to count (``max_train_error``)."""
+    error = row.get("train_error")
+    return (grid.max_train_error is not None and error is not None
+            and error >= grid.max_train_error)
 
 
 def optimizer_comparisons(rows: list[dict[str, Any]], optimizers) -> list[dict[str, Any]]:
@@ -291,17 +312,35 @@ def optimizer_comparisons(rows: list[dict[str, Any]], optimizers) -> list[dict[s
                  if o == other and (base, k) in by]
         if not pairs:
             continue
+        flatter = [_sign(r["measures"]["top_eigenvalue"], b["measures"]["top_eigenvalue"])
+                   for b, r in pairs]
+        lower = [_sign(r["test_error"], b["test_error"]) for b, r in pairs]
         out.append({"optimizer": other, "against": base, "pairs": len(pairs),
                     **{f"{m}_ratio": _median([_ratio(b, r, m) for b, r in pairs])
                        for m in ("top_eigenvalue", "trace", "adaptive_sharpness")},
-                    "flatter_top_eigenvalue": sum(r["measures"]["top_eigenvalue"]
-                                                  < b["measures"]["top_eigenvalue"]
-                                                  for b, r in pairs),
+                    "flatter_top_eigenvalue": flatter.count(1), "flatter_p": sign_test(flatter),
                     "test_error_change": _median([r["test_error"] - b["test_error"]
                                                   for b, r in pairs]),
-                    "lower_test_error": sum(r["test_error"] < b["test_error"]
-                                            for b, r in pairs)})
+                    "lower_test_error": lower.count(1), "lower_test_error_p": sign_test(lower)})
     return out
+
+
+def _sign(value: float | None, base: float | None) -> int:
+    """1 where ``value < base``, -1 where above, 0 for a tie or a missing number."""
+    if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
+        return 0
+    return int(value < base) - int(value > base)
+
+
+def sign_test(signs: list[int]) -> float:
+    """Two-sided sign test of paired differences (+1/-1; ties, 0, are dropped): the p-value
+    of as lopsided a count under a fair coin; nan without any untied pair."""
+    from scipy.stats import binomtest
+
+    wins, losses = signs.count(1), signs.count(-1)
+    if wins + losses == 0:
+        return float("nan")
+    return float(binomtest(wins, wins + losses, 0.5).pvalue)
 
 
 def _ratio(base: dict, other: dict, measure: str) -> float:

@@ -29,29 +29,76 @@ def findings(table: dict[str, dict[str, Any]], comparisons: list[dict[str, Any]]
         The verdict first, then one sentence per measure and per comparison.
     """
     coarse = coarse or {}
-    out, predictive = [], []
+    out, predictive, undefined = [], [], 0
     for name, c in table.items():
-        low, high = c["interval"]
-        reliable = math.isfinite(low) and (low > 0 or high < 0)
-        if reliable:
+        low, high = (float("nan") if v is None else v for v in c["interval"])
+        defined = math.isfinite(low) and math.isfinite(high)
+        undefined += not defined
+        if defined and (low > 0 or high < 0):
             predictive.append(name)
-        out.append(f"{name}: tau with the test-train error gap {c['kendall_tau']:+.2f} "
-                   f"(95% interval {low:+.2f} to {high:+.2f}"
-                   + ("" if reliable else ", spans 0: no reliable sign")
-                   + f"), granulated {c['granulated_tau']:+.2f}, tau with lr "
-                   f"{c['tau_vs_lr']:+.2f}" + _tracks_lr(c) + "."
+        out.append(f"{name}: tau with the test-train error gap {_signed(c['kendall_tau'])} ("
+                   + _interval_words(low, high, c.get("runs", n_runs))
+                   + f"), granulated {_signed(c['granulated_tau'])}, "
+                   + _lr_words(c) + _missing_words(c.get("runs", n_runs), n_runs) + "."
                    + (f" Coarse: {coarse[name]}." if name in coarse else ""))
-    out.insert(0, f"Over {n_runs} runs, " + (
-        "no measure predicts the gap here: every interval spans 0." if not predictive else
-        f"the measures whose interval excludes 0: {', '.join(predictive)}."))
-    for c in comparisons:
-        out.append(f"{c['optimizer']} vs {c['against']} at the same batch, lr, weight decay "
-                   f"and seed ({c['pairs']} pairs): median top-eigenvalue ratio "
-                   f"{c['top_eigenvalue_ratio']:.2f} (flatter in "
-                   f"{c['flatter_top_eigenvalue']} of {c['pairs']}), median test-error change "
-                   f"{100 * c['test_error_change']:+.1f} points (lower in "
-                   f"{c['lower_test_error']} of {c['pairs']}).")
+    out.insert(0, _verdict(n_runs, predictive, undefined, len(table)))
+    out += [_comparison_words(c) for c in comparisons]
     return out
+
+
+SMALL_SAMPLE = 30
+"""Below this many runs a finding says that its interval is wide for want of runs."""
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.2f}"
+
+
+def _interval_words(low: float, high: float, runs: int) -> str:
+    """The interval, and whether it says anything about the sign."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"no interval: {runs} runs are too few to resample"
+    words = f"95% interval {low:+.2f} to {high:+.2f}"
+    if low <= 0 <= high:
+        words += ", spans 0: no reliable sign"
+        if runs < SMALL_SAMPLE:
+            words += f" from {runs} runs"
+    return words
+
+
+def _missing_words(runs: int, n_runs: int) -> str:
+    missing = n_runs - runs
+    return "" if missing <= 0 else f"; {missing} of {n_runs} runs have no finite value"
+
+
+def _lr_words(c: Mapping[str, Any]) -> str:
+    if c["tau_vs_lr"] is None or not math.isfinite(c["tau_vs_lr"]):
+        return "tau with lr n/a (one lr)"
+    return f"tau with lr {c['tau_vs_lr']:+.2f}" + _tracks_lr(c)
+
+
+def _verdict(n_runs: int, predictive: list[str], undefined: int, measures: int) -> str:
+    """The first sentence: which measures have an interval that excludes 0."""
+    head = f"Over {n_runs} runs, "
+    if measures and undefined == measures:
+        return head + "no interval could be computed (too few runs): no measure's sign is known."
+    if predictive:
+        return head + f"the measures whose interval excludes 0: {', '.join(predictive)}."
+    return head + ("no measure predicts the gap here: every interval spans 0"
+                   + (" (or could not be computed)." if undefined else "."))
+
+
+def _comparison_words(c: Mapping[str, Any]) -> str:
+    """One optimizer against the base: medians, counts and sign-test p-values."""
+    n = c["pairs"]
+    p = lambda key: (f", sign test p = {c[key]:.2g}"  # noqa: E731
+                     if c.get(key) is not None and math.isfinite(c[key]) else "")
+    return (f"{c['optimizer']} vs {c['against']} at the same batch, lr, weight decay and seed "
+            f"({n} pair{'s' if n != 1 else ''}): median top-eigenvalue ratio "
+            f"{c['top_eigenvalue_ratio']:.2f} (flatter in {c['flatter_top_eigenvalue']} of {n}"
+            f"{p('flatter_p')}), median test-error change "
+            f"{100 * c['test_error_change']:+.1f} points (lower in {c['lower_test_error']} of "
+            f"{n}{p('lower_test_error_p')}).")
 
 
 def _tracks_lr(c: dict[str, Any]) -> str:
@@ -64,9 +111,11 @@ def _tracks_lr(c: dict[str, Any]) -> str:
 
 def flat_sharp_command(summary: Mapping[str, Any], out: str | Path) -> str | None:
     """The ``landscape compare`` command of the flattest and the sharpest run by top
-    eigenvalue (runs that diverged or have no finite top eigenvalue left out); None with fewer
+    eigenvalue (runs that diverged, were left out as not trained or have no finite top
+    eigenvalue are skipped); None with fewer
     than two such runs. A grid of coarse measures gets ``--quick``."""
     ranked = sorted((r for r in summary["runs"] if not r.get("diverged")
+                     and not r.get("left_out")
                      and _finite(r["measures"].get("top_eigenvalue"))),
                     key=lambda r: r["measures"]["top_eigenvalue"])
     if len(ranked) < 2:
@@ -109,7 +158,7 @@ def write_report(summary: dict[str, Any], out: Path) -> dict[str, str]:
     lines += ["", "![measures vs gap](figures/measures_vs_gap.png)", "",
               "![tau](figures/tau.png)", "", "| run | train error | test error | gap | "
               f"{mark('top_eigenvalue')} |", "|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {_pct(r['train_error'])} | {_pct(r['test_error'])} | "
+    lines += [f"| {r['name']}{' (left out)' if r.get('left_out') else ''} | {_pct(r['train_error'])} | {_pct(r['test_error'])} | "
               f"{_pct(r['generalization_gap'])} | {r['measures']['top_eigenvalue']:.3g} |"
               for r in summary["runs"] if not r.get("diverged")]
     command = flat_sharp_command(summary, out)

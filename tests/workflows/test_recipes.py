@@ -148,6 +148,7 @@ def test_a_recipe_that_cannot_train_is_refused_before_anything_is_written(tmp_pa
     (("--quick", "--shard", "3/2"), "0 <= I < N"),
     (("--lrs", "0.1,-1"), "learning rate must be positive"),
     (("--shard", "auto"), "RANK and WORLD_SIZE"),
+    (("--max-train-error", "1.5"), "must be in (0, 1]"),
 ])
 def test_cli_bad_recipe_input_is_one_line_before_training(tmp_path, monkeypatch, extra, message):
     from click.testing import CliRunner
@@ -227,3 +228,111 @@ def test_cli_quick_builds_the_quick_grid_and_options_win(tmp_path, monkeypatch, 
     assert grid.measures == MeasureOptions.quick() and grid.optimizers == ("sgd", "sam")
     for name, value in expect.items():
         assert getattr(grid, name) == value, name
+
+
+def _entry(tau, low, high, lr=0.1, runs=12):
+    return {"kendall_tau": tau, "interval": [low, high], "granulated_tau": tau,
+            "per_axis": {}, "tau_vs_lr": lr, "runs": runs}
+
+
+def test_findings_say_when_an_interval_spans_0_is_missing_or_rests_on_few_runs():
+    from landscape.workflows.recipes_report import findings
+
+    nan = float("nan")
+    table = {"a": _entry(0.5, 0.2, 0.8), "b": _entry(0.1, -0.3, 0.4),
+             "c": _entry(0.3, nan, nan, lr=nan, runs=2), "d": _entry(0.2, None, None, runs=3)}
+    lines = findings(table, [], 12)
+    assert lines[0] == "Over 12 runs, the measures whose interval excludes 0: a."
+    a, b, c, d = lines[1:5]
+    assert "95% interval +0.20 to +0.80)" in a and "spans 0" not in a
+    assert "spans 0: no reliable sign from 12 runs" in b
+    assert "no interval: 2 runs are too few to resample" in c and "tau with lr n/a (one lr)" in c
+    assert "nan" not in c and "spans 0" not in c
+    assert "no interval: 3 runs" in d and d.endswith("; 9 of 12 runs have no finite value.")
+    assert "no finite value" not in a
+    only_missing = findings({"c": table["c"]}, [], 2)[0]
+    assert only_missing == ("Over 2 runs, no interval could be computed (too few runs): "
+                            "no measure's sign is known.")
+    many = findings({"b": _entry(0.1, -0.3, 0.4, runs=40)}, [], 40)
+    assert many[0].endswith("every interval spans 0.") and "from 40 runs" not in many[1]
+
+
+def test_sign_test_and_the_comparison_sentence():
+    from landscape.workflows.recipes import optimizer_comparisons, sign_test
+    from landscape.workflows.recipes_report import findings
+
+    assert sign_test([1] * 8) == pytest.approx(2 / 2 ** 8)  # two-sided: 2 * 0.5^8
+    assert sign_test([1, -1, 0, 0]) == pytest.approx(1.0)  # ties dropped, 1 of 2
+    assert sign_test([0, 0]) != sign_test([0, 0])  # no untied pair: nan
+
+    def row(opt, seed, eig, err):
+        return {"settings": {"batch_size": 32, "lr": 0.1, "optimizer": opt,
+                             "weight_decay": 0.0, "seed": seed},
+                "measures": {"top_eigenvalue": eig, "trace": 1.0, "adaptive_sharpness": 1.0},
+                "test_error": err}
+    rows = [row("sgd", s, 4.0, 0.2) for s in range(5)]
+    rows += [row("sam", s, 2.0, 0.2 - 0.01 * (s % 2)) for s in range(5)]
+    (c,) = optimizer_comparisons(rows, ("sgd", "sam"))
+    assert (c["pairs"], c["flatter_top_eigenvalue"], c["lower_test_error"]) == (5, 5, 2)
+    assert c["flatter_p"] == pytest.approx(2 / 2 ** 5)
+    assert c["lower_test_error_p"] == pytest.approx(0.5)  # 2 lower, 3 ties: 2 of 2
+    assert c["top_eigenvalue_ratio"] == pytest.approx(0.5)
+    (sentence,) = findings({}, [c], 10)[1:]
+    assert "(5 pairs)" in sentence and "flatter in 5 of 5, sign test p = 0.062" in sentence
+    assert "lower in 2 of 5, sign test p = 0.5)" in sentence
+
+
+def test_scatter_encodings_and_figures_of_a_constructed_summary(tmp_path):
+    from landscape.figures import plot_measure_grid, plot_tau_bars
+    from landscape.figures.recipes import _encodings
+
+    runs = [{"name": f"r{i}", "settings": {"batch_size": bs, "lr": lr, "optimizer": opt,
+                                           "weight_decay": 0.0, "seed": 0},
+             "measures": {"top_eigenvalue": 1.0 + i, "basin_width_1d": None if i else 0.5},
+             "generalization_gap": 0.01 * i}
+            for i, (bs, lr, opt) in enumerate(
+                (bs, lr, opt) for bs in (16, 64) for lr in (0.01, 0.1) for opt in ("sgd", "sam"))]
+    summary = {"runs": runs, "axes": ["batch_size", "lr", "optimizer"],
+               "correlations": {m: _entry(0.3, None, None) for m in ("top_eigenvalue",
+                                                                    "basin_width_1d")}}
+    enc = _encodings(summary)
+    assert enc == {"colour": ("lr", [0.01, 0.1]), "marker": ("batch_size", [16, 64]),
+                   "fill": ("optimizer", ["sam", "sgd"])}
+    assert _encodings({**summary, "axes": ["optimizer"]}) == {
+        "colour": ("optimizer", ["sam", "sgd"])}
+    for plot, name in ((plot_measure_grid, "grid.png"), (plot_tau_bars, "tau.png")):
+        path = plot(summary, tmp_path / name)
+        assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_that_did_not_train_are_left_out_of_every_tau_but_kept_in_runs():
+    from landscape.generalization import correlations
+    from landscape.workflows.recipes import _key, summarize
+
+    def row(i, bs, opt, train_error):
+        return {"name": f"r{i}", "settings": {"batch_size": bs, "lr": 0.1, "optimizer": opt,
+                                              "weight_decay": 0.0, "seed": 0},
+                "measures": {m: float((i * 7 + len(m)) % 11) for m in MEASURES},
+                "train_error": train_error, "test_error": train_error + 0.01 * (i % 5),
+                "generalization_gap": 0.01 * (i % 5), "loss_gap": 0.1 * (i % 3),
+                "train_loss": 0.1, "test_loss": 0.2}
+    rows = [row(i, bs, opt, 0.9 if i in (0, 5) else 0.02 * i)
+            for i, (bs, opt) in enumerate((bs, opt) for bs in (16, 32, 64, 128)
+                                          for opt in ("sgd", "sam"))]
+    grid = RecipeGrid(**{**GRID, "batch_sizes": (16, 32, 64, 128), "max_train_error": 0.5,
+                         "resamples": 50})
+    summary = summarize(grid, rows)
+    assert summary["left_out"] == ["r0", "r5"]
+    assert [r.get("left_out", False) for r in summary["runs"]] == [i in (0, 5) for i in range(8)]
+    kept = [r for r in rows if r["name"] not in ("r0", "r5")]
+    expected = correlations(kept, MEASURES, ["batch_size", "optimizer"], resamples=50)
+    for name in MEASURES:
+        assert summary["correlations"][name]["kendall_tau"] == pytest.approx(
+            expected[name]["kendall_tau"], nan_ok=True)
+    assert summary["findings"][0].startswith("Over 6 runs")
+    assert summary["findings"][1].startswith("2 of 8 runs ended at a train error of 50% or more")
+    assert summary["comparisons"][0]["pairs"] == 2  # bs 32 and bs 128 (r0, r5 break the bs 16 and bs 64 pairs)
+    # the threshold changes no row: finished runs keep their key
+    bundle = type("B", (), {"spec": {"name": "x"}})()
+    assert _key(grid, bundle, rows[1]["settings"]) == _key(
+        RecipeGrid(**{**GRID, "batch_sizes": (16, 32, 64, 128)}), bundle, rows[1]["settings"])
