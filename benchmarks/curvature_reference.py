@@ -2,6 +2,7 @@
 
     PYTHONPATH=/path/to/curvlinops python benchmarks/curvature_reference.py CKPT \
         [--top-k 5] [--trace-products 60] [--threads 1] [--out reference.json]
+    python benchmarks/curvature_reference.py CKPT --demo-cost [--quick]
 
 The reference is curvlinops (``curvlinops-for-pytorch``), which the package does not depend
 on: installed anywhere on ``PYTHONPATH`` it is used, else the script says so in one line and
@@ -17,6 +18,11 @@ whole training split, eval mode:
   per-example Jacobians (``torch.func``, neither library's code): ``tr(J^T Q J) = sum_n
   <Q_n, J_n J_n^T> / N`` with ``Q_n = diag(p_n) - p_n p_n^T`` (GGN and Fisher) or
   ``g_n g_n^T`` (empirical Fisher, ``g_n = p_n - onehot(y_n)``).
+
+``--demo-cost`` (no curvlinops needed) times instead, in CPU seconds and products, the
+demo's curvature step on the checkpoint (``compare``'s default settings, or ``--quick``'s:
+top and bottom eigenvalues, trace, density) against the GGN top eigenvalue the demo's report
+adds beside it.
 
 Not a test: it prints a table and the largest relative differences.
 """
@@ -100,6 +106,33 @@ def reference(model, x, y, kind: str, top_k: int, trace_products: int,
             "trace_cpu": _cpu() - t1}
 
 
+def demo_cost(model, data, quick: bool) -> None:
+    """Print the CPU seconds and products of compare's curvature step and of its GGN top
+    eigenvalue (``landscape.workflows.measurements``' settings) on one model."""
+    from landscape.curvature import (HessianOptions, hessian_density, hessian_eigenvalues,
+                                     hessian_trace)
+    from landscape.workflows.config import CompareConfig
+
+    c = CompareConfig.quick() if quick else CompareConfig()
+    opts = dict(seed=c.seed, options=HessianOptions(progress=False))
+    t0 = _cpu()
+    eig = hessian_eigenvalues(model, data, k=c.top_k, which="both", k_smallest=1, **opts)
+    trace = hessian_trace(model, data, n_products=c.trace_products, **opts)
+    hessian_density(model, data, n_probes=c.density_probes, n_steps=c.density_steps, **opts)
+    t1 = _cpu()
+    ggn = hessian_eigenvalues(model, data, k=1, seed=c.seed,
+                              options=HessianOptions(progress=False, curvature="ggn"))
+    t2 = _cpu()
+    products = eig.n_products + trace.n_products + c.density_probes * c.density_steps
+    print(f"{'quick' if quick else 'default'} settings: curvature step (top {c.top_k} and "
+          f"bottom 1, trace {c.trace_products}, density {c.density_probes} x "
+          f"{c.density_steps}): about {products} products, {t1 - t0:.1f} CPU s; Hessian top "
+          f"{eig.values[-1]:.6g}")
+    print(f"GGN top {ggn.values[-1]:.6g} (residual {ggn.residuals[-1]:.1e}): "
+          f"{ggn.n_products} products, {t2 - t1:.1f} CPU s ({(t2 - t1) / (t1 - t0):.1%} of "
+          "the curvature step)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint")
@@ -107,7 +140,19 @@ def main() -> None:
     parser.add_argument("--trace-products", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--demo-cost", action="store_true",
+                        help="time the demo's curvature step and its GGN top eigenvalue")
+    parser.add_argument("--quick", action="store_true", help="with --demo-cost: quick settings")
     args = parser.parse_args()
+    if args.demo_cost:
+        from landscape.checkpoint import load_checkpoint
+        from landscape.data import load_dataset
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model, info = load_checkpoint(args.checkpoint)
+        demo_cost(model, load_dataset(**info["dataset"]).train, args.quick)
+        return
     if importlib.util.find_spec("curvlinops") is None:
         print("curvlinops is not installed (pip install --target DIR curvlinops-for-pytorch, "
               "then PYTHONPATH=DIR): nothing compared")

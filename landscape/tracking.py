@@ -50,7 +50,7 @@ THRESHOLD_CURVATURES = ("hessian", "ggn")
 """Tracked matrices a stability threshold is drawn against: the Hessian, whose top eigenvalue
 the threshold bounds, and the GGN, the Hessian without the term that weighs the network's
 second derivatives by the loss gradient (near a minimum nearly all of it: the top five agree
-within 0.5% on the demo's small-batch minimum). The Fisher and the empirical Fisher are
+within 0.3% on the demo's small-batch minimum). The Fisher and the empirical Fisher are
 statistics of the labels and are drawn without one."""
 
 

@@ -294,3 +294,16 @@ def test_linear_model_ggn_equals_hessian_in_a_study(tmp_path):
     result = run_study(config, tmp_path / "s", progress=False, log=None)
     for entry in result.summary["models"].values():
         assert entry["ggn_top_eigenvalue"] == pytest.approx(entry["top_eigenvalue"], rel=1e-5)
+
+
+def test_dry_run_counts_the_ggn_products(mnist1d_small):
+    """compare's cost estimate counts the GGN's top eigenvalue per model, and none when off."""
+    from landscape.models import build_model
+    from landscape.workflows.cost import GGN_TOP_PRODUCTS, compare_cost
+
+    model = build_model("mlp", mnist1d_small, width=8)
+    on = compare_cost(model, mnist1d_small, CompareConfig.quick(), 3, measure_time=False)
+    off = compare_cost(model, mnist1d_small, CompareConfig.quick(ggn_top=False), 3,
+                       measure_time=False)
+    assert on["ggn_products"] == 3 * GGN_TOP_PRODUCTS and off["ggn_products"] == 0
+    assert on["products"] == off["products"]
