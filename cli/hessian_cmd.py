@@ -319,7 +319,8 @@ def _eigenvalues(model, data, top_k: int, bottom_k: int, tol: float, bottom_tol:
     rows = [("bottom" if i < n_bottom else "top", f"{res.values[i]:.8g}",
              f"{res.residuals[i]:.2e}") for i in reversed(range(len(res.values)))]
     echo_table(rows, ("end", "eigenvalue", "residual"))
-    click.echo(f"{res.n_products} Hessian-vector products, {res.seconds:.2f} s, {res.mode} mode, "
+    unit = "Hessian" if common.curvature == "hessian" else "matrix"
+    click.echo(f"{res.n_products} {unit}-vector products, {res.seconds:.2f} s, {res.mode} mode, "
                f"{res.method}, products by {res.hvp}"
                + ("" if res.converged else "  (NOT converged: raise --tol or --bottom-tol)"))
     if res.method == "power":

@@ -158,12 +158,15 @@ def _draw_sharpness(inputs: tuple[str, ...], names: list[str] | None, metric: st
     (from its config.json, when the run folder has one)."""
     from landscape import figures
     from landscape.errors import LandscapeError
+    from landscape.tracking import MATRIX_NAMES, threshold_applies
     from landscape.train import run_threshold
 
     metric = metric or "lambda_max"
-    histories, limits, texts = [], [], []
+    histories, limits, texts, matrices = [], [], [], []
     for path in inputs:
         epochs = load_history_file(path)
+        # The preconditioned sharpness is always the Hessian's.
+        curvature = _tracked_curvature(path) if metric == "lambda_max" else "hessian"
         if not any(metric in e for e in epochs):
             hint = (" (recorded for rmsprop, adam and adamw runs)"
                     if metric == "lambda_max_preconditioned" else "")
@@ -171,14 +174,16 @@ def _draw_sharpness(inputs: tuple[str, ...], names: list[str] | None, metric: st
                                  f"--track-eigenvalues EVERY{hint}")
         config_file = Path(path).parent / "config.json"
         config = json.loads(config_file.read_text()) if config_file.is_file() else None
-        limit, text = run_threshold(config, epochs[-1], metric) if config else (None, "")
+        limit, text = (run_threshold(config, epochs[-1], metric)
+                       if config and threshold_applies(curvature) else (None, ""))
         histories.append([{"step": e["step"], "lambda_max": e.get(metric)} for e in epochs])
         limits.append(limit)
         texts.append(text)
+        matrices.append(MATRIX_NAMES.get(curvature, curvature))
     default = ("Preconditioned sharpness: top eigenvalue of P⁻¹H"
                if metric == "lambda_max_preconditioned" else None)
     figures.plot_sharpness(histories, labels=names or _run_names(inputs), thresholds=limits,
-                           threshold_names=texts, title=title or default,
+                           threshold_names=texts, matrices=matrices, title=title or default,
                            size=figsize or (6.0, 4.0), out=out, dpi=dpi)
 
 
@@ -221,6 +226,14 @@ def load_history_file(path: str) -> list[dict[str, Any]]:
     if not obj["epochs"]:
         raise LandscapeError(f"{path}: the run has no evaluated epoch yet")
     return obj["epochs"]
+
+
+def _tracked_curvature(path: str) -> str:
+    """The matrix whose top eigenvalue a history tracked (``tracked.curvature``; histories
+    written before the choice existed tracked the Hessian)."""
+    tracked = _read_json(path).get("tracked")
+    curvature = tracked.get("curvature") if isinstance(tracked, dict) else None
+    return curvature if isinstance(curvature, str) else "hessian"
 
 
 def load_eigenvalues(path: str) -> list[float]:

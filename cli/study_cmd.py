@@ -405,7 +405,9 @@ def _compare_cost(paths, config, bundle, max_memory: int | None, dry_run: bool) 
     if dry_run:
         minutes = cost["seconds"] / 60
         click.echo(f"{cost['points']:,} grid points at {cost['seconds_per_point']:.3g} s and "
-                   f"about {cost['products']} Hessian-vector products at "
+                   f"about {cost['products']} Hessian-vector products"
+                   + (f" and {cost['ggn_products']} GGN products" if cost["ggn_products"]
+                      else "") + " at "
                    f"{cost['seconds_per_product']:.3g} s (one of each measured now): about "
                    f"{minutes:.1f} min, curve training and sharpness not counted; memory about "
                    f"{cost['memory'].describe()} over the model and data "

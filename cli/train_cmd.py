@@ -152,6 +152,11 @@ def replacing_run(out: Path, force: bool) -> Iterator[None]:
               metavar="EVERY", help="Record the top Hessian eigenvalue of the training loss "
               "every EVERY epochs (and at the end) as lambda_max in the history (warm-started "
               "Lanczos, a few Hessian-vector products each; 0: never).")
+@click.option("--track-curvature", type=click.Choice(["hessian", "ggn", "fisher", "empirical-fisher"]),
+              default="hessian", show_default=True,
+              help="With --track-eigenvalues: the matrix whose top eigenvalue is tracked: the "
+              "Hessian, the Gauss-Newton J^T H_out J, the exact Fisher (the GGN for "
+              "cross-entropy and mse) or the empirical Fisher (observed labels).")
 @device_option
 @click.option("--compile", "compile_model", is_flag=True,
               help="Compile the model for the training steps (torch.compile).")
@@ -173,7 +178,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                   depth, activation, batchnorm, skip, heads, optimizer, sam_rho, sam_base,
                   swa_start, swa_lr, lr, momentum, nesterov,
                   weight_decay, batch_size, epochs, steps, schedule, lr_scaling, drop_last, loss,
-                  checkpoint_every, seed, track_every, device, compile_model, compile_backend,
+                  checkpoint_every, seed, track_every, track_curvature, device, compile_model,
+                  compile_backend,
                   out, force, resume, trust_code, quiet):
     """Train a model; writes OUT/model.pt, OUT/checkpoints/, OUT/history.{json,csv}.
 
@@ -195,7 +201,8 @@ def train_command(dataset, data_root, train_subset, test_subset, data_seed, mode
                          device=device, drop_last=drop_last, loss=loss,
                          checkpoint_every=checkpoint_every, progress=not quiet,
                          compile=compile_model, compile_backend=compile_backend,
-                         track_eigenvalues=track_every, sam_rho=sam_rho, sam_base=sam_base,
+                         track_eigenvalues=track_every, track_curvature=track_curvature,
+                         sam_rho=sam_rho, sam_base=sam_base,
                          swa_start=swa_start, swa_lr=swa_lr)
     config.validate()
     pick_device(device)
@@ -347,6 +354,7 @@ def _momentum_text(config) -> str:
 
 def _report(result, out_dir: Path, config) -> None:
     """Print the final metrics (and the tracked top eigenvalue), or the divergence (exit 3)."""
+    from landscape.tracking import MATRIX_NAMES, threshold_applies
     from landscape.train import stability_threshold
 
     if result.diverged:
@@ -360,9 +368,11 @@ def _report(result, out_dir: Path, config) -> None:
         click.echo(f"(weight average of the last {f['swa_models']} epochs; last iterate in "
                    f"{out_dir / 'last.pt'})")
     if config.track_eigenvalues:
-        limit = stability_threshold(config.optimizer, result.history[-1]["lr"],
-                                    config.momentum, config.nesterov)
-        click.echo(f"top Hessian eigenvalue {f['lambda_max']:.6g}"
+        limit = (stability_threshold(config.optimizer, result.history[-1]["lr"],
+                                     config.momentum, config.nesterov)
+                 if threshold_applies(config.track_curvature) else None)
+        click.echo(f"top {MATRIX_NAMES[config.track_curvature]} eigenvalue "
+                   f"{f['lambda_max']:.6g}"
                    + (f" (stability threshold {limit:.4g})" if limit else ""))
         if "lambda_max_preconditioned" in f:
             click.echo(f"preconditioned sharpness (top eigenvalue of P^-1 H) "

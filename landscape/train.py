@@ -26,12 +26,12 @@ from torch import nn
 from .checkpoint import read_checkpoint, save_checkpoint
 from .data import DataBundle
 from .errors import LandscapeError
-from .curvature import ADAPTIVE
+from .curvature import ADAPTIVE, CURVATURES
 from .losses import LOSSES, loss_function  # noqa: F401  (loss_function: re-exported)
 from .optimizers import DEFAULT_RHO, SAM, SAM_KINDS, WeightAverage, take_step
 from .tracking import (SharpnessTracker, adaptive_threshold,  # noqa: F401  (re-exported)
-                       run_threshold, stability_threshold)
-from .util import pick_device, progress, write_bytes, write_json
+                       run_threshold, stability_threshold, tracked_record)
+from .util import check_choice, pick_device, progress, write_bytes, write_json
 
 BASE_OPTIMIZERS = ("sgd", "rmsprop", "rprop", "adam", "adamw")
 OPTIMIZERS = BASE_OPTIMIZERS + SAM_KINDS
@@ -81,6 +81,9 @@ class TrainConfig:
             of the mean training loss as ``lambda_max`` in the history (0: never); for RMSprop,
             Adam and AdamW also the preconditioned sharpness (top eigenvalue of ``P^-1 H``)
             and its threshold; see ``SharpnessTracker``.
+        track_curvature: the matrix ``lambda_max`` is the top eigenvalue of: ``hessian``,
+            ``ggn``, ``fisher`` (exact) or ``empirical-fisher`` (named in history.json's
+            ``tracked``).
         sam_rho: SAM/ASAM ascent radius (None: 0.05 for sam, 0.5 for asam).
         sam_base: the optimizer SAM/ASAM steps with (``sgd``, with ``momentum``, by default).
         swa_start: average the weights at the end of every epoch from this one on (SWA); the
@@ -111,6 +114,7 @@ class TrainConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     track_eigenvalues: int = 0
+    track_curvature: str = "hessian"
     sam_rho: float | None = None
     sam_base: str = "sgd"
     swa_start: int | None = None
@@ -190,6 +194,11 @@ class TrainConfig:
         if self.track_eigenvalues < 0:
             raise LandscapeError(f"track_eigenvalues must be >= 0 epochs, "
                                  f"got {self.track_eigenvalues}")
+        check_choice(self.track_curvature, CURVATURES, "tracked curvature")
+        if self.track_curvature != "hessian" and not self.track_eigenvalues:
+            raise LandscapeError(f"a tracked curvature ({self.track_curvature}) needs "
+                                 "eigenvalue tracking (track_eigenvalues / "
+                                 "--track-eigenvalues EVERY)")
         if self.compile:
             import torch._dynamo
 
@@ -341,7 +350,8 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
     written = time.monotonic()  # when history.json was last written (a kill keeps it)
     bar = progress(epochs, f"train bs={batch}", config.progress, unit="epoch")
     tracker = (SharpnessTracker(config.track_eigenvalues, (xtr, ytr), config.loss,
-                                optimizer=optimizer if config.optimizer in ADAPTIVE else None)
+                                optimizer=optimizer if config.optimizer in ADAPTIVE else None,
+                                curvature=config.track_curvature)
                if config.track_eigenvalues else None)
     if resume and tracker is not None:
         tracker.vector, tracker.pre_vector = warm_start
@@ -397,7 +407,7 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
                                    tracker, swa)
         if out is not None and history and time.monotonic() - written >= HISTORY_SECONDS:
             written = _write_history(out, history, {"complete": False, "diverged": False,
-                                                    "message": "", "seconds": None})
+                                                    "message": "", "seconds": None}, config)
         bar.update(1)
         if last:
             break
@@ -415,7 +425,7 @@ def train(model: nn.Module, bundle: DataBundle, config: TrainConfig = TrainConfi
             (out / "model.pt").unlink(missing_ok=True)
         swa_final = {"swa": _stable(final)} if swa is not None and not diverged else {}
         _write_history(out, history, {"complete": True, "diverged": diverged,
-                                      "message": message, "seconds": elapsed, **swa_final})
+                                      "message": message, "seconds": elapsed, **swa_final}, config)
         (out / RESUME_FILE).unlink(missing_ok=True)
     return TrainResult(history=history, final=final, seconds=elapsed, diverged=diverged,
                        message=message, out_dir=out, checkpoints=checkpoints)
@@ -456,7 +466,7 @@ def _save_resume(out: Path, model: nn.Module, config: TrainConfig,
     warm start, so tracked eigenvalues continue identically too). Returns the time history
     was written."""
     written = _write_history(out, history, {"complete": False, "diverged": False,
-                                            "message": "", "seconds": None})
+                                            "message": "", "seconds": None}, config)
     final = _stable(history[-1]) if history else {}
     save_checkpoint(out / "model.pt", model, extra={"final": final,
                                                     "config": dataclasses.asdict(config)})
@@ -523,9 +533,13 @@ def _stable(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in TIMING_KEYS}
 
 
-def _write_history(out: Path, history: list[dict[str, Any]], status: dict[str, Any]) -> float:
-    """Write history.json and history.csv; returns the time written (``time.monotonic``)."""
-    write_json(out / "history.json", {"status": status, "epochs": history})
+def _write_history(out: Path, history: list[dict[str, Any]], status: dict[str, Any],
+                   config: TrainConfig) -> float:
+    """Write history.json (with ``tracked``, the matrix of ``lambda_max``, when eigenvalues
+    are tracked) and history.csv; returns the time written (``time.monotonic``)."""
+    tracked = tracked_record(config.track_curvature) if config.track_eigenvalues else None
+    write_json(out / "history.json", {"status": status, "epochs": history,
+                                      **({"tracked": tracked} if tracked else {})})
     if history:
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(history[0]))

@@ -20,9 +20,10 @@ from torch import nn
 
 from ..errors import LandscapeError
 from .base import CurvatureOperator, ShiftedOperator
+from .ggn import OutputCurvatureOperator
 from .hessian import HessianOperator, solver_operator
 from .lanczos import BASIS_BUDGET, extreme_lanczos, gaussian_vector, lanczos
-from .options import DEFAULT_CHUNK, HessianOptions, LossArg
+from .options import CURVATURES, DEFAULT_CHUNK, HessianOptions, LossArg
 from ..util.checks import check_choice
 
 BOTTOM_TOL = 1e-5
@@ -367,8 +368,10 @@ def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, 
                   tol: float = 1e-3, max_products: int = 100, min_products: int = 1,
                   seed: int = 0, loss: LossArg = "cross_entropy",
                   chunk: int | None = DEFAULT_CHUNK, mode: str = "eval",
-                  device: str | torch.device | None = None) -> TopEigenpair:
-    """The largest Hessian eigenvalue by Lanczos (full reorthogonalization) from ``start``.
+                  device: str | torch.device | None = None, curvature: str = "hessian"
+                  ) -> TopEigenpair:
+    """The largest eigenvalue of the Hessian (or of the GGN, the exact Fisher or the empirical
+    Fisher: ``curvature``) by Lanczos (full reorthogonalization) from ``start``.
 
     Started from the previous top eigenvector of a slowly changing model (training, a
     neighbouring grid point), a few products suffice: the run stops as soon as the top Ritz
@@ -387,12 +390,19 @@ def top_eigenpair(model: nn.Module, data: Any, start: np.ndarray | None = None, 
             residual is near *some* eigenpair, not necessarily the top one).
         seed: seed of the random start vector.
         loss, chunk, mode, device: as for ``HessianOperator``.
+        curvature: ``hessian`` (default), ``ggn``, ``fisher`` (exact) or
+            ``empirical-fisher`` (``OutputCurvatureOperator``).
 
     Returns:
         TopEigenpair.
     """
+    check_choice(curvature, CURVATURES, "curvature")
     begin = time.perf_counter()
-    op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
+    if curvature == "hessian":
+        op = HessianOperator(model, data, loss, chunk=chunk, mode=mode, device=device)
+    else:
+        op = OutputCurvatureOperator(model, data, loss, kind=curvature, chunk=chunk, mode=mode,
+                                     device=device)
     pair = operator_top_eigenpair(op, start, tol=tol, max_products=max_products,
                                   min_products=min_products, seed=seed)
     return dataclasses.replace(pair, seconds=time.perf_counter() - begin)

@@ -113,11 +113,13 @@ def plot_sweep(rows: Sequence[dict[str, Any]], x: str, ys: Sequence[str], *,
 def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
                    labels: Sequence[str] | None = None,
                    thresholds: Sequence[float | None] | None = None,
-                   threshold_names: Sequence[str] | None = None, log: bool = True,
+                   threshold_names: Sequence[str] | None = None,
+                   matrices: Sequence[str] | None = None, log: bool = True,
                    title: str | None = None, size: tuple[float, float] = (6.0, 4.0),
                    out: str | os.PathLike | None = None, dpi: float | None = None) -> Figure:
-    """The top Hessian eigenvalue against optimizer steps, one colour per run, with each run's
-    stability threshold (e.g. ``2/lr``, ``2(1+beta)/lr``) as a dashed line of its colour.
+    """The tracked top eigenvalue (of the Hessian, or of the matrix each run names) against
+    optimizer steps, one colour per run, with each run's stability threshold (e.g. ``2/lr``,
+    ``2(1+beta)/lr``) as a dashed line of its colour.
 
     Args:
         histories: per run, history entries with ``step`` and ``lambda_max`` (entries whose
@@ -126,6 +128,9 @@ def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
         labels: one legend label per run.
         thresholds: one threshold per run (None: none drawn for it).
         threshold_names: how each threshold is written in the legend (e.g. ``2(1+β)/lr``).
+        matrices: per run, the name of the tracked matrix (``Hessian``, ``GGN``, ``Fisher``,
+            ``empirical Fisher``; default all ``Hessian``): the axis names it when all runs
+            agree, else each run's legend entry does.
         log: logarithmic eigenvalue axis (runs and thresholds often differ 10x or more).
         title, size, out, dpi: figure options.
 
@@ -136,8 +141,10 @@ def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
     names = list(labels) if labels else [f"run {i + 1}" for i in range(len(runs))]
     limits = list(thresholds) if thresholds is not None else [None] * len(runs)
     texts = list(threshold_names) if threshold_names else ["threshold"] * len(runs)
-    if not runs or len(names) != len(runs) or len(limits) != len(runs):
-        raise LandscapeError("plot_sharpness needs one label and one threshold per run")
+    kinds = list(matrices) if matrices is not None else ["Hessian"] * len(runs)
+    if not runs or not len(runs) == len(names) == len(limits) == len(kinds):
+        raise LandscapeError("plot_sharpness needs one label, threshold and matrix per run")
+    shared = kinds[0] if len(set(kinds)) == 1 else None
     with rc_context(STYLE):
         fig = new_figure(size)
         ax = fig.add_subplot()
@@ -149,7 +156,8 @@ def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
                             and np.isfinite(e["lambda_max"])], dtype=float).reshape(-1, 2)
             if len(pts):
                 ax.plot(pts[:, 0], pts[:, 1], "o-", ms=3, color=color,
-                        label=rf"{name}: $\lambda_{{max}}$")
+                        label=rf"{name}: $\lambda_{{max}}$"
+                        + ("" if shared else f" ({kinds[k]})"))
                 drawn += 1
             if limit is not None:
                 ax.axhline(limit, color=color, ls="--", lw=1.3,
@@ -163,7 +171,7 @@ def plot_sharpness(histories: Sequence[Sequence[dict[str, Any]]], *,
         if min(ends) > 0 and max(ends) > 4 * min(ends):  # runs of very different lengths
             ax.set_xscale("log")
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel(r"top Hessian eigenvalue $\lambda_{max}$")
+        ax.set_ylabel(f"top {shared + ' ' if shared else ''}eigenvalue " + r"$\lambda_{max}$")
         ax.grid(True, alpha=0.25, which="both")
         ax.figure.legend(loc="outside upper center", ncol=2, fontsize=8.5)
         if title:

@@ -41,6 +41,8 @@ class CompareConfig:
         curvatures: other curvature matrices to measure besides the Hessian (any of
             ``ggn``, ``fisher``, ``empirical-fisher``): each model's top eigenvalue and
             trace of each, a row each in the report (default none).
+        ggn_top: also each model's top eigenvalue of the generalized Gauss-Newton matrix,
+            beside the Hessian's (same tolerance; about 20 products on the demo's minima).
         barrier_points: points on the straight line between each pair of minima (the
             barrier matrix, with three minima or more).
         curve_epochs, curve_points: a Bezier curve trained between the first two minima
@@ -72,6 +74,7 @@ class CompareConfig:
     curve_points: int = 21
     barrier_points: int = 21
     curvatures: tuple[str, ...] = ()
+    ggn_top: bool = True
 
     def __post_init__(self) -> None:
         """Refuse an unknown curvature matrix before any work."""

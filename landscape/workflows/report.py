@@ -90,6 +90,9 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
         row("test accuracy", lambda m: _pct(m["test_accuracy"])),
         row("generalization gap (train - test acc.)", lambda m: _pct(m["generalization_gap"])),
         row("top Hessian eigenvalue", lambda m: _fmt(m["top_eigenvalue"]), "top_eigenvalue"),
+        *([row("top GGN eigenvalue", lambda m: _fmt(m.get("ggn_top_eigenvalue")),
+               lambda m: m.get("ggn_top_eigenvalue"))]
+          if any(m.get("ggn_top_eigenvalue") is not None for m in models) else []),
         row("top eigenvalues", lambda m: ", ".join(_fmt(v, 3) for v in m["top_eigenvalues"])),
         row("most negative eigenvalue", lambda m: _fmt(m["bottom_eigenvalue"])),
         row("Hessian trace (+- s.e.)",

@@ -189,6 +189,7 @@ def test_curvature_option_gives_the_library_numbers(checkpoint, tmp_path):
     np.testing.assert_allclose(spec["eigenvalues"]["values"], lib.values, rtol=1e-12)
     hess = hs.hessian_eigenvalues(model, data, k=2)
     assert not np.allclose(lib.values, hess.values, rtol=1e-6)  # a different matrix
+    assert f"{lib.n_products} matrix-vector products" in result.output
 
 
 @pytest.mark.parametrize("args, hint", [

@@ -253,3 +253,57 @@ def test_compare_other_curvature_matrices(tiny_study, tmp_path):
     assert "| GGN: top eigenvalue / trace |" in report
     with pytest.raises(LandscapeError, match="unknown curvature"):
         CompareConfig(curvatures=("hessian2",))
+
+
+def test_ggn_top_eigenvalue_beside_the_hessians(tiny_study):
+    """The study's summary.json and report (md, html) give each model's GGN top eigenvalue,
+    as the library computes it at the same tolerance, in the row after the Hessian's."""
+    import re
+
+    from landscape.checkpoint import load_checkpoint
+    from landscape.curvature import HessianOptions, hessian_eigenvalues
+    from landscape.data import load_dataset
+    from landscape.report import table_rows
+
+    _, study, out = tiny_study
+    summary = json.loads((out / "summary.json").read_text())
+    model, info = load_checkpoint(out / "runs" / "large_batch" / "model.pt")
+    top = hessian_eigenvalues(model, load_dataset(**info["dataset"]).train, k=1, seed=0,
+                              options=HessianOptions(curvature="ggn", progress=False))
+    large = summary["models"]["large_batch"]
+    assert large["ggn_top_eigenvalue"] == pytest.approx(float(top.values[-1]), rel=1e-6)
+    assert large["ggn_top_residual"] < 1e-4 * large["ggn_top_eigenvalue"]
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert re.search(r"\| top Hessian eigenvalue \|[^\n]+\n\| top GGN eigenvalue \| [^|]+ \| "
+                     + re.escape(f"{large['ggn_top_eigenvalue']:.4g}"), md)
+    assert "top GGN eigenvalue" in html
+    for entry in summary["models"].values():  # off: no row
+        del entry["ggn_top_eigenvalue"]
+    assert not any(row[0] == "top GGN eigenvalue" for row in table_rows(summary))
+
+
+def test_linear_model_ggn_equals_hessian_in_a_study(tmp_path):
+    """A linear model under cross-entropy has GGN = Hessian: the study's two numbers agree
+    (both at tolerance 1e-6 of the value)."""
+    config = StudyConfig(train_subset=200, test_subset=100, model="mlp",
+                         model_options={"depth": 0},
+                         small=RunSpec(batch_size=32, lr=0.05, epochs=2),
+                         large=RunSpec(batch_size="full", lr=0.5, epochs=4),
+                         track_points=0, v_versus_w=False,
+                         **{**TINY, "curve_epochs": 0, "eigen_points": 0})
+    result = run_study(config, tmp_path / "s", progress=False, log=None)
+    for entry in result.summary["models"].values():
+        assert entry["ggn_top_eigenvalue"] == pytest.approx(entry["top_eigenvalue"], rel=1e-5)
+
+
+def test_dry_run_counts_the_ggn_products(mnist1d_small):
+    """compare's cost estimate counts the GGN's top eigenvalue per model, and none when off."""
+    from landscape.models import build_model
+    from landscape.workflows.cost import GGN_TOP_PRODUCTS, compare_cost
+
+    model = build_model("mlp", mnist1d_small, width=8)
+    on = compare_cost(model, mnist1d_small, CompareConfig.quick(), 3, measure_time=False)
+    off = compare_cost(model, mnist1d_small, CompareConfig.quick(ggn_top=False), 3,
+                       measure_time=False)
+    assert on["ggn_products"] == 3 * GGN_TOP_PRODUCTS and off["ggn_products"] == 0
+    assert on["products"] == off["products"]
