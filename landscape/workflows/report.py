@@ -404,7 +404,8 @@ def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                      "test accuracy " + ", ".join(_pct(r["test_accuracy"])
                                                   for r in runs.values()) + ".")
     counted = ("w_plane" in vw and not vw["w_plane"].get("missed")
-               and not vw["w_plane"].get("unresolved"))
+               and (not vw["w_plane"].get("unresolved")
+                    or bool(vw["w_plane"].get("anchored_basins"))))
     parts.append("A random plane around one minimum shows one basin (a V)"
                  + ("; the plane through three minima and the straight line between two show "
                     "several (a W)" if counted else "")
@@ -412,6 +413,11 @@ def v_versus_w_blocks(vw: dict[str, Any], figures: dict[str, str],
                     f"({vw['curve']['epochs']} epochs, endpoints fixed; Garipov et al. 2018) "
                     "stays low" if "curve" in vw else "") + ".")
     rule = (vw.get("w_plane") or vw["v"]).get("rule")
+    if counted and vw["w_plane"].get("anchored_basins"):
+        parts.append("The plane's grid does not resolve the basins of "
+                     + ", ".join(vw["w_plane"]["unresolved"]) + " (narrower than two grid "
+                     "steps), so only the basins at the models are counted and their barriers "
+                     "are upper bounds (a pass narrower than a grid step would be missed).")
     if "w_plane" in vw and not counted:
         w = vw["w_plane"]
         parts.append("The plane through three minima is not counted: "
@@ -453,7 +459,11 @@ def v_versus_w_rows(vw: dict[str, Any], v_label: str | None = None
     if "w_plane" in vw:
         w = vw["w_plane"]
         barriers = ", ".join(_fmt(b["height"], 3) for b in w["barriers"]) or "none"
-        if w.get("missed") or w.get("unresolved"):
+        if w.get("anchored_basins") and not w.get("missed"):
+            rows.append((f"plane through {', '.join(w['through'])}", f"{w['label']} (!)",
+                         f"{_fmt(w['basins'])} at the models (grid too coarse for their "
+                         "widths)", f"barriers {barriers} (upper bounds)"))
+        elif w.get("missed") or w.get("unresolved"):
             why = (f"no grid point on {', '.join(w['missed'])}" if w.get("missed") else
                    f"the grid does not resolve the basin of {', '.join(w['unresolved'])}")
             rows.append((f"plane through {', '.join(w['through'])}", "not resolved (!)",

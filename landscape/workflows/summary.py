@@ -223,8 +223,12 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
               "label": v["label"], "basins": v["basins"], "rule": v["rule"],
               "resolved": v["resolved"]}}
     if "plane" in vw:
+        w_shape = shape_of(vw["plane"])
         result["w_plane"] = {"surface": "surfaces/w_plane.h5", "through": vw["names"][:3],
-                             **shape_of(vw["plane"]), **_plane_caveats(vw["plane"], config.rise)}
+                             **w_shape, **_plane_caveats(vw["plane"], config.rise,
+                                                        w_shape["minima"])}
+        if "anchored_basins" in result["w_plane"]:
+            result["w_plane"].update(_anchored_only(vw["plane"], w_shape))
     if "curve" in vw:
         paths = path_summary(vw["curve"], vw["line"])
         result.update({
@@ -238,13 +242,40 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
     return result
 
 
-def _plane_caveats(plane, rise: float) -> dict[str, Any]:
+def anchored_minima(plane, minima: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The counted grid minima that lie on the plane's models (its ``anchors``), when every
+    model is one of them (each sits in a basin of its own on the grid); else None."""
+    anchors = getattr(plane, "anchors", None)
+    if not anchors or "coords" not in anchors:
+        return None
+    coords = np.atleast_2d(np.asarray(anchors["coords"], dtype=float))
+    on = [m for m in minima
+          if any(np.allclose(m["at"], c, rtol=0, atol=1e-9) for c in coords)]
+    return on if len(on) == len(coords) else None
+
+
+def _anchored_only(plane, shape: dict[str, Any]) -> dict[str, Any]:
+    """The plane's shape restricted to the basins at its models: their count, minima and
+    barriers (``barriers_upper_bounds``), labelled W when there are two or more."""
+    on = anchored_minima(plane, shape["minima"]) or []
+    at = [m["at"] for m in on]
+    return {"basins": len(on), "label": "W" if len(on) >= 2 else shape["label"],
+            "minima": on, "barriers": [b for b in shape["barriers"] if b["at"] in at],
+            "barriers_upper_bounds": True}
+
+
+def _plane_caveats(plane, rise: float, minima: list[dict[str, Any]] | None = None
+                   ) -> dict[str, Any]:
     """``missed`` (models no grid point lies on), ``unresolved`` (models whose basin on the
     plane spans fewer than two grid steps) and ``warnings`` of the plane through three
-    minima: a basin count on a grid that misses or does not resolve the minima may be an
-    artifact, so neither is counted (``resolved`` False)."""
+    minima: a basin count on a grid that misses the minima may be an artifact, so it is not
+    counted (``resolved`` False). On a grid through the models that does not resolve their
+    basins, only the basins at the models stand, and only when each model is a counted
+    minimum of its own (``anchored_basins``; their barriers are upper bounds: a pass
+    narrower than a grid step is missed); otherwise nothing is counted."""
     missed = grid_misses(plane)
     unresolved = [] if missed else anchor_unresolved(plane, rise)
+    anchored = anchored_minima(plane, minima or []) if unresolved else None
     warnings = nan_caveats(plane.metrics["train_loss"], "plane through three minima")
     if missed:
         warnings.insert(0, "plane through three minima: no grid point lies on "
@@ -254,7 +285,11 @@ def _plane_caveats(plane, rise: float) -> dict[str, Any]:
         steps = ", ".join(f"{float(np.max(np.diff(a))):.3g}" for a in (plane.x, plane.y))
         warnings.insert(0, "plane through three minima: its grid (largest steps " + steps
                         + ") does not resolve the basin of " + ", ".join(unresolved)
-                        + " (narrower than two grid steps there): its basin count and "
-                        "barriers are not counted")
+                        + " (narrower than two grid steps there): "
+                        + (f"only the {len(anchored)} basins at the models are counted, their "
+                           "barriers are upper bounds on this grid" if anchored else
+                           "its basin count and barriers are not counted"))
     out = {"missed": missed, "unresolved": unresolved, "warnings": warnings}
+    if anchored:
+        out["anchored_basins"] = len(anchored)
     return {**out, "resolved": False} if missed or unresolved else out

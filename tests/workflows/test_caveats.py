@@ -270,3 +270,41 @@ def test_a_plane_far_longer_than_wide_is_drawn_with_a_scale_per_axis(tmp_path):
                      done=np.ones((9, 9), bool))
     fig = plot_contours(square, kind="filled", out=tmp_path / "square.png")
     assert fig.axes[0].get_aspect() == 1.0 and "not to scale" not in fig.axes[0].get_xlabel()
+
+
+def test_a_coarse_plane_through_three_narrow_minima_counts_only_the_basins_at_the_models():
+    """Three wells far narrower than the grid step, each on a grid point, with a high ridge
+    between: the three basins at the models are counted (barriers as upper bounds); when one
+    model is not a minimum of its own on the grid, nothing is counted."""
+    from landscape.shape import surface_shape
+    from landscape.workflows.summary import _anchored_only, _plane_caveats
+
+    x = np.linspace(-0.4, 1.4, 10)  # step 0.2
+    y = np.linspace(-0.4, 1.4, 10)
+    centres = np.array([[x[2], y[2]], [x[7], y[2]], [x[4], y[7]]])
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    values = np.full(xx.shape, 2.0)
+    for cx, cy in centres:
+        values = np.minimum(values, 0.1 + 500 * ((xx - cx) ** 2 + (yy - cy) ** 2))
+    anchors = {"coords": centres, "labels": np.array(["a", "b", "c"])}
+    plane = types.SimpleNamespace(x=x, y=y, anchors=anchors, metrics={"train_loss": values},
+                                  done=np.ones(values.shape, bool), complete=True)
+    shape = surface_shape(plane, metric="train_loss", rise=0.1)
+    minima = [{"at": list(at), "train_loss": v} for at, v, _ in shape.minima]
+    barriers = [{"at": list(at), "saddle": s, "height": s - 0.1} for at, s in shape.barriers]
+    caveats = _plane_caveats(plane, 0.1, minima)
+    assert caveats["unresolved"] == ["a", "b", "c"] and caveats["anchored_basins"] == 3
+    assert "only the 3 basins at the models" in caveats["warnings"][0]
+    only = _anchored_only(plane, {"label": "W", "minima": minima, "barriers": barriers})
+    assert only["basins"] == 3 and only["label"] == "W" and only["barriers_upper_bounds"]
+    rows = v_versus_w_rows({"v": {"label": "V", "basins": 1},
+                            "w_plane": {"through": ["a", "b", "c"], "missed": [],
+                                        **caveats, **only}})
+    assert rows[1][1] == "W (!)" and rows[1][2].startswith("3 at the models")
+    assert "(upper bounds)" in rows[1][3]
+    # the third model on the ridge, not in a basin of its own: nothing is counted
+    plane.anchors = {"coords": np.array([centres[0], centres[1], [x[4], y[5]]]),
+                     "labels": np.array(["a", "b", "c"])}
+    caveats = _plane_caveats(plane, 0.1, minima)
+    assert "anchored_basins" not in caveats
+    assert "its basin count and barriers are not counted" in caveats["warnings"][0]
