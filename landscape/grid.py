@@ -203,7 +203,8 @@ def axis_through(start: float, stop: float, num: int, points: Iterable[float]) -
     each of ``points`` moved onto it, so that the grid passes exactly through those points
     (the models a plane is drawn through): a basin counted on it then rests on their losses,
     not on grid points that straddle them. Two points sharing a nearest coordinate both
-    appear (the axis gains a point).
+    appear (the axis gains a point), and so does a point nearest an end (the ends stay, so
+    the margin beyond the models does).
 
     Args:
         start, stop, num: as in ``numpy.linspace``.
@@ -219,7 +220,7 @@ def axis_through(start: float, stop: float, num: int, points: Iterable[float]) -
         if not start <= p <= stop:
             raise LandscapeError(f"point {p:g} lies outside the axis [{start:g}, {stop:g}]")
         k = int(np.argmin([abs(a - p) for a in axis]))
-        if k in moved:
+        if k in moved or (k in (0, num - 1) and p != axis[k]):  # the ends stay: margin kept
             extra.append(p)
         else:
             axis[k] = p

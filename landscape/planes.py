@@ -21,18 +21,25 @@ from .directions import plane_directions
 from .grid import Surface, axis_through
 from .surface import SurfaceOptions, compute_surface
 
-__all__ = ["plane_through", "plane_axes"]
+__all__ = ["plane_through", "plane_axes", "EDGE_FRACTION"]
+
+EDGE_FRACTION = 0.05
+"""Least margin of a plane's grid beyond its models, as a fraction of their span on the axis."""
 
 
 def plane_axes(coords: np.ndarray, points: int, margin: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """The two grid axes of a plane through models at ``coords`` (k, 2): ``points``
     coordinates from ``margin`` below the smallest to ``margin`` above the largest model
-    coordinate on each axis, each model's coordinate on the grid."""
+    coordinate on each axis (at least ``EDGE_FRACTION`` of the axis's span, so that a model
+    far along one axis is not drawn on the figure's edge), each model's coordinate on the
+    grid."""
     if points < 3 or margin < 0:
         raise LandscapeError(f"a plane needs at least 3 points a side and a margin >= 0, got "
                              f"{points} and {margin:g}")
-    lo, hi = coords.min(axis=0) - margin, coords.max(axis=0) + margin
+    span = coords.max(axis=0) - coords.min(axis=0)
+    pad = np.maximum(margin, EDGE_FRACTION * span)
+    lo, hi = coords.min(axis=0) - pad, coords.max(axis=0) + pad
     return tuple(axis_through(lo[i], hi[i], points, coords[:, i]) for i in range(2))
 
 

@@ -396,7 +396,7 @@ def _w_plane(config, bundle, minima, out, steps, progress, loss):
     path = out / "surfaces" / "w_plane.h5"
     names = [m.label for m in minima]
     key = step_key([m.key for m in minima], bundle.spec, loss, config.w_plane_points,
-                   config.w_plane_margin, names, "grid through the minima")
+                   config.w_plane_margin, names, "grid through the minima, ends kept")
 
     def compute():
         # Orthogonal axes of equal length, grid points exactly on the three models: basins

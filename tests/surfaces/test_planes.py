@@ -63,3 +63,14 @@ def test_auto_axis_through_puts_every_value_on_the_axis():
     axis = auto_axis(values, 9, through=True)
     assert np.isin(values, axis).all() and len(axis) == 9
     assert (axis[0], axis[-1]) == (plain[0], plain[-1])
+
+
+def test_a_model_far_along_one_axis_keeps_a_margin_of_its_span():
+    """Models 0, 1 and 89 units apart: the short axis keeps the given margin, the long one
+    a twentieth of its span, so no model sits on the grid's edge."""
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [4.4, 88.9]])
+    x, y = plane_axes(coords, 11, 0.35)
+    assert x.min() == pytest.approx(-0.35) and x.max() == pytest.approx(4.4 + 0.35)
+    assert y.min() == pytest.approx(-0.05 * 88.9) and y.max() == pytest.approx(88.9 * 1.05)
+    for axis, column in ((x, 0), (y, 1)):
+        assert all(np.any(np.isclose(axis, c)) for c in coords[:, column])
