@@ -243,15 +243,24 @@ def vw_summary(config: CompareConfig, vw: dict[str, Any], v_plane, v_minimum: Mi
 
 
 def anchored_minima(plane, minima: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The counted grid minima that lie on the plane's models (its ``anchors``), when every
-    model is one of them (each sits in a basin of its own on the grid); else None."""
+    """The counted grid minima at the plane's models (its ``anchors``): for each model, the
+    nearest counted minimum within one grid step of it on each axis (the model's own grid
+    point or a neighbour: a model trained to a loss floor sits in its basin, not always at
+    the grid's lowest point of it). Returned when every model has one of its own (each
+    sits in a basin of its own on the grid); else None."""
     anchors = getattr(plane, "anchors", None)
-    if not anchors or "coords" not in anchors:
+    if not anchors or "coords" not in anchors or not minima:
         return None
     coords = np.atleast_2d(np.asarray(anchors["coords"], dtype=float))
-    on = [m for m in minima
-          if any(np.allclose(m["at"], c, rtol=0, atol=1e-9) for c in coords)]
-    return on if len(on) == len(coords) else None
+    steps = np.array([float(np.max(np.diff(a))) for a in (plane.x, plane.y)])
+    at = np.array([m["at"] for m in minima], dtype=float)
+    chosen: list[int] = []
+    for c in coords:
+        near = np.flatnonzero(np.all(np.abs(at - c) <= steps * (1 + 1e-9), axis=1))
+        if near.size == 0:
+            return None
+        chosen.append(int(near[np.argmin(np.linalg.norm((at[near] - c) / steps, axis=1))]))
+    return [minima[i] for i in chosen] if len(set(chosen)) == len(coords) else None
 
 
 def _anchored_only(plane, shape: dict[str, Any]) -> dict[str, Any]:

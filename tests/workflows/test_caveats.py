@@ -302,6 +302,10 @@ def test_a_coarse_plane_through_three_narrow_minima_counts_only_the_basins_at_th
                                         **caveats, **only}})
     assert rows[1][1] == "W (!)" and rows[1][2].startswith("3 at the models")
     assert "(upper bounds)" in rows[1][3]
+    # the third model one grid step beside its well's lowest grid point: still its basin
+    plane.anchors = {"coords": np.array([centres[0], centres[1], [x[4], y[6]]]),
+                     "labels": np.array(["a", "b", "c"])}
+    assert _plane_caveats(plane, 0.1, minima)["anchored_basins"] == 3
     # the third model on the ridge, not in a basin of its own: nothing is counted
     plane.anchors = {"coords": np.array([centres[0], centres[1], [x[4], y[5]]]),
                      "labels": np.array(["a", "b", "c"])}
