@@ -27,6 +27,7 @@ Products cost one ``jvp`` and one ``vjp`` of ``fn``; nothing is kept between cal
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -59,7 +60,12 @@ def jqj_product(fn: Callable[[Params], torch.Tensor], params: Params, tangent: P
     Returns:
         The product, shaped like ``params``.
     """
-    _, jv = torch.func.jvp(fn, (params,), (tangent,))
+    with warnings.catch_warnings():
+        # torch's forward-mode AD scripts its decompositions on first use and warns that
+        # torch.jit.script is deprecated: torch's own business, not the user's
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated",
+                                category=FutureWarning)
+        _, jv = torch.func.jvp(fn, (params,), (tangent,))
     _, pullback = torch.func.vjp(fn, params)
     return pullback(apply_q(jv))[0]
 
