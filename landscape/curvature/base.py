@@ -1,7 +1,8 @@
 """Symmetric curvature operators over a flat parameter vector, as scipy LinearOperators.
 
 Contract: ``CurvatureOperator`` is the one place that counts products, records them (each
-``(x, Ax)`` pair, up to ``RECORD_BYTES``) and shows their progress; every solver of this
+``(x, Ax)`` pair, up to ``record_limit`` products and ``RECORD_BYTES``; past either the record
+is dropped) and shows their progress; every solver of this
 package takes any subclass (the Hessian, a caller's matrix wrapped by ``GivenOperator``, a
 Gauss-Newton or Fisher operator) and reads ``n_params``, ``n_products``, ``mode``,
 ``hvp_description`` and ``history`` from it. The scipy side is float64. Residuals of vectors
@@ -18,6 +19,29 @@ from ..errors import LandscapeError
 
 RECORD_BYTES = 1 << 29
 """Most bytes of recorded products (for free residuals); past it residuals cost a product each."""
+RECORD_FLOOR = 1 << 20
+"""Bytes of record always allowed (below the allocator's noise): small operators keep every
+product whatever the solver's iteration count."""
+
+
+def eigsh_products(n_params: int, top_k: int, ncv: int | None = None) -> int:
+    """Products eigsh usually takes for the top ``top_k``: its basis (``ncv``, default
+    ``max(2 top_k + 1, 20)``) once, and about half of it restarted (21-35 for the top five of
+    the MNIST-1D models at tol 1e-6; 0 when ``top_k`` is 0)."""
+    if not top_k:
+        return 0
+    basis = min(n_params, ncv or max(2 * top_k + 1, 20))
+    return basis + (basis - top_k) // 2
+
+
+def record_limit(n_params: int, top_k: int, ncv: int | None = None) -> int:
+    """Products an eigenvalue run records: what eigsh usually takes (``eigsh_products``), at
+    least what ``RECORD_FLOOR`` holds, at most what ``RECORD_BYTES`` holds (16 bytes a
+    parameter a product). A run that takes more drops its record and pays one product per
+    residual, so the record never passes what a memory estimate assumed."""
+    each = 16 * max(n_params, 1)
+    return min(max(eigsh_products(n_params, top_k, ncv), RECORD_FLOOR // each),
+               RECORD_BYTES // each)
 
 
 class CurvatureOperator(LinearOperator):
@@ -30,7 +54,8 @@ class CurvatureOperator(LinearOperator):
     Args:
         n_params: dimension of the operator.
         record: keep every scipy product ``(x, A x)`` (16 bytes per parameter each) until they
-            would pass ``RECORD_BYTES``; then recording stops and the record is dropped.
+            would pass ``record_limit`` products (None: no limit) or ``RECORD_BYTES``; then
+            recording stops and the record is dropped.
     """
 
     fresh_output = False
@@ -41,6 +66,8 @@ class CurvatureOperator(LinearOperator):
         self.n_products = 0
         self.history: list[tuple[np.ndarray, np.ndarray]] = []
         self._record = record
+        self.record_limit: int | None = None
+        self._orthonormal = 0  # leading records already made orthonormal (``_from_history``)
         self._bar: Any = None
         super().__init__(dtype=np.float64, shape=(n_params, n_params))
 
@@ -62,12 +89,18 @@ class CurvatureOperator(LinearOperator):
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         out = self._product(x)
-        if self._record and (len(self.history) + 1) * 16 * self.n_params > RECORD_BYTES:
+        if self._record and self._record_full():
             self._record = False
             self.history.clear()
+            self._orthonormal = 0
         if self._record:  # ARPACK reuses x's memory; a fresh output needs no copy
             self.history.append((x.copy(), out if self.fresh_output else out.copy()))
         return out
+
+    def _record_full(self) -> bool:
+        count = len(self.history) + 1
+        return (count * 16 * self.n_params > RECORD_BYTES
+                or (self.record_limit is not None and count > self.record_limit))
 
     def _rmatvec(self, x: np.ndarray) -> np.ndarray:
         return self._matvec(x)
@@ -91,19 +124,41 @@ class CurvatureOperator(LinearOperator):
         return np.linalg.norm(hv - vecs * vals, axis=0)
 
     def _from_history(self, vecs: np.ndarray) -> np.ndarray | None:
+        """``A vecs`` from the record when ``vecs`` lie in its span (else None), in place: the
+        record becomes an orthonormal basis ``q`` with ``A q`` (A is linear), so nothing
+        record-sized is stacked or copied."""
+        self._orthonormalize()
         if not self.history:
             return None
-        xs = np.stack([h[0] for h in self.history], axis=1)
-        coef, *_ = np.linalg.lstsq(xs, vecs, rcond=None)
-        miss = np.linalg.norm(xs @ coef - vecs, axis=0)
-        del xs
-        # A is linear, so A (X c) = (A X) c; only trust it when v is (numerically) in span(X).
-        if np.max(miss) > 1e-10 or not np.all(np.isfinite(coef)):
+        coef = np.stack([q @ vecs for q, _ in self.history])
+        rest = np.array(vecs, dtype=np.float64)
+        out = np.zeros_like(rest)
+        for (q, aq), c in zip(self.history, coef):
+            rest -= np.outer(q, c)
+            out += np.outer(aq, c)
+        # only trust it when v is (numerically) in the record's span
+        if np.max(np.linalg.norm(rest, axis=0)) > 1e-10 or not np.all(np.isfinite(coef)):
             return None
-        out = np.zeros_like(vecs)
-        for (_, hx), c in zip(self.history, coef):  # summed in place: no stacked copy
-            out += np.outer(hx, c)
         return out
+
+    def _orthonormalize(self) -> None:
+        """Gram-Schmidt (twice) over the records not yet orthonormal; the products follow the
+        same combinations. Records (numerically) in the span of earlier ones are dropped."""
+        kept = self.history[:self._orthonormal]
+        for x, ax in self.history[self._orthonormal:]:
+            size = np.linalg.norm(x)
+            for _ in range(2):
+                for q, aq in kept:
+                    d = q @ x
+                    x -= d * q
+                    ax -= d * aq
+            r = np.linalg.norm(x)
+            if r > 1e-8 * size and np.isfinite(r):
+                x /= r
+                ax /= r
+                kept.append((x, ax))
+        self.history[:] = kept
+        self._orthonormal = len(kept)
 
 
 class GivenOperator(CurvatureOperator):
@@ -139,6 +194,11 @@ class ShiftedOperator(LinearOperator):
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         return self.op.matvec(x) - self.shift * x
+
+    def _record_full(self) -> bool:
+        count = len(self.history) + 1
+        return (count * 16 * self.n_params > RECORD_BYTES
+                or (self.record_limit is not None and count > self.record_limit))
 
     def _rmatvec(self, x: np.ndarray) -> np.ndarray:
         return self._matvec(x)

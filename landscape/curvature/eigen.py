@@ -19,7 +19,7 @@ from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator
 from torch import nn
 
 from ..errors import LandscapeError
-from .base import CurvatureOperator, ShiftedOperator
+from .base import CurvatureOperator, ShiftedOperator, record_limit
 from .ggn import OutputCurvatureOperator
 from .hessian import HessianOperator, solver_operator
 from .lanczos import BASIS_BUDGET, extreme_lanczos, gaussian_vector, lanczos
@@ -83,8 +83,10 @@ def hessian_eigenvalues(source: Any, data: Any = None, *, k: int = 5, which: str
     them for the bottom; 241 at 1e-6). Only if that run hits its step limit does eigsh take
     over on ``H - s I`` (``s`` the largest eigenvalue, so eigsh's relative rule is relative to
     the width too), started from the best Ritz vector. Residuals come from the recorded products
-    (Ritz vectors lie in their span), so they cost no extra product. ``method="power"`` is
-    power iteration with deflation, kept as a baseline.
+    (Ritz vectors lie in their span), so they cost no extra product, as long as the run takes
+    no more products than its record keeps (``record_limit``: what eigsh usually takes, so
+    that the memory estimate holds); a longer run drops the record and pays one product per
+    residual. ``method="power"`` is power iteration with deflation, kept as a baseline.
 
     Args:
         source: the network (not modified), or a symmetric operator (a scipy LinearOperator,
@@ -129,6 +131,7 @@ def hessian_eigenvalues(source: Any, data: Any = None, *, k: int = 5, which: str
                              f"{bottom_tol})")
     start = time.perf_counter()
     op = solver_operator(source, data, options, record=method == "lanczos")
+    op.record_limit = record_limit(op.n_params, k_large, ncv)
     try:
         if k_large + k_small > op.n_params:
             raise LandscapeError(f"asked for {k_large + k_small} eigenvalues of a "

@@ -3,8 +3,8 @@ product, its time.
 
 Contract: ``hessian_memory`` measures one product's tensors on a few examples (``TensorPeak``;
 fixed plus per-example bytes, scaled to the chunk) and adds the solvers' float64 numpy arrays
-(eigsh's basis, recorded products, Hutch++'s probe blocks, the density's Lanczos basis) from
-their sizes. The parts of a command run one after another, so the peak is the largest solver
+(eigsh's basis, recorded products up to the record's limit, Hutch++'s probe blocks, the
+density's Lanczos basis) from their sizes. The parts of a command run one after another, so the peak is the largest solver
 part plus the products' own memory. ``fitting_plan`` finds the nearest settings that fit a
 limit (fewer Lanczos vectors with restarts, fewer trace products or density steps, smaller
 chunks); ``hessian_dry_run`` times one product and multiplies.
@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data import split_of
 from ..util.memory import MemoryEstimate, TensorPeak, linear_in_examples
-from .base import RECORD_BYTES
+from .base import eigsh_products, record_limit
 from .hessian import HessianOperator
 from .lanczos import BASIS_BUDGET
 from .options import DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HessianOptions
@@ -65,8 +65,7 @@ class HessianPlan:
         about half of it (21-34 for the top five of the MNIST-1D models at tol 1e-6), the
         bottom end about ``BOTTOM_STEPS``; trace and density take exactly what they are
         given."""
-        ncv = self.basis_vectors(n)
-        eig = ncv + (ncv - self.top_k) // 2 if self.top_k else 0
+        eig = eigsh_products(n, self.top_k, self.ncv)
         bottom = min(BOTTOM_STEPS, n) if self.bottom_k else 0
         trace = 3 * (self.trace_products // 3) if self.trace_products else 0
         return eig + bottom + trace + self.density_probes * min(self.density_steps, n)
@@ -140,19 +139,14 @@ def _solver_parts(plan: HessianPlan, n: int) -> dict[str, int]:
     determinism check's two gradients."""
     vec = 8 * n
     parts: dict[str, int] = {}
+    # each recorded product's input and output, for the residuals (made orthonormal in place)
+    record = record_limit(n, plan.top_k, plan.ncv) * 2 * vec
     if plan.top_k:
-        ncv = plan.basis_vectors(n)
-        products = ncv + (ncv - plan.top_k) // 2
-        history = products * 2 * vec  # each product's input and output, for the residuals
-        arrays = (ncv + 4 + plan.top_k) * vec  # ARPACK's basis and work vectors, the results
-        if history <= RECORD_BYTES:
-            # after eigsh: the record's inputs stacked, and copied by lstsq
-            parts["Lanczos basis"] = history + max(arrays, history)
-        else:  # recorded until the budget, then dropped
-            parts["Lanczos basis"] = arrays + RECORD_BYTES
+        arrays = (plan.basis_vectors(n) + 4 + plan.top_k) * vec  # ARPACK's basis, work, results
+        parts["Lanczos basis"] = arrays + record
     if plan.bottom_k:
         steps = min(BOTTOM_STEPS, n, max(20, BASIS_BUDGET // max(n, 1)))
-        parts["bottom-end Lanczos basis"] = (steps + 4) * vec
+        parts["bottom-end Lanczos basis"] = (steps + 4) * vec + record
     if plan.trace_products:
         m = plan.trace_products // 3
         rest = plan.trace_products - 2 * m
