@@ -88,12 +88,52 @@ def run_recipe_sweep(params: dict[str, Any], given: Callable[[str], bool]) -> No
             fields[name] = params[name]
     grid = RecipeGrid.quick(**fields) if params["quick"] else RecipeGrid(**fields)
     grid.validate()  # one line naming the recipe, before anything is trained
+    if _check_grid(grid, params["max_memory"], params["dry_run"]):
+        return
     log = None if params["quiet"] else (lambda msg: click.echo(msg, err=True))
     summary = run_recipes(grid, params["out"], shard=shard, progress=False, log=log)
     if summary is None:
         click.echo(f"shard {shard[0]}/{shard[1]} done; runs still missing elsewhere")
         return
     _print(summary, params["out"])
+
+
+def _check_grid(grid, max_memory: int | None, dry_run: bool) -> bool:
+    """Refuse in one line if the grid's largest run would not fit in memory (naming the
+    training subset that does); with ``dry_run`` print each run's cost. Returns True when
+    nothing more is to be done."""
+    from landscape.models import build_model
+    from landscape.util import pick_device
+    from landscape.util.memory import fit_or_refuse, memory_limit
+    from landscape.workflows.cost import fitting_subset, recipe_dry_run, recipe_memory
+
+    bundle = grid.data()
+    model = build_model(grid.model, bundle, seed=grid.seeds[0], **grid.model_options)
+    estimate = lambda m, d, profile=None: recipe_memory(m, d, grid, profile=profile)  # noqa: E731
+    fit_or_refuse("the sweep", estimate(model, bundle),
+                  memory_limit(pick_device(grid.device), max_memory),
+                  lambda limit: fitting_subset(model, bundle, estimate, limit))
+    if dry_run:
+        echo_run_costs(recipe_dry_run(model, bundle, grid))
+    return dry_run
+
+
+def echo_run_costs(costs) -> None:
+    """A dry run's table (run, optimizer steps, expected seconds, peak memory) and its
+    total; the runs run one after another, so the peak is the largest run's."""
+    from landscape.util.memory import format_bytes
+
+    echo_table([(c.label, f"{c.steps:,}", f"{c.seconds:.1f}", format_bytes(c.memory.peak))
+                for c in costs], ("run", "steps", "expected s", "peak memory"))
+    total = sum(c.seconds for c in costs)
+    peak = max(costs, key=lambda c: c.memory.peak).memory
+    click.echo(f"total: {len(costs)} runs, {sum(c.steps for c in costs):,} steps, about "
+               f"{total:.0f} s ({total / 60:.1f} min), peak memory about "
+               f"{format_bytes(peak.peak)} (the model and data "
+               f"{format_bytes(sum(peak.resident.values()))}, and {peak.describe()}); "
+               "times from one step per batch size, one forward and one Hessian-vector "
+               "product measured now (noisy where the machine is shared); reports and "
+               "figures not counted; --dry-run: nothing trained or written")
 
 
 def _print(summary: dict[str, Any], out: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .recipes_cmd import recipe_options, run_recipe_sweep, wants_recipes
+from .recipes_cmd import echo_run_costs, recipe_options, run_recipe_sweep, wants_recipes
 from .common import (MAX_COUNT, MAX_EPOCHS, MAX_PLANE_SIDE, MAX_POINTS, MAX_STEPS,
                      batch_callback, code_options, dataset_options, device_option,
                      interrupt_status, memory_option, parse_batch, split_names, user_error,
@@ -53,9 +53,10 @@ def _check_study(config) -> None:
                    err=True)
 
 
-def _check_sweep(config, max_memory: int | None = None) -> None:
+def _check_sweep(config, max_memory: int | None = None):
     """Check the sweep's device, data and model before its folder is made, and refuse in one
-    line if its largest step would not fit in memory (naming the training subset that does)."""
+    line if its largest step would not fit in memory (naming the training subset that does).
+    Returns the model and the data."""
     from landscape.models import build_model
     from landscape.study import load_setup
     from landscape.util import pick_device
@@ -67,6 +68,7 @@ def _check_sweep(config, max_memory: int | None = None) -> None:
     estimate = sweep_memory(model, bundle, config)
     fit_or_refuse("the sweep", estimate, memory_limit(pick_device(config.device), max_memory),
                   lambda lim: sweep_fitting_subset(model, bundle, config, lim))
+    return model, bundle
 
 
 @contextlib.contextmanager
@@ -265,6 +267,10 @@ def _unique(sizes: tuple[int | str, ...]) -> tuple[int | str, ...]:
               help="Folder of the runs, figures and report (rerun to reuse finished runs).")
 @click.option("--force", is_flag=True, help="Retrain runs already done.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--dry-run", is_flag=True, help="Print each run's optimizer steps, expected "
+              "time (from one training step per batch size, one forward and one "
+              "Hessian-vector product measured now) and memory, and the total; train and "
+              "write nothing.")
 @memory_option
 @recipe_options
 @device_option
@@ -273,7 +279,7 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
                   batch_sizes,
                   base_lr, base_batch, max_lr, target_steps, min_epochs, max_epochs,
                   target_loss, optimizer_batch, optimizer_epochs, seed, out, force, quiet,
-                  max_memory, device, **recipe):
+                  dry_run, max_memory, device, **recipe):
     """Batch-size sweep: accuracy, gap, sharpness, convergence speed and throughput vs batch
     size, plus Rprop full-batch vs Rprop and RMSprop mini-batch (report in OUT).
 
@@ -306,7 +312,12 @@ def sweep_command(dataset, data_root, train_subset, test_subset, model_name, bat
                          optimizer_batch=optimizer_batch, optimizer_epochs=optimizer_epochs,
                          device=device)
     _check_out(out)
-    _check_sweep(config, max_memory)
+    model, bundle = _check_sweep(config, max_memory)
+    if dry_run:
+        from landscape.workflows.cost import sweep_dry_run
+
+        echo_run_costs(sweep_dry_run(model, bundle, config))
+        return
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     with _steps_kept(out):
         result = run_sweep(config, out, force=force, progress=not quiet, log=log)

@@ -111,6 +111,11 @@ class RecipeGrid:
                 raise LandscapeError(f"the recipe {run_name(recipe)} cannot train: {exc}"
                                      ) from None
 
+    def data(self):
+        """The grid's DataBundle (its dataset, subsets and data seed)."""
+        return load_dataset(self.dataset, root=self.data_root, seed=self.data_seed,
+                            train_subset=self.train_subset, test_subset=self.test_subset)
+
     def varying(self) -> list[str]:
         """The axes with more than one value, the seed left out."""
         return [a for a, values in zip(AXES, (self.batch_sizes, self.lrs, self.optimizers,
@@ -161,8 +166,7 @@ def run_recipes(grid: RecipeGrid, out: str | Path, *, shard: tuple[int, int] = (
     say = log or (lambda _msg: None)
     grid.validate()
     out = Path(out)
-    bundle = load_dataset(grid.dataset, root=grid.data_root, seed=grid.data_seed,
-                          train_subset=grid.train_subset, test_subset=grid.test_subset)
+    bundle = grid.data()
     recipes = grid.recipes()
     index, count = shard
     for i, recipe in enumerate(recipes):

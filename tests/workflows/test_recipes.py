@@ -336,3 +336,22 @@ def test_runs_that_did_not_train_are_left_out_of_every_tau_but_kept_in_runs():
     bundle = type("B", (), {"spec": {"name": "x"}})()
     assert _key(grid, bundle, rows[1]["settings"]) == _key(
         RecipeGrid(**{**GRID, "batch_sizes": (16, 32, 64, 128)}), bundle, rows[1]["settings"])
+
+
+def test_dry_run_counts_the_steps_each_recipe_takes(one_process):
+    """The dry run's optimizer steps per recipe are the steps the real runs took; a SAM
+    recipe is expected to take longer than its SGD twin (two passes a step)."""
+    from landscape.models import build_model
+    from landscape.workflows.cost import recipe_dry_run
+
+    summary, out = one_process
+    grid = RecipeGrid(**GRID)
+    data = grid.data()
+    costs = recipe_dry_run(build_model("mlp", data, seed=0), data, grid)
+    assert [c.label for c in costs] == [r["name"] for r in summary["runs"]]
+    for cost in costs:
+        history = json.loads((out / "runs" / cost.label / "history.json").read_text())
+        assert cost.steps == history["epochs"][-1]["step"], cost.label
+    by = {c.label: c for c in costs}
+    assert by["bs32_lr0.05_sam_wd0_s0"].seconds > by["bs32_lr0.05_sgd_wd0_s0"].seconds
+    assert by["bs32_lr0.05_sgd_wd0_s0"].steps == 2 * 4  # 128 examples, batch 32, 2 epochs

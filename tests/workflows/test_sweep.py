@@ -68,3 +68,22 @@ def test_sweep_cli_bad_sizes(tmp_path):
     res = CliRunner().invoke(cli, ["sweep", "--batch-sizes", "8,zero", "--out",
                                    str(tmp_path / "s")])
     assert res.exit_code != 0 and "--batch-sizes" in res.output and "Traceback" not in res.output
+
+
+def test_dry_run_counts_the_steps_each_run_takes(small_sweep):
+    """The dry run's optimizer steps per run are the steps the real runs took (their
+    history's last step), and each run gets a positive time and a memory estimate."""
+    from landscape.data import load_dataset
+    from landscape.models import build_model
+    from landscape.workflows.cost import sweep_dry_run
+
+    result, out, config = small_sweep
+    data = load_dataset("mnist1d", train_subset=256, test_subset=128)
+    costs = sweep_dry_run(build_model("mlp", data, seed=0), data, config)
+    assert [c.label for c in costs] == [r["label"] for r in result["rows"]]
+    for cost in costs:
+        history = json.loads((out / "runs" / cost.label / "history.json").read_text())
+        assert cost.steps == history["epochs"][-1]["step"], cost.label
+        assert cost.seconds > 0 and cost.memory.total_added > 0
+    by = {c.label: c for c in costs}
+    assert by["batch_4"].steps > by["batch_64"].steps > by["batch_full"].steps
