@@ -98,6 +98,7 @@ class CurvatureOperator(LinearOperator):
         return out
 
     def _record_full(self) -> bool:
+        """Whether one more product would pass the record's limit or ``RECORD_BYTES``."""
         count = len(self.history) + 1
         return (count * 16 * self.n_params > RECORD_BYTES
                 or (self.record_limit is not None and count > self.record_limit))
@@ -194,11 +195,6 @@ class ShiftedOperator(LinearOperator):
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         return self.op.matvec(x) - self.shift * x
-
-    def _record_full(self) -> bool:
-        count = len(self.history) + 1
-        return (count * 16 * self.n_params > RECORD_BYTES
-                or (self.record_limit is not None and count > self.record_limit))
 
     def _rmatvec(self, x: np.ndarray) -> np.ndarray:
         return self._matvec(x)

@@ -4,10 +4,11 @@ product, its time.
 Contract: ``hessian_memory`` measures one product's tensors on a few examples (``TensorPeak``;
 fixed plus per-example bytes, scaled to the chunk) and adds the solvers' float64 numpy arrays
 (eigsh's basis, recorded products up to the record's limit, Hutch++'s probe blocks, the
-density's Lanczos basis) from their sizes. The parts of a command run one after another, so the peak is the largest solver
-part plus the products' own memory. ``fitting_plan`` finds the nearest settings that fit a
-limit (fewer Lanczos vectors with restarts, fewer trace products or density steps, smaller
-chunks); ``hessian_dry_run`` times one product and multiplies.
+density's Lanczos basis) from their sizes. The parts of a command run one after another, so
+the peak is the largest solver part plus the products' own memory. ``fitting_plan`` finds
+the nearest settings that fit a limit (fewer Lanczos vectors with restarts, fewer trace
+products or density steps, smaller chunks); ``hessian_dry_run`` times one product and
+multiplies.
 """
 from __future__ import annotations
 
