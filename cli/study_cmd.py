@@ -117,7 +117,9 @@ def _with_study_options(func, default_out: str):
         click.option("--out", type=click.Path(file_okay=False), default=default_out,
                      show_default=True, help="Folder for every output."),
         click.option("--quick", is_flag=True,
-                     help="Coarse grids and fewer Hessian products (same two models)."),
+                     help="Coarse grids and fewer Hessian products, no most negative "
+                          "eigenvalue (demo: also half the training set, the small batch "
+                          "for 40 epochs at lr 0.02)."),
         click.option("--force", is_flag=True, help="Recompute steps already done."),
         click.option("--no-3d", "no_3d", is_flag=True, help="Skip the 3-D (pyvista) figure."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -147,9 +149,10 @@ def _run(config_kwargs: dict, out: str, quick: bool, force: bool, no_3d: bool, q
 def demo_command(out, quick, force, no_3d, quiet, device):
     """The built-in study: MNIST-1D CNN, batch 32 vs full batch; writes OUT/report.html.
 
-    No download: MNIST-1D is generated on the fly. About 1.5-2 minutes on 2 idle CPU cores
-    (--quick: coarse grids and fewer products on top of the same training). Also trains
-    the network from three more seeds for the "V versus W" section.
+    No download: MNIST-1D is generated on the fly. About 2-5 minutes on 2 idle CPU cores
+    (--quick, about 75 s: the same recipes on half the training set, the small batch for 40
+    epochs at lr 0.02, coarse grids, fewer products). Also trains the network from three
+    more seeds for the "V versus W" section.
     """
     _run({"device": device}, out, quick, force, no_3d, quiet)
 

@@ -19,9 +19,10 @@ from ..errors import LandscapeError
 
 RECORD_BYTES = 1 << 29
 """Most bytes of recorded products (for free residuals); past it residuals cost a product each."""
-RECORD_FLOOR = 1 << 20
-"""Bytes of record always allowed (below the allocator's noise): small operators keep every
-product whatever the solver's iteration count."""
+RECORD_FLOOR = 1 << 25
+"""Bytes of record always allowed (32 MiB: 777 products of the 2.7k MLP, 261 of the 8k CNN):
+small operators keep every product whatever the solver's iteration count, so their residuals
+cost no product; a run past its estimate's count holds at most this much more."""
 
 
 def eigsh_products(n_params: int, top_k: int, ncv: int | None = None) -> int:

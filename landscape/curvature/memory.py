@@ -141,7 +141,9 @@ def _solver_parts(plan: HessianPlan, n: int) -> dict[str, int]:
     vec = 8 * n
     parts: dict[str, int] = {}
     # each recorded product's input and output, for the residuals (made orthonormal in place)
-    record = record_limit(n, plan.top_k, plan.ncv) * 2 * vec
+    # (what eigsh usually takes: the record's floor may hold more, at most RECORD_FLOOR)
+    record = min(eigsh_products(n, plan.top_k, plan.ncv),
+                 record_limit(n, plan.top_k, plan.ncv)) * 2 * vec
     if plan.top_k:
         arrays = (plan.basis_vectors(n) + 4 + plan.top_k) * vec  # ARPACK's basis, work, results
         parts["Lanczos basis"] = arrays + record

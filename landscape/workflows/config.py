@@ -43,6 +43,9 @@ class CompareConfig:
             trace of each, a row each in the report (default none).
         ggn_top: also each model's top eigenvalue of the generalized Gauss-Newton matrix,
             beside the Hessian's (same tolerance; about 20 products on the demo's minima).
+        bottom_eigenvalue: also the most negative Hessian eigenvalue, bracketed tightly
+            enough to tell a negative one from zero (on the demo's minima 75-115 products
+            beyond the top eigenvalues' 21: most of the curvature step; off in ``quick()``).
         barrier_points: points on the straight line between each pair of minima (the
             barrier matrix, with three minima or more).
         curve_epochs, curve_points: a Bezier curve trained between the first two minima
@@ -75,6 +78,7 @@ class CompareConfig:
     barrier_points: int = 21
     curvatures: tuple[str, ...] = ()
     ggn_top: bool = True
+    bottom_eigenvalue: bool = True
 
     def __post_init__(self) -> None:
         """Refuse an unknown curvature matrix before any work."""
@@ -88,8 +92,9 @@ class CompareConfig:
     QUICK = dict(line_points=21, plane_points=13, interp_points=25, eigen_points=21, top_k=3,
                  trace_products=30, density_probes=1, density_steps=40, eps=(1e-3,),
                  sharpness_samples=3, w_plane_points=11, curve_points=11, curve_epochs=10,
-                 barrier_points=11)
-    """Coarse grids and fewer products: a smoke run (``quick()``)."""
+                 barrier_points=11, bottom_eigenvalue=False)
+    """Coarse grids and fewer products, no most negative eigenvalue: a smoke run
+    (``quick()``)."""
 
     @classmethod
     def quick(cls, **overrides: Any):

@@ -226,16 +226,19 @@ def _curvature(config, bundle, minima, out, steps, progress, loss):
                                                                progress=progress, loss=loss))
         # The bottom end's default tolerance (1e-5 of the spectrum's width) brackets the
         # smallest eigenvalue tightly enough to tell a negative one from zero.
-        eig = hessian_eigenvalues(model, bundle.train, k=config.top_k, which="both",
-                                  k_smallest=1, **common)
+        ends = (dict(which="both", k_smallest=1) if config.bottom_eigenvalue
+                else dict(which="largest"))
+        eig = hessian_eigenvalues(model, bundle.train, k=config.top_k, **ends, **common)
         trace = hessian_trace(model, bundle.train, n_products=config.trace_products, **common)
         density = hessian_density(model, bundle.train, n_probes=config.density_probes,
                                   n_steps=config.density_steps, **common)
-        return spectrum_record(eigen=eig, n_bottom=1, trace=trace, density=density,
+        return spectrum_record(eigen=eig, n_bottom=int(config.bottom_eigenvalue), trace=trace,
+                               density=density,
                                split="train", mode=eig.mode)
 
     settings = (bundle.spec, loss, config.top_k, config.trace_products, config.density_probes,
-                config.density_steps, config.seed, SPECTRUM_FORMAT_VERSION)
+                config.density_steps, config.seed, config.bottom_eigenvalue,
+                SPECTRUM_FORMAT_VERSION)
     return _per_model_json("curvature", minima, out, steps, settings, measure_one)
 
 

@@ -94,7 +94,8 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
                lambda m: m.get("ggn_top_eigenvalue"))]
           if any(m.get("ggn_top_eigenvalue") is not None for m in models) else []),
         row("top eigenvalues", lambda m: ", ".join(_fmt(v, 3) for v in m["top_eigenvalues"])),
-        row("most negative eigenvalue", lambda m: _fmt(m["bottom_eigenvalue"])),
+        *([row("most negative eigenvalue", lambda m: _fmt(m["bottom_eigenvalue"]))]
+          if any(m.get("bottom_eigenvalue") is not None for m in models) else []),
         row("Hessian trace (+- s.e.)",
             lambda m: f"{_fmt(m['trace'])} +- {_fmt(m['trace_stderr'], 2)}", "trace"),
     ]
