@@ -19,7 +19,7 @@ since the start.
 Then the cost of a point and a product against the number of examples for one model, and a
 log-log figure with the fitted slopes.
 
-    OMP_NUM_THREADS=1 python benchmarks/scale.py --threads 1 --rounds 3 \
+    OMP_NUM_THREADS=1 python benchmarks/scale.py --threads 1 --rounds 9 \
         --sizes "mlp,cnn1d,resnet20,wide mlp 1024,wide mlp 3000,wide mlp 10000" \
         --max-solver-params 5e6 --out scale.json --figure docs/figures/scale.png
 
