@@ -23,8 +23,9 @@ log-log figure with the fitted slopes.
         --sizes "mlp,cnn1d,resnet20,wide mlp 1024,wide mlp 3000,wide mlp 10000" \
         --max-solver-params 5e6 --out scale.json --figure docs/figures/scale.png
 
-(resnet56 is in SIZES but not in that run: its product with 1,000 examples alone would take
-about three times the ResNet-20's several minutes on a 2-core CPU.)
+(resnet56 is in SIZES but not in that run: with 1,000 examples its row would take about
+three times the ResNet-20's, which took 3 minutes on the shared 2-core CPU, past the run's
+15-minute budget.)
 
 Not a test: it prints measurements. ``--device cuda`` runs the same on a GPU.
 """
