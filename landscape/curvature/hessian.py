@@ -90,7 +90,8 @@ class HessianOperator(CurvatureOperator):
             further products (16 bytes per parameter per product, up to RECORD_BYTES).
         graph_cache: byte budget for keeping the gradient graph of every chunk between
             double-backward products (0: recompute it for each product). The graph is kept only
-            if the first chunk's saved tensors, times the number of chunks, fit the budget.
+            if the first chunk's graph (its saved tensors other than the weights, and its
+            gradient), times the number of chunks, fits the budget.
         progress: a progress bar counting products.
     """
 
@@ -262,18 +263,22 @@ class HessianOperator(CurvatureOperator):
 
     def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor, w: float
                         ) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
-        """Parameters, gradient with its graph, and the bytes the graph saved."""
+        """Parameters, gradient with its graph, and the bytes keeping them holds: the
+        tensors the graph saved, less those that are the weights themselves (resident
+        anyway: most of what a wide layer saves), plus the gradient."""
         saved = [0]
+        p = [t.detach().requires_grad_(True) for t in self.params.values()]
+        weights = {t.untyped_storage().data_ptr() for t in p}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
-            saved[0] += t.numel() * t.element_size()
+            if t.untyped_storage().data_ptr() not in weights:
+                saved[0] += t.numel() * t.element_size()
             return t
 
-        p = [t.detach().requires_grad_(True) for t in self.params.values()]
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             value = self._chunk_loss(dict(zip(self.params, p)), x, y, w)
             g = torch.autograd.grad(value, p, create_graph=True)
-        return p, list(g), saved[0]
+        return p, list(g), saved[0] + sum(t.numel() * t.element_size() for t in g)
 
     def _keep_graphs(self) -> None:
         """Build and keep every chunk's gradient graph if they fit the byte budget."""

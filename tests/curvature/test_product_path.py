@@ -1,5 +1,6 @@
 """scipy's products (``matvec``) against the torch ones (``hvp``): the float64 result written
-per weight, the tangent converted into a kept buffer, and the finiteness check by one sum."""
+per weight, the tangent converted into a kept buffer, the finiteness check by one sum; and
+what keeping a gradient graph is counted to hold."""
 from __future__ import annotations
 
 import numpy as np
@@ -63,3 +64,34 @@ def test_finiteness_check_is_exact():
     mixed = torch.tensor([float("inf"), -float("inf"), 1.0])  # sums to NaN
     with pytest.raises(LandscapeError, match="not finite"):
         op._check_finite(mixed)
+
+
+class _Shared(torch.nn.Module):
+    """One 100 x 100 layer applied eight times: its graph saves the same weight eight times."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(100, 100)
+        self.head = torch.nn.Linear(100, 3)
+
+    def forward(self, x):
+        for _ in range(8):
+            x = torch.tanh(self.layer(x))
+        return self.head(x)
+
+
+def test_kept_graph_counts_the_gradient_not_the_weights_it_saves():
+    torch.manual_seed(0)
+    model = _Shared()
+    data = (torch.randn(2, 100), torch.tensor([0, 2]))
+    op = HessianOperator(model, data)
+    weight_bytes = 4 * op.n_params
+    _, grad, counted = op._gradient_graph(*op._chunks[0])
+    assert sum(4 * g.numel() for g in grad) == weight_bytes
+    # the gradient once, and what the two backward passes save for two examples (about as
+    # much again here); the weight saved eight times is resident (counting it: 14.6x)
+    assert weight_bytes <= counted < 3 * weight_bytes
+    kept = HessianOperator(model, data, graph_cache=3 * weight_bytes)
+    v = np.random.default_rng(3).standard_normal(op.n_params)
+    assert np.array_equal(kept.matvec(v), HessianOperator(model, data, graph_cache=0).matvec(v))
+    assert kept.hvp_description == "double (graph kept)"
