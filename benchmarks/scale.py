@@ -7,12 +7,25 @@ For each size (generated inputs of the model's shape: MNIST-1D's 40 features, CI
 * one Hessian-vector product against a bare forward + backward;
 * top-1 and top-5 eigenvalues (eigsh) and a Hutch++ trace: seconds, products, the products'
   share of the time, and the resident-memory peak beside ``hessian_memory``'s estimate;
+  past ``--max-solver-params`` or ``--max-solver-seconds`` (expected products times the
+  measured product) the estimates alone;
 * where the estimate passes ``--max-memory``, the one-line refusal instead of the run.
+
+At least 1,000 examples at every size. Each comparison alternates its two calls for at most
+``--rounds`` rounds, fewer where they would pass ``--seconds-per-comparison`` (two at the
+largest sizes, never fewer); the rounds are in the table. Progress lines carry the seconds
+since the start.
 
 Then the cost of a point and a product against the number of examples for one model, and a
 log-log figure with the fitted slopes.
 
-    python benchmarks/scale.py --out scale.json --figure docs/figures/scale.png
+    OMP_NUM_THREADS=1 python benchmarks/scale.py --threads 1 --rounds 9 \
+        --sizes "mlp,cnn1d,resnet20,wide mlp 1024,wide mlp 3000,wide mlp 10000" \
+        --max-solver-params 5e6 --out scale.json --figure docs/figures/scale.png
+
+(resnet56 is in SIZES but not in that run: with 1,000 examples its row would take about
+three times the ResNet-20's, which took 3 minutes on the shared 2-core CPU, past the run's
+15-minute budget.)
 
 Not a test: it prints measurements. ``--device cuda`` runs the same on a GPU.
 """
@@ -30,15 +43,16 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-SIZES = [  # name, model, options, input shape, examples (fewer where a forward is costly)
-    ("mlp", "mlp", {}, (40,), 2000),
+SIZES = [  # name, model, options, input shape, examples (at least 1,000 everywhere)
+    ("mlp", "mlp", {}, (40,), 10000),
     ("cnn1d", "cnn1d", {}, (40,), 2000),
-    ("resnet20", "resnet20", {}, (3, 32, 32), 64),
-    ("resnet56", "resnet56", {}, (3, 32, 32), 32),
-    ("wide mlp 1024", "mlp", {"width": 1024}, (3, 32, 32), 256),
-    ("wide mlp 3000", "mlp", {"width": 3000}, (3, 32, 32), 64),
-    ("wide mlp 10000", "mlp", {"width": 10000}, (3, 32, 32), 16),
+    ("resnet20", "resnet20", {}, (3, 32, 32), 1000),
+    ("resnet56", "resnet56", {}, (3, 32, 32), 1000),
+    ("wide mlp 1024", "mlp", {"width": 1024}, (3, 32, 32), 1000),
+    ("wide mlp 3000", "mlp", {"width": 3000}, (3, 32, 32), 1000),
+    ("wide mlp 10000", "mlp", {"width": 10000}, (3, 32, 32), 1000),
 ]
+START = time.perf_counter()
 
 
 def _sibling(name: str):
@@ -57,8 +71,23 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def point_vs_forward(model, x, y, rounds: int) -> tuple[float, float]:
-    """Median seconds of a bare forward + cross-entropy and of one surface point, alternated."""
+def say(text: str) -> None:
+    """A progress line with the seconds since the start."""
+    print(f"[{time.perf_counter() - START:7.1f} s] {text}", flush=True)
+
+
+def rounds_for(warm_up: float, rounds: int, budget: float, least: int = 2) -> int:
+    """Rounds of an alternated pair that fit ``budget`` seconds (a pair costs about twice
+    the warm-up call), at least ``least`` (one round alone is at the mercy of the load)
+    and at most ``rounds``."""
+    fit = budget / max(2 * warm_up, 1e-9)
+    return max(min(least, rounds), rounds if fit >= rounds else int(fit))
+
+
+def point_vs_forward(model, x, y, rounds: int, budget: float = float("inf")
+                     ) -> tuple[float, float, int]:
+    """Median seconds of a bare forward + cross-entropy and of one surface point, alternated,
+    and the rounds measured (as many as fit ``budget`` seconds, at most ``rounds``)."""
     from landscape.directions import random_directions
     from landscape.evaluate import Evaluator
 
@@ -66,7 +95,9 @@ def point_vs_forward(model, x, y, rounds: int) -> tuple[float, float]:
     dirs = random_directions(model, count=2, seed=0)
     bare, point = [], []
     with Evaluator(model, (x, y), dirs, device=x.device) as ev, torch.inference_mode():
+        t = time.perf_counter()
         ev.evaluate((0.1, 0.2))
+        rounds = rounds_for(time.perf_counter() - t, rounds, budget)
         for k in range(rounds):
             t = time.perf_counter()
             float(torch.nn.functional.cross_entropy(model(x), y))
@@ -74,16 +105,20 @@ def point_vs_forward(model, x, y, rounds: int) -> tuple[float, float]:
             t = time.perf_counter()
             ev.evaluate((0.1 * k, -0.1 * k))
             point.append(time.perf_counter() - t)
-    return statistics.median(bare), statistics.median(point)
+    return statistics.median(bare), statistics.median(point), rounds
 
 
-def product_vs_backward(model, x, y, rounds: int, chunk: int) -> tuple[float, float]:
-    """Median seconds of a bare forward + backward and of one Hessian-vector product."""
+def product_vs_backward(model, x, y, rounds: int, chunk: int, budget: float = float("inf")
+                        ) -> tuple[float, float, int]:
+    """Median seconds of a bare forward + backward and of one Hessian-vector product, and
+    the rounds measured (as many as fit ``budget`` seconds, at most ``rounds``)."""
     from landscape.curvature import HessianOperator
 
     op = HessianOperator(model, (x, y), chunk=chunk)
     v = np.random.default_rng(0).standard_normal(op.n_params)
+    t = time.perf_counter()
     op.matvec(v)  # builds what the operator keeps
+    rounds = rounds_for(time.perf_counter() - t, rounds, budget)
     params = [p for p in model.parameters() if p.requires_grad]
     bare, prod = [], []
     for _ in range(rounds):
@@ -96,34 +131,43 @@ def product_vs_backward(model, x, y, rounds: int, chunk: int) -> tuple[float, fl
         t = time.perf_counter()
         op.matvec(v)
         prod.append(time.perf_counter() - t)
-    return statistics.median(bare), statistics.median(prod)
+    return statistics.median(bare), statistics.median(prod), rounds
 
 
 class ProductClock:
-    """Seconds spent inside Hessian-vector products during a block (``HessianOperator.hvp``
-    wrapped), so the products' share of a solver's time is measured in the same run; the
+    """Seconds spent inside Hessian-vector products during a block (``HessianOperator``'s
+    ``hvp`` and scipy's ``_product`` wrapped, a product counted once where one calls the
+    other), so the products' share of a solver's time is measured in the same run; the
     first product's building of the kept gradient graphs counts as product time."""
+
+    METHODS = ("hvp", "_product")
 
     def __enter__(self) -> "ProductClock":
         from landscape.curvature.hessian import HessianOperator
 
-        self.seconds, self._hvp = 0.0, HessianOperator.hvp
-        clock = self
+        self.seconds, self._depth = 0.0, 0
+        self._saved = {name: getattr(HessianOperator, name) for name in self.METHODS}
+        for name, method in self._saved.items():
+            setattr(HessianOperator, name, self._timed(method))
+        return self
 
+    def _timed(self, method):
         def timed(op, v):
+            self._depth += 1
             start = time.perf_counter()
             try:
-                return clock._hvp(op, v)
+                return method(op, v)
             finally:
-                clock.seconds += time.perf_counter() - start
-
-        HessianOperator.hvp = timed
-        return self
+                self._depth -= 1
+                if not self._depth:
+                    self.seconds += time.perf_counter() - start
+        return timed
 
     def __exit__(self, *exc) -> None:
         from landscape.curvature.hessian import HessianOperator
 
-        HessianOperator.hvp = self._hvp
+        for name, method in self._saved.items():
+            setattr(HessianOperator, name, method)
 
 
 def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
@@ -157,8 +201,6 @@ def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
 
 def measure_size(label, model_name, opts, shape, examples, args, device) -> dict:
     from landscape import build_model, count_parameters
-    from landscape.curvature import HessianOptions, hessian_eigenvalues, hessian_trace
-    from landscape.curvature.memory import HessianPlan, hessian_memory
     from landscape.errors import LandscapeError
     from landscape.surface import SurfaceOptions, surface_memory
     from landscape.util.memory import fit_or_refuse, memory_limit
@@ -170,47 +212,79 @@ def measure_size(label, model_name, opts, shape, examples, args, device) -> dict
     x = torch.randn(examples, *shape, device=device)
     y = torch.randint(0, 10, (examples,), device=device)
     row = {"size": label, "params": n, "examples": examples}
-    print(f"{label}: {n:,} parameters, {examples} examples", flush=True)
+    say(f"{label}: {n:,} parameters, {examples} examples")
     mem = surface_memory(model, (x, y), 2, options=SurfaceOptions(metrics=("train_loss",),
                                                                    device=device))
     try:
         fit_or_refuse("surface", mem, limit)
-        row["fwd_loss_s"], row["point_s"] = point_vs_forward(model, x, y, args.rounds)
+        row["fwd_loss_s"], row["point_s"], row["point_rounds"] = point_vs_forward(
+            model, x, y, args.rounds, args.seconds_per_comparison)
         row["point_over_fwd"] = row["point_s"] / row["fwd_loss_s"]
+        say(f"  point {row['point_over_fwd']:.2f}x a bare forward + loss "
+            f"({row['point_rounds']} rounds)")
     except LandscapeError as exc:
         row["surface_refused"] = str(exc)
-    options = HessianOptions(chunk=args.chunk, device=device, check=False)
-    product = hessian_memory(model, (x, y), HessianPlan(top_k=0, trace_products=3), options)
+        say(f"  surface: {exc}")
+    if not product_row(row, model, x, y, args, limit):
+        return row
+    row["solvers"] = solver_rows(row, model, (x, y), args, limit, device)
+    say("  " + _fmt({k: v for k, v in row.items() if k != "solvers"}))
+    return row
+
+
+def product_row(row, model, x, y, args, limit) -> bool:
+    """One product against a bare forward + backward, if one product's memory fits (the plan
+    with no solver counts the product alone: its chunk's graph, the vectors, work space)."""
+    from landscape.curvature import HessianOptions
+    from landscape.curvature.memory import HessianPlan, hessian_memory
+    from landscape.errors import LandscapeError
+    from landscape.util.memory import fit_or_refuse
+
+    options = HessianOptions(chunk=args.chunk, device=x.device, check=False)
+    product = hessian_memory(model, (x, y), HessianPlan(top_k=0), options)
+    row["product_estimate_mb"] = product.total_added / 2 ** 20
     try:
         fit_or_refuse("one product", product, limit)
-        row["fwd_bwd_s"], row["product_s"] = product_vs_backward(model, x, y, args.rounds,
-                                                                 args.chunk)
-        row["product_over_bwd"] = row["product_s"] / row["fwd_bwd_s"]
     except LandscapeError as exc:
         row["product_refused"] = str(exc)
-        return row
-    solvers = []
-    if n <= args.max_solver_params:
-        for k in (1, 5):
-            solvers.append(solver_row(f"top-{k}", model, (x, y), HessianPlan(top_k=k),
-                                      lambda k=k: hessian_eigenvalues(model, (x, y), k=k,
-                                                                      options=options),
-                                      options, limit, device))
-        solvers.append(solver_row(f"trace ({args.trace_products})", model, (x, y),
-                                  HessianPlan(top_k=0, trace_products=args.trace_products),
-                                  lambda: hessian_trace(model, (x, y),
-                                                        n_products=args.trace_products,
-                                                        options=options),
-                                  options, limit, device))
-    else:  # the estimates alone: the run would take too long here
-        for k in (1, 5):
-            solvers.append(solver_row(f"top-{k}", model, (x, y), HessianPlan(top_k=k),
-                                      None, options, limit, device))
-    for s in solvers:
-        print("   ", _fmt(s), flush=True)
-    row["solvers"] = solvers
-    print("   ", _fmt({k: v for k, v in row.items() if k != "solvers"}), flush=True)
-    return row
+        say(f"  product: {exc}")
+        return False
+    row["fwd_bwd_s"], row["product_s"], row["product_rounds"] = product_vs_backward(
+        model, x, y, args.rounds, args.chunk, args.seconds_per_comparison)
+    row["product_over_bwd"] = row["product_s"] / row["fwd_bwd_s"]
+    say(f"  product {row['product_over_bwd']:.2f}x a bare forward + backward "
+        f"({row['product_rounds']} rounds, {row['product_s']:.3g} s each)")
+    return True
+
+
+def solver_rows(row, model, data, args, limit, device) -> list[dict]:
+    """Top-1, top-5 and a trace, run where the model has at most ``--max-solver-params``
+    parameters and the expected products fit ``--max-solver-seconds``; else estimated
+    (memory, the one-line refusal or fitting plan, expected seconds)."""
+    from landscape.curvature import HessianOptions, hessian_eigenvalues, hessian_trace
+    from landscape.curvature.memory import HessianPlan
+
+    options = HessianOptions(chunk=args.chunk, device=device, check=False)
+    tasks = [(f"top-{k}", HessianPlan(top_k=k),
+              lambda k=k: hessian_eigenvalues(model, data, k=k, options=options))
+             for k in (1, 5)]
+    tasks.append((f"trace ({args.trace_products})",
+                  HessianPlan(top_k=0, trace_products=args.trace_products),
+                  lambda: hessian_trace(model, data, n_products=args.trace_products,
+                                        options=options)))
+    out = []
+    for name, plan, run in tasks:
+        expected = plan.expected_products(row["params"]) * row["product_s"]
+        small = (row["params"] <= args.max_solver_params
+                 and expected <= args.max_solver_seconds)
+        if not small and name.startswith("trace"):
+            continue  # the eigenvalues' estimates say what the sizes past the limits need
+        s = solver_row(name, model, data, plan, run if small else None, options, limit,
+                       device)
+        s["expected_seconds"] = expected
+        say("    " + _fmt(s))
+        out.append(s)
+    return out
 
 
 def examples_sweep(args, device) -> list[dict]:
@@ -222,11 +296,12 @@ def examples_sweep(args, device) -> list[dict]:
     for m in (250, 500, 1000, 2000, 4000):
         x = torch.randn(m, 40, device=device)
         y = torch.randint(0, 10, (m,), device=device)
-        fwd, point = point_vs_forward(model, x, y, args.rounds)
-        bwd, prod = product_vs_backward(model, x, y, args.rounds, args.chunk)
+        fwd, point, _ = point_vs_forward(model, x, y, args.rounds, args.seconds_per_comparison)
+        bwd, prod, _ = product_vs_backward(model, x, y, args.rounds, args.chunk,
+                                           args.seconds_per_comparison)
         rows.append({"examples": m, "point_s": point, "fwd_loss_s": fwd, "product_s": prod,
                      "fwd_bwd_s": bwd})
-        print("   examples", _fmt(rows[-1]), flush=True)
+        say("  examples " + _fmt(rows[-1]))
     return rows
 
 
@@ -243,6 +318,7 @@ def figure(rows, sweep, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label, mark in (("point_s", "surface point", "o"),
@@ -261,6 +337,9 @@ def figure(rows, sweep, path: str) -> None:
           title="cost per example against model size")
     b.set(xlabel="examples", ylabel="seconds", title="cnn1d (8,010 parameters): cost against "
           "examples")
+    if sweep:  # the measured counts as plain numbers (log-scale minor labels collide)
+        b.set_xticks([r["examples"] for r in sweep], [f"{r['examples']:,}" for r in sweep])
+        b.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in (a, b):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
@@ -273,11 +352,12 @@ def markdown(rows) -> list[str]:
     def f(v, spec):
         return "" if v is None else format(v, spec)
 
-    out = ["| size | parameters | examples | point / (fwd+loss) | product / (fwd+bwd) | task | "
-           "seconds | products | products' share | estimate MiB | measured MiB | "
-           "estimate / measured |", "|" + "---|" * 12]
+    out = ["| size | parameters | examples | rounds | point / (fwd+loss) | product / (fwd+bwd) | "
+           "task | seconds | products | products' share | estimate MiB | measured MiB | "
+           "estimate / measured |", "|" + "---|" * 13]
     for r in rows:
-        head = (f"| {r['size']} | {r['params']:,} | {r['examples']} | "
+        rounds = f"{r.get('point_rounds', '-')} / {r.get('product_rounds', '-')}"
+        head = (f"| {r['size']} | {r['params']:,} | {r['examples']} | {rounds} | "
                 f"{f(r.get('point_over_fwd'), '.2f') or 'refused'} | "
                 f"{f(r.get('product_over_bwd'), '.2f') or 'refused'} |")
         tasks = r.get("solvers") or [{}]
@@ -286,9 +366,9 @@ def markdown(rows) -> list[str]:
                      f(s.get("product_share"), ".0%"), f(s.get("estimate_mb"), ".1f"),
                      f(s.get("measured_mb"), ".1f"), f(s.get("estimate_over_measured"), ".2f")])
             if "refused" in s:
-                cells[1] = "refused: " + s["refused"].split(": ", 1)[-1]
+                cells[1] = "refused: " + s["refused"].split(" ", 1)[-1]
             elif s and "seconds" not in s:
-                cells[1] = "estimated only"
+                cells[1] = f"estimated only (about {s['expected_seconds']:.3g} s)"
             out.append(head + " " + " | ".join(cells) + " |")
     return out
 
@@ -300,12 +380,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", default=",".join(s[0] for s in SIZES),
                         help="comma-separated labels of SIZES")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="most rounds of each alternated comparison")
+    parser.add_argument("--seconds-per-comparison", type=float, default=30.0,
+                        help="fewer rounds where a comparison would take longer (at least two)")
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--trace-products", type=int, default=12)
     parser.add_argument("--max-memory", default="8G", help="what a run may add")
     parser.add_argument("--max-solver-params", type=float, default=2e7,
                         help="above this, solvers are estimated, not run")
+    parser.add_argument("--max-solver-seconds", type=float, default=300.0,
+                        help="solvers whose expected products take longer are estimated, "
+                        "not run")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--out", default=None)
@@ -316,6 +402,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     wanted = args.sizes.split(",")
+    unknown = sorted(set(wanted) - {s[0] for s in SIZES})
+    if unknown:
+        parser.error(f"unknown sizes {unknown}: use any of {[s[0] for s in SIZES]}")
     rows = [measure_size(*s, args, device) for s in SIZES if s[0] in wanted]
     sweep = [] if args.no_sweep else examples_sweep(args, device)
     if args.out:

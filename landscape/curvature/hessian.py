@@ -90,7 +90,8 @@ class HessianOperator(CurvatureOperator):
             further products (16 bytes per parameter per product, up to RECORD_BYTES).
         graph_cache: byte budget for keeping the gradient graph of every chunk between
             double-backward products (0: recompute it for each product). The graph is kept only
-            if the first chunk's saved tensors, times the number of chunks, fit the budget.
+            if the first chunk's graph (its saved tensors other than the weights, and its
+            gradient), times the number of chunks, fits the budget.
         progress: a progress bar counting products.
     """
 
@@ -129,6 +130,7 @@ class HessianOperator(CurvatureOperator):
         self._chunks = self._make_chunks(*split_of(data, split), chunk)
         self._graph_budget = graph_cache
         self._graphs: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None
+        self._stage: torch.Tensor | None = None
         super().__init__(sum(t.numel() for t in self.params.values()), record=record)
         if progress:
             self._show_progress("Hessian-vector products", "Hv")
@@ -206,15 +208,26 @@ class HessianOperator(CurvatureOperator):
                                  f"{self.n_params}")
         with self._float32():
             out = self._flat_product(v)
-        if not bool(torch.isfinite(out).all()):  # else eigsh dies in ARPACK, a trace is NaN
-            raise LandscapeError(f"a {self.matrix_name}-vector product is not finite (NaN or "
-                                 "inf): the model's weights or its loss on these data are not "
-                                 f"finite, so its {self.matrix_name} is undefined")
+        self._check_finite(out)
         self._tally()
         return out
 
+    def _check_finite(self, out: torch.Tensor) -> None:
+        """LandscapeError unless every entry of a product is finite (else eigsh dies in
+        ARPACK, a trace is NaN). A finite sum proves it in one read (a NaN or inf entry makes
+        the sum NaN or inf); only a sum that overflows needs the entry-wise check."""
+        if math.isfinite(float(out.sum())) or bool(torch.isfinite(out).all()):
+            return
+        raise LandscapeError(f"a {self.matrix_name}-vector product is not finite (NaN or "
+                             "inf): the model's weights or its loss on these data are not "
+                             f"finite, so its {self.matrix_name} is undefined")
+
     def _flat_product(self, v: torch.Tensor) -> torch.Tensor:
         """The product with a flat vector on the device (subclasses: another matrix)."""
+        return torch.cat([t.reshape(-1) for t in self._product_parts(v)])
+
+    def _product_parts(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """The product with a flat vector, one tensor per weight (in ``params`` order)."""
         if self.hvp_method != "forward":
             return self._hvp_double(v)
         try:
@@ -222,7 +235,7 @@ class HessianOperator(CurvatureOperator):
         except Exception as exc:  # torch.func does not cover every layer
             warnings.warn(f"forward-over-reverse products failed on this model "
                           f"({type(exc).__name__}: {exc}); using double backward",
-                          stacklevel=3)
+                          stacklevel=4)
             self.hvp_method = "double"
             return self._hvp_double(v)
 
@@ -234,13 +247,13 @@ class HessianOperator(CurvatureOperator):
             start += t.numel()
         return out
 
-    def _hvp_forward(self, v: torch.Tensor) -> torch.Tensor:
+    def _hvp_forward(self, v: torch.Tensor) -> list[torch.Tensor]:
         tangent = self.unflatten(v)
-        total = torch.zeros_like(v)
+        total: list[torch.Tensor] = []
         for x, y, w in self._chunks:
             grad = torch.func.grad(lambda p: self._chunk_loss(p, x, y, w))
             _, hv = torch.func.jvp(grad, (self.params,), (tangent,))
-            total += torch.cat([t.reshape(-1) for t in hv.values()])
+            total = _accumulate(total, list(hv.values()))
         return total
 
     @property
@@ -250,18 +263,22 @@ class HessianOperator(CurvatureOperator):
 
     def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor, w: float
                         ) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
-        """Parameters, gradient with its graph, and the bytes the graph saved."""
+        """Parameters, gradient with its graph, and the bytes keeping them holds: the
+        tensors the graph saved, less those that are the weights themselves (resident
+        anyway: most of what a wide layer saves), plus the gradient."""
         saved = [0]
+        p = [t.detach().requires_grad_(True) for t in self.params.values()]
+        weights = {t.untyped_storage().data_ptr() for t in p}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
-            saved[0] += t.numel() * t.element_size()
+            if t.untyped_storage().data_ptr() not in weights:
+                saved[0] += t.numel() * t.element_size()
             return t
 
-        p = [t.detach().requires_grad_(True) for t in self.params.values()]
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             value = self._chunk_loss(dict(zip(self.params, p)), x, y, w)
             g = torch.autograd.grad(value, p, create_graph=True)
-        return p, list(g), saved[0]
+        return p, list(g), saved[0] + sum(t.numel() * t.element_size() for t in g)
 
     def _keep_graphs(self) -> None:
         """Build and keep every chunk's gradient graph if they fit the byte budget."""
@@ -273,7 +290,7 @@ class HessianOperator(CurvatureOperator):
             return
         self._graphs = [first[:2]] + [self._gradient_graph(*c)[:2] for c in self._chunks[1:]]
 
-    def _hvp_double(self, v: torch.Tensor) -> torch.Tensor:
+    def _hvp_double(self, v: torch.Tensor) -> list[torch.Tensor]:
         if self._graphs is None:
             self._keep_graphs()
         tangent = list(self.unflatten(v).values())
@@ -284,16 +301,41 @@ class HessianOperator(CurvatureOperator):
             else:
                 p, g, _ = self._gradient_graph(*chunk)
             # d(g . t)/dp = H t: the backward of the gradient with the tangent as its seed
-            hv = _grad(g, p, tangent, keep=bool(self._graphs))
-            if total:  # summed per parameter, flattened once
-                for acc, part in zip(total, hv):
-                    acc.add_(part)
-            else:
-                total = hv
-        return torch.cat([t.reshape(-1) for t in total])
+            total = _accumulate(total, _grad(g, p, tangent, keep=bool(self._graphs)))
+        return total
 
     def _product(self, x: np.ndarray) -> np.ndarray:
-        return self.hvp(torch.from_numpy(x)).to("cpu", torch.float64).numpy()
+        v = self._staged(x)
+        if not self._direct:  # an operator whose products go through its own hvp
+            return self.hvp(v).to("cpu", torch.float64).numpy()
+        with self._float32():
+            parts = self._product_parts(v)
+        out = np.empty(self.n_params)  # filled in place: no float32 flat copy, no allocation
+        flat = torch.from_numpy(out)  # by torch's conversion
+        for view, part in zip(self.unflatten(flat).values(), parts):
+            view.copy_(part)
+        self._check_finite(flat)
+        self._tally()
+        return out
+
+    @property
+    def _direct(self) -> bool:
+        """True if scipy's products may skip ``hvp`` and ``_flat_product`` (neither is
+        overridden), so that each weight's part goes straight into the float64 result."""
+        cls = type(self)
+        return (cls.hvp is HessianOperator.hvp
+                and cls._flat_product is HessianOperator._flat_product)
+
+    def _staged(self, x: np.ndarray) -> torch.Tensor:
+        """scipy's float64 vector on the products' device and dtype, converted into a
+        buffer the operator keeps (a fresh conversion each product costs a page-faulted
+        allocation as large as the conversion itself)."""
+        v = torch.from_numpy(x)
+        if v.dtype == self.torch_dtype and self.device.type == "cpu":
+            return v
+        if self._stage is None:
+            self._stage = torch.empty(self.n_params, device=self.device, dtype=self.torch_dtype)
+        return self._stage.copy_(v)
 
     def check_determinism(self) -> bool:
         """Compute loss and gradient twice; warn and return False if they differ."""
@@ -311,6 +353,16 @@ class HessianOperator(CurvatureOperator):
                           stacklevel=3)
             return False
         return True
+
+
+def _accumulate(total: list[torch.Tensor], parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``total + parts`` per weight, summed in place into ``total`` (the first parts are
+    taken as they are)."""
+    if not total:
+        return parts
+    for acc, part in zip(total, parts):
+        acc.add_(part)
+    return total
 
 
 def _grad(outputs: list[torch.Tensor], inputs: list[torch.Tensor],
