@@ -89,9 +89,11 @@ class HessianOperator(CurvatureOperator):
         record: keep every product (x, Hx) so residuals of Ritz vectors in their span cost no
             further products (16 bytes per parameter per product, up to RECORD_BYTES).
         graph_cache: byte budget for keeping the gradient graph of every chunk between
-            double-backward products (0: recompute it for each product). The graph is kept only
-            if the first chunk's graph (its saved tensors other than the weights, and its
-            gradient), times the number of chunks, fits the budget.
+            double-backward products (0: recompute it for each product). The graphs are kept
+            if what keeping adds over recomputing fits the budget: the first chunk's graph (its
+            saved tensors other than the weights, and its gradient) times the number of chunks
+            less one (a recomputed product holds one chunk's graph at its peak anyway, so a
+            single chunk's graph is always kept).
         progress: a progress bar counting products.
     """
 
@@ -286,8 +288,8 @@ class HessianOperator(CurvatureOperator):
         if self._graph_budget <= 0:
             return
         first = self._gradient_graph(*self._chunks[0])
-        if first[2] * len(self._chunks) > self._graph_budget:
-            return
+        if first[2] * (len(self._chunks) - 1) > self._graph_budget:
+            return  # (one chunk's graph is in every product's peak: only the rest is extra)
         self._graphs = [first[:2]] + [self._gradient_graph(*c)[:2] for c in self._chunks[1:]]
 
     def _hvp_double(self, v: torch.Tensor) -> list[torch.Tensor]:

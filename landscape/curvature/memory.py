@@ -125,7 +125,7 @@ def hessian_memory(model: nn.Module, data: Any, plan: HessianPlan,
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     (pf, pe), (gf, ge), (sf, se) = profile or _product_profile(model, x, y, o)
     added = {"products": int(pf + pe * chunk)}
-    if (sf + se * chunk) * chunks <= GRAPH_CACHE_BYTES and chunks > 1 and ge > 0:
+    if (sf + se * chunk) * (chunks - 1) <= GRAPH_CACHE_BYTES and chunks > 1 and ge > 0:
         added["gradient graphs kept"] = int((gf + ge * chunk) * (chunks - 1))
     added.update(_solver_parts(plan, n))
     added["workspace"] = WORKSPACE

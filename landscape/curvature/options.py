@@ -18,8 +18,9 @@ DEFAULT_CHUNK = 1024
 """Examples per forward pass in a product (bounds memory; the result does not depend on it)."""
 
 GRAPH_CACHE_BYTES = 1 << 30
-"""Keep the gradient's autograd graph between double-backward products while it needs at most
-this many bytes (estimated from the tensors it saves); each product is then one backward pass."""
+"""Keep the gradient's autograd graphs between double-backward products while keeping them adds
+at most this many bytes over recomputing them (every chunk's graph but one, estimated from the
+tensors they save); each product is then one backward pass."""
 
 HVP_METHODS = ("double", "forward")
 CURVATURES = ("hessian", "ggn", "fisher", "empirical-fisher")
