@@ -122,6 +122,22 @@ def test_changed_setting_recomputes_only_what_depends_on_it(quick_study):
     assert len(again.summary["models"]["small_batch"]["top_eigenvalues"]) == 2
 
 
+def test_quick_skips_the_most_negative_eigenvalue_and_asking_measures_it(quick_study):
+    _, out, _ = quick_study
+    quick = json.loads((out / "summary.json").read_text())["models"]["large_batch"]
+    assert quick["bottom_eigenvalue"] is None
+    assert "most negative eigenvalue" not in (out / "report.md").read_text()
+    again = run_study(StudyConfig.quick(bottom_eigenvalue=True, render_3d=False), out,
+                      progress=False, log=None)
+    assert "curvature_large_batch" not in again.reused and "train_large_batch" in again.reused
+    both = again.summary["models"]["large_batch"]
+    assert both["bottom_eigenvalue"] < both["top_eigenvalue"]
+    assert abs(both["bottom_eigenvalue"]) < 0.1 * both["top_eigenvalue"]  # a minimum
+    row = next(line for line in (out / "report.md").read_text().splitlines()
+               if line.startswith("| most negative eigenvalue |"))
+    assert "n/a" not in row
+
+
 def test_demo_cli_prints_the_table(quick_study):
     _, out, _ = quick_study
     res = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(out), "--quiet", "--no-3d"])
