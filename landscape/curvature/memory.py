@@ -62,10 +62,9 @@ class HessianPlan:
         return min(n, self.ncv or max(2 * self.top_k + 1, 20))
 
     def expected_products(self, n: int) -> int:
-        """Products the plan is expected to take: eigsh fills its basis once and restarts
-        about half of it (21-34 for the top five of the MNIST-1D models at tol 1e-6), the
-        bottom end about ``BOTTOM_STEPS``; trace and density take exactly what they are
-        given."""
+        """Products the plan is expected to take: eigsh's (``eigsh_products``: its basis
+        once and about three more per eigenvalue), the bottom end about ``BOTTOM_STEPS``;
+        trace and density take exactly what they are given."""
         eig = eigsh_products(n, self.top_k, self.ncv)
         bottom = min(BOTTOM_STEPS, n) if self.bottom_k else 0
         trace = 3 * (self.trace_products // 3) if self.trace_products else 0

@@ -185,8 +185,8 @@ def test_hessian_dry_run_computes_and_writes_nothing(checkpoint, tmp_path):
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "Hessian-vector products at" in result.stderr and "memory about" in result.stderr
-    # top five: eigsh's 20 vectors and half a restart; trace: 60 products
-    assert "about 87 Hessian-vector products" in result.stderr
+    # top five: eigsh's 20 vectors and three more per eigenvalue plus two (37); trace: 60 products
+    assert "about 97 Hessian-vector products" in result.stderr
     assert result.stdout == "" and not list(tmp_path.iterdir())
 
 
