@@ -92,8 +92,10 @@ class HessianOperator(CurvatureOperator):
             double-backward products (0: recompute it for each product). The graphs are kept
             if what keeping adds over recomputing fits the budget: the first chunk's graph (its
             saved tensors other than the weights, and its gradient) times the number of chunks
-            less one (a recomputed product holds one chunk's graph at its peak anyway, so a
-            single chunk's graph is always kept).
+            less one (a single chunk's graph is always kept: rebuilt, ResNet-20's product
+            took 7.6x a forward + backward instead of 2.2x; kept, the product peaks 1.33x
+            higher there, by what the double backward can no longer free as it goes; the
+            memory estimate traces the product as it will be made).
         progress: a progress bar counting products.
     """
 
@@ -289,7 +291,7 @@ class HessianOperator(CurvatureOperator):
             return
         first = self._gradient_graph(*self._chunks[0])
         if first[2] * (len(self._chunks) - 1) > self._graph_budget:
-            return  # (one chunk's graph is in every product's peak: only the rest is extra)
+            return  # (one chunk's graph is always kept: the budget bounds only the rest)
         self._graphs = [first[:2]] + [self._gradient_graph(*c)[:2] for c in self._chunks[1:]]
 
     def _hvp_double(self, v: torch.Tensor) -> list[torch.Tensor]:
