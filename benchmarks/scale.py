@@ -7,8 +7,10 @@ For each size (generated inputs of the model's shape: MNIST-1D's 40 features, CI
 * one Hessian-vector product against a bare forward + backward;
 * top-1 and top-5 eigenvalues (eigsh) and a Hutch++ trace: seconds, products, the products'
   share of the time, and the resident-memory peak beside ``hessian_memory``'s estimate;
-  past ``--max-solver-params`` or ``--max-solver-seconds`` (expected products times the
-  measured product) the estimates alone;
+  the time ``landscape hessian --dry-run`` expects beside it (``hessian_dry_run``, called
+  before the run); past ``--max-solver-params`` or ``--max-solver-seconds`` (the expected
+  time from the product measured against the bare pass: ``expected_seconds``) the
+  estimates alone;
 * where the estimate passes ``--max-memory``, the one-line refusal instead of the run.
 
 At least 1,000 examples at every size. Each comparison alternates its two calls for at most
@@ -19,7 +21,7 @@ since the start.
 Then the cost of a point and a product against the number of examples for one model, and a
 log-log figure with the fitted slopes.
 
-    OMP_NUM_THREADS=1 python benchmarks/scale.py --threads 1 --rounds 9 \
+    OMP_NUM_THREADS=1 python benchmarks/scale.py --threads 1 --rounds 31 \
         --sizes "mlp,cnn1d,resnet20,wide mlp 1024,wide mlp 3000,wide mlp 10000" \
         --max-solver-params 5e6 --out scale.json --figure docs/figures/scale.png
 
@@ -109,16 +111,20 @@ def point_vs_forward(model, x, y, rounds: int, budget: float = float("inf")
 
 
 def product_vs_backward(model, x, y, rounds: int, chunk: int, budget: float = float("inf")
-                        ) -> tuple[float, float, int]:
-    """Median seconds of a bare forward + backward and of one Hessian-vector product, and
-    the rounds measured (as many as fit ``budget`` seconds, at most ``rounds``)."""
+                        ) -> tuple[float, float, int, float]:
+    """Median seconds of a bare forward + backward and of one Hessian-vector product, the
+    rounds measured (as many as fit ``budget`` seconds, at most ``rounds``), and the
+    operator's set-up (making it, and its first product's extra over the median)."""
     from landscape.curvature import HessianOperator
 
+    t = time.perf_counter()
     op = HessianOperator(model, (x, y), chunk=chunk)
+    made = time.perf_counter() - t
     v = np.random.default_rng(0).standard_normal(op.n_params)
     t = time.perf_counter()
     op.matvec(v)  # builds what the operator keeps
-    rounds = rounds_for(time.perf_counter() - t, rounds, budget)
+    first = time.perf_counter() - t
+    rounds = rounds_for(first, rounds, budget)
     params = [p for p in model.parameters() if p.requires_grad]
     bare, prod = [], []
     for _ in range(rounds):
@@ -131,7 +137,8 @@ def product_vs_backward(model, x, y, rounds: int, chunk: int, budget: float = fl
         t = time.perf_counter()
         op.matvec(v)
         prod.append(time.perf_counter() - t)
-    return statistics.median(bare), statistics.median(prod), rounds
+    per = statistics.median(prod)
+    return statistics.median(bare), per, rounds, made + max(first - per, 0.0)
 
 
 class ProductClock:
@@ -172,7 +179,7 @@ class ProductClock:
 
 def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
     """Estimate, then run (or refuse) under a memory peak."""
-    from landscape.curvature.memory import fitting_plan, hessian_memory
+    from landscape.curvature.memory import fitting_plan, hessian_dry_run, hessian_memory
     from landscape.errors import LandscapeError
     from landscape.util.memory import fit_or_refuse
 
@@ -188,6 +195,8 @@ def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
         return row
     if run is None:  # it would fit, but takes too long here
         return row
+    # what ``landscape hessian --dry-run`` would say, measured now beside the run
+    row["dry_run_seconds"] = hessian_dry_run(model, data, plan, options)["seconds"]
     with gpu.Peak(device) as peak, ProductClock() as clock:
         t = time.perf_counter()
         res = run()
@@ -249,8 +258,9 @@ def product_row(row, model, x, y, args, limit) -> bool:
         row["product_refused"] = str(exc)
         say(f"  product: {exc}")
         return False
-    row["fwd_bwd_s"], row["product_s"], row["product_rounds"] = product_vs_backward(
-        model, x, y, args.rounds, args.chunk, args.seconds_per_comparison)
+    (row["fwd_bwd_s"], row["product_s"], row["product_rounds"],
+     row["setup_s"]) = product_vs_backward(model, x, y, args.rounds, args.chunk,
+                                           args.seconds_per_comparison)
     row["product_over_bwd"] = row["product_s"] / row["fwd_bwd_s"]
     say(f"  product {row['product_over_bwd']:.2f}x a bare forward + backward "
         f"({row['product_rounds']} rounds, {row['product_s']:.3g} s each)")
@@ -262,7 +272,7 @@ def solver_rows(row, model, data, args, limit, device) -> list[dict]:
     parameters and the expected products fit ``--max-solver-seconds``; else estimated
     (memory, the one-line refusal or fitting plan, expected seconds)."""
     from landscape.curvature import HessianOptions, hessian_eigenvalues, hessian_trace
-    from landscape.curvature.memory import HessianPlan
+    from landscape.curvature.memory import HessianPlan, expected_seconds
 
     options = HessianOptions(chunk=args.chunk, device=device, check=False)
     tasks = [(f"top-{k}", HessianPlan(top_k=k),
@@ -274,7 +284,9 @@ def solver_rows(row, model, data, args, limit, device) -> list[dict]:
                                         options=options)))
     out = []
     for name, plan, run in tasks:
-        expected = plan.expected_products(row["params"]) * row["product_s"]
+        # as ``hessian --dry-run`` expects it: products, set-up, the solvers' own work
+        expected = expected_seconds(plan, row["params"], row["product_s"],
+                                    row["setup_s"])["seconds"]
         small = (row["params"] <= args.max_solver_params
                  and expected <= args.max_solver_seconds)
         if not small and name.startswith("trace"):
@@ -297,7 +309,7 @@ def examples_sweep(args, device) -> list[dict]:
         x = torch.randn(m, 40, device=device)
         y = torch.randint(0, 10, (m,), device=device)
         fwd, point, _ = point_vs_forward(model, x, y, args.rounds, args.seconds_per_comparison)
-        bwd, prod, _ = product_vs_backward(model, x, y, args.rounds, args.chunk,
+        bwd, prod, _, _ = product_vs_backward(model, x, y, args.rounds, args.chunk,
                                            args.seconds_per_comparison)
         rows.append({"examples": m, "point_s": point, "fwd_loss_s": fwd, "product_s": prod,
                      "fwd_bwd_s": bwd})
@@ -353,8 +365,8 @@ def markdown(rows) -> list[str]:
         return "" if v is None else format(v, spec)
 
     out = ["| size | parameters | examples | rounds | point / (fwd+loss) | product / (fwd+bwd) | "
-           "task | seconds | products | products' share | estimate MiB | measured MiB | "
-           "estimate / measured |", "|" + "---|" * 13]
+           "task | seconds | dry run / seconds | products | products' share | "
+           "estimate MiB | measured MiB | estimate / measured |", "|" + "---|" * 14]
     for r in rows:
         rounds = f"{r.get('point_rounds', '-')} / {r.get('product_rounds', '-')}"
         head = (f"| {r['size']} | {r['params']:,} | {r['examples']} | {rounds} | "
@@ -362,7 +374,9 @@ def markdown(rows) -> list[str]:
                 f"{f(r.get('product_over_bwd'), '.2f') or 'refused'} |")
         tasks = r.get("solvers") or [{}]
         for s in tasks:
-            cells = ([s.get("task", "")] + [f(s.get("seconds"), ".3g"), str(s.get("products", "")),
+            ratio = (s["dry_run_seconds"] / s["seconds"]) if s.get("seconds") else None
+            cells = ([s.get("task", "")] + [f(s.get("seconds"), ".3g"), f(ratio, ".2f"),
+                                            str(s.get("products", "")),
                      f(s.get("product_share"), ".0%"), f(s.get("estimate_mb"), ".1f"),
                      f(s.get("measured_mb"), ".1f"), f(s.get("estimate_over_measured"), ".2f")])
             if "refused" in s:

@@ -422,7 +422,8 @@ def _compare_cost(paths, config, bundle, max_memory: int | None, dry_run: bool) 
                    f"about {cost['products']} Hessian-vector products"
                    + (f" and {cost['ggn_products']} GGN products" if cost["ggn_products"]
                       else "") + " at "
-                   f"{cost['seconds_per_product']:.3g} s (one of each measured now): about "
+                   f"{cost['seconds_per_product']:.3g} s (one of each measured now; the "
+                   "solvers' set-up and own work included): about "
                    f"{minutes:.1f} min, curve training and sharpness not counted; memory about "
                    f"{cost['memory'].describe()} over the model and data "
                    f"({format_bytes(sum(cost['memory'].resident.values()))}); --dry-run: "

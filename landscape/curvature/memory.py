@@ -8,7 +8,8 @@ density's Lanczos basis) from their sizes. The parts of a command run one after 
 the peak is the largest solver part plus the products' own memory. ``fitting_plan`` finds
 the nearest settings that fit a limit (fewer Lanczos vectors with restarts, fewer trace
 products or density steps, smaller chunks); ``hessian_dry_run`` times one product and
-multiplies.
+multiplies, and adds the first product's set-up and the solvers' own work (``solver_seconds``,
+timed on a cheap stand-in operator and scaled to the parameters).
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import nn
 
 from ..data import split_of
 from ..util.memory import MemoryEstimate, TensorPeak, linear_in_examples
-from .base import eigsh_products, record_limit
+from .base import CurvatureOperator, eigsh_products, record_limit
 from .hessian import HessianOperator
 from .lanczos import BASIS_BUDGET
 from .options import DEFAULT_CHUNK, GRAPH_CACHE_BYTES, HessianOptions
@@ -63,9 +65,12 @@ class HessianPlan:
 
     def expected_products(self, n: int) -> int:
         """Products the plan is expected to take: eigsh's (``eigsh_products``: its basis
-        once and about three more per eigenvalue), the bottom end about ``BOTTOM_STEPS``;
+        once and about three more per eigenvalue; one more per eigenvalue for the residuals
+        where the record cannot hold them all), the bottom end about ``BOTTOM_STEPS``;
         trace and density take exactly what they are given."""
         eig = eigsh_products(n, self.top_k, self.ncv)
+        if eig > record_limit(n, self.top_k, self.ncv):
+            eig += self.top_k  # the record is dropped: one product per residual
         bottom = min(BOTTOM_STEPS, n) if self.bottom_k else 0
         trace = 3 * (self.trace_products // 3) if self.trace_products else 0
         return eig + bottom + trace + self.density_probes * min(self.density_steps, n)
@@ -212,24 +217,150 @@ def fitting_plan(model: nn.Module, data: Any, plan: HessianPlan, options: Hessia
     return None
 
 
+DRY_RUN_PRODUCTS = 5
+"""Most products a dry run times after the first (their median is the rate)."""
+VECTOR_SLICE = 1 << 19
+"""Most parameters of the stand-in on which ``solver_seconds`` times the solvers' own work
+(their arrays and passes over them grow linearly with the parameters; 4 MiB a vector)."""
+
+
+class _Recorded(CurvatureOperator):
+    """A record without products, to time its Gram-Schmidt."""
+
+
+class _Diagonal(LinearOperator):
+    """A stand-in operator whose products cost next to nothing (the diagonal ``i^-power``:
+    eigsh converges at once on a steep one, restarts on a flat one), timing them."""
+
+    def __init__(self, n: int, power: float = 1.0):
+        super().__init__(dtype=np.float64, shape=(n, n))
+        self._diag = np.arange(1.0, n + 1.0) ** -power
+        self.seconds, self.products = 0.0, 0
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        self.products += 1
+        start = time.perf_counter()
+        out = self._diag * np.asarray(x).reshape(-1)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def solver_seconds(plan: HessianPlan, n: int) -> float:
+    """Seconds the solvers spend besides their products, measured now on a cheap stand-in
+    operator of at most ``VECTOR_SLICE`` parameters and scaled to ``n`` (their passes over
+    parameter-sized arrays grow linearly with it): eigsh's own work (``_eigsh_seconds``: a
+    fixed part and a part per expected product), its record's copies and
+    the record's Gram-Schmidt at the end, or, where the record is dropped, one product per
+    residual; Hutch++'s probes and QR and the density's full reorthogonalization as those
+    solvers run on the stand-in. The bottom end's Lanczos is not timed (its steps on a
+    stand-in say little of a network's). The 4.2M-parameter MLP spent 26-33% of its solvers'
+    time besides products."""
+    from .density import hessian_density
+    from .trace import hessian_trace
+
+    rows = min(n, VECTOR_SLICE)
+    scale = n / rows
+    total = 0.0
+    if plan.top_k and plan.top_k < rows - 1:
+        expected = eigsh_products(n, plan.top_k, plan.ncv)
+        ncv = min(plan.basis_vectors(n), rows - 1)
+        total += _eigsh_seconds(rows, plan.top_k, ncv, expected) * scale
+        kept = record_limit(n, plan.top_k, plan.ncv)
+        total += _record_seconds(rows, min(expected, kept), expected > kept) * scale
+    if plan.trace_products:
+        op = _Diagonal(rows)
+        start = time.perf_counter()
+        hessian_trace(op, n_products=plan.trace_products)
+        total += (time.perf_counter() - start - op.seconds) * scale
+    if plan.density_probes:
+        op = _Diagonal(rows)
+        start = time.perf_counter()
+        hessian_density(op, n_probes=plan.density_probes,
+                        n_steps=min(plan.density_steps, rows))
+        total += (time.perf_counter() - start - op.seconds) * scale
+    return total
+
+
+def _eigsh_seconds(rows: int, k: int, ncv: int, products: int) -> float:
+    """ARPACK's own seconds for ``products`` products on ``rows`` parameters: a fixed part
+    (start, Ritz vectors) and a part per product (reorthogonalization, restarts), told apart
+    by two stand-in spectra that take different numbers of products."""
+    runs = []
+    for power in (1.0, 0.25):  # a decaying spectrum converges at once, a flat one restarts
+        op = _Diagonal(rows, power)
+        start = time.perf_counter()
+        try:
+            eigsh(op, k=k, which="LA", tol=1e-6, ncv=ncv, maxiter=20, v0=np.ones(rows))
+        except ArpackNoConvergence:
+            pass
+        runs.append((op.products, time.perf_counter() - start - op.seconds))
+    (c1, t1), (c2, t2) = runs
+    if c2 <= c1:
+        return t1 / max(c1, 1) * products
+    per = max((t2 - t1) / (c2 - c1), 0.0)
+    return max(t1 - per * c1, 0.0) + per * products
+
+
+def _record_seconds(rows: int, kept: int, dropped: bool) -> float:
+    """Seconds of an eigenvalue run's record on ``rows`` parameters: each of ``kept``
+    products' input copied, then (unless the record is ``dropped`` when it fills) their
+    Gram-Schmidt (``_orthonormalize``)."""
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(rows) for _ in range(kept)]
+    stand_in = _Recorded(rows)
+    start = time.perf_counter()
+    stand_in.history = [(x.copy(), x) for x in inputs]
+    seconds = time.perf_counter() - start
+    if not dropped:
+        start = time.perf_counter()
+        stand_in._orthonormalize()
+        seconds += time.perf_counter() - start
+    return seconds
+
+
 def hessian_dry_run(model: nn.Module, data: Any, plan: HessianPlan,
                     options: HessianOptions | None = None) -> dict[str, Any]:
     """Time and memory a Hessian run is expected to take, from one product measured now.
 
     Returns:
-        ``seconds_per_product`` (the second of two products: the first builds what the
-        operator keeps), ``products`` (expected), ``seconds`` (their product) and ``memory``
+        ``seconds_per_product`` (the median of up to ``DRY_RUN_PRODUCTS`` after the
+        first, as many as fit the first's time or a second), ``products`` (expected),
+        ``setup_seconds`` (making the operator and what its first product spends building
+        the kept gradient graphs, once per solver), ``solver_seconds`` (``solver_seconds``:
+        the solvers' own work), ``seconds`` (the products, the set-up and the solvers' work) and ``memory``
         (``hessian_memory``).
     """
     o = options or HessianOptions()
     memory = hessian_memory(model, data, plan, o)
+    start = time.perf_counter()
     op = HessianOperator(model, data, o.loss, chunk=o.chunk, mode=o.mode, device=o.device,
                          hvp=o.hvp, dtype=o.dtype, split=o.split)
+    made = time.perf_counter() - start
     v = np.random.default_rng(0).standard_normal(op.n_params)
-    op.matvec(v)
     start = time.perf_counter()
     op.matvec(v)
-    per = time.perf_counter() - start
-    products = plan.expected_products(op.n_params)
-    return {"seconds_per_product": per, "products": products, "seconds": per * products,
-            "memory": memory, "n_params": op.n_params}
+    first = time.perf_counter() - start
+    # the median of the next few (at most DRY_RUN_PRODUCTS, while they fit the first's time
+    # or a second): one product of a small model swings by tens of percent
+    times: list[float] = []
+    while len(times) < DRY_RUN_PRODUCTS and (not times or sum(times) < max(first, 1.0)):
+        start = time.perf_counter()
+        op.matvec(v)
+        times.append(time.perf_counter() - start)
+    per = float(np.median(times))
+    return {"seconds_per_product": per, "memory": memory, "n_params": op.n_params,
+            **expected_seconds(plan, op.n_params, per, made + max(first - per, 0.0))}
+
+
+def expected_seconds(plan: HessianPlan, n: int, per_product: float, setup: float
+                     ) -> dict[str, Any]:
+    """A plan's expected time from a product's seconds and an operator's set-up (making it
+    and its first product's extra): ``products`` (expected), ``setup_seconds`` (once per
+    solver: each makes its own operator), ``solver_seconds`` (``solver_seconds``, timed
+    now) and ``seconds``, their total."""
+    products = plan.expected_products(n)
+    builds = bool(plan.top_k or plan.bottom_k) + bool(plan.trace_products) + bool(
+        plan.density_probes)
+    vector = solver_seconds(plan, n)
+    return {"products": products, "setup_seconds": setup * builds, "solver_seconds": vector,
+            "seconds": per_product * products + setup * builds + vector}

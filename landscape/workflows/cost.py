@@ -70,9 +70,10 @@ def compare_cost(model, data, config: CompareConfig, n_minima: int, *,
         axis = np.linspace(-1.0, 1.0, 3)
         point = estimate_surface(model, data, random_directions(model, count=2, seed=0), axis,
                                  axis, options=surface)["seconds_per_point"]
-        product = hessian_dry_run(model, data, plan, hessian)["seconds_per_product"]
+        dry = hessian_dry_run(model, data, plan, hessian)
+        product = dry["seconds_per_product"]
         cost.update(seconds_per_point=point, seconds_per_product=product,
-                    seconds=points * point + (products + ggn) * product)
+                    seconds=points * point + n_minima * dry["seconds"] + ggn * product)
     return cost
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 
 import numpy as np
@@ -13,7 +14,9 @@ from cli_helpers import one_line_error
 from landscape.checkpoint import save_checkpoint
 from landscape.curvature import HessianOptions, hessian_eigenvalues, hessian_trace
 from landscape.curvature.hessian import HessianOperator
-from landscape.curvature.memory import HessianPlan, fitting_plan, hessian_memory
+from landscape.curvature.base import eigsh_products, record_limit
+from landscape.curvature.memory import (HessianPlan, fitting_plan, hessian_dry_run, hessian_memory,
+                                        solver_seconds)
 from landscape.curvature.options import GRAPH_CACHE_BYTES
 from landscape.data import load_dataset
 from landscape.errors import LandscapeError
@@ -110,6 +113,7 @@ def test_hessian_estimate_within_30_percent_of_the_measured_peak(wide, task):
         run = lambda: hessian_trace(model, data, n_products=30, options=options)  # noqa: E731
     run()  # first calls allocate torch's and scipy's own workspaces once
     estimate = hessian_memory(model, data, plan, options).total_added
+    _release_freed_heap()  # what earlier tests freed would otherwise hide the run's growth
     measured = _measured_gain(run)
     assert measured > 64 * 2 ** 20
     assert abs(estimate / measured - 1) <= 0.30, (estimate, measured)
@@ -301,3 +305,31 @@ def test_product_estimate_counts_the_kept_gradient_graph():
         peaks[cache] = peak.peak
     assert peaks[GRAPH_CACHE_BYTES] > 1.15 * peaks[0]  # keeping the graph costs memory
     assert abs(estimate / peaks[GRAPH_CACHE_BYTES] - 1) <= 0.10, (estimate, peaks)
+
+
+def test_expected_products_count_the_residuals_of_a_dropped_record():
+    """Past about 1.7M parameters the record cannot hold eigsh's products (512 MiB): it is
+    dropped and each residual costs a product, which the expected count includes."""
+    small, large = 8_010, 4_206_602
+    for k in (1, 5):
+        assert eigsh_products(small, k) <= record_limit(small, k)
+        assert HessianPlan(top_k=k).expected_products(small) == eigsh_products(small, k)
+        assert eigsh_products(large, k) > record_limit(large, k)
+        assert HessianPlan(top_k=k).expected_products(large) == eigsh_products(large, k) + k
+
+
+def test_dry_run_time_adds_set_up_and_the_solvers_own_work():
+    """The expected time is the products at the measured rate, plus making the operator
+    and building its graph once per solver, plus each solver's own work timed on a stand-in
+    (on the 4.2M-parameter MLP that work was 26-33% of the solvers' time)."""
+    bundle = load_dataset("mnist1d", train_subset=128, test_subset=64)
+    model = build_model("mlp", bundle, width=8).eval()
+    plan = HessianPlan(top_k=5, trace_products=12, density_probes=1, density_steps=20)
+    cost = hessian_dry_run(model, bundle, plan, HessianOptions(check=False))
+    assert cost["products"] == plan.expected_products(cost["n_params"]) == 37 + 12 + 20
+    assert cost["setup_seconds"] > 0 and cost["solver_seconds"] > 0
+    assert cost["seconds"] == pytest.approx(cost["seconds_per_product"] * cost["products"]
+                                            + cost["setup_seconds"] + cost["solver_seconds"])
+    for part in (dict(top_k=0), dict(trace_products=0), dict(density_probes=0)):
+        assert solver_seconds(dataclasses.replace(plan, **part), cost["n_params"]) > 0
+    assert solver_seconds(HessianPlan(top_k=0), cost["n_params"]) == 0
