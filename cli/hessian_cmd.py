@@ -261,7 +261,7 @@ def _fits(model, data, plan, common, max_memory: int | None, dry_run: bool) -> b
         return False
     cost = hessian_dry_run(model, data, plan, quiet)
     click.echo(f"about {cost['products']} Hessian-vector products at "
-               f"{cost['seconds_per_product']:.3g} s each (one measured now), "
+               f"{cost['seconds_per_product']:.3g} s each (measured now), "
                f"{_duration(cost['setup_seconds'])} of set-up and "
                f"{_duration(cost['solver_seconds'])} of the solvers' own work: about "
                f"{_duration(cost['seconds'])}; memory about {estimate.describe()} over the "
