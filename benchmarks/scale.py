@@ -196,7 +196,7 @@ def solver_row(name, model, data, plan, run, options, limit, device) -> dict:
     if run is None:  # it would fit, but takes too long here
         return row
     # what ``landscape hessian --dry-run`` would say, measured now beside the run
-    row["dry_run_seconds"] = hessian_dry_run(model, data, plan, options)["seconds"]
+    row["dry_run_seconds"] = hessian_dry_run(model, data, plan, options, memory=est)["seconds"]
     with gpu.Peak(device) as peak, ProductClock() as clock:
         t = time.perf_counter()
         res = run()

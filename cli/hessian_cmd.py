@@ -259,7 +259,7 @@ def _fits(model, data, plan, common, max_memory: int | None, dry_run: bool) -> b
                   lambda lim: fitting_plan(model, data, plan, quiet, lim))
     if not dry_run:
         return False
-    cost = hessian_dry_run(model, data, plan, quiet)
+    cost = hessian_dry_run(model, data, plan, quiet, memory=estimate)
     click.echo(f"about {cost['products']} Hessian-vector products at "
                f"{cost['seconds_per_product']:.3g} s each (measured now), "
                f"{_duration(cost['setup_seconds'])} of set-up and "

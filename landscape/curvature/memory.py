@@ -158,12 +158,11 @@ def _solver_parts(plan: HessianPlan, n: int) -> dict[str, int]:
     parts: dict[str, int] = {}
     # each recorded product's input and output, for the residuals (made orthonormal in place)
     # (what eigsh usually takes: the record's floor may hold more, at most RECORD_FLOOR)
-    record = min(eigsh_products(n, plan.top_k, plan.ncv),
-                 record_limit(n, plan.top_k, plan.ncv)) * 2 * vec
+    kept = record_limit(n, plan.top_k, plan.ncv)
+    record = min(eigsh_products(n, plan.top_k, plan.ncv), kept) * 2 * vec
     if plan.top_k:
         basis = plan.basis_vectors(n)
         arrays = (basis + 4 + plan.top_k) * vec  # ARPACK's basis, work, results
-        kept = record_limit(n, plan.top_k, plan.ncv)
         if kept < basis:
             # eigsh fills its basis before it restarts, so a record this short is dropped
             # with basis vectors still untouched: the larger of the two moments is the peak
@@ -222,10 +221,6 @@ DRY_RUN_PRODUCTS = 5
 VECTOR_SLICE = 1 << 19
 """Most parameters of the stand-in on which ``solver_seconds`` times the solvers' own work
 (their arrays and passes over them grow linearly with the parameters; 4 MiB a vector)."""
-
-
-class _Recorded(CurvatureOperator):
-    """A record without products, to time its Gram-Schmidt."""
 
 
 class _Diagonal(LinearOperator):
@@ -307,7 +302,7 @@ def _record_seconds(rows: int, kept: int, dropped: bool) -> float:
     Gram-Schmidt (``_orthonormalize``)."""
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal(rows) for _ in range(kept)]
-    stand_in = _Recorded(rows)
+    stand_in = CurvatureOperator(rows)  # a record only: no product is asked of it
     start = time.perf_counter()
     stand_in.history = [(x.copy(), x) for x in inputs]
     seconds = time.perf_counter() - start
@@ -319,19 +314,34 @@ def _record_seconds(rows: int, kept: int, dropped: bool) -> float:
 
 
 def hessian_dry_run(model: nn.Module, data: Any, plan: HessianPlan,
-                    options: HessianOptions | None = None) -> dict[str, Any]:
-    """Time and memory a Hessian run is expected to take, from one product measured now.
+                    options: HessianOptions | None = None, *,
+                    memory: MemoryEstimate | None = None) -> dict[str, Any]:
+    """Time and memory a Hessian run is expected to take, from products measured now.
+
+    Args:
+        memory: the run's ``hessian_memory``, when the caller has it (else estimated here).
 
     Returns:
-        ``seconds_per_product`` (the median of up to ``DRY_RUN_PRODUCTS`` after the
-        first, as many as fit the first's time or a second), ``products`` (expected),
-        ``setup_seconds`` (making the operator and what its first product spends building
-        the kept gradient graphs, once per solver), ``solver_seconds`` (``solver_seconds``:
-        the solvers' own work), ``seconds`` (the products, the set-up and the solvers' work) and ``memory``
-        (``hessian_memory``).
+        ``seconds_per_product`` and the set-up (``product_seconds``), ``products``
+        (expected), ``setup_seconds`` (once per solver), ``solver_seconds``
+        (``solver_seconds``: the solvers' own work), ``seconds`` (the products, the set-up
+        and the solvers' work) and ``memory`` (``hessian_memory``).
     """
     o = options or HessianOptions()
-    memory = hessian_memory(model, data, plan, o)
+    memory = memory or hessian_memory(model, data, plan, o)
+    per, setup, n = product_seconds(model, data, o)
+    return {"seconds_per_product": per, "memory": memory, "n_params": n,
+            **expected_seconds(plan, n, per, setup)}
+
+
+def product_seconds(model: nn.Module, data: Any, options: HessianOptions
+                    ) -> tuple[float, float, int]:
+    """``(seconds per product, set-up seconds, parameters)`` measured now: the rate is the
+    median of up to ``DRY_RUN_PRODUCTS`` products after the first, as many as fit the
+    first's time or a second (one product of a small model swings by tens of percent); the
+    set-up is making the operator and what its first product spends building the kept
+    gradient graphs."""
+    o = options
     start = time.perf_counter()
     op = HessianOperator(model, data, o.loss, chunk=o.chunk, mode=o.mode, device=o.device,
                          hvp=o.hvp, dtype=o.dtype, split=o.split)
@@ -340,16 +350,13 @@ def hessian_dry_run(model: nn.Module, data: Any, plan: HessianPlan,
     start = time.perf_counter()
     op.matvec(v)
     first = time.perf_counter() - start
-    # the median of the next few (at most DRY_RUN_PRODUCTS, while they fit the first's time
-    # or a second): one product of a small model swings by tens of percent
     times: list[float] = []
     while len(times) < DRY_RUN_PRODUCTS and (not times or sum(times) < max(first, 1.0)):
         start = time.perf_counter()
         op.matvec(v)
         times.append(time.perf_counter() - start)
     per = float(np.median(times))
-    return {"seconds_per_product": per, "memory": memory, "n_params": op.n_params,
-            **expected_seconds(plan, op.n_params, per, made + max(first - per, 0.0))}
+    return per, made + max(first - per, 0.0), op.n_params
 
 
 def expected_seconds(plan: HessianPlan, n: int, per_product: float, setup: float

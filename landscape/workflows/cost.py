@@ -27,7 +27,7 @@ import torch
 
 from ..connect import ConnectOptions, connect_memory
 from ..curvature import HessianOptions
-from ..curvature.memory import HessianPlan, hessian_dry_run, hessian_memory
+from ..curvature.memory import HessianPlan, hessian_dry_run, hessian_memory, product_seconds
 from ..directions import random_directions
 from ..evaluate import METRICS
 from ..surface import SurfaceOptions, estimate_surface, surface_memory
@@ -70,7 +70,7 @@ def compare_cost(model, data, config: CompareConfig, n_minima: int, *,
         axis = np.linspace(-1.0, 1.0, 3)
         point = estimate_surface(model, data, random_directions(model, count=2, seed=0), axis,
                                  axis, options=surface)["seconds_per_point"]
-        dry = hessian_dry_run(model, data, plan, hessian)
+        dry = hessian_dry_run(model, data, plan, hessian, memory=parts[1])
         product = dry["seconds_per_product"]
         cost.update(seconds_per_point=point, seconds_per_product=product,
                     seconds=points * point + n_minima * dry["seconds"] + ggn * product)
@@ -270,9 +270,9 @@ class UnitClock:
     def product(self) -> float:
         """Seconds of one Hessian-vector product over the training split."""
         if self._product is None:
-            self._product = hessian_dry_run(
-                self.model.eval(), self.data.train, HessianPlan(top_k=1),
-                HessianOptions(device=self.device_name, check=False))["seconds_per_product"]
+            self._product = product_seconds(
+                self.model.eval(), self.data.train,
+                HessianOptions(device=self.device_name, check=False))[0]
         return self._product
 
 
